@@ -1,0 +1,414 @@
+"""The ``/engage`` grammar: text as Slack sends it -> ``EngageCommand``.
+
+Pure: no I/O. ``parse`` either returns a command or raises ``CommandError``,
+whose text names the offending token and shows the usage line. Nothing else
+ever escapes it, whatever the input.
+
+    /engage <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <alias|FW sid>]
+    /engage <alias> <to> [...]
+    /engage <to> {"json": "object"}
+    /engage help
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from bot.phone import PhoneError, looks_like_phone, parse_address
+
+USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <flow>]"
+
+FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
+_KEY_SEGMENT = re.compile(r"^[\w-]+$")
+_OPTIONS = ("from", "flow")
+
+# What Slack clients (and macOS/iOS autocorrect) do to typed text.
+_QUOTES = str.maketrans(
+    {
+        "\u201c": '"',  # “
+        "\u201d": '"',  # ”
+        "\u201e": '"',  # „
+        "\u201f": '"',  # ‟
+        "\u2018": "'",  # ‘
+        "\u2019": "'",  # ’
+        "\u201a": "'",  # ‚
+        "\u201b": "'",  # ‛
+        "\u00a0": " ",  # no-break space
+    }
+)
+_LONG_DASH_OPTION = re.compile(r"(?:^|(?<=\s))[\u2012\u2013\u2014\u2015\u2212](?=[A-Za-z])")
+# Slack wraps links it recognised: <https://x|label>, <mailto:a@b|a@b>, <tel:+1…|…>.
+_SLACK_LINK = re.compile(r"^<(?P<target>(?:https?://|mailto:|tel:)[^|>]*)(?:\|[^>]*)?>$")
+
+
+class CommandError(ValueError):
+    """The text is not a valid ``/engage`` command. ``str()`` is the message for the user."""
+
+    def __init__(self, problem: str, token: str | None = None) -> None:
+        self.problem = problem
+        self.token = token
+        super().__init__(f"{problem}\nUsage: {USAGE}")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the configuration supplies when the command does not say."""
+
+    flows: Mapping[str, str] = field(default_factory=dict)  # alias -> FW sid
+    flow_sid: str | None = None
+    sender: str | None = None
+    region: str | None = None  # PHONE_DEFAULT_REGION
+
+
+@dataclass(frozen=True)
+class EngageCommand:
+    """Start ``flow_sid`` for ``to`` from ``sender`` with ``parameters`` as flow data."""
+
+    flow_sid: str
+    flow_alias: str | None
+    to: str
+    sender: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    """``/engage help`` (or an empty command)."""
+
+
+Command = EngageCommand | HelpCommand
+
+
+# --- tokens -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Word:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str
+    value: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    key: str
+    value: Any
+    raw: str
+
+
+@dataclass(frozen=True)
+class _Object:
+    value: dict[str, Any]
+    raw: str
+
+
+_Token = _Word | _Option | _Item | _Object
+
+
+def parse(text: str, defaults: Defaults) -> Command:
+    """Parse the text of a ``/engage`` command. Raises ``CommandError``."""
+    try:
+        tokens = _Scanner(normalise(text)).tokens()
+        return _build(tokens, defaults)
+    except RecursionError:
+        raise CommandError("the JSON is nested too deeply") from None
+
+
+def normalise(text: str) -> str:
+    """Undo what Slack clients do to typed text: curly quotes, long dashes before options."""
+    return _LONG_DASH_OPTION.sub("--", text.translate(_QUOTES)).strip()
+
+
+def unescape(text: str) -> str:
+    """Undo Slack's HTML escaping of ``&``, ``<`` and ``>``."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+class _Scanner:
+    """Splits the command into words, options, ``key=value`` items and JSON objects."""
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+
+    def tokens(self) -> list[_Token]:
+        out: list[_Token] = []
+        while True:
+            self._skip_space()
+            if self.i >= len(self.s):
+                return out
+            out.append(self._token())
+
+    def _skip_space(self) -> None:
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+
+    def _at_end_of_token(self) -> bool:
+        return self.i >= len(self.s) or self.s[self.i].isspace()
+
+    def _rest_of_token(self, start: int) -> str:
+        end = start
+        while end < len(self.s) and not self.s[end].isspace():
+            end += 1
+        return self.s[start:end]
+
+    def _token(self) -> _Token:
+        start, ch = self.i, self.s[self.i]
+        if ch == "{":
+            obj = self._json(start)
+            if not isinstance(obj, dict):  # pragma: no cover - JSON starting with "{" is a dict
+                raise CommandError("expected a JSON object", self.s[start : self.i])
+            return _Object(obj, self.s[start : self.i])
+        if ch in "\"'<":
+            return _Word(self._value(start))
+        if self.s.startswith("--", start):
+            return self._option(start)
+        j = start
+        while j < len(self.s) and not self.s[j].isspace() and self.s[j] != "=":
+            j += 1
+        if j >= len(self.s) or self.s[j] != "=":
+            self.i = j
+            return _Word(unescape(self.s[start:j]))
+        is_json = j > start and self.s[j - 1] == ":"
+        key = unescape(self.s[start : j - 1 if is_json else j])
+        self.i = j + 1
+        if is_json:
+            if self._at_end_of_token():
+                raise CommandError(f"{key}:= needs a JSON value after :=", self.s[start : j + 1])
+            value: Any = self._json(start)
+        else:
+            value = self._value(start)
+        return _Item(key, value, self.s[start : self.i])
+
+    def _option(self, start: int) -> _Option:
+        j = start + 2
+        while j < len(self.s) and not self.s[j].isspace() and self.s[j] != "=":
+            j += 1
+        name = self.s[start + 2 : j]
+        if name not in _OPTIONS:
+            raise CommandError(
+                f"unknown option --{name}: the options are --from and --flow",
+                self._rest_of_token(start),
+            )
+        if j < len(self.s) and self.s[j] == "=":
+            self.i = j + 1
+        else:
+            self.i = j
+            self._skip_space()
+        if self.i >= len(self.s):
+            raise CommandError(f"--{name} needs a value", f"--{name}")
+        value = self._value(self.i)
+        return _Option(name, value, self.s[start : self.i])
+
+    def _value(self, start: int) -> str:
+        """A value at ``self.i``: quoted, a Slack ``<link>``, or up to the next space."""
+        ch = self.s[self.i] if self.i < len(self.s) else " "
+        if ch in "\"'":
+            value = self._quoted(start)
+        elif ch == "<":
+            end = self.s.find(">", self.i)
+            if end < 0:
+                end = self.i + len(self._rest_of_token(self.i)) - 1
+            raw = self.s[self.i : end + 1]
+            self.i = end + 1
+            link = _SLACK_LINK.match(raw)
+            if link:
+                target = link.group("target")
+                value = unescape(target.removeprefix("mailto:").removeprefix("tel:"))
+            else:
+                value = unescape(raw)
+        else:
+            token = self._rest_of_token(self.i)
+            self.i += len(token)
+            return unescape(token)
+        if not self._at_end_of_token():
+            raise CommandError(
+                "unexpected text right after a closing quote or link; put a space after it",
+                self._rest_of_token(start),
+            )
+        return value
+
+    def _quoted(self, start: int) -> str:
+        quote = self.s[self.i]
+        out: list[str] = []
+        j = self.i + 1
+        while j < len(self.s):
+            ch = self.s[j]
+            if ch == "\\" and j + 1 < len(self.s) and self.s[j + 1] in (quote, "\\"):
+                out.append(self.s[j + 1])
+                j += 2
+                continue
+            if ch == quote:
+                self.i = j + 1
+                return unescape("".join(out))
+            out.append(ch)
+            j += 1
+        raise CommandError(f"unterminated quote: add the closing {quote}", self.s[start:])
+
+    def _json(self, token_start: int) -> Any:
+        """Decode the JSON value at ``self.i``; it may contain spaces, quotes, brackets."""
+        try:
+            _, end = json.JSONDecoder().raw_decode(self.s, self.i)
+            value = _loads(unescape(self.s[self.i : end]))
+        except ValueError as exc:
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise CommandError(f"bad JSON: {detail}", self._rest_of_token(token_start)) from None
+        self.i = end
+        if not self._at_end_of_token():
+            raise CommandError(
+                "unexpected text right after the JSON value; put a space after it",
+                self._rest_of_token(token_start),
+            )
+        return value
+
+
+# --- from tokens to a command ------------------------------------------------
+
+
+def _build(tokens: list[_Token], defaults: Defaults) -> Command:
+    if not tokens or (isinstance(tokens[0], _Word) and tokens[0].text.lower() == "help"):
+        return HelpCommand()
+    words = [t.text for t in tokens if isinstance(t, _Word)]
+
+    options: dict[str, _Option] = {}
+    for token in tokens:
+        if isinstance(token, _Option):
+            if token.name in options:
+                raise CommandError(f"--{token.name} is given twice", token.raw)
+            options[token.name] = token
+
+    flow_word: str | None = None
+    if words and not looks_like_phone(words[0]):
+        flow_word = words.pop(0)
+    flow_sid, alias = _resolve_flow(flow_word, options.get("flow"), defaults)
+
+    to = _contact(words, defaults)
+    sender_option = options.get("from")
+    if sender_option is not None:
+        try:
+            sender = parse_address(sender_option.value, defaults.region)
+        except PhoneError as exc:
+            raise CommandError(f"--from: {exc}", sender_option.raw) from None
+    elif defaults.sender:
+        sender = defaults.sender
+    else:
+        raise CommandError("no sender: give --from <Twilio number>", None)
+
+    parameters = _parameters(tokens)
+    return EngageCommand(flow_sid, alias, to, sender, parameters)
+
+
+def _known_flows(defaults: Defaults) -> str:
+    if not defaults.flows:
+        return "no named flows are configured (STUDIO_FLOWS)"
+    return "known flows: " + ", ".join(sorted(defaults.flows))
+
+
+def _resolve_flow(
+    word: str | None, option: _Option | None, defaults: Defaults
+) -> tuple[str, str | None]:
+    """The flow SID and its alias, from a positional alias, --flow, or the defaults."""
+    if word is not None and option is not None:
+        raise CommandError(f"the flow is given twice ({word!r} and --flow)", option.raw)
+    name = word if word is not None else (option.value if option is not None else None)
+    if name is None:
+        if defaults.flow_sid:
+            alias = next((a for a, sid in defaults.flows.items() if sid == defaults.flow_sid), None)
+            return defaults.flow_sid, alias
+        if len(defaults.flows) == 1:
+            ((alias, sid),) = defaults.flows.items()
+            return sid, alias
+        if defaults.flows:
+            raise CommandError(f"which flow? Name one first: {_known_flows(defaults)}")
+        raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
+    if FLOW_SID.match(name):
+        alias = next((a for a, sid in defaults.flows.items() if sid == name), None)
+        return name, alias
+    for alias, sid in defaults.flows.items():
+        if alias.casefold() == name.casefold():
+            return sid, alias
+    if word is not None:
+        raise CommandError(
+            f"{word!r} is neither a phone number nor a flow: {_known_flows(defaults)}", word
+        )
+    raise CommandError(
+        f"unknown flow {name!r}: {_known_flows(defaults)}, or give a flow SID (FW…)", name
+    )
+
+
+def _contact(words: list[str], defaults: Defaults) -> str:
+    if not words:
+        raise CommandError("no contact number given: whom should the flow reach?")
+    for word in words:
+        if not looks_like_phone(word):
+            raise CommandError(
+                f"unexpected {word!r}: parameters are written key=value or key:=json", word
+            )
+    starts = [w for w in words if w.startswith("+") or w.lower().startswith("whatsapp:")]
+    if len(starts) > 1 or (starts and words[0] != starts[0]):
+        raise CommandError("one contact per command: found more than one number", " ".join(words))
+    joined = " ".join(words)
+    try:
+        return parse_address(joined, defaults.region)
+    except PhoneError as exc:
+        raise CommandError(str(exc), joined) from None
+
+
+def _parameters(tokens: list[_Token]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    explicit: set[tuple[str, ...]] = set()
+    for token in tokens:
+        if isinstance(token, _Item):
+            segments = tuple(token.key.split("."))
+            if any(not s for s in segments):
+                raise CommandError(f"empty key in {token.raw!r}", token.raw)
+            bad = next((s for s in segments if not _KEY_SEGMENT.match(s)), None)
+            if bad is not None:
+                raise CommandError(
+                    f"bad key {token.key!r}: use letters, digits, _ and -, with dots to nest",
+                    token.raw,
+                )
+            _assign(params, explicit, segments, token.value, token.raw)
+        elif isinstance(token, _Object):
+            for key, value in token.value.items():
+                if not key:
+                    raise CommandError("empty key in the JSON object", token.raw)
+                _assign(params, explicit, (key,), value, token.raw)
+    return params
+
+
+def _assign(
+    params: dict[str, Any],
+    explicit: set[tuple[str, ...]],
+    path: tuple[str, ...],
+    value: Any,
+    raw: str,
+) -> None:
+    """Set ``path`` in ``params``; a key set twice, or set and nested into, is an error."""
+    node = params
+    for depth, segment in enumerate(path[:-1], start=1):
+        prefix = path[:depth]
+        if prefix in explicit:
+            raise CommandError(f"conflicting keys: {'.'.join(prefix)!r} is already set", raw)
+        node = node.setdefault(segment, {})
+    if path in explicit or path[-1] in node:
+        raise CommandError(f"conflicting keys: {'.'.join(path)!r} is set twice", raw)
+    node[path[-1]] = value
+    explicit.add(path)

@@ -1,0 +1,110 @@
+"""Phone numbers as people type and paste them, normalised by libphonenumber.
+
+Pure: no I/O. ``parse_address`` turns what a person typed into the address
+Twilio expects (``+E164`` or ``whatsapp:+E164``) or raises ``PhoneError``
+saying why it is not one.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+WHATSAPP = "whatsapp:"
+
+# Slack may wrap a number it recognised as ``<tel:+16175551212|+1 617-555-1212>``.
+_SLACK_TEL = re.compile(r"^<tel:(?P<number>[^|>]*)(?:\|[^>]*)?>$", re.IGNORECASE)
+
+_POSSIBLE_REASONS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "its country code does not exist",
+    ValidationResult.TOO_SHORT: "it is too short",
+    ValidationResult.TOO_LONG: "it is too long",
+    ValidationResult.INVALID_LENGTH: "it has the wrong number of digits for its country",
+}
+
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "its country code does not exist",
+    NumberParseException.NOT_A_NUMBER: "it is not a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
+    NumberParseException.TOO_SHORT_NSN: "it is too short",
+    NumberParseException.TOO_LONG: "it is too long",
+}
+
+
+class PhoneError(ValueError):
+    """The text is not a phone number Twilio can reach; ``str()`` says why."""
+
+
+def unwrap_slack_tel(text: str) -> str:
+    """Return the number inside Slack's ``<tel:…|…>`` wrapper, or ``text`` unchanged."""
+    match = _SLACK_TEL.match(text.strip())
+    return match.group("number") if match else text
+
+
+def parse_address(text: str, default_region: str | None = None) -> str:
+    """Normalise a contact or sender address to ``+E164`` or ``whatsapp:+E164``.
+
+    Accepts E.164 with any spacing and punctuation, national numbers when
+    ``default_region`` (ISO 3166 alpha-2) is given, ``whatsapp:`` addresses and
+    Slack's ``<tel:…>`` wrapper. Raises ``PhoneError`` for anything that is not
+    a *valid* number according to libphonenumber.
+    """
+    raw = unwrap_slack_tel(text).strip()
+    prefix = ""
+    if raw.lower().startswith(WHATSAPP):
+        prefix, raw = WHATSAPP, raw[len(WHATSAPP) :].strip()
+        if not raw.startswith("+"):
+            raise PhoneError(f"{text!r}: a WhatsApp address needs the full number, as whatsapp:+…")
+    shown = text.strip()
+    if not raw:
+        raise PhoneError("no phone number given")
+    region = default_region.upper() if default_region else None
+    if not raw.startswith("+") and region is None:
+        raise PhoneError(
+            f"{shown!r} has no country code: write it as +<country code><number>"
+            " (or ask an admin to set PHONE_DEFAULT_REGION)"
+        )
+    try:
+        number = phonenumbers.parse(raw, region)
+    except NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, "it is not a phone number")
+        raise PhoneError(f"{shown!r} is not a phone number: {reason}") from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+        reason = _POSSIBLE_REASONS.get(possible, "it is not a possible number")
+        raise PhoneError(f"{shown!r} is not a phone number: {reason}")
+    if not phonenumbers.is_valid_number(number):
+        country = number.country_code or 0
+        where = phonenumbers.region_code_for_country_code(country)
+        raise PhoneError(
+            f"{shown!r} is not a valid number: no such number is assigned in +{country}"
+            f" ({where}). Check the digits."
+        )
+    return prefix + phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def looks_like_phone(token: str) -> bool:
+    """Whether a token could be (part of) a phone number as typed: digits and punctuation.
+
+    Used by the parser to join a number typed with spaces (``+1 617 555 1212``).
+    """
+    stripped = token.strip()
+    if stripped.lower().startswith(WHATSAPP) or _SLACK_TEL.match(stripped):
+        return True
+    return bool(_PHONE_CHUNK.match(stripped)) and any(ch.isdigit() for ch in stripped)
+
+
+_PHONE_CHUNK = re.compile(r"^[+(]?[\d().\-\u2010-\u2015\u2212/ ]+$")
+
+
+def pretty(address: str) -> str:
+    """Format a normalised address for people: ``+1 617-555-1212``."""
+    prefix = WHATSAPP if address.startswith(WHATSAPP) else ""
+    number = address[len(prefix) :]
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except NumberParseException:
+        return address
+    return prefix + phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL)

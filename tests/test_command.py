@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.command import USAGE, CommandError, Defaults, EngageCommand, HelpCommand, parse
+
+ONBOARDING = "FW" + "a" * 32
+SURVEY = "FW" + "b" * 32
+OTHER = "FW" + "c" * 32
+SENDER = "+16175550100"
+DEFAULTS = Defaults(
+    flows={"onboarding": ONBOARDING, "survey": SURVEY},
+    flow_sid=ONBOARDING,
+    sender=SENDER,
+    region="US",
+)
+
+
+def engage(text: str, defaults: Defaults = DEFAULTS) -> EngageCommand:
+    command = parse(text, defaults)
+    assert isinstance(command, EngageCommand)
+    return command
+
+
+@pytest.mark.parametrize(
+    ("text", "parameters"),
+    [
+        ("+16175551212", {}),
+        ("+16175551212 first_name=Zeke", {"first_name": "Zeke"}),
+        ("+16175551212 first_name=Zeke plan=gold", {"first_name": "Zeke", "plan": "gold"}),
+        ('+16175551212 name="Zeke Smith"', {"name": "Zeke Smith"}),
+        ("+16175551212 name='Zeke Smith'", {"name": "Zeke Smith"}),
+        ('+16175551212 quote="say \\"hi\\""', {"quote": 'say "hi"'}),
+        ('+16175551212 path="C:\\\\x"', {"path": "C:\\x"}),
+        ("+16175551212 empty=", {"empty": ""}),
+        ('+16175551212 empty=""', {"empty": ""}),
+        ("+16175551212 eq=a=b", {"eq": "a=b"}),
+        ("+16175551212 note=O'Brien", {"note": "O'Brien"}),
+        ("+16175551212 count:=3", {"count": 3}),
+        ("+16175551212 ratio:=0.5 vip:=true none:=null", {"ratio": 0.5, "vip": True, "none": None}),
+        ('+16175551212 tags:=["a", "b c"]', {"tags": ["a", "b c"]}),
+        ('+16175551212 obj:={"k": [1, {"n": "x y"}]}', {"obj": {"k": [1, {"n": "x y"}]}}),
+        ('+16175551212 s:="quoted string"', {"s": "quoted string"}),
+        ("+16175551212 customer.name=Zeke", {"customer": {"name": "Zeke"}}),
+        (
+            "+16175551212 customer.name=Zeke customer.vip:=true customer.address.city=Boston",
+            {"customer": {"name": "Zeke", "vip": True, "address": {"city": "Boston"}}},
+        ),
+        ('+16175551212 {"first_name": "Zeke", "count": 3}', {"first_name": "Zeke", "count": 3}),
+        ('+16175551212 {"a": {"b": [1, 2]}} c=d', {"a": {"b": [1, 2]}, "c": "d"}),
+        ("+16175551212 prénom=Zoë", {"prénom": "Zoë"}),
+        ("+16175551212 with-dash=1", {"with-dash": "1"}),
+        # What Slack does to text
+        ("+16175551212 a=x&amp;y b=&lt;tag&gt;", {"a": "x&y", "b": "<tag>"}),
+        ("+16175551212 name=\u201cZeke Smith\u201d", {"name": "Zeke Smith"}),
+        ("+16175551212 name=\u2018Zeke Smith\u2019", {"name": "Zeke Smith"}),
+        ("+16175551212 note=O\u2019Brien", {"note": "O'Brien"}),
+        ("+16175551212 tags:=[\u201ca\u201d]", {"tags": ["a"]}),
+        ("+16175551212 \u00a0a=1", {"a": "1"}),
+        (
+            "+16175551212 url=<https://example.com/x?a=b|example.com/x>",
+            {"url": "https://example.com/x?a=b"},
+        ),
+        ("+16175551212 url=<https://example.com>", {"url": "https://example.com"}),
+        ("+16175551212 mail=<mailto:z@example.com|z@example.com>", {"mail": "z@example.com"}),
+        ("+16175551212 other=<tel:+14155550000|+1 415>", {"other": "+14155550000"}),
+        ("+16175551212 dash=a\u2014b", {"dash": "a\u2014b"}),  # long dashes in values stay
+    ],
+)
+def test_parameters(text: str, parameters: dict[str, Any]) -> None:
+    command = engage(text)
+    assert command.parameters == parameters
+    assert command.to == "+16175551212"
+
+
+@pytest.mark.parametrize(
+    ("text", "to"),
+    [
+        ("+16175551212", "+16175551212"),
+        ("+1 617 555 1212 a=1", "+16175551212"),
+        ("(617) 555-1212", "+16175551212"),
+        ("617.555.1212", "+16175551212"),
+        ("617-555-1212", "+16175551212"),
+        ('"+1 617 555 1212" a=1', "+16175551212"),
+        ("<tel:+16175551212|+1 617 555 1212> a=1", "+16175551212"),
+        ("whatsapp:+16175551212", "whatsapp:+16175551212"),
+        ("+44 7911 123456", "+447911123456"),
+    ],
+)
+def test_contact_forms(text: str, to: str) -> None:
+    assert engage(text).to == to
+
+
+@pytest.mark.parametrize(
+    ("text", "flow", "alias", "sender"),
+    [
+        ("+16175551212", ONBOARDING, "onboarding", SENDER),
+        ("survey +16175551212", SURVEY, "survey", SENDER),
+        ("SURVEY +16175551212", SURVEY, "survey", SENDER),
+        ("+16175551212 --flow survey", SURVEY, "survey", SENDER),
+        ("+16175551212 --flow=survey", SURVEY, "survey", SENDER),
+        (f"+16175551212 --flow {OTHER}", OTHER, None, SENDER),
+        (f"+16175551212 --flow {SURVEY}", SURVEY, "survey", SENDER),
+        (f"{OTHER} +16175551212", OTHER, None, SENDER),
+        ("+16175551212 \u2014flow survey", SURVEY, "survey", SENDER),  # macOS turns -- into —
+        ("+16175551212 \u2013flow survey", SURVEY, "survey", SENDER),
+        ("+16175551212 --from +14155550000", ONBOARDING, "onboarding", "+14155550000"),
+        ("+16175551212 --from 415-555-0000", ONBOARDING, "onboarding", "+14155550000"),
+        (
+            "+16175551212 --from whatsapp:+14155550000",
+            ONBOARDING,
+            "onboarding",
+            "whatsapp:+14155550000",
+        ),
+        ("+16175551212 --from <tel:+14155550000|x> a=1", ONBOARDING, "onboarding", "+14155550000"),
+        ("--from +14155550000 --flow survey +16175551212", SURVEY, "survey", "+14155550000"),
+    ],
+)
+def test_flow_and_sender(text: str, flow: str, alias: str | None, sender: str) -> None:
+    command = engage(text)
+    assert (command.flow_sid, command.flow_alias, command.sender) == (flow, alias, sender)
+
+
+def test_flows_without_a_default() -> None:
+    one = Defaults(flows={"survey": SURVEY}, sender=SENDER)
+    assert engage("+16175551212", one).flow_sid == SURVEY
+    two = Defaults(flows={"onboarding": ONBOARDING, "survey": SURVEY}, sender=SENDER)
+    assert engage("survey +16175551212", two).flow_sid == SURVEY
+    with pytest.raises(CommandError, match="which flow"):
+        parse("+16175551212", two)
+
+
+@pytest.mark.parametrize("text", ["help", "HELP", "help me", "", "   "])
+def test_help(text: str) -> None:
+    assert parse(text, DEFAULTS) == HelpCommand()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "token"),
+    [
+        ("+18001234567", "not a valid number", "+18001234567"),
+        ("+16175551212 a=1 a=2", "set twice", "a=2"),
+        ("+16175551212 a=1 a.b=2", "'a' is already set", "a.b=2"),
+        ("+16175551212 a.b=2 a=1", "set twice", "a=1"),
+        ("+16175551212 a:={} a.b=2", "'a' is already set", "a.b=2"),
+        ('+16175551212 {"a": 1} a=2', "set twice", "a=2"),
+        ('+16175551212 {"": 1}', "empty key", '{"": 1}'),
+        ("+16175551212 =x", "empty key", "=x"),
+        ("+16175551212 :=1", "empty key", ":=1"),
+        ("+16175551212 a..b=1", "empty key", "a..b=1"),
+        ("+16175551212 .a=1", "empty key", ".a=1"),
+        ("+16175551212 a.=1", "empty key", "a.=1"),
+        ("+16175551212 a$b=1", "bad key", "a$b=1"),
+        ('+16175551212 a="x', "unterminated quote", 'a="x'),
+        ("+16175551212 a='x y", "unterminated quote", "a='x y"),
+        ('+16175551212 "+1 617', "unterminated quote", '"+1 617'),
+        ('+16175551212 a="x"y', "after a closing quote", 'a="x"y'),
+        ("+16175551212 a:={bad", "bad JSON", "a:={bad"),
+        ("+16175551212 a:=[1,", "bad JSON", "a:=[1,"),
+        ("+16175551212 a:=", "needs a JSON value", "a:="),
+        ("+16175551212 a:= 1", "needs a JSON value", "a:="),
+        ("+16175551212 a:=NaN", "bad JSON", "a:=NaN"),
+        ("+16175551212 a:=Infinity", "bad JSON", "a:=Infinity"),
+        ("+16175551212 a:=[1]x", "after the JSON value", "a:=[1]x"),
+        ("+16175551212 {bad}", "bad JSON", "{bad}"),
+        ("+16175551212 --to x", "unknown option --to", "--to"),
+        ("+16175551212 --flow", "--flow needs a value", "--flow"),
+        ("+16175551212 --from", "--from needs a value", "--from"),
+        ("+16175551212 --flow a --flow b", "given twice", "--flow b"),
+        ("+16175551212 --flow nope", "unknown flow 'nope'", "nope"),
+        ("survey +16175551212 --flow survey", "flow is given twice", "--flow survey"),
+        ("nope +16175551212", "neither a phone number nor a flow", "nope"),
+        ("+16175551212 --from 12", "--from", "--from 12"),
+        ("+16175551212 zeke", "unexpected 'zeke'", "zeke"),
+        ("survey", "no contact number", None),
+        ("a=1", "no contact number", None),
+        ("+16175551212 +14155551212", "one contact per command", "+16175551212 +14155551212"),
+        ("617 555 1212 +14155551212", "one contact per command", "617 555 1212 +14155551212"),
+        ("+16175551212 a:=" + "[" * 5000, "nested too deeply", None),
+    ],
+)
+def test_errors_name_the_token(text: str, problem: str, token: str | None) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text, DEFAULTS)
+    assert problem in caught.value.problem
+    assert caught.value.token == token
+    assert USAGE in str(caught.value)
+
+
+def test_no_region_means_national_numbers_are_refused() -> None:
+    defaults = Defaults(flow_sid=ONBOARDING, sender=SENDER)
+    with pytest.raises(CommandError, match="no country code"):
+        parse("617-555-1212", defaults)
+
+
+def test_no_flow_configured() -> None:
+    with pytest.raises(CommandError, match="no flow is configured"):
+        parse("+16175551212", Defaults(sender=SENDER))
+    with pytest.raises(CommandError, match="no named flows"):
+        parse("+16175551212 --flow survey", Defaults(flow_sid=ONBOARDING, sender=SENDER))
+
+
+def test_no_sender_configured() -> None:
+    with pytest.raises(CommandError, match="no sender"):
+        parse("+16175551212", Defaults(flow_sid=ONBOARDING))
+
+
+TOKENS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "+16175551212",
+            "617",
+            "555-1212",
+            "a=1",
+            "a:=",
+            "a.b=",
+            ":=",
+            "=",
+            '"',
+            "'",
+            "{",
+            "}",
+            "[",
+            "]",
+            "--from",
+            "--flow",
+            "\u2014flow",
+            "survey",
+            "help",
+            "&amp;",
+            "&lt;",
+            "<tel:",
+            "|",
+            ">",
+            "<https://x|y>",
+            "whatsapp:",
+            "\\",
+            "\u201c",
+            "NaN",
+            "a:={",
+            "x:=[1,",
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TOKENS, max_size=8).map(" ".join))
+def test_nothing_but_command_error_escapes(text: str) -> None:
+    try:
+        result: object = parse(text, DEFAULTS)
+    except CommandError as exc:
+        result = exc
+    assert isinstance(result, EngageCommand | HelpCommand | CommandError)
+    if isinstance(result, CommandError):
+        assert result.problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_nothing_but_command_error_escapes_arbitrary_text(text: str) -> None:
+    with contextlib.suppress(CommandError):
+        parse(text, DEFAULTS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
+        # Curly quotes are read as plain ones (documented), so they are left out here.
+        st.text(
+            alphabet=st.characters(
+                blacklist_categories=["Cs"],
+                blacklist_characters="\u201c\u201d\u201e\u201f\u2018\u2019\u201a\u201b\u00a0",
+            ),
+            max_size=20,
+        ),
+        max_size=5,
+    )
+)
+def test_quoted_values_round_trip(values: dict[str, str]) -> None:
+    items = " ".join(
+        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for key, value in values.items()
+    )
+    command = engage(f"+16175551212 {items}")
+    expected = {
+        k: v.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        for k, v in values.items()
+    }
+    assert command.parameters == expected

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.phone import PhoneError, looks_like_phone, parse_address, pretty, unwrap_slack_tel
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "expected"),
+    [
+        ("+16175551212", None, "+16175551212"),
+        ("+1 617 555 1212", None, "+16175551212"),
+        ("+1 (617) 555-1212", None, "+16175551212"),
+        ("+1.617.555.1212", None, "+16175551212"),
+        ("+1 617\u2013555\u20131212", None, "+16175551212"),  # en dashes from autocorrect
+        ("  +16175551212  ", None, "+16175551212"),
+        ("617-555-1212", "US", "+16175551212"),
+        ("(617) 555-1212", "us", "+16175551212"),
+        ("617.555.1212", "US", "+16175551212"),
+        ("07911 123456", "GB", "+447911123456"),
+        ("+44 7911 123456", "US", "+447911123456"),  # a + number ignores the default region
+        ("whatsapp:+16175551212", None, "whatsapp:+16175551212"),
+        ("WhatsApp:+1 617 555 1212", None, "whatsapp:+16175551212"),
+        ("<tel:+16175551212|+1 617-555-1212>", None, "+16175551212"),
+        ("<tel:6175551212>", "US", "+16175551212"),
+    ],
+)
+def test_accepts_numbers_as_people_type_them(typed: str, region: str | None, expected: str) -> None:
+    assert parse_address(typed, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "reason"),
+    [
+        ("617-555-1212", None, "no country code"),
+        ("", None, "no phone number"),
+        ("+1617555", None, "too short"),
+        ("+161755512121234567", None, "too long"),
+        ("+999 1234 5678", None, "country code does not exist"),
+        ("+18001234567", None, "not a valid number"),  # possible, but 800-1xx is never assigned
+        ("+1 555 555 5555", None, "not a valid number"),
+        ("zeke", "US", "not a phone number"),
+        ("whatsapp:6175551212", "US", "whatsapp:+"),
+        ("whatsapp:", None, "whatsapp:+"),
+    ],
+)
+def test_refuses_what_is_not_a_valid_number_and_says_why(
+    typed: str, region: str | None, reason: str
+) -> None:
+    with pytest.raises(PhoneError, match=reason):
+        parse_address(typed, region)
+
+
+def test_unwrap_slack_tel_leaves_other_text_alone() -> None:
+    assert unwrap_slack_tel("<tel:+16175551212|call me>") == "+16175551212"
+    assert unwrap_slack_tel("+16175551212") == "+16175551212"
+    assert unwrap_slack_tel("<https://x.example>") == "<https://x.example>"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("+1", True),
+        ("617", True),
+        ("(617)", True),
+        ("555-1212", True),
+        ("whatsapp:+1", True),
+        ("zeke", False),
+        ("a=1", False),
+        ("--from", False),
+        ("+", False),
+        ("()", False),
+    ],
+)
+def test_looks_like_phone(token: str, expected: bool) -> None:
+    assert looks_like_phone(token) is expected
+
+
+def test_pretty_formats_for_people() -> None:
+    assert pretty("+16175551212") == "+1 617-555-1212"
+    assert pretty("whatsapp:+447911123456") == "whatsapp:+44 7911 123456"
+
+
+@given(st.text(max_size=60), st.sampled_from([None, "US", "GB", "DE"]))
+def test_anything_typed_is_a_number_or_a_phone_error(text: str, region: str | None) -> None:
+    try:
+        result = parse_address(text, region)
+    except PhoneError as exc:
+        result = str(exc)
+        assert result  # a reason, always
+        return
+    assert result.removeprefix("whatsapp:").startswith("+")
+    assert result == parse_address(result)  # normal form is stable
