@@ -1,0 +1,315 @@
+"""Configuration: the environment (or ``.env``) -> one validated ``Settings``.
+
+Every problem is found at once and reported by variable name, never by value:
+``load_settings`` raises ``ConfigError`` listing them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+import phonenumbers
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.command import FLOW_SID, Defaults
+from bot.phone import PhoneError, parse_address
+
+ENV_EXAMPLE = ".env.example"
+DEFAULT_STUDIO_URL = "https://studio.twilio.com"
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
+_ALIAS = re.compile(r"^[A-Za-z][\w-]*$")
+_HOST_LABEL = re.compile(r"^[a-z0-9-]+$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot start the bot; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"studio-engage cannot start: {len(problems)} configuration problem(s):\n{lines}\n"
+            f"Set them in the environment or in .env (see {ENV_EXAMPLE})."
+        )
+
+
+def parse_flows(text: str) -> dict[str, str]:
+    """``onboarding=FW…,survey=FW…`` -> ``{"onboarding": "FW…", ...}``. Raises ValueError."""
+    flows: dict[str, str] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        alias, sep, sid = (part.strip() for part in entry.partition("="))
+        if not sep or not _ALIAS.match(alias) or not FLOW_SID.match(sid):
+            raise ValueError(
+                "must be alias=FW…(32 hex digits), comma-separated; aliases start with a letter"
+            )
+        if alias.casefold() in (a.casefold() for a in flows) or alias.lower() in ("help",):
+            raise ValueError(f"alias {alias!r} is used twice or is reserved")
+        flows[alias] = sid
+    return flows
+
+
+def studio_base_url(region: str | None, edge: str | None) -> str:
+    """The Studio host as Twilio's libraries build it: ``studio.{edge}.{region}.twilio.com``.
+
+    An edge without a region implies ``us1``, as in twilio-python.
+    """
+    if not region and not edge:
+        return DEFAULT_STUDIO_URL
+    labels = ["studio", edge, region or "us1", "twilio.com"]
+    return "https://" + ".".join(label for label in labels if label)
+
+
+def _check(pattern: re.Pattern[str], shape: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and not pattern.match(str(value)):
+            raise ValueError(f"must be {shape}")
+        return value
+
+    return check
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment. Secrets are ``SecretStr``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_api_key: str | None = None
+    twilio_api_secret: SecretStr | None = None
+    twilio_region: str | None = None
+    twilio_edge: str | None = None
+
+    studio_flow_sid: str | None = None
+    studio_flows: Annotated[dict[str, str], NoDecode] = {}
+    studio_from: str | None = None
+    studio_base_url: str | None = None
+
+    phone_default_region: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 3000
+    shutdown_grace_seconds: float = 25.0
+
+    # -- field shapes (each reported by name; values are never echoed) --------
+
+    _account_sid = field_validator("twilio_account_sid")(
+        _check(_ACCOUNT_SID, "AC followed by 32 hex digits")
+    )
+    _api_key = field_validator("twilio_api_key")(
+        _check(_API_KEY_SID, "SK followed by 32 hex digits")
+    )
+    _flow_sid = field_validator("studio_flow_sid")(_check(FLOW_SID, "FW followed by 32 hex digits"))
+    _edge_region = field_validator("twilio_region", "twilio_edge")(
+        _check(_HOST_LABEL, "a lower-case host label such as ie1 or dublin")
+    )
+
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_api_key",
+        "twilio_api_secret",
+        "twilio_region",
+        "twilio_edge",
+        "studio_flow_sid",
+        "studio_from",
+        "studio_base_url",
+        "phone_default_region",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token (xoxb-…)")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-…)")
+        return value
+
+    @field_validator("studio_flows", mode="before")
+    @classmethod
+    def _flows(cls, value: Any) -> Any:
+        return parse_flows(value) if isinstance(value, str) else value
+
+    @field_validator("studio_from")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.lstrip().startswith(("+", "whatsapp:+")):
+            raise ValueError("must be a Twilio number in E.164 (+…) or whatsapp:+…")
+        try:
+            return parse_address(value)
+        except PhoneError:
+            raise ValueError("is not a valid phone number in E.164 (+…)") from None
+
+    @field_validator("phone_default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("must be an ISO 3166 country code such as US or GB")
+        return value.upper() if value else None
+
+    @field_validator("slack_api_url", "studio_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s):// URL")
+        return value
+
+    @field_validator("shutdown_grace_seconds")
+    @classmethod
+    def _grace(cls, value: float) -> float:
+        if not 0 <= value <= 600:
+            raise ValueError("must be a number of seconds, 0-600")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError("must be a TCP port, 1-65535")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: Callable[[Any], Settings]) -> Settings:
+        """Report field problems and missing combinations together, by name."""
+        raw = data if isinstance(data, Mapping) else {}
+        problems = cls.required(raw)
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            problems = _field_problems(exc) + problems
+            raise ConfigError(problems) from None
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    # -- derived values -----------------------------------------------------
+
+    @property
+    def twilio_base_url(self) -> str:
+        """Where Studio's API is: STUDIO_BASE_URL, else from TWILIO_REGION/TWILIO_EDGE."""
+        base = self.studio_base_url or studio_base_url(self.twilio_region, self.twilio_edge)
+        return base.rstrip("/")
+
+    @property
+    def twilio_credentials(self) -> tuple[str, SecretStr]:
+        """The HTTP Basic pair: the API key and secret when set, else account SID and token."""
+        if self.twilio_api_key and self.twilio_api_secret:
+            return self.twilio_api_key, self.twilio_api_secret
+        if self.twilio_account_sid is None or self.twilio_auth_token is None:
+            raise ConfigError(["TWILIO_AUTH_TOKEN: missing"])  # required() rules this out
+        return self.twilio_account_sid, self.twilio_auth_token
+
+    @property
+    def credential_names(self) -> tuple[str, str]:
+        """The variables ``twilio_credentials`` came from, for masked output."""
+        if self.twilio_api_key and self.twilio_api_secret:
+            return "TWILIO_API_KEY", "TWILIO_API_SECRET"
+        return "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"
+
+    @property
+    def command_defaults(self) -> Defaults:
+        """What the ``/engage`` parser falls back on."""
+        return Defaults(
+            flows=dict(self.studio_flows),
+            flow_sid=self.studio_flow_sid,
+            sender=self.studio_from,
+            region=self.phone_default_region,
+        )
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @classmethod
+    def required(cls, raw: Mapping[str, Any]) -> list[str]:
+        """What must be set, alone or in combination, for the bot to reach Studio."""
+        return _missing_for_studio(raw)
+
+
+class SlackSettings(Settings):
+    """Settings for serving Slack: Studio's plus the Slack tokens."""
+
+    @classmethod
+    def required(cls, raw: Mapping[str, Any]) -> list[str]:
+        problems = super().required(raw)
+        if not _present(raw, "slack_bot_token"):
+            problems.append("SLACK_BOT_TOKEN: missing (the bot token, xoxb-…)")
+        if not _present(raw, "slack_app_token") and not _present(raw, "slack_signing_secret"):
+            problems.append(
+                "SLACK_SIGNING_SECRET: missing (verifies Slack's requests over HTTP;"
+                " or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        return problems
+
+
+def _present(raw: Mapping[str, Any], name: str) -> bool:
+    value = raw.get(name)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is not None and (not isinstance(value, str | dict) or bool(value))
+
+
+def _missing_for_studio(raw: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if not _present(raw, "twilio_account_sid"):
+        problems.append("TWILIO_ACCOUNT_SID: missing (your account SID, AC…)")
+    has_key = _present(raw, "twilio_api_key")
+    has_secret = _present(raw, "twilio_api_secret")
+    if has_key != has_secret:
+        problems.append("TWILIO_API_KEY and TWILIO_API_SECRET: set both, or neither")
+    elif not has_key and not _present(raw, "twilio_auth_token"):
+        problems.append(
+            "TWILIO_AUTH_TOKEN: missing (or set TWILIO_API_KEY and TWILIO_API_SECRET instead)"
+        )
+    if not _present(raw, "studio_flow_sid") and not _present(raw, "studio_flows"):
+        problems.append("STUDIO_FLOW_SID: missing (the default flow, FW…; or set STUDIO_FLOWS)")
+    if not _present(raw, "studio_from"):
+        problems.append("STUDIO_FROM: missing (the Twilio number flows send from, +…)")
+    return problems
+
+
+def _field_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}")
+    return problems
+
+
+def load_settings(*, need_slack: bool, **overrides: Any) -> Settings:
+    """Read and validate the configuration. Raises ``ConfigError`` naming every problem.
+
+    ``need_slack`` is false for ``python -m bot trigger``, which talks to Studio only.
+    """
+    cls = SlackSettings if need_slack else Settings
+    return cls(**overrides)

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_settings, parse_flows, studio_base_url
+from tests.peers import ACCOUNT_SID, AUTH_TOKEN, BOT_TOKEN, FLOW_SID, SIGNING_SECRET, SURVEY_SID
+
+GOOD = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    "STUDIO_FLOW_SID": FLOW_SID,
+    "STUDIO_FROM": "+16175550100",
+    "SLACK_BOT_TOKEN": BOT_TOKEN,
+    "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+}
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_complete_environment_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD)
+    settings = load_settings(need_slack=True)
+    assert settings.twilio_base_url == "https://studio.twilio.com"
+    assert settings.twilio_credentials[0] == ACCOUNT_SID
+    assert settings.twilio_credentials[1].get_secret_value() == AUTH_TOKEN
+    assert settings.port == 3000
+    assert settings.host == "0.0.0.0"
+    assert not settings.socket_mode
+    assert settings.command_defaults.flow_sid == FLOW_SID
+
+
+def test_dotenv_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("\n".join(f"{k}={v}" for k, v in GOOD.items()) + "\nPORT=8080\n")
+    settings = load_settings(need_slack=True)
+    assert settings.port == 8080
+    assert settings.studio_flow_sid == FLOW_SID
+
+
+def test_every_problem_is_listed_at_once_by_name_never_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_env(
+        monkeypatch,
+        {
+            "TWILIO_ACCOUNT_SID": "ACnot-a-sid",
+            "TWILIO_AUTH_TOKEN": "",
+            "STUDIO_FLOWS": "survey=FWnope",
+            "STUDIO_FROM": "+18001234567",
+            "SLACK_BOT_TOKEN": "xoxp-user-token-5ecret",
+            "PHONE_DEFAULT_REGION": "XX",
+            "PORT": "99999",
+            "TWILIO_EDGE": "Not A Host",
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(need_slack=True)
+    message = str(caught.value)
+    for name in [
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "STUDIO_FLOWS",
+        "STUDIO_FROM",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "PHONE_DEFAULT_REGION",
+        "PORT",
+        "TWILIO_EDGE",
+    ]:
+        assert name in message, name
+    assert ".env.example" in message
+    for value in ["xoxp-user-token-5ecret", "ACnot-a-sid", "FWnope", "99999"]:
+        assert value not in message
+
+
+def test_trigger_does_not_need_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {k: v for k, v in GOOD.items() if not k.startswith("SLACK")})
+    assert load_settings(need_slack=False).slack_bot_token is None
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
+        load_settings(need_slack=True)
+
+
+def test_socket_mode_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {k: v for k, v in GOOD.items() if k != "SLACK_SIGNING_SECRET"})
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-5ecret")
+    assert load_settings(need_slack=True).socket_mode
+
+
+def test_api_key_is_preferred_and_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {k: v for k, v in GOOD.items() if k != "TWILIO_AUTH_TOKEN"})
+    monkeypatch.setenv("TWILIO_API_KEY", "SK" + "f" * 32)
+    with pytest.raises(ConfigError, match="TWILIO_API_KEY and TWILIO_API_SECRET"):
+        load_settings(need_slack=False)
+    monkeypatch.setenv("TWILIO_API_SECRET", "api-5ecret")
+    settings = load_settings(need_slack=False)
+    assert settings.twilio_credentials[0] == "SK" + "f" * 32
+    assert settings.credential_names == ("TWILIO_API_KEY", "TWILIO_API_SECRET")
+
+
+def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD)
+    monkeypatch.setenv("TWILIO_API_SECRET", "api-5ecret")
+    monkeypatch.setenv("TWILIO_API_KEY", "SK" + "f" * 32)
+    settings = load_settings(need_slack=True)
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        for secret in (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, "api-5ecret"):
+            assert secret not in text
+
+
+def test_flows() -> None:
+    assert parse_flows(f"onboarding={FLOW_SID}, survey = {SURVEY_SID},") == {
+        "onboarding": FLOW_SID,
+        "survey": SURVEY_SID,
+    }
+    for bad in [
+        f"={FLOW_SID}",
+        "a=FW1",
+        f"a {FLOW_SID}",
+        f"a={FLOW_SID},A={SURVEY_SID}",
+        f"help={FLOW_SID}",
+        f"1a={FLOW_SID}",
+    ]:
+        with pytest.raises(ValueError, match="alias"):
+            parse_flows(bad)
+
+
+def test_flows_alone_are_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {k: v for k, v in GOOD.items() if k != "STUDIO_FLOW_SID"})
+    monkeypatch.setenv("STUDIO_FLOWS", f"survey={SURVEY_SID}")
+    assert load_settings(need_slack=True).command_defaults.flows == {"survey": SURVEY_SID}
+
+
+@pytest.mark.parametrize(
+    ("region", "edge", "url"),
+    [
+        (None, None, "https://studio.twilio.com"),
+        ("ie1", None, "https://studio.ie1.twilio.com"),
+        ("au1", "sydney", "https://studio.sydney.au1.twilio.com"),
+        (None, "dublin", "https://studio.dublin.us1.twilio.com"),
+    ],
+)
+def test_region_and_edge_as_twilio_builds_them(
+    region: str | None, edge: str | None, url: str
+) -> None:
+    assert studio_base_url(region, edge) == url
+
+
+def test_base_url_overrides_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD)
+    monkeypatch.setenv("TWILIO_REGION", "ie1")
+    monkeypatch.setenv("STUDIO_BASE_URL", "http://127.0.0.1:4010/")
+    assert load_settings(need_slack=True).twilio_base_url == "http://127.0.0.1:4010"
