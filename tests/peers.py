@@ -1,0 +1,290 @@
+"""Loopback peers for the tests: a fake Studio, a fake Slack (Web API + response_url
+sink), Stoplight Prism serving Twilio's spec, and Slack-signed requests.
+
+Every server binds to 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_DIR = Path(os.environ.get("TWILIO_OAI_DIR", REPO.parent / "shared" / "twilio-oai"))
+PRISM_BIN = REPO / "tests" / "prism" / "node_modules" / ".bin" / "prism"
+
+ACCOUNT_SID = "AC" + "a" * 32
+AUTH_TOKEN = "tok-5ecret-auth-token-value"
+FLOW_SID = "FW" + "b" * 32
+SURVEY_SID = "FW" + "c" * 32
+ENGAGEMENT_SID = "FN" + "d" * 32
+SENDER = "+16175550100"
+CONTACT = "+16175551212"
+BOT_TOKEN = "xoxb-5ecret-bot-token"
+SIGNING_SECRET = "5ecret-signing-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run ``app`` on 127.0.0.1 and yield its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def engagement_body(
+    flow_sid: str = FLOW_SID, sid: str = ENGAGEMENT_SID, to: str = CONTACT
+) -> dict[str, Any]:
+    base = f"https://studio.twilio.com/v1/Flows/{flow_sid}/Engagements/{sid}"
+    return {
+        "sid": sid,
+        "account_sid": ACCOUNT_SID,
+        "flow_sid": flow_sid,
+        "contact_sid": "FC" + "e" * 32,
+        "contact_channel_address": to,
+        "context": {},
+        "status": "active",
+        "date_created": "2026-11-23T10:00:00Z",
+        "date_updated": "2026-11-23T10:00:00Z",
+        "url": base,
+        "links": {"steps": base + "/Steps", "engagement_context": base + "/Context"},
+    }
+
+
+@dataclass
+class FakeStudio:
+    """Studio's create-engagement endpoint with configurable latency and answers."""
+
+    latency: float = 0.0
+    # Queue of (status, JSON body or raw text); empty -> 201 with a good engagement.
+    answers: list[tuple[int, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/Flows/{flow}/Engagements", self._create)
+        return app
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.requests.append(
+            {
+                "flow": request.match_info["flow"],
+                "form": {k: str(v) for k, v in form.items()},
+                "authorization": request.headers.get("Authorization", ""),
+                "user_agent": request.headers.get("User-Agent", ""),
+            }
+        )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.answers:
+            status, body = self.answers.pop(0)
+            if isinstance(body, str):
+                return web.Response(status=status, text=body)
+            return web.json_response(body, status=status)
+        return web.json_response(
+            engagement_body(request.match_info["flow"], to=str(form.get("To", CONTACT))), status=201
+        )
+
+
+@dataclass
+class FakeSlack:
+    """Slack's Web API (``auth.test``) and a sink for ``response_url`` posts."""
+
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    api_calls: list[str] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/respond/{id}", self._respond)
+        return app
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        self.api_calls.append(method)
+        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "auth.test":
+            return web.json_response(
+                {
+                    "ok": True,
+                    "url": "https://t.slack.com/",
+                    "team": "T",
+                    "user": "engage",
+                    "team_id": "T0001",
+                    "user_id": "UBOT",
+                    "bot_id": "BBOT",
+                }
+            )
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.replies.append(await request.json())
+        self._arrived.set()
+        return web.Response(text="ok")
+
+    async def wait_for_replies(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
+        while len(self.replies) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"expected {count} replies, got {len(self.replies)}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self.replies
+
+
+def slash_command(
+    text: str,
+    *,
+    response_url: str,
+    user_id: str = "U0CALLER",
+    command: str = "/engage",
+    channel_id: str = "C0CHANNEL",
+) -> str:
+    """The form body Slack posts for a slash command."""
+    return urlencode(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": "T0001",
+            "team_domain": "example",
+            "channel_id": channel_id,
+            "channel_name": "ops",
+            "user_id": user_id,
+            "user_name": "zeke",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        }
+    )
+
+
+def signed_headers(
+    body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    """Headers exactly as Slack signs a request (v0 HMAC-SHA256 over ``v0:ts:body``)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+    }
+
+
+def bot_env(studio_url: str, slack_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a bot wired to the loopback peers."""
+    env = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "STUDIO_FLOW_SID": FLOW_SID,
+        "STUDIO_FLOWS": f"onboarding={FLOW_SID},survey={SURVEY_SID}",
+        "STUDIO_FROM": SENDER,
+        "STUDIO_BASE_URL": studio_url,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_url.rstrip("/") + "/api/",
+        "HOST": "127.0.0.1",
+    }
+    env.update(extra)
+    return env
+
+
+# --- Prism ---------------------------------------------------------------------
+
+
+def prism_available() -> bool:
+    return PRISM_BIN.exists() and shutil.which("node") is not None
+
+
+@contextmanager
+def prism(spec: str) -> Iterator[str]:
+    """Stoplight Prism serving ``spec`` from Twilio's OpenAPI specs; yields its URL.
+
+    In CI (``CI=true``) a missing Prism fails the run; elsewhere it skips.
+    """
+    spec_path = SPEC_DIR / spec
+    if not prism_available() or not spec_path.exists():
+        reason = f"Prism ({PRISM_BIN}) or the spec ({spec_path}) is missing: run scripts/test"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally, after Prism
+    proc = subprocess.Popen(
+        [
+            str(PRISM_BIN),
+            "mock",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--errors",
+            str(spec_path),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"Prism exited early:\n{log.read()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("Prism did not start within 60 s")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def json_form_parameters(form: dict[str, str]) -> Any:
+    return json.loads(form["Parameters"])
