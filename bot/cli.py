@@ -1,0 +1,147 @@
+"""``python -m bot``: serve Slack (the default) or ``trigger`` one engagement from a terminal.
+
+Exit status: 0 done; 1 Twilio refused or could not be reached (nothing started);
+2 bad command or configuration (nothing sent); 3 outcome unknown (the flow may
+have started: check the Console before trying again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import httpx
+
+from bot import __version__
+from bot.command import CommandError, EngageCommand, HelpCommand, parse
+from bot.config import ConfigError, Settings, load_settings
+from bot.engage import engagement_request, start, studio_client
+from bot.messages import describe_error, flow_label, help_text, outcome_note
+from bot.phone import pretty
+from bot.studio import StudioError, console_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+
+USAGE = """\
+usage: python -m bot [serve]                       serve Slack (HTTP on $PORT, or Socket Mode)
+       python -m bot trigger [--dry-run] <to> [key=value ...] [key:=json ...]
+                             [--from <sender>] [--flow <alias|FW sid>]
+       python -m bot trigger help                 the grammar, with examples
+       python -m bot --version"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE)
+        return EXIT_OK
+    if args and args[0] == "--version":
+        print(f"studio-engage {__version__}")
+        return EXIT_OK
+    if args and args[0] == "trigger":
+        return trigger(args[1:])
+    if not args or args == ["serve"]:
+        return serve()
+    print(f"unknown command {args[0]!r}\n{USAGE}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def serve() -> int:
+    from bot.server import run  # imported here: `trigger` needs none of Slack's stack
+
+    try:
+        settings = load_settings(need_slack=True)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    return run(settings)
+
+
+def argv_to_text(words: Sequence[str]) -> str:
+    """Words as the shell split them -> ``/engage`` text, re-quoting what holds spaces."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if word.startswith("{") or (sep and key.endswith(":")):
+            out.append(word)  # JSON: spaces and quotes are its own
+        elif sep and (any(c.isspace() for c in value) or value[:1] in "\"'"):
+            out.append(f"{key}={quoted(value)}")
+        elif any(c.isspace() for c in word):
+            out.append(quoted(word))
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Start one engagement with the same parser and client as the Slack command."""
+    dry_run = "--dry-run" in words
+    words = [w for w in words if w != "--dry-run"]
+    try:
+        settings = load_settings(need_slack=False)
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_USAGE
+    try:
+        command = parse(argv_to_text(words), settings.command_defaults)
+    except CommandError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    if isinstance(command, HelpCommand):
+        print(help_text(settings.command_defaults, "python -m bot trigger"), file=out)
+        return EXIT_OK
+    return asyncio.run(_trigger(settings, command, dry_run, out, err))
+
+
+async def _trigger(
+    settings: Settings, command: EngageCommand, dry_run: bool, out: TextIO, err: TextIO
+) -> int:
+    async with studio_client(settings) as studio:
+        if dry_run:
+            print(describe_request(engagement_request(studio, command), settings), file=out)
+            print("\n(dry run: nothing was sent)", file=out)
+            return EXIT_OK
+        try:
+            engagement = await start(studio, command)
+        except StudioError as exc:
+            print(f"error: {describe_error(exc)}", file=err)
+            if note := outcome_note(exc):
+                print(note, file=err)
+                return EXIT_UNKNOWN
+            return EXIT_FAILED
+    link = console_url(engagement.flow_sid or command.flow_sid, engagement.sid)
+    print(f"{engagement.sid} {engagement.status or 'unknown'} {link}", file=out)
+    print(f"  flow:    {flow_label(command)}", file=out)
+    print(f"  to:      {pretty(command.to)}", file=out)
+    print(f"  from:    {pretty(command.sender)}", file=out)
+    if engagement.url:
+        print(f"  api:     {engagement.url}", file=out)
+    return EXIT_OK
+
+
+def describe_request(request: httpx.Request, settings: Settings) -> str:
+    """The request as it would go out, credentials masked."""
+    username, _ = settings.twilio_credentials
+    user_var, secret_var = settings.credential_names
+    lines = [
+        f"{request.method} {request.url}",
+        f"Authorization: Basic {user_var}:{secret_var} ({username}:********)",
+    ]
+    lines += [f"{name}: {value}" for name, value in request.headers.items() if name != "host"]
+    lines.append("")
+    body = request.read().decode()
+    lines += [f"{key}={value}" for key, value in httpx.QueryParams(body).multi_items()]
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""``python -m bot trigger`` as a person runs it: a real process, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from bot.cli import argv_to_text
+from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, prism
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STUDIO_", "SLACK_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+ENV = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    "STUDIO_FLOW_SID": FLOW_SID,
+    "STUDIO_FLOWS": f"survey={SURVEY_SID}",
+    "STUDIO_FROM": SENDER,
+}
+
+
+def test_dry_run_prints_the_exact_request_and_masks_credentials() -> None:
+    result = run(
+        ["trigger", "--dry-run", "+16175551212", "first_name=Zeke", "name=Zeke Smith"], ENV
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"POST https://studio.twilio.com/v1/Flows/{FLOW_SID}/Engagements" in out
+    assert "To=+16175551212" in out
+    assert f"From={SENDER}" in out
+    assert 'Parameters={"first_name":"Zeke","name":"Zeke Smith"}' in out
+    assert "content-type: application/x-www-form-urlencoded" in out
+    assert "Authorization: Basic TWILIO_ACCOUNT_SID:TWILIO_AUTH_TOKEN" in out
+    assert "nothing was sent" in out
+    assert AUTH_TOKEN not in out + result.stderr
+
+
+def test_dry_run_with_an_alias_and_api_key() -> None:
+    env = {
+        **ENV,
+        "TWILIO_API_KEY": "SK" + "f" * 32,
+        "TWILIO_API_SECRET": "api-5ecret",
+        "TWILIO_REGION": "ie1",
+    }
+    result = run(["trigger", "--dry-run", "survey", "+1 617 555 1212"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"POST https://studio.ie1.twilio.com/v1/Flows/{SURVEY_SID}/Engagements" in result.stdout
+    assert "TWILIO_API_KEY:TWILIO_API_SECRET" in result.stdout
+    assert "api-5ecret" not in result.stdout + result.stderr
+
+
+def test_bad_command_exits_2_and_names_the_token() -> None:
+    result = run(["trigger", "+16175551212", "a=1", "a=2"], ENV)
+    assert result.returncode == 2
+    assert "conflicting keys" in result.stderr
+    assert "Usage:" in result.stderr
+
+
+def test_missing_configuration_exits_2_listing_every_problem() -> None:
+    result = run(["trigger", "--dry-run", "+16175551212"], {"TWILIO_AUTH_TOKEN": AUTH_TOKEN})
+    assert result.returncode == 2
+    for name in ["TWILIO_ACCOUNT_SID", "STUDIO_FLOW_SID", "STUDIO_FROM", ".env.example"]:
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr
+    assert AUTH_TOKEN not in result.stderr
+
+
+def test_help() -> None:
+    result = run(["trigger", "help"], ENV)
+    assert result.returncode == 0
+    assert "key:=json" in result.stdout
+    assert "survey" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def prism_v1() -> Iterator[str]:
+    with prism("twilio_studio_v1.yaml") as url:
+        yield url
+
+
+@pytest.mark.prism
+def test_trigger_against_prism_prints_sid_status_and_link(prism_v1: str) -> None:
+    result = run(
+        ["trigger", "+16175551212", "first_name=Zeke"], {**ENV, "STUDIO_BASE_URL": prism_v1}
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    sid, status, link = first.split()
+    assert sid.startswith("FN")
+    assert status == "active"
+    assert link.startswith("https://console.twilio.com/")
+
+
+def test_unreachable_studio_exits_1() -> None:
+    from tests.peers import free_port
+
+    env = {**ENV, "STUDIO_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    result = run(["trigger", "+16175551212"], env)
+    assert result.returncode == 1
+    assert "nothing started" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("words", "text"),
+    [
+        (["+16175551212", "name=Zeke Smith"], '+16175551212 name="Zeke Smith"'),
+        (["+16175551212", 'q=say "hi"'], '+16175551212 q="say \\"hi\\""'),
+        (["+16175551212", 'tags:=["a", "b"]'], '+16175551212 tags:=["a", "b"]'),
+        (["survey", "+1 617 555 1212"], 'survey "+1 617 555 1212"'),
+        (["+16175551212", "--from=+1 617 555 0100"], '+16175551212 --from="+1 617 555 0100"'),
+        (["+16175551212", "--from", "+1 617 555 0100"], '+16175551212 --from "+1 617 555 0100"'),
+    ],
+)
+def test_argv_to_text(words: list[str], text: str) -> None:
+    assert argv_to_text(words) == text
+
+
+def test_argv_to_text_round_trips_through_the_parser() -> None:
+    from bot.command import Defaults, EngageCommand, parse
+
+    words = ["+1 617 555 1212", 'name=Zeke "Z" Smith', "--from", "+1 617 555 0100", "n:=[1, 2]"]
+    command = parse(argv_to_text(words), Defaults(flow_sid=FLOW_SID, sender=SENDER))
+    assert isinstance(command, EngageCommand)
+    assert command.to == "+16175551212"
+    assert command.sender == "+16175550100"
+    assert command.parameters == {"name": 'Zeke "Z" Smith', "n": [1, 2]}
