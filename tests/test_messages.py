@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import messages
+from bot.command import CommandError, Defaults, EngageCommand
+from bot.studio import Engagement, StudioAPIError, StudioConnectionError, StudioOutcomeUnknown
+from tests.peers import FLOW_SID, SURVEY_SID, engagement_body
+
+COMMAND = EngageCommand(
+    FLOW_SID, "onboarding", "+16175551212", "+16175550100", {"first_name": "Zeke"}
+)
+ENGAGEMENT = Engagement.model_validate(engagement_body())
+
+
+def within_limits(message: dict[str, Any]) -> None:
+    assert len(message["text"]) <= messages.FALLBACK_TEXT_MAX
+    assert len(message["blocks"]) <= 50
+    for block in message["blocks"]:
+        if "text" in block:
+            assert len(block["text"]["text"]) <= 3000
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= 2000
+        assert len(block.get("fields", [])) <= 10
+        for element in block.get("elements", []):
+            if element.get("type") == "button":
+                assert len(element["text"]["text"]) <= 75
+                assert len(element["url"]) <= 3000
+
+
+def test_engaged_shows_everything_the_channel_needs() -> None:
+    message = messages.engaged(COMMAND, ENGAGEMENT, "U123")
+    assert message["response_type"] == "in_channel"
+    assert ENGAGEMENT.sid in message["text"]
+    assert "active" in message["text"]
+    assert "https://console.twilio.com/" in message["text"]
+    text = json.dumps(message["blocks"])
+    for expected in [
+        ENGAGEMENT.sid,
+        "active",
+        "onboarding",
+        FLOW_SID,
+        "+1 617-555-1212",
+        "+1 617-555-0100",
+        "<@U123>",
+        "first_name",
+        "Zeke",
+        str(ENGAGEMENT.url),
+    ]:
+        assert expected in text
+    button = message["blocks"][-2]["elements"][0]
+    assert button["url"].startswith("https://console.twilio.com/")
+    assert FLOW_SID in button["url"]
+    assert ENGAGEMENT.sid in button["url"]
+    within_limits(message)
+
+
+def test_user_text_is_escaped_for_mrkdwn() -> None:
+    command = EngageCommand(
+        FLOW_SID,
+        None,
+        "+16175551212",
+        "+16175550100",
+        {"x": "<!channel> & <@U1>", "y": "```break```"},
+    )
+    text = json.dumps(messages.engaged(command, ENGAGEMENT, "U123")["blocks"])
+    assert "<!channel>" not in text
+    assert "&lt;!channel&gt; &amp; &lt;@U1&gt;" in text
+    assert "```break```" not in text
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=300), st.text(max_size=3000), max_size=30),
+    st.text(min_size=1, max_size=200),
+)
+def test_any_input_stays_within_block_kit_limits(params: dict[str, str], alias: str) -> None:
+    command = EngageCommand(FLOW_SID, alias, "+16175551212", "whatsapp:+16175550100", params)
+    within_limits(messages.engaged(command, ENGAGEMENT, "U123"))
+    within_limits(messages.starting(command))
+    error = StudioAPIError("m" * 5000, status=400, code=21211, more_info="https://x/" + "y" * 500)
+    within_limits(messages.engage_failed(command, error))
+    within_limits(messages.invalid_command(CommandError("p" * 4000, "t" * 4000)))
+
+
+@pytest.mark.parametrize(
+    ("error", "present", "absent"),
+    [
+        (
+            StudioAPIError(
+                "Invalid 'To' Phone Number",
+                status=400,
+                code=21211,
+                more_info="https://www.twilio.com/docs/errors/21211",
+            ),
+            [
+                "Could not start",
+                "Twilio error 21211 (HTTP 400)",
+                "https://www.twilio.com/docs/errors/21211",
+            ],
+            ["outcome is unknown"],
+        ),
+        (
+            StudioAPIError(
+                "Studio answered HTTP 502 Bad Gateway without a Twilio error body", status=502
+            ),
+            ["Not sure whether", "HTTP 502", "outcome is unknown"],
+            [],
+        ),
+        (
+            StudioOutcomeUnknown("Studio did not answer in time (ReadTimeout)"),
+            ["Not sure whether", "did not answer in time", "outcome is unknown"],
+            ["Twilio error"],
+        ),
+        (
+            StudioConnectionError("could not connect; nothing was sent, nothing started"),
+            ["Could not start", "nothing started"],
+            ["outcome is unknown"],
+        ),
+    ],
+)
+def test_failures_say_what_happened(error: Any, present: list[str], absent: list[str]) -> None:
+    message = messages.engage_failed(COMMAND, error)
+    assert message["response_type"] == "ephemeral"
+    text = message["text"] + json.dumps(message["blocks"])
+    for expected in present:
+        assert expected in text
+    for unexpected in absent:
+        assert unexpected not in text
+
+
+def test_invalid_command_names_the_token_and_the_usage() -> None:
+    message = messages.invalid_command(CommandError("bad JSON: Expecting value", "a:={oops"))
+    assert message["response_type"] == "ephemeral"
+    text = json.dumps(message["blocks"])
+    assert "a:={oops" in text
+    assert "Usage" in text
+    assert "Nothing was sent" in message["text"]
+
+
+def test_help_lists_the_flows_and_the_sender() -> None:
+    defaults = Defaults(
+        {"onboarding": FLOW_SID, "survey": SURVEY_SID}, FLOW_SID, "+16175550100", "US"
+    )
+    text = messages.help_text(defaults)
+    assert "onboarding: " + FLOW_SID + " (default)" in text
+    assert "survey: " + SURVEY_SID in text
+    assert "+1 617-555-0100" in text
+    assert "read as US numbers" in text
+    within_limits(messages.help_message(defaults))
+
+
+def test_clip() -> None:
+    assert messages.clip("abc", 3) == "abc"
+    assert messages.clip("abcd", 3) == "ab…"

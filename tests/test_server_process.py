@@ -1,0 +1,102 @@
+"""``python -m bot`` as a PaaS runs it: a real process on $PORT, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import httpx
+
+from tests.peers import (
+    BOT_TOKEN,
+    FakeSlack,
+    FakeStudio,
+    bot_env,
+    free_port,
+    serve,
+    signed_headers,
+    slash_command,
+)
+
+
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise AssertionError(f"the bot exited with {proc.returncode}")
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the bot did not become healthy")
+
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STUDIO_", "SLACK_"))
+    }
+    return {**base, **extra}
+
+
+async def test_sigterm_lets_engagements_in_flight_finish_and_report() -> None:
+    studio, slack = FakeStudio(latency=2.0), FakeSlack()
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        port = free_port()
+        env = bot_env(studio_url, slack_url, PORT=str(port), SHUTDOWN_GRACE_SECONDS="15")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            env=process_env(env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await wait_healthy(url, proc)
+            async with httpx.AsyncClient() as http:
+                for i in range(3):
+                    body = slash_command(f"+1617555121{i}", response_url=f"{slack_url}/respond/{i}")
+                    ack = await http.post(
+                        f"{url}/slack/events", content=body, headers=signed_headers(body)
+                    )
+                    assert ack.status_code == 200
+                    assert "Starting" in ack.json()["text"]
+            assert len(slack.replies) == 0
+            proc.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        log = output.decode()
+        assert proc.returncode == 0, log
+        assert len(slack.replies) == 3, log
+        assert all(r["response_type"] == "in_channel" for r in slack.replies)
+        assert len(studio.requests) == 3
+        assert "waiting up to" in log
+        assert BOT_TOKEN not in log
+
+
+async def test_missing_configuration_stops_start_up_with_status_2() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env=process_env({"SLACK_BOT_TOKEN": BOT_TOKEN}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 2
+    text = err.decode()
+    for name in ["TWILIO_ACCOUNT_SID", "SLACK_SIGNING_SECRET", "STUDIO_FROM", ".env.example"]:
+        assert name in text
+    assert "Traceback" not in text
+    assert BOT_TOKEN not in text + out.decode()
