@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +37,7 @@ ENGAGEMENT_SID = "FN" + "d" * 32
 SENDER = "+16175550100"
 CONTACT = "+16175551212"
 BOT_TOKEN = "xoxb-5ecret-bot-token"
+APP_TOKEN = "xapp-5ecret-app-token"
 SIGNING_SECRET = "5ecret-signing-secret"
 
 
@@ -122,17 +123,26 @@ class FakeSlack:
 
     replies: list[dict[str, Any]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    # Socket Mode: envelopes to push to the bot, and the acks it sent back.
+    envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_get("/socket", self._socket)
         return app
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         self.api_calls.append(method)
+        if method == "apps.connections.open":
+            if request.headers.get("Authorization") != f"Bearer {APP_TOKEN}":
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            return web.json_response({"ok": True, "url": f"ws://{host}:{port}/socket"})
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
@@ -149,23 +159,52 @@ class FakeSlack:
             )
         return web.json_response({"ok": False, "error": "unknown_method"})
 
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP"}}
+        )
+
+        async def push() -> None:
+            while True:
+                await ws.send_json(await self.envelopes.get())
+
+        pusher = asyncio.create_task(push())
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(message.data))
+                    self._arrived.set()
+        finally:
+            pusher.cancel()
+        return ws
+
     async def _respond(self, request: web.Request) -> web.Response:
         self.replies.append(await request.json())
         self._arrived.set()
         return web.Response(text="ok")
 
     async def wait_for_replies(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return await self._wait_for(self.replies, count, within)
+
+    async def wait_for_socket_acks(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return await self._wait_for(self.socket_acks, count, within)
+
+    async def _wait_for(
+        self, items: list[dict[str, Any]], count: int, within: float
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + within
-        while len(self.replies) < count:
+        while len(items) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"expected {count} replies, got {len(self.replies)}")
+                raise AssertionError(f"expected {count}, got {len(items)}: {items}")
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 continue
-        return self.replies
+        return items
 
 
 def slash_command(

@@ -7,10 +7,12 @@ import os
 import signal
 import sys
 import time
+from urllib.parse import parse_qsl
 
 import httpx
 
 from tests.peers import (
+    APP_TOKEN,
     BOT_TOKEN,
     FakeSlack,
     FakeStudio,
@@ -100,3 +102,48 @@ async def test_missing_configuration_stops_start_up_with_status_2() -> None:
         assert name in text
     assert "Traceback" not in text
     assert BOT_TOKEN not in text + out.decode()
+
+
+async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
+    studio, slack = FakeStudio(), FakeSlack()
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        env = bot_env(studio_url, slack_url, SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET="")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            env=process_env(env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            payload = dict(
+                parse_qsl(
+                    slash_command(
+                        "+16175551212 first_name=Zeke", response_url=f"{slack_url}/respond/1"
+                    )
+                )
+            )
+            await slack.envelopes.put(
+                {
+                    "envelope_id": "env-1",
+                    "type": "slash_commands",
+                    "accepts_response_payload": True,
+                    "payload": payload,
+                }
+            )
+            (ack,) = await slack.wait_for_socket_acks(1, within=30)
+            assert ack["envelope_id"] == "env-1"
+            assert "Starting" in ack["payload"]["text"]
+            (reply,) = await slack.wait_for_replies(1)
+            assert reply["response_type"] == "in_channel"
+            assert studio.requests[0]["form"]["To"] == "+16175551212"
+            assert "apps.connections.open" in slack.api_calls
+            proc.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, output.decode()
+        assert APP_TOKEN not in output.decode()
