@@ -73,14 +73,18 @@ def run(settings: Settings) -> int:
         asyncio.run(_run_socket_mode(settings))
         return 0
     log.info("listening on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
-    web.run_app(
-        build_web_app(settings, studio_client(settings)),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=settings.shutdown_grace_seconds,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            build_web_app(settings, studio_client(settings)),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            access_log=None,
+        )
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
+        return 1
     log.info("stopped")
     return 0
 

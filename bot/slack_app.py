@@ -31,9 +31,8 @@ def build_app(settings: Settings, engager: Engager) -> AsyncApp:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
-        token=token,
         signing_secret=signing_secret.get_secret_value() if signing_secret else "",
-        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),  # carries the token
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
     )

@@ -147,3 +147,25 @@ async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
                 await proc.wait()
         assert proc.returncode == 0, output.decode()
         assert APP_TOKEN not in output.decode()
+
+
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bot_env("http://127.0.0.1:9", "http://127.0.0.1:9", PORT=str(port))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            env=process_env(env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
+    assert "Traceback" not in out.decode()
