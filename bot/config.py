@@ -75,6 +75,15 @@ def _check(pattern: re.Pattern[str], shape: str) -> Callable[[Any], Any]:
     return check
 
 
+def _token_kind(prefix: str, kind: str) -> Callable[[SecretStr | None], SecretStr | None]:
+    def check(value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(prefix):
+            raise ValueError(f"must be {kind} ({prefix}…)")
+        return value
+
+    return check
+
+
 class Settings(BaseSettings):
     """Everything the bot reads from its environment. Secrets are ``SecretStr``."""
 
@@ -137,19 +146,8 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("slack_bot_token")
-    @classmethod
-    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("xoxb-"):
-            raise ValueError("must be a bot token (xoxb-…)")
-        return value
-
-    @field_validator("slack_app_token")
-    @classmethod
-    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("xapp-"):
-            raise ValueError("must be an app-level token (xapp-…)")
-        return value
+    _bot_token = field_validator("slack_bot_token")(_token_kind("xoxb-", "a bot token"))
+    _app_token = field_validator("slack_app_token")(_token_kind("xapp-", "an app-level token"))
 
     @field_validator("studio_flows", mode="before")
     @classmethod

@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 import httpx
@@ -39,11 +41,38 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
     raise AssertionError("the bot did not become healthy")
 
 
-def process_env(extra: dict[str, str]) -> dict[str, str]:
+async def start_bot(env: dict[str, str], merge_stderr: bool = True) -> asyncio.subprocess.Process:
+    """``python -m bot`` with ``env`` and none of this machine's bot settings."""
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STUDIO_", "SLACK_"))
     }
-    return {**base, **extra}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env={**base, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+    )
+
+
+@asynccontextmanager
+async def running_bot(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The bot as a process; killed if a test leaves it running."""
+    proc = await start_bot(env)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def sigterm(proc: asyncio.subprocess.Process) -> str:
+    """Send SIGTERM as a PaaS does; return everything the process printed."""
+    proc.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    return output.decode()
 
 
 async def test_sigterm_lets_engagements_in_flight_finish_and_report() -> None:
@@ -51,16 +80,8 @@ async def test_sigterm_lets_engagements_in_flight_finish_and_report() -> None:
     async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
         port = free_port()
         env = bot_env(studio_url, slack_url, PORT=str(port), SHUTDOWN_GRACE_SECONDS="15")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env=process_env(env),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
         url = f"http://127.0.0.1:{port}"
-        try:
+        async with running_bot(env) as proc:
             await wait_healthy(url, proc)
             async with httpx.AsyncClient() as http:
                 for i in range(3):
@@ -71,13 +92,7 @@ async def test_sigterm_lets_engagements_in_flight_finish_and_report() -> None:
                     assert ack.status_code == 200
                     assert "Starting" in ack.json()["text"]
             assert len(slack.replies) == 0
-            proc.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        log = output.decode()
+            log = await sigterm(proc)
         assert proc.returncode == 0, log
         assert len(slack.replies) == 3, log
         assert all(r["response_type"] == "in_channel" for r in slack.replies)
@@ -87,14 +102,7 @@ async def test_sigterm_lets_engagements_in_flight_finish_and_report() -> None:
 
 
 async def test_missing_configuration_stops_start_up_with_status_2() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=process_env({"SLACK_BOT_TOKEN": BOT_TOKEN}),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_bot({"SLACK_BOT_TOKEN": BOT_TOKEN}, merge_stderr=False)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     text = err.decode()
@@ -108,15 +116,7 @@ async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
     studio, slack = FakeStudio(), FakeSlack()
     async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
         env = bot_env(studio_url, slack_url, SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET="")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env=process_env(env),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
+        async with running_bot(env) as proc:
             payload = dict(
                 parse_qsl(
                     slash_command(
@@ -139,14 +139,9 @@ async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
             assert reply["response_type"] == "in_channel"
             assert studio.requests[0]["form"]["To"] == "+16175551212"
             assert "apps.connections.open" in slack.api_calls
-            proc.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode == 0, output.decode()
-        assert APP_TOKEN not in output.decode()
+            log = await sigterm(proc)
+        assert proc.returncode == 0, log
+        assert APP_TOKEN not in log
 
 
 async def test_a_port_in_use_is_a_clear_error() -> None:
@@ -157,14 +152,7 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = bot_env("http://127.0.0.1:9", "http://127.0.0.1:9", PORT=str(port))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env=process_env(env),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await start_bot(env)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
