@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 Reply = Callable[[Message], Awaitable[None]]
 
-# How long a reply to Slack may take when the bot is being stopped.
+# How long a reply to Slack may take; shorter when the bot is being stopped.
+_REPLY_SECONDS = 15.0
 _LAST_WORD_SECONDS = 3.0
 
 
@@ -83,9 +84,8 @@ class Engager:
         except asyncio.CancelledError:
             _log_outcome("unknown", command, user_id, started, error="bot stopped while waiting")
             stopped = StudioOutcomeUnknown("the bot was stopped while waiting for Twilio's answer")
-            await asyncio.shield(
-                _deliver(reply, messages.engage_failed(command, stopped), command, None)
-            )
+            last_word = messages.engage_failed(command, stopped)
+            await asyncio.shield(_deliver(reply, last_word, command, None, _LAST_WORD_SECONDS))
             raise
         _log_outcome("started", command, user_id, started, sid=engagement.sid)
         await _deliver(reply, messages.engaged(command, engagement, user_id), command, engagement)
@@ -109,11 +109,15 @@ class Engager:
 
 
 async def _deliver(
-    reply: Reply, message: Message, command: EngageCommand, engagement: Engagement | None
+    reply: Reply,
+    message: Message,
+    command: EngageCommand,
+    engagement: Engagement | None,
+    within: float = _REPLY_SECONDS,
 ) -> None:
     """Send the reply; if Slack cannot take it, the log keeps what the user missed."""
     try:
-        await asyncio.wait_for(reply(message), timeout=_LAST_WORD_SECONDS * 5)
+        await asyncio.wait_for(reply(message), timeout=within)
     except Exception as exc:  # the reply is best effort; the log line is the record
         log.error(
             "could not deliver the reply for %s (%s): %s",
