@@ -16,11 +16,13 @@ from typing import TextIO
 import httpx
 
 from bot import __version__
+from bot.audit import LogFormatter
 from bot.command import CommandError, EngageCommand, HelpCommand, parse
 from bot.config import ConfigError, Settings, load_settings
 from bot.engage import engagement_request, start, studio_client
 from bot.messages import describe_error, flow_label, help_text, outcome_note
 from bot.phone import pretty
+from bot.policy import destination_refusal
 from bot.studio import StudioError, console_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -35,11 +37,9 @@ usage: python -m bot [serve]                       serve Slack (HTTP on $PORT, o
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(LogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args and args[0] in ("-h", "--help"):
         print(USAGE)
@@ -103,6 +103,9 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if isinstance(command, HelpCommand):
         print(help_text(settings.command_defaults, "python -m bot trigger"), file=out)
         return EXIT_OK
+    if reason := destination_refusal(settings.policy, command):
+        print(f"error: not started: {reason}", file=err)
+        return EXIT_USAGE
     return asyncio.run(_trigger(settings, command, dry_run, out, err))
 
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import limits
 import phonenumbers
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.command import FLOW_SID, Defaults
 from bot.phone import PhoneError, parse_address
+from bot.policy import Access, Policy
 
 ENV_EXAMPLE = ".env.example"
 DEFAULT_STUDIO_URL = "https://studio.twilio.com"
@@ -24,6 +27,8 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 _ALIAS = re.compile(r"^[A-Za-z][\w-]*$")
 _HOST_LABEL = re.compile(r"^[a-z0-9-]+$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
 class ConfigError(Exception):
@@ -38,21 +43,54 @@ class ConfigError(Exception):
         )
 
 
-def parse_flows(text: str) -> dict[str, str]:
-    """``onboarding=FW…,survey=FW…`` -> ``{"onboarding": "FW…", ...}``. Raises ValueError."""
-    flows: dict[str, str] = {}
+@dataclass(frozen=True)
+class FlowSpec:
+    """A named flow: its SID and, optionally, who may start it from where."""
+
+    sid: str
+    users: frozenset[str] | None = None  # Slack user IDs; None: whoever ALLOWED_SLACK_USERS lets in
+    channels: frozenset[str] | None = None  # Slack channel IDs; likewise
+
+
+_FLOW_OPTIONS = {"users": _SLACK_USER, "channels": _SLACK_CHANNEL}
+
+
+def parse_flows(text: str) -> dict[str, FlowSpec]:
+    """``onboarding=FW…;users=U1|U2;channels=C1,survey=FW…`` -> ``{alias: FlowSpec}``.
+
+    Raises ValueError saying what is wrong, without echoing values.
+    """
+    flows: dict[str, FlowSpec] = {}
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
             continue
-        alias, sep, sid = (part.strip() for part in entry.partition("="))
+        head, *options = (part.strip() for part in entry.split(";"))
+        alias, sep, sid = (part.strip() for part in head.partition("="))
         if not sep or not _ALIAS.match(alias) or not FLOW_SID.match(sid):
             raise ValueError(
                 "must be alias=FW…(32 hex digits), comma-separated; aliases start with a letter"
             )
         if alias.casefold() in (a.casefold() for a in flows) or alias.lower() in ("help",):
             raise ValueError(f"alias {alias!r} is used twice or is reserved")
-        flows[alias] = sid
+        narrowed: dict[str, frozenset[str]] = {}
+        for option in options:
+            name, _, ids = (part.strip() for part in option.partition("="))
+            pattern = _FLOW_OPTIONS.get(name)
+            if pattern is None:
+                raise ValueError(
+                    f"flow {alias!r}: unknown option; use ;users=U…|U… or ;channels=C…|C…"
+                )
+            narrowed[name] = parse_ids(ids.replace("|", ","), pattern, f"flow {alias!r} {name}")
+        flows[alias] = FlowSpec(sid, narrowed.get("users"), narrowed.get("channels"))
     return flows
+
+
+def parse_ids(text: str, pattern: re.Pattern[str], what: str) -> frozenset[str]:
+    """A comma-separated list of IDs of one shape; raises ValueError naming ``what``."""
+    ids = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not ids or any(not pattern.match(i) for i in ids):
+        raise ValueError(f"{what}: must be Slack IDs such as U012AB3CD or C012AB3CD, not names")
+    return ids
 
 
 def studio_base_url(region: str | None, edge: str | None) -> str:
@@ -104,7 +142,7 @@ class Settings(BaseSettings):
     twilio_edge: str | None = None
 
     studio_flow_sid: str | None = None
-    studio_flows: Annotated[dict[str, str], NoDecode] = {}
+    studio_flows: Annotated[dict[str, FlowSpec], NoDecode] = {}
     studio_from: str | None = None
     studio_base_url: str | None = None
 
@@ -112,6 +150,18 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 3000
     shutdown_grace_seconds: float = 25.0
+
+    # -- guardrails -----------------------------------------------------------
+    allowed_slack_users: Annotated[frozenset[str] | None, NoDecode] = None
+    allowed_slack_channels: Annotated[frozenset[str] | None, NoDecode] = None
+    allowed_countries: Annotated[frozenset[str] | None, NoDecode] = None
+    allow_premium_numbers: bool = False
+    mask_numbers: bool = False
+    user_rate_limit: str = "10/minute"
+    studio_rate_limit: str = "20/second"
+    pacing_max_wait_seconds: float = 10.0
+    duplicate_window_seconds: float = 60.0
+    redis_url: SecretStr | None = None
 
     # -- field shapes (each reported by name; values are never echoed) --------
 
@@ -140,6 +190,10 @@ class Settings(BaseSettings):
         "studio_from",
         "studio_base_url",
         "phone_default_region",
+        "allowed_slack_users",
+        "allowed_slack_channels",
+        "allowed_countries",
+        "redis_url",
         mode="before",
     )
     @classmethod
@@ -153,6 +207,49 @@ class Settings(BaseSettings):
     @classmethod
     def _flows(cls, value: Any) -> Any:
         return parse_flows(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_slack_users", mode="before")
+    @classmethod
+    def _users(cls, value: Any) -> Any:
+        return parse_ids(value, _SLACK_USER, "user IDs") if isinstance(value, str) else value
+
+    @field_validator("allowed_slack_channels", mode="before")
+    @classmethod
+    def _channels(cls, value: Any) -> Any:
+        return parse_ids(value, _SLACK_CHANNEL, "channel IDs") if isinstance(value, str) else value
+
+    @field_validator("allowed_countries", mode="before")
+    @classmethod
+    def _countries(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        codes = frozenset(c.strip().upper() for c in value.split(",") if c.strip())
+        if not codes or not codes <= phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("must be ISO 3166 country codes such as US,CA,GB")
+        return codes
+
+    @field_validator("user_rate_limit", "studio_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("must be a rate such as 10/minute or 20/second") from None
+        return value
+
+    @field_validator("pacing_max_wait_seconds", "duplicate_window_seconds")
+    @classmethod
+    def _seconds(cls, value: float) -> float:
+        if not 0 <= value <= 86400:
+            raise ValueError("must be a number of seconds, 0-86400")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^(rediss?|unix)://", value.get_secret_value()):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("studio_from")
     @classmethod
@@ -237,10 +334,24 @@ class Settings(BaseSettings):
     def command_defaults(self) -> Defaults:
         """What the ``/engage`` parser falls back on."""
         return Defaults(
-            flows=dict(self.studio_flows),
+            flows={alias: spec.sid for alias, spec in self.studio_flows.items()},
             flow_sid=self.studio_flow_sid,
             sender=self.studio_from,
             region=self.phone_default_region,
+        )
+
+    @property
+    def policy(self) -> Policy:
+        """Who may start which flow from where, and which destinations are allowed."""
+        return Policy(
+            everywhere=Access(self.allowed_slack_users, self.allowed_slack_channels),
+            per_flow={
+                spec.sid: Access(spec.users, spec.channels)
+                for spec in self.studio_flows.values()
+                if spec.users is not None or spec.channels is not None
+            },
+            countries=self.allowed_countries,
+            allow_costly=self.allow_premium_numbers,
         )
 
     @property

@@ -1,8 +1,9 @@
-"""The engage use-case: start a parsed command's engagement and report the outcome.
+"""The engage use-case: decide whether a parsed command may run, run it, report it.
 
-``Engager`` owns the work that continues after Slack's ack: each engagement
-runs as a tracked task, so that shutdown can stop taking commands, wait for the
-ones in flight and report every one of them (``drain``).
+``Engager.request`` applies the guardrails (who, where, how often, no double
+trigger) and returns the message for Slack's ack; the engagement itself runs
+as a task the Engager owns, so that shutdown can stop taking commands, wait
+for the ones in flight and report every one of them (``drain``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bot import messages
+from bot import audit, messages
+from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.config import Settings
 from bot.messages import Message
+from bot.policy import Policy, refusal
 from bot.studio import Engagement, StudioClient, StudioError, StudioOutcomeUnknown
+from bot.throttle import RedisStore, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,18 @@ def studio_client(settings: Settings) -> StudioClient:
     """The process's one Studio client, as configured."""
     username, password = settings.twilio_credentials
     return StudioClient(base_url=settings.twilio_base_url, username=username, password=password)
+
+
+def throttle(settings: Settings) -> Throttle:
+    """The guardrails' state: Redis when REDIS_URL is set, else this process's memory."""
+    store = RedisStore(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    return Throttle(
+        store,
+        user_rate=settings.user_rate_limit,
+        studio_rate=settings.studio_rate_limit,
+        max_wait=settings.pacing_max_wait_seconds,
+        duplicate_window=settings.duplicate_window_seconds,
+    )
 
 
 def engagement_request(studio: StudioClient, command: EngageCommand) -> httpx.Request:
@@ -52,8 +68,18 @@ async def start(studio: StudioClient, command: EngageCommand) -> Engagement:
 class Engager:
     """Runs engagements after the ack and reports each one through its ``Reply``."""
 
-    def __init__(self, studio: StudioClient) -> None:
+    def __init__(
+        self,
+        studio: StudioClient,
+        *,
+        policy: Policy | None = None,
+        throttle: Throttle | None = None,
+        mask_numbers: bool = False,
+    ) -> None:
         self.studio = studio
+        self.policy = policy or Policy()
+        self.throttle = throttle or Throttle()
+        self.mask_numbers = mask_numbers
         self.accepting = True
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -61,34 +87,83 @@ class Engager:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, command: EngageCommand, user_id: str, reply: Reply) -> bool:
-        """Start ``command`` in the background; False (and nothing sent) when shutting down."""
+    async def request(self, command: EngageCommand, caller: Caller, reply: Reply) -> Message:
+        """Apply the guardrails; start the engagement or say why not. Returns the ack."""
         if not self.accepting:
-            return False
+            return messages.shutting_down()
+        if no := await self._refuse(command, caller):
+            return no
+        if not await self.throttle.claim(caller.user_id, command):
+            token = await self.throttle.park(caller.user_id, command)
+            audit.record("duplicate", caller, command)
+            return messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
+        self._submit(command, caller, reply)
+        return messages.starting(command)
+
+    async def confirm(self, token: str, caller: Caller, reply: Reply) -> Message:
+        """The "start again" button: run the parked command. Returns what replaces the prompt."""
+        if not self.accepting:
+            return messages.shutting_down()
+        parked = await self.throttle.unpark(token)
+        if parked is None:
+            return messages.expired()
+        user_id, command = parked
+        if user_id != caller.user_id:
+            return messages.refused("only the person who typed the command can confirm it")
+        if no := await self._refuse(command, caller):
+            return no
+        await self.throttle.claim(caller.user_id, command)  # restart the window from now
+        self._submit(command, caller, reply)
+        return messages.starting(command)
+
+    async def _refuse(self, command: EngageCommand, caller: Caller) -> Message | None:
+        """The refusal for a command the rules or the user's rate limit forbid; counts a use."""
+        if reason := refusal(self.policy, command, caller.user_id, caller.channel_id):
+            audit.record("refused", caller, command, detail=reason)
+            return messages.refused(reason)
+        if wait := await self.throttle.user_wait(caller.user_id):
+            audit.record("rate_limited", caller, command, detail=self.throttle.user_rate)
+            return messages.rate_limited(wait, self.throttle.user_rate)
+        return None
+
+    def _submit(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._run(command, user_id, reply), name=f"engage:{user_id}"
+            self._run(command, caller, reply), name=f"engage:{caller.user_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
 
-    async def _run(self, command: EngageCommand, user_id: str, reply: Reply) -> None:
+    async def _run(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
         started = time.monotonic()
+
+        def elapsed() -> float:
+            return (time.monotonic() - started) * 1000
+
         try:
+            if not await self.throttle.pace():
+                raise StudioError(
+                    "too many engagements are starting across the account right now"
+                    " (STUDIO_RATE_LIMIT); nothing was sent, try again in a moment"
+                )
             engagement = await start(self.studio, command)
         except StudioError as exc:
             outcome = "unknown" if exc.outcome_unknown else "failed"
-            _log_outcome(outcome, command, user_id, started, code=exc.code, error=exc.message)
+            if not exc.outcome_unknown:
+                await self.throttle.release(caller.user_id, command)
+            audit.record(
+                outcome, caller, command, code=exc.code, latency_ms=elapsed(), detail=exc.message
+            )
             await _deliver(reply, messages.engage_failed(command, exc), command, None)
             return
         except asyncio.CancelledError:
-            _log_outcome("unknown", command, user_id, started, error="bot stopped while waiting")
             stopped = StudioOutcomeUnknown("the bot was stopped while waiting for Twilio's answer")
+            audit.record("unknown", caller, command, latency_ms=elapsed(), detail=stopped.message)
             last_word = messages.engage_failed(command, stopped)
             await asyncio.shield(_deliver(reply, last_word, command, None, _LAST_WORD_SECONDS))
             raise
-        _log_outcome("started", command, user_id, started, sid=engagement.sid)
-        await _deliver(reply, messages.engaged(command, engagement, user_id), command, engagement)
+        audit.record("started", caller, command, sid=engagement.sid, latency_ms=elapsed())
+        message = messages.engaged(command, engagement, caller.user_id, mask=self.mask_numbers)
+        await _deliver(reply, message, command, engagement)
 
     async def drain(self, grace: float) -> None:
         """Stop taking commands, wait up to ``grace`` seconds for those in flight.
@@ -125,26 +200,3 @@ async def _deliver(
             command.flow_sid,
             type(exc).__name__,
         )
-
-
-def _log_outcome(
-    outcome: str,
-    command: EngageCommand,
-    user_id: str,
-    started: float,
-    *,
-    sid: str | None = None,
-    code: int | None = None,
-    error: str | None = None,
-) -> None:
-    log.info(
-        "engage outcome=%s sid=%s flow=%s user=%s to=…%s code=%s latency_ms=%d%s",
-        outcome,
-        sid or "-",
-        command.flow_sid,
-        user_id,
-        command.to[-4:],
-        code if code is not None else "-",
-        (time.monotonic() - started) * 1000,
-        f" error={error!r}" if error else "",
-    )

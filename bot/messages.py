@@ -15,12 +15,14 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     MarkdownTextObject,
     SectionBlock,
 )
 
 from bot.command import USAGE, CommandError, Defaults, EngageCommand
+from bot.phone import mask as masked
 from bot.phone import pretty
 from bot.studio import Engagement, StudioError, console_url
 
@@ -34,6 +36,8 @@ FALLBACK_TEXT_MAX = 3000  # Slack accepts more; notifications show far less
 PARAMETERS_MAX = SECTION_TEXT_MAX - 100  # room for the code fence and the note
 
 CONSOLE_ACTION = "open_console"
+AGAIN_ACTION = "engage_again"
+CANCEL_ACTION = "engage_cancel"
 
 
 def escape(text: str) -> str:
@@ -88,12 +92,17 @@ def starting(command: EngageCommand) -> Message:
     return _message("ephemeral", text, [SectionBlock(text=_md(text))])
 
 
-def engaged(command: EngageCommand, engagement: Engagement, user_id: str) -> Message:
-    """In the channel: who started which flow for whom, the SID, status and links."""
+def engaged(
+    command: EngageCommand, engagement: Engagement, user_id: str, *, mask: bool = False
+) -> Message:
+    """In the channel: who started which flow for whom, the SID, status and links.
+
+    With ``mask`` (MASK_NUMBERS) the contact shows as ``+1 617-•••-1212``.
+    """
     flow_sid = engagement.flow_sid or command.flow_sid
     link = console_url(flow_sid, engagement.sid)
     status = engagement.status or "unknown"
-    contact = pretty(command.to)
+    contact = masked(command.to) if mask else pretty(command.to)
     text = (
         f"<@{user_id}> started {flow_label(command)} for {contact}:"
         f" engagement {engagement.sid} is {status}. {link}"
@@ -228,6 +237,63 @@ def help_message(defaults: Defaults, command: str = "/engage") -> Message:
     """``/engage help``: usage, examples and the configured flows, to the caller only."""
     text = help_text(defaults, command)
     return _message("ephemeral", text, [SectionBlock(text=_md(f"```{escape(text)}```"))])
+
+
+def _notice(emoji: str, text: str) -> Message:
+    return _message("ephemeral", text, [SectionBlock(text=_md(f"{emoji} {escape(text)}"))])
+
+
+def refused(reason: str) -> Message:
+    """Only to the caller: a guardrail forbids this command; nothing was sent."""
+    return _notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")
+
+
+def rate_limited(wait: float, rate: str) -> Message:
+    """Only to the caller: they have started as many as USER_RATE_LIMIT allows."""
+    return _notice(
+        ":stopwatch:",
+        f"Not started: you have reached the limit of {rate} (USER_RATE_LIMIT)."
+        f" Try again in {max(1, round(wait))} s. Nothing was sent to Twilio.",
+    )
+
+
+def confirm_duplicate(command: EngageCommand, token: str, window: float) -> Message:
+    """Only to the caller: the same flow for the same contact was just started; again?"""
+    text = (
+        f"You started {flow_label(command)} for {pretty(command.to)} less than"
+        f" {round(window)} s ago. Start it again? Nothing has been sent yet."
+    )
+    again = ButtonElement(
+        text="Start again",
+        action_id=AGAIN_ACTION,
+        value=token,
+        style="danger",
+        confirm=ConfirmObject(
+            title="Start again?",
+            text=clip(f"{pretty(command.to)} will be contacted a second time.", 300),
+            confirm="Start again",
+            deny="No",
+        ),
+    )
+    cancel = ButtonElement(text="Cancel", action_id=CANCEL_ACTION, value=token)
+    blocks: list[Block] = [
+        SectionBlock(text=_md(f":repeat: {escape(text)}")),
+        ActionsBlock(elements=[again, cancel]),
+    ]
+    return _message("ephemeral", text, blocks)
+
+
+def cancelled() -> Message:
+    """Replaces the "start again?" prompt when the caller says no."""
+    return _notice(":ok_hand:", "Not started again. Nothing was sent.")
+
+
+def expired() -> Message:
+    """The "start again?" button outlived its command (or was used already)."""
+    return _notice(
+        ":hourglass:",
+        "This confirmation has expired or was already used. Nothing was sent; run the command again.",
+    )
 
 
 def shutting_down() -> Message:

@@ -8,6 +8,7 @@ saying why it is not one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
@@ -108,3 +109,45 @@ def pretty(address: str) -> str:
     except NumberParseException:
         return address
     return prefix + phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL)
+
+
+_COSTLY_TYPES = {
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
+}
+
+
+@dataclass(frozen=True)
+class NumberFacts:
+    """What libphonenumber knows of a normalised address, for the destination rules."""
+
+    country: str  # ISO 3166 alpha-2 region, e.g. "US"; "001" for non-geographic
+    costly: str | None  # "a premium-rate number" / "a shared-cost number", else None
+
+
+def facts(address: str) -> NumberFacts:
+    """Country and cost class of a normalised ``+E164`` or ``whatsapp:+E164`` address."""
+    number = phonenumbers.parse(address.removeprefix(WHATSAPP), None)
+    country = phonenumbers.region_code_for_number(number) or "ZZ"
+    return NumberFacts(country, _COSTLY_TYPES.get(phonenumbers.number_type(number)))
+
+
+def mask(address: str) -> str:
+    """The address for people who need not see it whole: ``+1 617-•••-1212``.
+
+    Keeps the country code, the first group (area code) of longer numbers and
+    the last four digits; every other digit becomes •.
+    """
+    shown = pretty(address)
+    prefix = WHATSAPP if shown.startswith(WHATSAPP) else ""
+    country, _, national = shown[len(prefix) :].partition(" ")
+    total = sum(ch.isdigit() for ch in national)
+    first_group = re.match(r"^\d+(?=[ \-])", national)
+    keep_head = len(first_group.group(0)) if first_group and total > 7 else 0
+    seen, out = 0, []
+    for ch in national:
+        if ch.isdigit():
+            seen += 1
+            ch = ch if seen <= keep_head or seen > total - 4 else "\u2022"
+        out.append(ch)
+    return f"{prefix}{country} {''.join(out)}"

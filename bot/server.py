@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import __version__
 from bot.config import Settings
-from bot.engage import Engager, studio_client
+from bot.engage import Engager, studio_client, throttle
 from bot.slack_app import build_app
 from bot.studio import StudioClient
 
@@ -32,9 +32,19 @@ _ENGAGER = web.AppKey("engager", Engager)
 _BOLT = web.AppKey("bolt", AsyncApp)
 
 
+def build_engager(settings: Settings, studio: StudioClient) -> Engager:
+    """The use-case with the configured guardrails."""
+    return Engager(
+        studio,
+        policy=settings.policy,
+        throttle=throttle(settings),
+        mask_numbers=settings.mask_numbers,
+    )
+
+
 def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
-    engager = Engager(studio)
+    engager = build_engager(settings, studio)
     web_app = web.Application()
     web_app[_ENGAGER] = engager
     web_app[_BOLT] = build_app(settings, engager)
@@ -46,6 +56,7 @@ def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
 
     async def close_studio(_: web.Application) -> None:
         await studio.aclose()
+        await engager.throttle.aclose()
 
     web_app.on_shutdown.append(drain)
     web_app.on_cleanup.append(close_studio)
@@ -91,7 +102,7 @@ def run(settings: Settings) -> int:
 
 async def _run_socket_mode(settings: Settings) -> None:
     studio = studio_client(settings)
-    engager = Engager(studio)
+    engager = build_engager(settings, studio)
     app = build_app(settings, engager)
     assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
@@ -107,6 +118,7 @@ async def _run_socket_mode(settings: Settings) -> None:
         await handler.disconnect_async()  # type: ignore[no-untyped-call]
     await engager.drain(settings.shutdown_grace_seconds)
     await studio.aclose()
+    await engager.throttle.aclose()
     with suppress(Exception):
         await handler.close_async()  # type: ignore[no-untyped-call]
     log.info("stopped")

@@ -1,25 +1,24 @@
 """The Bolt app: every Slack listener, registered in one place, each thin.
 
-Listeners parse, ack at once, and hand the slow part to ``Engager``; the
-message builders say everything the user sees.
+Listeners parse, ask the ``Engager`` (which applies the guardrails and owns the
+slow part), and ack at once with what it answers; the message builders say
+everything the user sees.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import messages
+from bot import audit, messages
+from bot.audit import Caller
 from bot.command import CommandError, Defaults, HelpCommand, parse
 from bot.config import Settings
-from bot.engage import Engager
+from bot.engage import Engager, Reply
 from bot.messages import Message
-
-log = logging.getLogger(__name__)
 
 # Any slash command routed to this app: the manifest names it /engage, but a
 # workspace may rename it (/engage-staging) without a code change.
@@ -42,11 +41,47 @@ def build_app(settings: Settings, engager: Engager) -> AsyncApp:
     async def engage_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await handle_engage(ack, body, respond, defaults, engager)
 
+    @app.action(messages.AGAIN_ACTION)
+    async def start_again(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        token = str(body["actions"][0].get("value", ""))
+        answer = await engager.confirm(token, caller_of(body), replier(respond))
+        await respond(**answer, replace_original=True)
+
+    @app.action(messages.CANCEL_ACTION)
+    async def cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await engager.throttle.unpark(str(body["actions"][0].get("value", "")))
+        await respond(**messages.cancelled(), replace_original=True)
+
     @app.action(messages.CONSOLE_ACTION)
     async def console_button(ack: AsyncAck) -> None:
         await ack()  # a link button: Slack opens the URL; acking keeps the warning icon away
 
     return app
+
+
+def caller_of(body: dict[str, Any]) -> Caller:
+    """Who sent a slash command or clicked a button, from where."""
+    user = body.get("user")
+    channel = body.get("channel")
+    team = body.get("team")
+    return Caller(
+        user_id=str(body.get("user_id") or (user or {}).get("id", "")),
+        channel_id=str(body.get("channel_id") or (channel or {}).get("id", "")),
+        team_id=str(body.get("team_id") or (team or {}).get("id", "")),
+    )
+
+
+def replier(respond: AsyncRespond) -> Reply:
+    """A ``Reply`` through the request's ``response_url``; new messages, never replacements."""
+
+    async def reply(message: Message) -> None:
+        response = await respond(**message, replace_original=False)
+        if response.status_code != 200:
+            raise RuntimeError(f"response_url answered HTTP {response.status_code}")
+
+    return reply
 
 
 async def handle_engage(
@@ -57,23 +92,14 @@ async def handle_engage(
     engager: Engager,
 ) -> None:
     """``/engage``: an ephemeral answer in the ack; the engagement's result follows."""
-    user_id = str(body.get("user_id", ""))
+    caller = caller_of(body)
     try:
         command = parse(str(body.get("text", "")), defaults)
     except CommandError as exc:
-        log.info("engage outcome=invalid user=%s problem=%r", user_id, exc.problem)
+        audit.record("invalid", caller, detail=exc.problem)
         await ack(**messages.invalid_command(exc))
         return
     if isinstance(command, HelpCommand):
         await ack(**messages.help_message(defaults, str(body.get("command") or "/engage")))
         return
-
-    async def reply(message: Message) -> None:
-        response = await respond(**message)
-        if response.status_code != 200:
-            raise RuntimeError(f"response_url answered HTTP {response.status_code}")
-
-    if engager.submit(command, user_id, reply):
-        await ack(**messages.starting(command))
-    else:
-        await ack(**messages.shutting_down())
+    await ack(**await engager.request(command, caller, replier(respond)))

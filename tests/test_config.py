@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings, parse_flows, studio_base_url
+from bot.config import ConfigError, FlowSpec, load_settings, parse_flows, studio_base_url
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, BOT_TOKEN, FLOW_SID, SIGNING_SECRET, SURVEY_SID
 
 GOOD = {
@@ -113,8 +113,11 @@ def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_flows() -> None:
     assert parse_flows(f"onboarding={FLOW_SID}, survey = {SURVEY_SID},") == {
-        "onboarding": FLOW_SID,
-        "survey": SURVEY_SID,
+        "onboarding": FlowSpec(FLOW_SID),
+        "survey": FlowSpec(SURVEY_SID),
+    }
+    assert parse_flows(f"survey={SURVEY_SID};users=U1AAA|W2BBB;channels=C3CCC") == {
+        "survey": FlowSpec(SURVEY_SID, frozenset({"U1AAA", "W2BBB"}), frozenset({"C3CCC"}))
     }
     for bad in [
         f"={FLOW_SID}",
@@ -132,6 +135,60 @@ def test_flows_alone_are_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {k: v for k, v in GOOD.items() if k != "STUDIO_FLOW_SID"})
     monkeypatch.setenv("STUDIO_FLOWS", f"survey={SURVEY_SID}")
     assert load_settings(need_slack=True).command_defaults.flows == {"survey": SURVEY_SID}
+
+
+def test_guardrail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD)
+    settings = load_settings(need_slack=True)
+    assert settings.allowed_slack_users is None  # unset: everyone
+    assert settings.user_rate_limit == "10/minute"
+    assert settings.duplicate_window_seconds == 60
+    set_env(
+        monkeypatch,
+        {
+            "ALLOWED_SLACK_USERS": "U0AAA, W0BBB",
+            "ALLOWED_SLACK_CHANNELS": "C0CCC",
+            "ALLOWED_COUNTRIES": "us,ca",
+            "ALLOW_PREMIUM_NUMBERS": "true",
+            "MASK_NUMBERS": "1",
+            "USER_RATE_LIMIT": "3/minute",
+            "REDIS_URL": "redis://:pw-5ecret@127.0.0.1:6379/0",
+        },
+    )
+    settings = load_settings(need_slack=True)
+    assert settings.allowed_slack_users == {"U0AAA", "W0BBB"}
+    assert settings.allowed_countries == {"US", "CA"}
+    assert settings.allow_premium_numbers
+    assert settings.mask_numbers
+    assert "pw-5ecret" not in repr(settings)
+
+
+def test_guardrail_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD)
+    set_env(
+        monkeypatch,
+        {
+            "ALLOWED_SLACK_USERS": "zeke",
+            "ALLOWED_SLACK_CHANNELS": "#ops",
+            "ALLOWED_COUNTRIES": "USA",
+            "USER_RATE_LIMIT": "lots",
+            "DUPLICATE_WINDOW_SECONDS": "-1",
+            "REDIS_URL": "http://pw-5ecret@x",
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(need_slack=True)
+    message = str(caught.value)
+    for name in [
+        "ALLOWED_SLACK_USERS",
+        "ALLOWED_SLACK_CHANNELS",
+        "ALLOWED_COUNTRIES",
+        "USER_RATE_LIMIT",
+        "DUPLICATE_WINDOW_SECONDS",
+        "REDIS_URL",
+    ]:
+        assert name in message
+    assert "pw-5ecret" not in message
 
 
 @pytest.mark.parametrize(

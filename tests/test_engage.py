@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.engage import Engager
 from bot.studio import StudioClient
@@ -29,14 +30,15 @@ async def test_drain_waits_for_engagements_in_flight() -> None:
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        assert engager.submit(COMMAND, "U1", replies)
-        assert engager.submit(COMMAND, "U2", replies)
+        assert "Starting" in (await engager.request(COMMAND, Caller("U1"), replies))["text"]
+        assert "Starting" in (await engager.request(COMMAND, Caller("U2"), replies))["text"]
         assert engager.in_flight == 2
         await engager.drain(grace=10)
         await client.aclose()
     assert [m["response_type"] for m in replies.messages] == ["in_channel", "in_channel"]
     assert engager.in_flight == 0
-    assert not engager.submit(COMMAND, "U3", replies)  # no new work once draining
+    late = await engager.request(COMMAND, Caller("U3"), replies)  # no new work once draining
+    assert "restarting" in late["text"]
     assert len(studio.requests) == 2
 
 
@@ -45,7 +47,7 @@ async def test_engagements_cut_short_by_the_grace_period_say_the_outcome_is_unkn
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        engager.submit(COMMAND, "U1", replies)
+        await engager.request(COMMAND, Caller("U1"), replies)
         await engager.drain(grace=0.5)
         await client.aclose()
     (message,) = replies.messages
@@ -66,8 +68,8 @@ async def test_a_reply_slack_refuses_is_logged_not_raised(caplog: Any) -> None:
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager = Engager(client)
-        engager.submit(COMMAND, "U1", broken)
+        await engager.request(COMMAND, Caller("U1"), broken)
         await engager.drain(grace=10)
         await client.aclose()
     assert "could not deliver the reply for FN" in caplog.text
-    assert "outcome=started" in caplog.text
+    assert '"outcome": "started"' in caplog.text

@@ -353,7 +353,7 @@ async def test_no_secret_in_any_reply_or_log_line(
     async with harness(monkeypatch, FakeStudio(answers=answers)) as run:
         acks = [
             (await run.command(text))[0].json()
-            for text in ["+16175551212", "+16175551212", "+16175551212 a=1", "bad", "help"]
+            for text in ["+16175551212", "+16175551213", "+16175551214 a=1", "bad", "help"]
         ]
         replies = await run.slack.wait_for_replies(3)
     everything = caplog.text + json.dumps(acks) + json.dumps(replies)

@@ -1,0 +1,65 @@
+"""The audit trail: one JSON line per command outcome, on the ``bot.audit`` logger.
+
+Contacts are always masked here; no secret is ever passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.command import EngageCommand
+from bot.phone import mask
+
+log = logging.getLogger("bot.audit")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a command, from where."""
+
+    user_id: str
+    channel_id: str = ""
+    team_id: str = ""
+
+
+def record(
+    outcome: str,
+    caller: Caller,
+    command: EngageCommand | None = None,
+    *,
+    sid: str | None = None,
+    code: int | None = None,
+    latency_ms: float | None = None,
+    detail: str | None = None,
+) -> None:
+    """Log one outcome: started, failed, unknown, invalid, refused, rate_limited, duplicate…"""
+    entry = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": "engage",
+        "outcome": outcome,
+        "team": caller.team_id,
+        "user": caller.user_id,
+        "channel": caller.channel_id,
+        "flow": command.flow_sid if command else None,
+        "contact": mask(command.to) if command else None,
+        "sid": sid,
+        "code": code,
+        "latency_ms": round(latency_ms) if latency_ms is not None else None,
+        "detail": detail,
+    }
+    log.info(json.dumps(entry, ensure_ascii=False))
+
+
+class LogFormatter(logging.Formatter):
+    """Audit lines as bare JSON; everything else as ``time level name: message``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == log.name:
+            return record.getMessage()
+        return super().format(record)

@@ -1,0 +1,61 @@
+"""Who may start what, and to where: the rules an operator configures.
+
+Pure: no I/O. ``refusal`` returns the reason a command may not run (naming the
+rule, so the user knows whom to ask), or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.command import EngageCommand
+from bot.phone import facts
+
+
+@dataclass(frozen=True)
+class Access:
+    """Slack IDs allowed; None means everyone."""
+
+    users: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    everywhere: Access = field(default_factory=Access)
+    per_flow: Mapping[str, Access] = field(default_factory=dict)  # flow SID -> narrower access
+    countries: frozenset[str] | None = None  # ISO codes; None means any
+    allow_costly: bool = False  # premium-rate and shared-cost numbers
+
+
+def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:
+    """Why the contact may not be reached (toll-fraud rules), or None."""
+    info = facts(command.to)
+    if policy.countries is not None and info.country not in policy.countries:
+        allowed = ",".join(sorted(policy.countries))
+        return (
+            f"numbers in {info.country} are not allowed here (ALLOWED_COUNTRIES={allowed});"
+            " ask an admin if this contact is legitimate"
+        )
+    if info.costly and not policy.allow_costly:
+        return (
+            f"the contact is {info.costly}, refused to prevent toll fraud"
+            " (ALLOW_PREMIUM_NUMBERS is off)"
+        )
+    return None
+
+
+def refusal(policy: Policy, command: EngageCommand, user_id: str, channel_id: str) -> str | None:
+    """Why ``user_id`` may not run ``command`` in ``channel_id``, or None if it may."""
+    rules = [("ALLOWED_SLACK_USERS", "ALLOWED_SLACK_CHANNELS", policy.everywhere)]
+    narrower = policy.per_flow.get(command.flow_sid)
+    if narrower is not None:
+        name = command.flow_alias or command.flow_sid
+        rules.append((f"STUDIO_FLOWS {name} users", f"STUDIO_FLOWS {name} channels", narrower))
+    for users_rule, channels_rule, access in rules:
+        if access.users is not None and user_id not in access.users:
+            return f"you are not allowed to start this flow ({users_rule}); ask an admin"
+        if access.channels is not None and channel_id not in access.channels:
+            return f"this flow cannot be started from this channel ({channels_rule})"
+    return destination_refusal(policy, command)

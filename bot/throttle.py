@@ -1,0 +1,210 @@
+"""How often: per-user limits, account-wide pacing of Studio requests, the
+duplicate window and parked confirmations, in state that can be shared.
+
+State lives behind one small interface, ``Store``: in this process's memory by
+default, in Redis when ``REDIS_URL`` is set so that several processes share it.
+If Redis fails, each call falls back to this process's memory (per-process
+limits, logged), never to an unlimited bot and never to a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Protocol, TypeVar
+
+import limits
+import redis.asyncio as redis
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+from bot.command import EngageCommand
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+PARKED_SECONDS = 15 * 60  # how long a "start again?" button stays valid
+
+
+class Store(Protocol):
+    """Expiring keys plus a ``limits`` storage: all the state the guardrails need."""
+
+    limiter: Storage
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        """Set ``key`` unless it exists (atomically); True if it was set."""
+
+    async def pop(self, key: str) -> str | None:
+        """Remove ``key`` and return its value (atomically)."""
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore:
+    """This process's memory."""
+
+    def __init__(self) -> None:
+        self.limiter: Storage = MemoryStorage()
+        self._items: dict[str, tuple[str, float]] = {}
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        now = time.monotonic()
+        self._items = {k: v for k, v in self._items.items() if v[1] > now}
+        if key in self._items:
+            return False
+        self._items[key] = (value, now + ttl)
+        return True
+
+    async def pop(self, key: str) -> str | None:
+        item = self._items.pop(key, None)
+        return item[0] if item and item[1] > time.monotonic() else None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisStore:
+    """A Redis server, shared by every process that points at it."""
+
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+        self.limiter: Storage = RedisStorage(
+            "async+" + url,
+            implementation="redispy",
+            wrap_exceptions=True,
+            key_prefix="studio-engage",
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        done = await self._redis.set(
+            f"studio-engage:{key}", value, nx=True, px=max(1, int(ttl * 1000))
+        )
+        return bool(done)
+
+    async def pop(self, key: str) -> str | None:
+        value = await self._redis.getdel(f"studio-engage:{key}")
+        return str(value) if value is not None else None
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+_OUTAGE = (StorageError, RedisError, OSError, TimeoutError)
+
+
+class Throttle:
+    """The "how often" guardrails over a ``Store``, with memory as the fallback."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        user_rate: str = "10/minute",
+        studio_rate: str = "20/second",
+        max_wait: float = 10.0,
+        duplicate_window: float = 60.0,
+    ) -> None:
+        self._memory = MemoryStore()
+        self._store: Store = store or self._memory
+        self.user_rate = user_rate
+        self._user_item = limits.parse(user_rate)
+        self._studio_item = limits.parse(studio_rate)
+        self.max_wait = max_wait
+        self.duplicate_window = duplicate_window
+        self._degraded = False
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+    async def _use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
+        """Run ``operation`` on the shared store, or on this process's memory if it fails."""
+        if self._store is not self._memory:
+            try:
+                result = await operation(self._store)
+            except _OUTAGE as exc:
+                if not self._degraded:
+                    log.warning(
+                        "shared state unavailable (%s): limits are per process until it is back",
+                        type(exc).__name__,
+                    )
+                self._degraded = True
+            else:
+                if self._degraded:
+                    log.warning("shared state is back")
+                self._degraded = False
+                return result
+        return await operation(self._memory)
+
+    async def user_wait(self, user_id: str) -> float:
+        """Count one command for ``user_id``: 0 if within USER_RATE_LIMIT, else seconds to wait."""
+
+        async def hit(store: Store) -> float:
+            limiter = MovingWindowRateLimiter(store.limiter)
+            if await limiter.hit(self._user_item, "user", user_id):
+                return 0.0
+            stats = await limiter.get_window_stats(self._user_item, "user", user_id)
+            return max(1.0, stats.reset_time - time.time())
+
+        return await self._use(hit)
+
+    async def pace(self) -> bool:
+        """Wait for a slot under STUDIO_RATE_LIMIT (account-wide); False after ``max_wait``."""
+        deadline = time.monotonic() + self.max_wait
+
+        async def hit(store: Store) -> float:
+            limiter = MovingWindowRateLimiter(store.limiter)
+            if await limiter.hit(self._studio_item, "studio"):
+                return 0.0
+            stats = await limiter.get_window_stats(self._studio_item, "studio")
+            return max(0.01, stats.reset_time - time.time())
+
+        while True:
+            wait = await self._use(hit)
+            if wait == 0.0:
+                return True
+            if time.monotonic() + wait > deadline:
+                return False
+            await asyncio.sleep(min(wait, 0.25))
+
+    @staticmethod
+    def _duplicate_key(user_id: str, command: EngageCommand) -> str:
+        return f"dup:{user_id}:{command.flow_sid}:{command.to}"
+
+    async def claim(self, user_id: str, command: EngageCommand) -> bool:
+        """Mark this user/flow/contact as just started; False if it already was, recently."""
+        if self.duplicate_window <= 0:
+            return True
+        key = self._duplicate_key(user_id, command)
+        return await self._use(lambda s: s.add(key, str(time.time()), self.duplicate_window))
+
+    async def release(self, user_id: str, command: EngageCommand) -> None:
+        """Forget a claim whose engagement certainly did not start, so a retry is not a duplicate."""
+        if self.duplicate_window > 0:
+            key = self._duplicate_key(user_id, command)
+            await self._use(lambda s: s.pop(key))
+
+    async def park(self, user_id: str, command: EngageCommand) -> str:
+        """Keep ``command`` for a confirmation button; returns the button's token."""
+        token = secrets.token_urlsafe(12)
+        value = json.dumps({"user": user_id, "command": asdict(command)})
+        await self._use(lambda s: s.add(f"parked:{token}", value, PARKED_SECONDS))
+        return token
+
+    async def unpark(self, token: str) -> tuple[str, EngageCommand] | None:
+        """The parked command and who parked it (once), or None if expired or unknown."""
+        value = await self._use(lambda s: s.pop(f"parked:{token}"))
+        if value is None:
+            return None
+        data = json.loads(value)
+        return data["user"], EngageCommand(**data["command"])
