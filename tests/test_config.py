@@ -156,8 +156,8 @@ def test_guardrail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         },
     )
     settings = load_settings(need_slack=True)
-    assert settings.allowed_slack_users == {"U0AAA", "W0BBB"}
-    assert settings.allowed_countries == {"US", "CA"}
+    assert settings.allowed_slack_users == frozenset({"U0AAA", "W0BBB"})
+    assert settings.allowed_countries == frozenset({"US", "CA"})
     assert settings.allow_premium_numbers
     assert settings.mask_numbers
     assert "pw-5ecret" not in repr(settings)
