@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
+from tests.peers import leaked_secrets
 
 CONFIG_VARS = [name.upper() for name in Settings.model_fields]
 
@@ -15,3 +17,18 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in CONFIG_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """Fail any test whose captured stdout, stderr or logs (at DEBUG) hold a configured secret."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "call" or not report.passed:
+        return
+    captured = "\n".join(content for _, content in report.sections)
+    if leaked := leaked_secrets(captured):
+        report.outcome = "failed"
+        report.longrepr = f"a configured secret appeared in the captured output or logs: {leaked}"

@@ -39,6 +39,17 @@ CONTACT = "+16175551212"
 BOT_TOKEN = "xoxb-5ecret-bot-token"
 APP_TOKEN = "xapp-5ecret-app-token"
 SIGNING_SECRET = "5ecret-signing-secret"
+API_SECRET = "api-5ecret"
+REDIS_PASSWORD = "pw-5ecret"
+
+# Every secret any test configures. tests/conftest.py fails a test whose captured
+# output or logs contain one, so the whole suite doubles as a leak check.
+SECRETS = (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, API_SECRET, REDIS_PASSWORD)
+
+
+def leaked_secrets(text: str) -> list[str]:
+    """The configured secrets that appear in ``text``, masked for the failure message."""
+    return [f"{s[:3]}…" for s in (*SECRETS, APP_TOKEN) if s in text]
 
 
 def free_port() -> int:
@@ -327,3 +338,51 @@ def prism(spec: str) -> Iterator[str]:
 
 def json_form_parameters(form: dict[str, str]) -> Any:
     return json.loads(form["Parameters"])
+
+
+# --- Redis ---------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (Debian's package) on 127.0.0.1, empty, not persisted.
+
+    In CI (``CI=true``) a missing redis-server fails the run; elsewhere it skips.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is missing: run scripts/test (it installs Debian's redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", proc)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()

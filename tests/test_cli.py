@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.cli import argv_to_text
-from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, prism
+from tests.peers import ACCOUNT_SID, API_SECRET, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, prism
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -56,14 +56,14 @@ def test_dry_run_with_an_alias_and_api_key() -> None:
     env = {
         **ENV,
         "TWILIO_API_KEY": "SK" + "f" * 32,
-        "TWILIO_API_SECRET": "api-5ecret",
+        "TWILIO_API_SECRET": API_SECRET,
         "TWILIO_REGION": "ie1",
     }
     result = run(["trigger", "--dry-run", "survey", "+1 617 555 1212"], env)
     assert result.returncode == 0, result.stderr
     assert f"POST https://studio.ie1.twilio.com/v1/Flows/{SURVEY_SID}/Engagements" in result.stdout
     assert "TWILIO_API_KEY:TWILIO_API_SECRET" in result.stdout
-    assert "api-5ecret" not in result.stdout + result.stderr
+    assert API_SECRET not in result.stdout + result.stderr
 
 
 def test_bad_command_exits_2_and_names_the_token() -> None:

@@ -5,7 +5,16 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, FlowSpec, load_settings, parse_flows, studio_base_url
-from tests.peers import ACCOUNT_SID, AUTH_TOKEN, BOT_TOKEN, FLOW_SID, SIGNING_SECRET, SURVEY_SID
+from tests.peers import (
+    ACCOUNT_SID,
+    API_SECRET,
+    AUTH_TOKEN,
+    BOT_TOKEN,
+    FLOW_SID,
+    REDIS_PASSWORD,
+    SIGNING_SECRET,
+    SURVEY_SID,
+)
 
 GOOD = {
     "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -95,7 +104,7 @@ def test_api_key_is_preferred_and_needs_its_secret(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TWILIO_API_KEY", "SK" + "f" * 32)
     with pytest.raises(ConfigError, match="TWILIO_API_KEY and TWILIO_API_SECRET"):
         load_settings(need_slack=False)
-    monkeypatch.setenv("TWILIO_API_SECRET", "api-5ecret")
+    monkeypatch.setenv("TWILIO_API_SECRET", API_SECRET)
     settings = load_settings(need_slack=False)
     assert settings.twilio_credentials[0] == "SK" + "f" * 32
     assert settings.credential_names == ("TWILIO_API_KEY", "TWILIO_API_SECRET")
@@ -103,11 +112,11 @@ def test_api_key_is_preferred_and_needs_its_secret(monkeypatch: pytest.MonkeyPat
 
 def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, GOOD)
-    monkeypatch.setenv("TWILIO_API_SECRET", "api-5ecret")
+    monkeypatch.setenv("TWILIO_API_SECRET", API_SECRET)
     monkeypatch.setenv("TWILIO_API_KEY", "SK" + "f" * 32)
     settings = load_settings(need_slack=True)
     for text in (repr(settings), str(settings), str(settings.model_dump())):
-        for secret in (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, "api-5ecret"):
+        for secret in (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, API_SECRET):
             assert secret not in text
 
 
@@ -152,7 +161,7 @@ def test_guardrail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
             "ALLOW_PREMIUM_NUMBERS": "true",
             "MASK_NUMBERS": "1",
             "USER_RATE_LIMIT": "3/minute",
-            "REDIS_URL": "redis://:pw-5ecret@127.0.0.1:6379/0",
+            "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0",
         },
     )
     settings = load_settings(need_slack=True)
@@ -160,7 +169,7 @@ def test_guardrail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.allowed_countries == frozenset({"US", "CA"})
     assert settings.allow_premium_numbers
     assert settings.mask_numbers
-    assert "pw-5ecret" not in repr(settings)
+    assert REDIS_PASSWORD not in repr(settings)
 
 
 def test_guardrail_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,7 +182,7 @@ def test_guardrail_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None
             "ALLOWED_COUNTRIES": "USA",
             "USER_RATE_LIMIT": "lots",
             "DUPLICATE_WINDOW_SECONDS": "-1",
-            "REDIS_URL": "http://pw-5ecret@x",
+            "REDIS_URL": f"http://{REDIS_PASSWORD}@x",
         },
     )
     with pytest.raises(ConfigError) as caught:
@@ -188,7 +197,7 @@ def test_guardrail_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None
         "REDIS_URL",
     ]:
         assert name in message
-    assert "pw-5ecret" not in message
+    assert REDIS_PASSWORD not in message
 
 
 @pytest.mark.parametrize(
@@ -211,3 +220,11 @@ def test_base_url_overrides_region(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWILIO_REGION", "ie1")
     monkeypatch.setenv("STUDIO_BASE_URL", "http://127.0.0.1:4010/")
     assert load_settings(need_slack=True).twilio_base_url == "http://127.0.0.1:4010"
+
+
+def test_the_leak_check_finds_secrets() -> None:
+    from tests.peers import leaked_secrets
+
+    assert leaked_secrets(f"log line with {AUTH_TOKEN} inside") == ["tok…"]
+    assert leaked_secrets(f"{BOT_TOKEN} and {SIGNING_SECRET}") == ["xox…", "5ec…"]
+    assert leaked_secrets("nothing secret here") == []

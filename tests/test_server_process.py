@@ -20,6 +20,7 @@ from tests.peers import (
     FakeStudio,
     bot_env,
     free_port,
+    redis_server,
     serve,
     signed_headers,
     slash_command,
@@ -157,3 +158,41 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
     assert "Traceback" not in out.decode()
+
+
+async def test_two_bot_processes_share_limits_and_the_duplicate_window_in_redis() -> None:
+    studio, slack = FakeStudio(), FakeSlack()
+    with redis_server() as redis:
+        async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+            ports = [free_port(), free_port()]
+            envs = [
+                bot_env(
+                    studio_url,
+                    slack_url,
+                    PORT=str(port),
+                    REDIS_URL=redis.url,
+                    USER_RATE_LIMIT="3/minute",
+                )
+                for port in ports
+            ]
+            async with running_bot(envs[0]) as a, running_bot(envs[1]) as b:
+                urls = [f"http://127.0.0.1:{port}" for port in ports]
+                await wait_healthy(urls[0], a)
+                await wait_healthy(urls[1], b)
+
+                async def command(url: str, text: str) -> str:
+                    body = slash_command(text, response_url=f"{slack_url}/respond/1")
+                    async with httpx.AsyncClient() as http:
+                        response = await http.post(
+                            f"{url}/slack/events", content=body, headers=signed_headers(body)
+                        )
+                    return str(response.json()["text"])
+
+                assert "Starting" in await command(urls[0], "+16175551210")
+                assert "Start it again?" in await command(urls[1], "+16175551210")
+                assert "Starting" in await command(urls[1], "+16175551211")
+                assert "USER_RATE_LIMIT" in await command(urls[0], "+16175551212")
+                await slack.wait_for_replies(2)
+                await sigterm(a)
+                await sigterm(b)
+    assert len(studio.requests) == 2

@@ -1,0 +1,86 @@
+"""The bot itself on loopback, wired to the fake peers: what the end-to-end tests drive."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from bot.config import load_settings
+from bot.engage import studio_client
+from bot.server import build_web_app
+from tests.peers import FakeSlack, FakeStudio, bot_env, serve, signed_headers, slash_command
+
+
+@dataclass
+class Harness:
+    studio: FakeStudio
+    slack: FakeSlack
+    slack_url: str
+    bot_url: str
+
+    async def post(
+        self, body: str, headers: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"{self.bot_url}/slack/events",
+                content=body,
+                headers=signed_headers(body) if headers is None else headers,
+            )
+        return response, time.monotonic() - started
+
+    async def command(self, text: str, **kwargs: Any) -> tuple[httpx.Response, float]:
+        body = slash_command(text, response_url=f"{self.slack_url}/respond/1", **kwargs)
+        return await self.post(body)
+
+
+@asynccontextmanager
+async def harness(
+    monkeypatch: pytest.MonkeyPatch, studio: FakeStudio, studio_url: str | None = None, **env: str
+) -> AsyncIterator[Harness]:
+    slack = FakeSlack()
+    async with serve(studio.app()) as fake_studio_url, serve(slack.app()) as slack_url:
+        values = bot_env(
+            studio_url or fake_studio_url, slack_url, SHUTDOWN_GRACE_SECONDS="10", **env
+        )
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings(need_slack=True)
+        async with serve(build_web_app(settings, studio_client(settings))) as bot_url:
+            yield Harness(studio, slack, slack_url, bot_url)
+
+
+def block_action(
+    action_id: str, value: str, *, user_id: str = "U0CALLER", response_url: str
+) -> str:
+    """The form body Slack posts when a button is clicked."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001"},
+        "user": {"id": user_id},
+        "api_app_id": "A0APP",
+        "token": "deprecated",
+        "trigger_id": "1.2.3",
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": "1",
+            }
+        ],
+        "container": {"type": "message"},
+        "channel": {"id": "C0CHANNEL"},
+    }
+    return urlencode({"payload": json.dumps(payload)})

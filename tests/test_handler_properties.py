@@ -1,0 +1,132 @@
+"""hypothesis over the whole /engage handler: arbitrary text, users and channels.
+
+Always exactly one ack, never an exception, and never a Studio request for input
+the parser or the guardrails refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from bot.command import CommandError, Defaults, EngageCommand, parse
+from bot.engage import Engager
+from bot.policy import Access, Policy, refusal
+from bot.slack_app import handle_engage
+from bot.studio import StudioClient
+from bot.throttle import Throttle
+from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, engagement_body
+
+DEFAULTS = Defaults({"onboarding": FLOW_SID, "survey": SURVEY_SID}, FLOW_SID, SENDER, "US")
+POLICY = Policy(
+    everywhere=Access(users=frozenset({"U0ALLOWED", "U0OTHER"})),
+    per_flow={SURVEY_SID: Access(channels=frozenset({"C0OPS"}))},
+    countries=frozenset({"US", "CA"}),
+)
+
+TEXT = st.one_of(
+    st.text(max_size=80),
+    st.lists(
+        st.sampled_from(
+            [
+                "+16175551212",
+                "+1 617 555 1212",
+                "617-555-1212",
+                "+4930123456",
+                "+19005551234",
+                "survey",
+                "onboarding",
+                "help",
+                "a=1",
+                "b:=[1,2]",
+                "c.d=x",
+                '"q r"',
+                "--from",
+                "+16175550100",
+                "--flow",
+                "nope",
+                "{",
+                '{"k": 1}',
+                "&lt;",
+                "\u201c",
+                "whatsapp:+16175551212",
+            ]
+        ),
+        max_size=6,
+    ).map(" ".join),
+    # Mostly well-formed commands, so that the "sent" path is explored as much as the rest.
+    st.tuples(
+        st.sampled_from(["", "survey ", "onboarding "]),
+        st.sampled_from(
+            ["+16175551212", "(617) 555-1212", "+14165551234", "+4930123456", "+19005551234"]
+        ),
+        st.lists(
+            st.from_regex(r"[a-z]{1,5}(=[a-z ]{0,5}|:=[0-9]{1,3})", fullmatch=True), max_size=3
+        ),
+    ).map(lambda parts: f"{parts[0]}{parts[1]} {' '.join(parts[2])}"),
+)
+USERS = st.sampled_from(["U0ALLOWED", "U0OTHER", "U0STRANGER", ""])
+CHANNELS = st.sampled_from(["C0OPS", "C0GENERAL", ""])
+
+
+async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, Any]], int]:
+    requests: list[httpx.Request] = []
+
+    def studio_peer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(201, json=engagement_body())
+
+    studio = StudioClient(
+        base_url="https://studio.test",
+        username=ACCOUNT_SID,
+        password=SecretStr(AUTH_TOKEN),
+        transport=httpx.MockTransport(studio_peer),
+    )
+    engager = Engager(studio, policy=POLICY, throttle=Throttle(user_rate="1000/minute"))
+    acks: list[dict[str, Any]] = []
+
+    async def ack(**message: Any) -> None:
+        acks.append(message)
+
+    class Respond:
+        async def __call__(self, **message: Any) -> httpx.Response:
+            return httpx.Response(200)
+
+    body = {
+        "text": text,
+        "user_id": user,
+        "channel_id": channel,
+        "team_id": "T1",
+        "command": "/engage",
+    }
+    await handle_engage(ack, body, Respond(), DEFAULTS, engager)  # type: ignore[arg-type]
+    await engager.drain(grace=5)
+    await studio.aclose()
+    return acks, len(requests)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT, USERS, CHANNELS)
+def test_every_command_gets_one_reply_and_refused_input_never_reaches_studio(
+    text: str, user: str, channel: str
+) -> None:
+    acks, studio_requests = asyncio.run(run_once(text, user, channel))
+    assert len(acks) == 1
+    assert acks[0]["text"]
+    try:
+        command = parse(text, DEFAULTS)
+    except CommandError:
+        event("invalid")
+        assert studio_requests == 0
+        return
+    if not isinstance(command, EngageCommand) or refusal(POLICY, command, user, channel):
+        event("refused or help")
+        assert studio_requests == 0
+    else:
+        event("sent to Studio")
+        assert studio_requests == 1

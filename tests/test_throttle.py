@@ -1,0 +1,123 @@
+"""The "how often" guardrails on memory and on a real Redis, including an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bot.command import EngageCommand
+from bot.throttle import MemoryStore, RedisStore, Store, Throttle
+from tests.peers import FLOW_SID, RedisServer, redis_server
+
+COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
+OTHER = EngageCommand(FLOW_SID, None, "+16175551213", "+16175550100", {})
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis")
+    redis_store = RedisStore(server.url)
+    await redis_store._redis.flushdb()
+    yield redis_store
+    await redis_store.aclose()
+
+
+async def test_user_limit(store: Store) -> None:
+    throttle = Throttle(store, user_rate="3/minute")
+    waits = [await throttle.user_wait("U1") for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 50 < waits[3] <= 60
+    assert await throttle.user_wait("U2") == 0.0  # per user
+
+
+async def test_duplicate_window(store: Store) -> None:
+    throttle = Throttle(store, duplicate_window=60)
+    assert await throttle.claim("U1", COMMAND)
+    assert not await throttle.claim("U1", COMMAND)
+    assert await throttle.claim("U2", COMMAND)  # another user
+    assert await throttle.claim("U1", OTHER)  # another contact
+    await throttle.release("U1", COMMAND)  # it certainly did not start
+    assert await throttle.claim("U1", COMMAND)
+
+
+async def test_duplicate_window_expires(store: Store) -> None:
+    throttle = Throttle(store, duplicate_window=0.3)
+    assert await throttle.claim("U1", COMMAND)
+    await asyncio.sleep(0.4)
+    assert await throttle.claim("U1", COMMAND)
+
+
+async def test_no_window_means_no_duplicate_check(store: Store) -> None:
+    throttle = Throttle(store, duplicate_window=0)
+    assert await throttle.claim("U1", COMMAND)
+    assert await throttle.claim("U1", COMMAND)
+
+
+async def test_parked_commands_come_back_once(store: Store) -> None:
+    throttle = Throttle(store)
+    token = await throttle.park("U1", COMMAND)
+    assert await throttle.unpark(token) == ("U1", COMMAND)
+    assert await throttle.unpark(token) is None
+    assert await throttle.unpark("no-such-token") is None
+
+
+async def test_pacing_queues_briefly_instead_of_failing(store: Store) -> None:
+    throttle = Throttle(store, studio_rate="5/second", max_wait=5)
+    started = time.monotonic()
+    assert all([await throttle.pace() for _ in range(12)])
+    elapsed = time.monotonic() - started
+    assert 1.5 < elapsed < 4  # 12 at 5 per moving second: two full windows of waiting
+
+
+async def test_pacing_gives_up_after_max_wait(store: Store) -> None:
+    throttle = Throttle(store, studio_rate="2/minute", max_wait=0.2)
+    assert await throttle.pace()
+    assert await throttle.pace()
+    started = time.monotonic()
+    assert not await throttle.pace()
+    assert time.monotonic() - started < 1
+
+
+async def test_two_processes_share_one_redis(redis: RedisServer) -> None:
+    a = Throttle(RedisStore(redis.url), user_rate="2/minute")
+    b = Throttle(RedisStore(redis.url), user_rate="2/minute")
+    await a._store._redis.flushdb()  # type: ignore[attr-defined]
+    assert await a.user_wait("U9") == 0.0
+    assert await b.user_wait("U9") == 0.0
+    assert await a.user_wait("U9") > 0
+    assert await b.claim("U9", COMMAND)
+    assert not await a.claim("U9", COMMAND)
+    token = await a.park("U9", COMMAND)
+    assert await b.unpark(token) == ("U9", COMMAND)
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_redis_outage_degrades_to_per_process_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with redis_server() as server:
+        throttle = Throttle(RedisStore(server.url, timeout=0.5), user_rate="2/minute")
+        assert await throttle.user_wait("U1") == 0.0
+        server.stop()
+        # Still limited, never unlimited and never a crash: memory takes over.
+        assert await throttle.user_wait("U1") == 0.0
+        assert await throttle.user_wait("U1") == 0.0
+        assert await throttle.user_wait("U1") > 0
+        assert await throttle.claim("U1", COMMAND)
+        assert not await throttle.claim("U1", COMMAND)
+        assert await throttle.pace()
+        await throttle.aclose()
+    assert "shared state unavailable" in caplog.text
