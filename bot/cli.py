@@ -103,6 +103,9 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if isinstance(command, HelpCommand):
         print(help_text(settings.command_defaults, "python -m bot trigger"), file=out)
         return EXIT_OK
+    if not isinstance(command, EngageCommand):
+        print("error: trigger starts engagements; flows and status are Slack commands", file=err)
+        return EXIT_USAGE
     if reason := destination_refusal(settings.policy, command):
         print(f"error: not started: {reason}", file=err)
         return EXIT_USAGE

@@ -23,6 +23,8 @@ from bot.phone import PhoneError, looks_like_phone, parse_address
 USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <flow>]"
 
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
+RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
+RESERVED_WORDS = ("help", "flows", "status")  # subcommands; never flow aliases
 _KEY_SEGMENT = re.compile(r"^[\w-]+$")
 _OPTIONS = ("from", "flow")
 
@@ -80,7 +82,24 @@ class HelpCommand:
     """``/engage help`` (or an empty command)."""
 
 
-Command = EngageCommand | HelpCommand
+@dataclass(frozen=True)
+class FlowsCommand:
+    """``/engage flows``: the configured flows."""
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    """``/engage status FN… [--flow <flow>]``: how a run is going.
+
+    ``flow_sids`` are the flows to look in, in order: the one named, else the
+    default and then every configured flow (the SID alone does not say which).
+    """
+
+    sid: str
+    flow_sids: tuple[str, ...]
+
+
+Command = EngageCommand | HelpCommand | FlowsCommand | StatusCommand
 
 
 # --- tokens -------------------------------------------------------------------
@@ -283,8 +302,15 @@ class _Scanner:
 
 
 def _build(tokens: list[_Token], defaults: Defaults) -> Command:
-    if not tokens or (isinstance(tokens[0], _Word) and tokens[0].text.lower() == "help"):
+    first = tokens[0].text.lower() if tokens and isinstance(tokens[0], _Word) else None
+    if not tokens or first == "help":
         return HelpCommand()
+    if first == "flows":
+        if len(tokens) > 1:
+            raise CommandError("/engage flows takes nothing more", _raw(tokens[1]))
+        return FlowsCommand()
+    if first == "status":
+        return _status(tokens[1:], defaults)
     words = [t.text for t in tokens if isinstance(t, _Word)]
 
     options: dict[str, _Option] = {}
@@ -313,6 +339,36 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
 
     parameters = _parameters(tokens)
     return EngageCommand(flow_sid, alias, to, sender, parameters)
+
+
+def _raw(token: _Token) -> str:
+    return token.text if isinstance(token, _Word) else token.raw
+
+
+def _status(tokens: list[_Token], defaults: Defaults) -> StatusCommand:
+    usage = "usage: /engage status FN… [--flow <flow>]"
+    sids = [t.text for t in tokens if isinstance(t, _Word)]
+    options = [t for t in tokens if isinstance(t, _Option)]
+    other = [t for t in tokens if isinstance(t, _Item | _Object)] + [
+        o for o in options if o.name != "flow"
+    ]
+    if other:
+        raise CommandError(f"unexpected {_raw(other[0])!r}; {usage}", _raw(other[0]))
+    if len(sids) != 1 or not RUN_SID.match(sids[0]):
+        token = sids[0] if sids else None
+        raise CommandError(
+            f"give one engagement SID (FN followed by 32 hex digits); {usage}", token
+        )
+    if len(options) > 1:
+        raise CommandError("--flow is given twice", options[1].raw)
+    if options:
+        flow_sid, _ = _resolve_flow(None, options[0], defaults)
+        return StatusCommand(sids[0], (flow_sid,))
+    candidates = [defaults.flow_sid] if defaults.flow_sid else []
+    candidates += [sid for sid in defaults.flows.values() if sid not in candidates]
+    if not candidates:
+        raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
+    return StatusCommand(sids[0], tuple(candidates))
 
 
 def _known_flows(defaults: Defaults) -> str:

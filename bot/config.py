@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import limits
 import phonenumbers
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.command import FLOW_SID, Defaults
+from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
 from bot.phone import PhoneError, parse_address
 from bot.policy import Access, Policy
 
@@ -70,7 +70,7 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             raise ValueError(
                 "must be alias=FW…(32 hex digits), comma-separated; aliases start with a letter"
             )
-        if alias.casefold() in (a.casefold() for a in flows) or alias.lower() in ("help",):
+        if alias.casefold() in (a.casefold() for a in flows) or alias.lower() in RESERVED_WORDS:
             raise ValueError(f"alias {alias!r} is used twice or is reserved")
         narrowed: dict[str, frozenset[str]] = {}
         for option in options:
@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     studio_flows: Annotated[dict[str, FlowSpec], NoDecode] = {}
     studio_from: str | None = None
     studio_base_url: str | None = None
+    studio_api: Literal["v1", "v2"] = "v1"
 
     phone_default_region: str | None = None
     host: str = "0.0.0.0"
@@ -152,6 +153,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 25.0
 
     # -- guardrails -----------------------------------------------------------
+    admin_slack_users: Annotated[frozenset[str] | None, NoDecode] = None
     allowed_slack_users: Annotated[frozenset[str] | None, NoDecode] = None
     allowed_slack_channels: Annotated[frozenset[str] | None, NoDecode] = None
     allowed_countries: Annotated[frozenset[str] | None, NoDecode] = None
@@ -192,6 +194,7 @@ class Settings(BaseSettings):
         "phone_default_region",
         "allowed_slack_users",
         "allowed_slack_channels",
+        "admin_slack_users",
         "allowed_countries",
         "redis_url",
         mode="before",
@@ -208,7 +211,7 @@ class Settings(BaseSettings):
     def _flows(cls, value: Any) -> Any:
         return parse_flows(value) if isinstance(value, str) else value
 
-    @field_validator("allowed_slack_users", mode="before")
+    @field_validator("allowed_slack_users", "admin_slack_users", mode="before")
     @classmethod
     def _users(cls, value: Any) -> Any:
         return parse_ids(value, _SLACK_USER, "user IDs") if isinstance(value, str) else value

@@ -11,17 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import replace as replace_fields
+from typing import Any
 
 import httpx
 
 from bot import audit, messages
 from bot.audit import Caller
-from bot.command import EngageCommand
+from bot.command import EngageCommand, StatusCommand
 from bot.config import Settings
-from bot.messages import Message
+from bot.messages import Message, RunCard
 from bot.policy import Policy, refusal
-from bot.studio import Engagement, StudioClient, StudioError, StudioOutcomeUnknown
+from bot.studio import (
+    ALREADY_ACTIVE,
+    Engagement,
+    StudioAPIError,
+    StudioClient,
+    StudioError,
+    StudioOutcomeUnknown,
+)
 from bot.throttle import RedisStore, Throttle
 
 log = logging.getLogger(__name__)
@@ -36,7 +45,12 @@ _LAST_WORD_SECONDS = 3.0
 def studio_client(settings: Settings) -> StudioClient:
     """The process's one Studio client, as configured."""
     username, password = settings.twilio_credentials
-    return StudioClient(base_url=settings.twilio_base_url, username=username, password=password)
+    return StudioClient(
+        base_url=settings.twilio_base_url,
+        username=username,
+        password=password,
+        api=settings.studio_api,
+    )
 
 
 def throttle(settings: Settings) -> Throttle:
@@ -75,11 +89,15 @@ class Engager:
         policy: Policy | None = None,
         throttle: Throttle | None = None,
         mask_numbers: bool = False,
+        admins: frozenset[str] = frozenset(),
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.studio = studio
         self.policy = policy or Policy()
         self.throttle = throttle or Throttle()
         self.mask_numbers = mask_numbers
+        self.admins = admins
+        self.aliases = dict(aliases or {})  # flow SID -> alias
         self.accepting = True
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,11 +125,17 @@ class Engager:
         parked = await self.throttle.unpark(token)
         if parked is None:
             return messages.expired()
-        user_id, command = parked
-        if user_id != caller.user_id:
+        command = parked.command
+        if parked.user_id != caller.user_id:
             return messages.refused("only the person who typed the command can confirm it")
         if no := await self._refuse(command, caller):
             return no
+        if parked.active_sid:
+            try:
+                await self.studio.end_engagement(command.flow_sid, parked.active_sid)
+            except StudioError as exc:
+                return messages.action_failed(f"end {parked.active_sid}", exc)
+            audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
         await self.throttle.claim(caller.user_id, command)  # restart the window from now
         self._submit(command, caller, reply)
         return messages.starting(command)
@@ -127,11 +151,99 @@ class Engager:
         return None
 
     def _submit(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._run(command, caller, reply), name=f"engage:{caller.user_id}"
-        )
+        self._spawn(self._run(command, caller, reply), f"engage:{caller.user_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` after the ack, as a task this Engager owns (see ``drain``)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- status, refresh, end ------------------------------------------------
+
+    def lookup(self, command: StatusCommand, reply: Reply) -> Message:
+        """``/engage status``: ack now, report the run through ``reply``."""
+        self._spawn(self._lookup(command, reply), f"status:{command.sid}")
+        return messages.looking_up(command.sid)
+
+    async def _lookup(self, command: StatusCommand, reply: Reply) -> None:
+        for flow_sid in command.flow_sids:
+            try:
+                run = await self.studio.fetch_engagement(flow_sid, command.sid)
+                steps = await self.studio.steps(flow_sid, command.sid)
+                context = await self.studio.context(flow_sid, command.sid)
+            except StudioAPIError as exc:
+                if exc.status == 404:
+                    continue  # not in this flow: try the next
+                await _deliver(reply, messages.lookup_failed(command.sid, exc))
+                return
+            except StudioError as exc:
+                await _deliver(reply, messages.lookup_failed(command.sid, exc))
+                return
+            name = self.aliases.get(flow_sid, flow_sid)
+            await _deliver(reply, messages.status_message(run, steps, context, name))
+            return
+        await _deliver(reply, messages.lookup_failed(command.sid, None))
+
+    async def _card(self, flow_sid: str, sid: str, starter: str) -> RunCard:
+        """The card of a run as Studio has it now (status, latest step, data, sender)."""
+        run = await self.studio.fetch_engagement(flow_sid, sid)
+        steps = await self.studio.steps(flow_sid, sid)
+        context = await self.studio.context(flow_sid, sid)
+        flow = _dict(context, "flow")
+        channel = _dict(flow, "channel")
+        return RunCard(
+            sid=run.sid,
+            status=run.status or "unknown",
+            flow_sid=flow_sid,
+            flow_alias=self.aliases.get(flow_sid),
+            contact=run.contact_channel_address or "",
+            sender=channel.get("address") if isinstance(channel.get("address"), str) else None,
+            starter=starter,
+            parameters=flow.get("data"),
+            url=run.url,
+            api=self.studio.api,
+            latest_step=steps[-1] if steps else None,
+            updated=run.date_updated or run.date_created,
+        )
+
+    def refresh(self, flow_sid: str, sid: str, starter: str, replace: Reply, notify: Reply) -> None:
+        """The Refresh button: replace the card with the run as it is now."""
+
+        async def work() -> None:
+            try:
+                card = await self._card(flow_sid, sid, starter)
+            except StudioError as exc:
+                await _deliver(notify, messages.action_failed(f"refresh {sid}", exc))
+                return
+            await _deliver(replace, messages.run_card(card, mask=self.mask_numbers))
+
+        self._spawn(work(), f"refresh:{sid}")
+
+    def end(
+        self, flow_sid: str, sid: str, starter: str, caller: Caller, replace: Reply, notify: Reply
+    ) -> None:
+        """The End button: only the starter or an admin; v2 ends, v1 deletes."""
+
+        async def work() -> None:
+            if caller.user_id != starter and caller.user_id not in self.admins:
+                audit.record("refused", caller, sid=sid, detail="end: not the starter or an admin")
+                await _deliver(notify, messages.not_allowed_to_end(starter))
+                return
+            try:
+                card = await self._card(flow_sid, sid, starter)
+                ended = await self.studio.end_engagement(flow_sid, sid)
+            except StudioError as exc:
+                await _deliver(notify, messages.action_failed(f"end {sid}", exc))
+                return
+            audit.record("ended", caller, sid=sid, detail=f"started by {starter}")
+            status = (ended.status or "ended") if ended is not None else card.status
+            card = replace_fields(
+                card, status=status, ended_by=caller.user_id, deleted=ended is None
+            )
+            await _deliver(replace, messages.run_card(card, mask=self.mask_numbers))
+
+        self._spawn(work(), f"end:{sid}")
 
     async def _run(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
         started = time.monotonic()
@@ -146,14 +258,30 @@ class Engager:
                     " (STUDIO_RATE_LIMIT); nothing was sent, try again in a moment"
                 )
             engagement = await start(self.studio, command)
-        except StudioError as exc:
-            outcome = "unknown" if exc.outcome_unknown else "failed"
-            if not exc.outcome_unknown:
-                await self.throttle.release(caller.user_id, command)
-            audit.record(
-                outcome, caller, command, code=exc.code, latency_ms=elapsed(), detail=exc.message
+        except StudioAPIError as exc:
+            if exc.code != ALREADY_ACTIVE:
+                await self._failed(exc, command, caller, reply, elapsed())
+                return
+            await self.throttle.release(caller.user_id, command)  # nothing new started
+            try:
+                active = await self.studio.find_active(command.flow_sid, command.to)
+            except StudioError:
+                active = None
+            token = await self.throttle.park(
+                caller.user_id, command, active.sid if active else None
             )
-            await _deliver(reply, messages.engage_failed(command, exc), command, None)
+            audit.record(
+                "already_active",
+                caller,
+                command,
+                code=exc.code,
+                latency_ms=elapsed(),
+                sid=active.sid if active else None,
+            )
+            await _deliver(reply, messages.already_active(command, active, token), command, None)
+            return
+        except StudioError as exc:
+            await self._failed(exc, command, caller, reply, elapsed())
             return
         except asyncio.CancelledError:
             stopped = StudioOutcomeUnknown("the bot was stopped while waiting for Twilio's answer")
@@ -162,8 +290,19 @@ class Engager:
             await asyncio.shield(_deliver(reply, last_word, command, None, _LAST_WORD_SECONDS))
             raise
         audit.record("started", caller, command, sid=engagement.sid, latency_ms=elapsed())
-        message = messages.engaged(command, engagement, caller.user_id, mask=self.mask_numbers)
+        message = messages.engaged(
+            command, engagement, caller.user_id, mask=self.mask_numbers, api=self.studio.api
+        )
         await _deliver(reply, message, command, engagement)
+
+    async def _failed(
+        self, exc: StudioError, command: EngageCommand, caller: Caller, reply: Reply, ms: float
+    ) -> None:
+        outcome = "unknown" if exc.outcome_unknown else "failed"
+        if not exc.outcome_unknown:
+            await self.throttle.release(caller.user_id, command)  # certainly not started
+        audit.record(outcome, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
+        await _deliver(reply, messages.engage_failed(command, exc), command, None)
 
     async def drain(self, grace: float) -> None:
         """Stop taking commands, wait up to ``grace`` seconds for those in flight.
@@ -183,11 +322,17 @@ class Engager:
             await asyncio.wait(still_running, timeout=_LAST_WORD_SECONDS + 1)
 
 
+def _dict(value: Any, key: str) -> dict[str, Any]:
+    """``value[key]`` when both are dicts (flow contexts are free-form JSON), else {}."""
+    inner = value.get(key) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
 async def _deliver(
     reply: Reply,
     message: Message,
-    command: EngageCommand,
-    engagement: Engagement | None,
+    command: EngageCommand | None = None,
+    engagement: Engagement | None = None,
     within: float = _REPLY_SECONDS,
 ) -> None:
     """Send the reply; if Slack cannot take it, the log keeps what the user missed."""
@@ -196,7 +341,7 @@ async def _deliver(
     except Exception as exc:  # the reply is best effort; the log line is the record
         log.error(
             "could not deliver the reply for %s (%s): %s",
-            engagement.sid if engagement else "a failed engagement",
-            command.flow_sid,
+            engagement.sid if engagement else "a failed or informational reply",
+            command.flow_sid if command else "-",
             type(exc).__name__,
         )

@@ -9,6 +9,8 @@ input; slack_sdk's models check those limits again when the dict is built.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -21,10 +23,11 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.command import USAGE, CommandError, Defaults, EngageCommand
+from bot.command import FLOW_SID, RUN_SID, USAGE, CommandError, Defaults, EngageCommand
 from bot.phone import mask as masked
 from bot.phone import pretty
-from bot.studio import Engagement, StudioError, console_url
+from bot.policy import Policy
+from bot.studio import Engagement, Step, StudioError, console_url
 
 Message = dict[str, Any]
 
@@ -36,6 +39,9 @@ FALLBACK_TEXT_MAX = 3000  # Slack accepts more; notifications show far less
 PARAMETERS_MAX = SECTION_TEXT_MAX - 100  # room for the code fence and the note
 
 CONSOLE_ACTION = "open_console"
+REFRESH_ACTION = "engage_refresh"
+END_ACTION = "engage_end"
+RESTART_ACTION = "engage_restart"
 AGAIN_ACTION = "engage_again"
 CANCEL_ACTION = "engage_cancel"
 
@@ -92,57 +98,156 @@ def starting(command: EngageCommand) -> Message:
     return _message("ephemeral", text, [SectionBlock(text=_md(text))])
 
 
-def engaged(
-    command: EngageCommand, engagement: Engagement, user_id: str, *, mask: bool = False
-) -> Message:
-    """In the channel: who started which flow for whom, the SID, status and links.
+@dataclass(frozen=True)
+class RunCard:
+    """Everything the in-channel card shows about one run (engagement or execution)."""
+
+    sid: str
+    status: str
+    flow_sid: str
+    flow_alias: str | None
+    contact: str  # normalised address
+    sender: str | None
+    starter: str  # Slack user ID of who triggered it
+    parameters: Any = None
+    url: str | None = None
+    api: str = "v1"
+    latest_step: Step | None = None
+    updated: datetime | None = None
+    ended_by: str | None = None  # Slack user ID; set once the End button did its work
+    deleted: bool = False  # v1 End deletes the engagement
+
+    @property
+    def flow_label(self) -> str:
+        return f"{self.flow_alias} ({self.flow_sid})" if self.flow_alias else self.flow_sid
+
+
+def card_value(card: RunCard) -> str:
+    """The button payload: only what Refresh and End need (no secret, no contact)."""
+    return f"{card.flow_sid}:{card.sid}:{card.starter}"
+
+
+def parse_card_value(value: str) -> tuple[str, str, str] | None:
+    """``card_value``'s parts (flow SID, run SID, starter), or None if it is not one."""
+    parts = value.split(":")
+    if len(parts) != 3 or not FLOW_SID.match(parts[0]) or not RUN_SID.match(parts[1]):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def end_confirm_text(api: str) -> str:
+    """What the End button's confirm dialog (and the README) says it does."""
+    if api == "v2":
+        return "The execution ends now: the flow stops where it is. The contact is not told."
+    return (
+        "Studio's v1 API cannot end an engagement, so this deletes it and its step log"
+        " to stop the flow. This cannot be undone."
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "unknown"
+    epoch = int(moment.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time_secs}}|{moment.isoformat()}>"
+
+
+def step_line(step: Step) -> str:
+    """``Say hello (say-play): Trigger → greeting``"""
+    kind = f" ({step.type})" if step.type else ""
+    hop = f": {step.transitioned_from or '?'} → {step.transitioned_to or '?'}"
+    return f"{step.name or step.sid}{kind}{hop}"
+
+
+def run_card(card: RunCard, *, mask: bool = False) -> Message:
+    """In the channel: who started which flow for whom, the SID, status, links and buttons.
 
     With ``mask`` (MASK_NUMBERS) the contact shows as ``+1 617-•••-1212``.
     """
-    flow_sid = engagement.flow_sid or command.flow_sid
-    link = console_url(flow_sid, engagement.sid)
-    status = engagement.status or "unknown"
-    contact = masked(command.to) if mask else pretty(command.to)
+    link = console_url(card.flow_sid, card.sid)
+    status = "deleted" if card.deleted else card.status
+    contact = masked(card.contact) if mask else pretty(card.contact)
+    who = f"<@{card.starter}>"
     text = (
-        f"<@{user_id}> started {flow_label(command)} for {contact}:"
-        f" engagement {engagement.sid} is {status}. {link}"
+        f"{who} started {card.flow_label} for {contact}: engagement {card.sid} is {status}. {link}"
     )
+    fields = [
+        _field("Engagement", f"`{card.sid}`"),
+        _field("Status", escape(status)),
+        _field("Flow", escape(card.flow_label)),
+        _field("Contact", escape(contact)),
+        _field("Sender", escape(pretty(card.sender)) if card.sender else "unknown"),
+        _field("Triggered by", who),
+    ]
+    if card.latest_step is not None:
+        fields.append(_field("Latest step", escape(step_line(card.latest_step))))
+    if card.updated is not None:
+        fields.append(_field("Last change", _when(card.updated)))
     blocks: list[Block] = [
         SectionBlock(
             text=_md(
-                f":rocket: <@{user_id}> started *{escape(command.flow_alias or command.flow_sid)}*"
-                f" for {escape(contact)}"
+                f":rocket: {who} started *{escape(card.flow_alias or card.flow_sid)}* for {escape(contact)}"
             )
         ),
-        SectionBlock(
-            fields=[
-                _field("Engagement", f"`{engagement.sid}`"),
-                _field("Status", escape(status)),
-                _field("Flow", escape(flow_label(command))),
-                _field("Contact", escape(contact)),
-                _field("Sender", escape(pretty(command.sender))),
-                _field("Triggered by", f"<@{user_id}>"),
-            ]
-        ),
+        SectionBlock(fields=fields),
     ]
-    if command.parameters:
-        blocks.append(
-            SectionBlock(text=_md("*Parameters*\n" + parameters_text(command.parameters)))
+    if card.parameters:
+        blocks.append(SectionBlock(text=_md("*Parameters*\n" + parameters_text(card.parameters))))
+    if card.ended_by:
+        done = "deleted" if card.deleted else "ended"
+        blocks.append(ContextBlock(elements=[_md(f":stop_sign: {done} by <@{card.ended_by}>")]))
+    buttons = [
+        ButtonElement(
+            text="Open in Twilio Console", url=clip(link, BUTTON_URL_MAX), action_id=CONSOLE_ACTION
         )
-    blocks.append(
-        ActionsBlock(
-            elements=[
-                ButtonElement(
-                    text="Open in Twilio Console",
-                    url=clip(link, BUTTON_URL_MAX),
-                    action_id=CONSOLE_ACTION,
-                )
-            ]
+    ]
+    if not card.deleted:
+        buttons.append(
+            ButtonElement(text="Refresh", action_id=REFRESH_ACTION, value=card_value(card))
         )
-    )
-    if engagement.url:
-        blocks.append(ContextBlock(elements=[_md(f"API: {escape(engagement.url)}")]))
+    if card.status == "active" and not card.ended_by:
+        buttons.append(
+            ButtonElement(
+                text="End",
+                action_id=END_ACTION,
+                value=card_value(card),
+                style="danger",
+                confirm=ConfirmObject(
+                    title="End this engagement?",
+                    text=end_confirm_text(card.api),
+                    confirm="End it",
+                    deny="Keep it",
+                ),
+            )
+        )
+    blocks.append(ActionsBlock(elements=buttons))
+    if card.url:
+        blocks.append(ContextBlock(elements=[_md(f"API: {escape(card.url)}")]))
     return _message("in_channel", text, blocks)
+
+
+def engaged(
+    command: EngageCommand,
+    engagement: Engagement,
+    user_id: str,
+    *,
+    mask: bool = False,
+    api: str = "v1",
+) -> Message:
+    """The card for a run just started from ``command``."""
+    card = RunCard(
+        sid=engagement.sid,
+        status=engagement.status or "unknown",
+        flow_sid=engagement.flow_sid or command.flow_sid,
+        flow_alias=command.flow_alias,
+        contact=command.to,
+        sender=command.sender,
+        starter=user_id,
+        parameters=command.parameters,
+        url=engagement.url,
+        api=api,
+    )
+    return run_card(card, mask=mask)
 
 
 def describe_error(error: StudioError) -> str:
@@ -303,3 +408,145 @@ def shutting_down() -> Message:
         " Nothing was sent; try again in a minute."
     )
     return _message("ephemeral", text, [SectionBlock(text=_md(f":zzz: {text}"))])
+
+
+# --- lifecycle: flows, status, end, already active -------------------------------
+
+
+def flows_message(defaults: Defaults, policy: Policy) -> Message:
+    """``/engage flows``: each alias, its SID, the default sender, who may use it."""
+    lines = []
+    for alias, sid in sorted(defaults.flows.items()):
+        marker = " (default)" if sid == defaults.flow_sid else ""
+        line = f"• *{escape(alias)}*{marker} `{sid}`"
+        access = policy.per_flow.get(sid)
+        if access is not None and access.users is not None:
+            line += " · users: " + ", ".join(f"<@{u}>" for u in sorted(access.users))
+        if access is not None and access.channels is not None:
+            line += " · channels: " + ", ".join(f"<#{c}>" for c in sorted(access.channels))
+        lines.append(line)
+    if defaults.flow_sid and defaults.flow_sid not in defaults.flows.values():
+        lines.append(f"• default flow `{defaults.flow_sid}`")
+    if not defaults.flows:
+        lines.append("No named flows (STUDIO_FLOWS); flows can still be given by SID with --flow.")
+    sender = (
+        f"Sender: {pretty(defaults.sender)} unless --from says otherwise."
+        if defaults.sender
+        else ""
+    )
+    body = clip("\n".join(lines), SECTION_TEXT_MAX - 200)
+    blocks: list[Block] = [SectionBlock(text=_md(f"*Flows*\n{body}"))]
+    if sender:
+        blocks.append(ContextBlock(elements=[_md(escape(sender))]))
+    return _message(
+        "ephemeral", f"Flows: {', '.join(sorted(defaults.flows)) or 'none named'}", blocks
+    )
+
+
+def looking_up(sid: str) -> Message:
+    """The ack to ``/engage status``: the answer follows."""
+    return _notice(":mag:", f"Looking up {sid}…")
+
+
+MAX_STEPS_SHOWN = 20
+
+
+def status_message(run: Engagement, steps: list[Step], context: Any, flow: str) -> Message:
+    """Only to the caller: status, times, the steps so far and the flow data."""
+    head = f"{run.sid} of {flow} is {run.status or 'unknown'}"
+    blocks: list[Block] = [
+        SectionBlock(
+            text=_md(f":bar_chart: *{escape(head)}*"),
+            fields=[
+                _field("Started", _when(run.date_created)),
+                _field("Last change", _when(run.date_updated)),
+                _field("Contact", escape(pretty(run.contact_channel_address or "?"))),
+                _field("Steps", str(len(steps))),
+            ],
+        )
+    ]
+    if steps:
+        shown = steps[-MAX_STEPS_SHOWN:]
+        skipped = len(steps) - len(shown)
+        lines = [f"{i}. {escape(step_line(s))}" for i, s in enumerate(shown, start=skipped + 1)]
+        more = f"_{skipped} earlier steps not shown_\n" if skipped else ""
+        blocks.append(
+            SectionBlock(text=_md(clip(f"*Steps*\n{more}" + "\n".join(lines), SECTION_TEXT_MAX)))
+        )
+    data = (
+        context.get("flow", {}).get("data")
+        if isinstance(context, dict) and isinstance(context.get("flow"), dict)
+        else None
+    )
+    if data:
+        blocks.append(SectionBlock(text=_md("*Flow data*\n" + parameters_text(data))))
+    blocks.append(
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text="Open in Twilio Console",
+                    url=clip(console_url(run.flow_sid or "", run.sid), BUTTON_URL_MAX),
+                    action_id=CONSOLE_ACTION,
+                )
+            ]
+        )
+    )
+    return _message("ephemeral", head, blocks)
+
+
+def lookup_failed(sid: str, error: StudioError | None) -> Message:
+    """Only to the caller: the run could not be found or read."""
+    if error is None:
+        return _notice(
+            ":grey_question:", f"No engagement {sid} in the configured flows. Try --flow <flow>."
+        )
+    return _notice(":warning:", f"Could not look up {sid}: {describe_error(error)}")
+
+
+def not_allowed_to_end(starter: str) -> Message:
+    """Only to the clicker: End is for the person who started it, or an admin."""
+    return _notice(
+        ":no_entry:",
+        f"Only <@{starter}>, who started it, or an admin (ADMIN_SLACK_USERS) can end this engagement.",
+    )
+
+
+def action_failed(what: str, error: StudioError) -> Message:
+    """Only to the clicker: a button's request to Studio failed."""
+    return _notice(":warning:", f"Could not {what}: {describe_error(error)}")
+
+
+def already_active(command: EngageCommand, active: Engagement | None, token: str) -> Message:
+    """Only to the caller: Twilio allows one active run per contact and sender."""
+    head = (
+        f"{pretty(command.to)} already has an active run of {flow_label(command)}"
+        " (Twilio allows one per contact and sender), so nothing new was started."
+    )
+    blocks: list[Block] = [SectionBlock(text=_md(f":no_entry_sign: {escape(head)}"))]
+    if active is None:
+        blocks.append(
+            ContextBlock(
+                elements=[_md("The active run was not found; end it in the Twilio Console.")]
+            )
+        )
+        return _message("ephemeral", head, blocks)
+    restart = ButtonElement(
+        text="End it and start again",
+        action_id=RESTART_ACTION,
+        value=token,
+        style="danger",
+        confirm=ConfirmObject(
+            title="End the active run?",
+            text=clip(
+                f"{active.sid} ends, then the flow starts again for {pretty(command.to)}.", 300
+            ),
+            confirm="End and restart",
+            deny="No",
+        ),
+    )
+    cancel = ButtonElement(text="Cancel", action_id=CANCEL_ACTION, value=token)
+    blocks.append(
+        SectionBlock(text=_md(f"Active: `{active.sid}` since {_when(active.date_created)}"))
+    )
+    blocks.append(ActionsBlock(elements=[restart, cancel]))
+    return _message("ephemeral", head + f" Active: {active.sid}.", blocks)

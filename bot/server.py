@@ -39,6 +39,8 @@ def build_engager(settings: Settings, studio: StudioClient) -> Engager:
         policy=settings.policy,
         throttle=throttle(settings),
         mask_numbers=settings.mask_numbers,
+        admins=settings.admin_slack_users or frozenset(),
+        aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
     )
 
 

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import audit, messages
 from bot.audit import Caller
-from bot.command import CommandError, Defaults, HelpCommand, parse
+from bot.command import CommandError, Defaults, FlowsCommand, HelpCommand, StatusCommand, parse
 from bot.config import Settings
 from bot.engage import Engager, Reply
 from bot.messages import Message
@@ -42,16 +42,28 @@ def build_app(settings: Settings, engager: Engager) -> AsyncApp:
         await handle_engage(ack, body, respond, defaults, engager)
 
     @app.action(messages.AGAIN_ACTION)
+    @app.action(messages.RESTART_ACTION)
     async def start_again(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        token = str(body["actions"][0].get("value", ""))
-        answer = await engager.confirm(token, caller_of(body), replier(respond))
+        answer = await engager.confirm(button_value(body), caller_of(body), replier(respond))
         await respond(**answer, replace_original=True)
+
+    @app.action(messages.REFRESH_ACTION)
+    async def refresh(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        if card := messages.parse_card_value(button_value(body)):
+            engager.refresh(*card, replier(respond, replace=True), replier(respond))
+
+    @app.action(messages.END_ACTION)
+    async def end(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        if card := messages.parse_card_value(button_value(body)):
+            engager.end(*card, caller_of(body), replier(respond, replace=True), replier(respond))
 
     @app.action(messages.CANCEL_ACTION)
     async def cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        await engager.throttle.unpark(str(body["actions"][0].get("value", "")))
+        await engager.throttle.unpark(button_value(body))
         await respond(**messages.cancelled(), replace_original=True)
 
     @app.action(messages.CONSOLE_ACTION)
@@ -73,11 +85,20 @@ def caller_of(body: dict[str, Any]) -> Caller:
     )
 
 
-def replier(respond: AsyncRespond) -> Reply:
-    """A ``Reply`` through the request's ``response_url``; new messages, never replacements."""
+def button_value(body: dict[str, Any]) -> str:
+    """The clicked button's value (a token or a card's SIDs; never trusted further)."""
+    actions = body.get("actions") or [{}]
+    return str(actions[0].get("value", ""))
+
+
+def replier(respond: AsyncRespond, *, replace: bool = False) -> Reply:
+    """A ``Reply`` through the request's ``response_url``: a new message, or with
+    ``replace`` the one holding the clicked button (ephemeral or not)."""
 
     async def reply(message: Message) -> None:
-        response = await respond(**message, replace_original=False)
+        if replace:
+            message = {k: v for k, v in message.items() if k != "response_type"}
+        response = await respond(**message, replace_original=replace)
         if response.status_code != 200:
             raise RuntimeError(f"response_url answered HTTP {response.status_code}")
 
@@ -101,5 +122,9 @@ async def handle_engage(
         return
     if isinstance(command, HelpCommand):
         await ack(**messages.help_message(defaults, str(body.get("command") or "/engage")))
-        return
-    await ack(**await engager.request(command, caller, replier(respond)))
+    elif isinstance(command, FlowsCommand):
+        await ack(**messages.flows_message(defaults, engager.policy))
+    elif isinstance(command, StatusCommand):
+        await ack(**engager.lookup(command, replier(respond)))
+    else:
+        await ack(**await engager.request(command, caller, replier(respond)))

@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -52,7 +52,11 @@ def console_url(flow_sid: str, sid: str) -> str:
 
 
 class Engagement(BaseModel):
-    """A v1 Engagement, as ``studio.v1.flow.engagement`` in Twilio's spec defines it."""
+    """One run of a flow for a contact: a v1 Engagement or a v2 Execution.
+
+    The fields of ``studio.v1.flow.engagement`` and ``studio.v2.flow.execution``
+    in Twilio's specs (v2 adds ``flow_version`` and ``initiated_by``).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -67,6 +71,53 @@ class Engagement(BaseModel):
     date_updated: datetime | None = None
     url: str | None = None
     links: dict[str, str] | None = None
+    flow_version: int | None = None
+    initiated_by: str | None = None
+
+
+class Step(BaseModel):
+    """One step of a run: the widget, its type (v2) and the transition that led on."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sid: str
+    name: str | None = None
+    type: str | None = None
+    transitioned_from: str | None = None
+    transitioned_to: str | None = None
+    date_created: datetime | None = None
+
+
+class Context(BaseModel):
+    """A run's flow context (``…/Context``): what the widgets saw, ``flow.data`` included."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    context: Any = None
+
+
+class _Meta(BaseModel):
+    next_page_url: str | None = None
+
+
+class _StepPage(BaseModel):
+    steps: list[Step]
+    meta: _Meta = _Meta()
+
+
+class _RunPage(BaseModel):
+    # v1 lists "engagements", v2 "executions"
+    engagements: list[Engagement] | None = None
+    executions: list[Engagement] | None = None
+    meta: _Meta = _Meta()
+
+    @property
+    def runs(self) -> list[Engagement]:
+        return self.executions or self.engagements or []
+
+
+Api = Literal["v1", "v2"]
+ALREADY_ACTIVE = 20409  # Twilio: an execution is already active for this contact
 
 
 # --- errors -------------------------------------------------------------------
@@ -153,12 +204,14 @@ class StudioClient:
         base_url: str,
         username: str,
         password: SecretStr,
+        api: Api = "v1",
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api: Api = api
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._http = httpx.AsyncClient(
@@ -172,7 +225,7 @@ class StudioClient:
         )
 
     def __repr__(self) -> str:
-        return f"StudioClient(base_url={self.base_url!r})"
+        return f"StudioClient(base_url={self.base_url!r}, api={self.api!r})"
 
     async def __aenter__(self) -> StudioClient:
         return self
@@ -185,16 +238,22 @@ class StudioClient:
 
     # -- requests ---------------------------------------------------------
 
+    def _runs(self, flow_sid: str) -> str:
+        """The collection of runs: v1 Engagements or v2 Executions."""
+        kind = "Engagements" if self.api == "v1" else "Executions"
+        return f"/{self.api}/Flows/{quote(flow_sid, safe='')}/{kind}"
+
+    def _run(self, flow_sid: str, sid: str) -> str:
+        return f"{self._runs(flow_sid)}/{quote(sid, safe='')}"
+
     def engagement_request(
         self, flow_sid: str, *, to: str, sender: str, parameters: dict[str, Any]
     ) -> httpx.Request:
-        """The exact ``POST …/Engagements`` request, unsent (``--dry-run`` prints it)."""
+        """The exact create request, unsent (``--dry-run`` prints it)."""
         form = {"To": to, "From": sender}
         if parameters:
             form["Parameters"] = json.dumps(parameters, ensure_ascii=False, separators=(",", ":"))
-        return self._http.build_request(
-            "POST", f"/v1/Flows/{quote(flow_sid, safe='')}/Engagements", data=form
-        )
+        return self._http.build_request("POST", self._runs(flow_sid), data=form)
 
     async def create_engagement(
         self, flow_sid: str, *, to: str, sender: str, parameters: dict[str, Any]
@@ -205,10 +264,50 @@ class StudioClient:
         return self._parse(response, Engagement, started=True)
 
     async def fetch_engagement(self, flow_sid: str, sid: str) -> Engagement:
-        """The engagement ``sid`` of ``flow_sid`` as it is now."""
-        path = f"/v1/Flows/{quote(flow_sid, safe='')}/Engagements/{quote(sid, safe='')}"
+        """The run ``sid`` of ``flow_sid`` as it is now."""
+        return await self._get(self._run(flow_sid, sid), Engagement)
+
+    async def steps(self, flow_sid: str, sid: str, *, limit: int = 50) -> list[Step]:
+        """The run's steps so far, oldest first (at most ``limit``)."""
+        page = await self._get(f"{self._run(flow_sid, sid)}/Steps?PageSize={limit}", _StepPage)
+        return sorted(page.steps, key=lambda s: (s.date_created is None, s.date_created))
+
+    async def context(self, flow_sid: str, sid: str) -> Any:
+        """The run's flow context (``flow.data`` holds the parameters it was started with)."""
+        return (await self._get(f"{self._run(flow_sid, sid)}/Context", Context)).context
+
+    async def end_engagement(self, flow_sid: str, sid: str) -> Engagement | None:
+        """End a run: v2 sets ``Status=ended`` (returns the run); v1 cannot, so it deletes
+        the engagement and its steps (returns None)."""
+        if self.api == "v2":
+            request = self._http.build_request(
+                "POST", self._run(flow_sid, sid), data={"Status": "ended"}
+            )
+            return self._parse(await self._send(request), Engagement, started=False)
+        response = await self._send(self._http.build_request("DELETE", self._run(flow_sid, sid)))
+        if not response.is_success:
+            raise _api_error(response)
+        return None
+
+    async def find_active(
+        self, flow_sid: str, contact: str, *, pages: int = 5
+    ) -> Engagement | None:
+        """The active run of ``flow_sid`` for ``contact``, searching the newest ``pages`` pages."""
+        first = f"{self._runs(flow_sid)}?PageSize=50"
+        url: str | None = first + "&status=active" if self.api == "v2" else first
+        for _ in range(pages):
+            if url is None:
+                break
+            page = await self._get(url, _RunPage)
+            for run in page.runs:
+                if run.status == "active" and run.contact_channel_address == contact:
+                    return run
+            url = _relative(page.meta.next_page_url)
+        return None
+
+    async def _get(self, path: str, model: type[_Model]) -> _Model:
         response = await self._send(self._http.build_request("GET", path))
-        return self._parse(response, Engagement, started=False)
+        return self._parse(response, model, started=False)
 
     # -- transport and errors ---------------------------------------------
 
@@ -291,6 +390,14 @@ def _api_error(response: httpx.Response) -> StudioAPIError:
     return StudioAPIError(
         f"Studio answered HTTP {status} {reason} without a Twilio error body", status=status
     )
+
+
+def _relative(url: str | None) -> str | None:
+    """A next-page URL as a path on our base URL (pages name studio.twilio.com)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:

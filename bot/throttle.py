@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Protocol, TypeVar
 
 import limits
@@ -98,6 +98,15 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A command waiting for its author's click, and the active run it would end first."""
+
+    user_id: str
+    command: EngageCommand
+    active_sid: str | None = None
 
 
 _OUTAGE = (StorageError, RedisError, OSError, TimeoutError)
@@ -194,17 +203,19 @@ class Throttle:
             key = self._duplicate_key(user_id, command)
             await self._use(lambda s: s.pop(key))
 
-    async def park(self, user_id: str, command: EngageCommand) -> str:
+    async def park(
+        self, user_id: str, command: EngageCommand, active_sid: str | None = None
+    ) -> str:
         """Keep ``command`` for a confirmation button; returns the button's token."""
         token = secrets.token_urlsafe(12)
-        value = json.dumps({"user": user_id, "command": asdict(command)})
+        value = json.dumps({"user": user_id, "command": asdict(command), "active": active_sid})
         await self._use(lambda s: s.add(f"parked:{token}", value, PARKED_SECONDS))
         return token
 
-    async def unpark(self, token: str) -> tuple[str, EngageCommand] | None:
-        """The parked command and who parked it (once), or None if expired or unknown."""
+    async def unpark(self, token: str) -> Parked | None:
+        """The parked command (once), or None if expired, used or unknown."""
         value = await self._use(lambda s: s.pop(f"parked:{token}"))
         if value is None:
             return None
         data = json.loads(value)
-        return data["user"], EngageCommand(**data["command"])
+        return Parked(data["user"], EngageCommand(**data["command"]), data.get("active"))

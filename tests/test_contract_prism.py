@@ -1,8 +1,8 @@
-"""The Studio client against Stoplight Prism serving Twilio's own v1 spec.
+"""The Studio client against Stoplight Prism serving Twilio's own v1 and v2 specs.
 
 Prism validates every request (auth, content type, path SIDs, required form
-fields) and answers 422 to one that breaks the spec; the client turns that
-into a StudioAPIError, which fails these tests.
+fields, query parameters) and answers 422 to one that breaks the spec; the
+client turns that into a StudioAPIError, which fails these tests.
 """
 
 from __future__ import annotations
@@ -15,22 +15,27 @@ from pydantic import SecretStr
 
 from bot.command import Defaults, EngageCommand, parse
 from bot.engage import start
-from bot.studio import Engagement, StudioAPIError, StudioClient
+from bot.studio import Api, Engagement, StudioAPIError, StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, prism
 
 pytestmark = pytest.mark.prism
 
+SPECS = {"v1": "twilio_studio_v1.yaml", "v2": "twilio_studio_v2.yaml"}
+RUN_SID = "FN" + "a" * 32
 
-@pytest.fixture(scope="module")
-def prism_v1() -> Iterator[str]:
-    with prism("twilio_studio_v1.yaml") as url:
-        yield url
+
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def prism_api(request: pytest.FixtureRequest) -> Iterator[tuple[Api, str]]:
+    api: Api = request.param
+    with prism(SPECS[api]) as url:
+        yield api, url
 
 
 @pytest.fixture
-async def studio(prism_v1: str) -> AsyncIterator[StudioClient]:
+async def studio(prism_api: tuple[Api, str]) -> AsyncIterator[StudioClient]:
+    api, url = prism_api
     async with StudioClient(
-        base_url=prism_v1, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN)
+        base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN), api=api
     ) as client:
         yield client
 
@@ -47,7 +52,7 @@ DEFAULTS = Defaults(flow_sid=FLOW_SID, sender=SENDER, region="US")
         "whatsapp:+16175551212 --from whatsapp:+16175550100",
     ],
 )
-async def test_create_engagement_satisfies_the_spec(studio: StudioClient, text: str) -> None:
+async def test_create_satisfies_the_spec(studio: StudioClient, text: str) -> None:
     command = parse(text, DEFAULTS)
     assert isinstance(command, EngageCommand)
     engagement = await start(studio, command)
@@ -55,20 +60,44 @@ async def test_create_engagement_satisfies_the_spec(studio: StudioClient, text: 
     assert engagement.sid.startswith("FN")
     assert engagement.status in ("active", "ended")
     assert engagement.url
+    kind = "Engagements" if studio.api == "v1" else "Executions"
+    assert f"/{studio.api}/Flows/" in engagement.url
+    assert kind in engagement.url
 
 
-async def test_fetch_engagement_satisfies_the_spec(studio: StudioClient) -> None:
-    engagement = await studio.fetch_engagement(FLOW_SID, "FN" + "a" * 32)
+async def test_fetch_satisfies_the_spec(studio: StudioClient) -> None:
+    engagement = await studio.fetch_engagement(FLOW_SID, RUN_SID)
     assert engagement.sid.startswith("FN")
 
 
-async def test_prism_really_validates(prism_v1: str) -> None:
+async def test_steps_context_and_listing_satisfy_the_spec(studio: StudioClient) -> None:
+    steps = await studio.steps(FLOW_SID, RUN_SID)
+    assert isinstance(steps, list)
+    context = await studio.context(FLOW_SID, RUN_SID)
+    assert context is not None
+    assert (
+        await studio.find_active(FLOW_SID, "+16175551212") is None
+    )  # Prism's example page is empty
+
+
+async def test_end_satisfies_the_spec(studio: StudioClient) -> None:
+    ended = await studio.end_engagement(FLOW_SID, RUN_SID)
+    if studio.api == "v2":
+        assert ended is not None
+        assert ended.sid.startswith("FN")
+    else:
+        assert ended is None  # v1: deleted (204)
+
+
+async def test_prism_really_validates(prism_api: tuple[Api, str]) -> None:
     """The peer is not a rubber stamp: a request without From is refused with 422."""
-    async with httpx.AsyncClient(base_url=prism_v1, auth=(ACCOUNT_SID, AUTH_TOKEN)) as http:
-        response = await http.post(f"/v1/Flows/{FLOW_SID}/Engagements", data={"To": "+16175551212"})
+    api, url = prism_api
+    kind = "Engagements" if api == "v1" else "Executions"
+    async with httpx.AsyncClient(base_url=url, auth=(ACCOUNT_SID, AUTH_TOKEN)) as http:
+        response = await http.post(f"/{api}/Flows/{FLOW_SID}/{kind}", data={"To": "+16175551212"})
     assert response.status_code == 422
     async with StudioClient(
-        base_url=prism_v1, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN)
+        base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN), api=api
     ) as client:
         with pytest.raises(StudioAPIError) as caught:
             await client.create_engagement(

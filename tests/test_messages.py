@@ -30,7 +30,8 @@ def within_limits(message: dict[str, Any]) -> None:
         for element in block.get("elements", []):
             if element.get("type") == "button":
                 assert len(element["text"]["text"]) <= 75
-                assert len(element["url"]) <= 3000
+                assert len(element.get("url", "")) <= 3000
+                assert len(element.get("value", "")) <= 2000
 
 
 def test_engaged_shows_everything_the_channel_needs() -> None:
@@ -53,7 +54,9 @@ def test_engaged_shows_everything_the_channel_needs() -> None:
         str(ENGAGEMENT.url),
     ]:
         assert expected in text
-    button = message["blocks"][-2]["elements"][0]
+    buttons = {b["action_id"]: b for b in message["blocks"][-2]["elements"]}
+    assert set(buttons) == {"open_console", "engage_refresh", "engage_end"}
+    button = buttons["open_console"]
     assert button["url"].startswith("https://console.twilio.com/")
     assert FLOW_SID in button["url"]
     assert ENGAGEMENT.sid in button["url"]

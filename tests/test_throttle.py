@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from bot.command import EngageCommand
-from bot.throttle import MemoryStore, RedisStore, Store, Throttle
+from bot.throttle import MemoryStore, Parked, RedisStore, Store, Throttle
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
@@ -68,7 +68,7 @@ async def test_no_window_means_no_duplicate_check(store: Store) -> None:
 async def test_parked_commands_come_back_once(store: Store) -> None:
     throttle = Throttle(store)
     token = await throttle.park("U1", COMMAND)
-    assert await throttle.unpark(token) == ("U1", COMMAND)
+    assert await throttle.unpark(token) == Parked("U1", COMMAND)
     assert await throttle.unpark(token) is None
     assert await throttle.unpark("no-such-token") is None
 
@@ -100,7 +100,9 @@ async def test_two_processes_share_one_redis(redis: RedisServer) -> None:
     assert await b.claim("U9", COMMAND)
     assert not await a.claim("U9", COMMAND)
     token = await a.park("U9", COMMAND)
-    assert await b.unpark(token) == ("U9", COMMAND)
+    assert await b.unpark(token) == Parked("U9", COMMAND)
+    token = await a.park("U9", COMMAND, "FN" + "e" * 32)
+    assert await b.unpark(token) == Parked("U9", COMMAND, "FN" + "e" * 32)
     await a.aclose()
     await b.aclose()
 
