@@ -214,18 +214,24 @@ class Settings(BaseSettings):
     @field_validator("allowed_slack_users", "admin_slack_users", mode="before")
     @classmethod
     def _users(cls, value: Any) -> Any:
-        return parse_ids(value, _SLACK_USER, "user IDs") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return parse_ids(value, _SLACK_USER, "user IDs") if value.strip() else None
 
     @field_validator("allowed_slack_channels", mode="before")
     @classmethod
     def _channels(cls, value: Any) -> Any:
-        return parse_ids(value, _SLACK_CHANNEL, "channel IDs") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return parse_ids(value, _SLACK_CHANNEL, "channel IDs") if value.strip() else None
 
     @field_validator("allowed_countries", mode="before")
     @classmethod
     def _countries(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
+        if not value.strip():
+            return None
         codes = frozenset(c.strip().upper() for c in value.split(",") if c.strip())
         if not codes or not codes <= phonenumbers.SUPPORTED_REGIONS:
             raise ValueError("must be ISO 3166 country codes such as US,CA,GB")

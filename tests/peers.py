@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -94,28 +95,68 @@ def engagement_body(
 
 @dataclass
 class FakeStudio:
-    """Studio's create-engagement endpoint with configurable latency and answers."""
+    """Studio's runs (v1 Engagements and v2 Executions) with configurable latency and answers.
+
+    Creating answers from ``answers`` first (status, JSON body or raw text), else 201
+    with a good run, which it then keeps: fetch, Steps, Context, end (v2 POST
+    Status=ended) and delete (v1) work on the runs it holds.
+    """
 
     latency: float = 0.0
-    # Queue of (status, JSON body or raw text); empty -> 201 with a good engagement.
     answers: list[tuple[int, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v1/Flows/{flow}/Engagements", self._create)
+        for kind in ("v1/Flows/{flow}/Engagements", "v2/Flows/{flow}/Executions"):
+            app.router.add_post(f"/{kind}", self._create)
+            app.router.add_get(f"/{kind}", self._list)
+            app.router.add_get(f"/{kind}/{{sid}}", self._fetch)
+            app.router.add_post(f"/{kind}/{{sid}}", self._update)
+            app.router.add_delete(f"/{kind}/{{sid}}", self._delete)
+            app.router.add_get(f"/{kind}/{{sid}}/Steps", self._steps)
+            app.router.add_get(f"/{kind}/{{sid}}/Context", self._context)
         return app
 
-    async def _create(self, request: web.Request) -> web.Response:
-        form = await request.post()
+    def _record(self, request: web.Request, form: Any = None) -> None:
         self.requests.append(
             {
-                "flow": request.match_info["flow"],
-                "form": {k: str(v) for k, v in form.items()},
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "flow": request.match_info.get("flow"),
+                "form": {k: str(v) for k, v in (form or {}).items()},
                 "authorization": request.headers.get("Authorization", ""),
                 "user_agent": request.headers.get("User-Agent", ""),
             }
         )
+
+    def creates(self) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.requests
+            if r["method"] == "POST" and r["path"].endswith(("Engagements", "Executions"))
+        ]
+
+    def _run(self, request: web.Request) -> dict[str, Any] | None:
+        run = self.runs.get(request.match_info["sid"])
+        return run if run and run["flow_sid"] == request.match_info["flow"] else None
+
+    @staticmethod
+    def _not_found() -> web.Response:
+        body = {
+            "code": 20404,
+            "message": "The requested resource was not found",
+            "more_info": "https://www.twilio.com/docs/errors/20404",
+            "status": 404,
+        }
+        return web.json_response(body, status=404)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self._record(request, form)
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.answers:
@@ -123,9 +164,62 @@ class FakeStudio:
             if isinstance(body, str):
                 return web.Response(status=status, text=body)
             return web.json_response(body, status=status)
-        return web.json_response(
-            engagement_body(request.match_info["flow"], to=str(form.get("To", CONTACT))), status=201
+        sid = ENGAGEMENT_SID if ENGAGEMENT_SID not in self.runs else "FN" + secrets.token_hex(16)
+        run = engagement_body(request.match_info["flow"], sid=sid, to=str(form.get("To", CONTACT)))
+        run["context"] = {
+            "flow": {
+                "data": json.loads(str(form.get("Parameters", "{}"))),
+                "channel": {"address": str(form.get("From", ""))},
+            }
+        }
+        self.runs[sid] = run
+        return web.json_response(run, status=201)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        self._record(request)
+        key = "executions" if "/v2/" in request.path else "engagements"
+        runs = [r for r in self.runs.values() if r["flow_sid"] == request.match_info["flow"]]
+        if "status" in request.query:
+            runs = [r for r in runs if r["status"] == request.query["status"]]
+        return web.json_response({key: runs, "meta": {"next_page_url": None, "key": key}})
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        self._record(request)
+        run = self._run(request)
+        return web.json_response(run) if run else self._not_found()
+
+    async def _update(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self._record(request, form)
+        run = self._run(request)
+        if run is None:
+            return self._not_found()
+        run["status"] = str(form["Status"])
+        run["date_updated"] = "2026-11-23T10:05:00Z"
+        return web.json_response(run)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return (
+            web.Response(status=204)
+            if self.runs.pop(request.match_info["sid"], None)
+            else self._not_found()
         )
+
+    async def _steps(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if self._run(request) is None:
+            return self._not_found()
+        return web.json_response(
+            {"steps": self.steps, "meta": {"next_page_url": None, "key": "steps"}}
+        )
+
+    async def _context(self, request: web.Request) -> web.Response:
+        self._record(request)
+        run = self._run(request)
+        if run is None:
+            return self._not_found()
+        return web.json_response({"context": run["context"], "flow_sid": run["flow_sid"]})
 
 
 @dataclass

@@ -66,6 +66,19 @@ def test_dry_run_with_an_alias_and_api_key() -> None:
     assert API_SECRET not in result.stdout + result.stderr
 
 
+def test_dry_run_on_v2_targets_executions() -> None:
+    result = run(["trigger", "--dry-run", "+16175551212"], {**ENV, "STUDIO_API": "v2"})
+    assert result.returncode == 0, result.stderr
+    assert f"POST https://studio.twilio.com/v2/Flows/{FLOW_SID}/Executions" in result.stdout
+
+
+def test_destination_rules_apply_to_trigger() -> None:
+    result = run(["trigger", "--dry-run", "+19005551234"], ENV)
+    assert result.returncode == 2
+    assert "premium-rate" in result.stderr
+    assert "POST" not in result.stdout
+
+
 def test_bad_command_exits_2_and_names_the_token() -> None:
     result = run(["trigger", "+16175551212", "a=1", "a=2"], ENV)
     assert result.returncode == 2

@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command import USAGE, CommandError, Defaults, EngageCommand, HelpCommand, parse
+from bot.command import (
+    USAGE,
+    CommandError,
+    Defaults,
+    EngageCommand,
+    FlowsCommand,
+    HelpCommand,
+    StatusCommand,
+    parse,
+)
 
 ONBOARDING = "FW" + "a" * 32
 SURVEY = "FW" + "b" * 32
@@ -140,6 +149,36 @@ def test_help(text: str) -> None:
     assert parse(text, DEFAULTS) == HelpCommand()
 
 
+RUN = "FN" + "e" * 32
+
+
+def test_flows_and_status() -> None:
+    assert parse("flows", DEFAULTS) == FlowsCommand()
+    assert parse("FLOWS", DEFAULTS) == FlowsCommand()
+    assert parse(f"status {RUN}", DEFAULTS) == StatusCommand(RUN, (ONBOARDING, SURVEY))
+    assert parse(f"status {RUN} --flow survey", DEFAULTS) == StatusCommand(RUN, (SURVEY,))
+    assert parse(f"status {RUN}", Defaults(flows={"survey": SURVEY})) == StatusCommand(
+        RUN, (SURVEY,)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("flows x", "takes nothing more"),
+        ("status", "give one engagement SID"),
+        ("status FW" + "a" * 32, "give one engagement SID"),
+        (f"status {RUN} {RUN}", "give one engagement SID"),
+        (f"status {RUN} a=1", "unexpected 'a=1'"),
+        (f"status {RUN} --from +16175550100", "unexpected '--from"),
+        (f"status {RUN} --flow nope", "unknown flow 'nope'"),
+    ],
+)
+def test_status_errors(text: str, problem: str) -> None:
+    with pytest.raises(CommandError, match=problem):
+        parse(text, DEFAULTS)
+
+
 @pytest.mark.parametrize(
     ("text", "problem", "token"),
     [
@@ -257,7 +296,9 @@ def test_nothing_but_command_error_escapes(text: str) -> None:
         result: object = parse(text, DEFAULTS)
     except CommandError as exc:
         result = exc
-    assert isinstance(result, EngageCommand | HelpCommand | CommandError)
+    assert isinstance(
+        result, EngageCommand | HelpCommand | FlowsCommand | StatusCommand | CommandError
+    )
     if isinstance(result, CommandError):
         assert result.problem
 
