@@ -276,3 +276,30 @@ async def test_start_refresh_and_end_against_prism_v2(
         status = (await run.slack.wait_for_replies(3))[2]
         assert "Could not" not in status["text"], status["text"]
         assert run.studio.requests == []
+
+
+@pytest.mark.parametrize("action", ["engage_refresh", "engage_end"])
+async def test_button_errors_are_reported_privately(
+    monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    studio = FakeStudio()
+    async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
+        card = await start(run)
+        studio.runs.clear()  # Studio no longer has it: 404 for every operation
+        answer = await click(run, action, buttons(card)[action]["value"])
+    assert answer["response_type"] == "ephemeral"
+    assert answer["replace_original"] is False
+    assert "Could not" in answer["text"]
+    assert "20404" in answer["text"]
+
+
+async def test_status_errors_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.peers import free_port
+
+    async with harness(
+        monkeypatch, FakeStudio(), studio_url=f"http://127.0.0.1:{free_port()}"
+    ) as run:
+        await run.command(f"status {ENGAGEMENT_SID}")
+        (answer,) = await run.slack.wait_for_replies(1, within=15)
+    assert answer["response_type"] == "ephemeral"
+    assert f"Could not look up {ENGAGEMENT_SID}" in answer["text"]

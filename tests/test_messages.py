@@ -161,3 +161,23 @@ def test_help_lists_the_flows_and_the_sender() -> None:
 def test_clip() -> None:
     assert messages.clip("abc", 3) == "abc"
     assert messages.clip("abcd", 3) == "ab…"
+
+
+def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
+    from bot.studio import Step
+
+    steps = [
+        Step(
+            sid=f"FT{i:032x}",
+            name="w" * 300,
+            type="send-and-wait-for-reply",
+            transitioned_from="x" * 200,
+            transitioned_to="y" * 200,
+        )
+        for i in range(200)
+    ]
+    context = {"flow": {"data": {f"k{i}": "v" * 500 for i in range(50)}}}
+    message = messages.status_message(ENGAGEMENT, steps, context, "onboarding")
+    within_limits(message)
+    text = json.dumps(message)
+    assert "180 earlier steps not shown" in text
