@@ -113,6 +113,17 @@ def _check(pattern: re.Pattern[str], shape: str) -> Callable[[Any], Any]:
     return check
 
 
+def _id_list(pattern: re.Pattern[str], what: str) -> Callable[[Any], Any]:
+    """A validator for a comma-separated list of Slack IDs; blank means unset."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return parse_ids(value, pattern, what) if value.strip() else None
+
+    return check
+
+
 def _token_kind(prefix: str, kind: str) -> Callable[[SecretStr | None], SecretStr | None]:
     def check(value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith(prefix):
@@ -211,19 +222,12 @@ class Settings(BaseSettings):
     def _flows(cls, value: Any) -> Any:
         return parse_flows(value) if isinstance(value, str) else value
 
-    @field_validator("allowed_slack_users", "admin_slack_users", mode="before")
-    @classmethod
-    def _users(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return parse_ids(value, _SLACK_USER, "user IDs") if value.strip() else None
-
-    @field_validator("allowed_slack_channels", mode="before")
-    @classmethod
-    def _channels(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return parse_ids(value, _SLACK_CHANNEL, "channel IDs") if value.strip() else None
+    _users = field_validator("allowed_slack_users", "admin_slack_users", mode="before")(
+        _id_list(_SLACK_USER, "user IDs")
+    )
+    _channels = field_validator("allowed_slack_channels", mode="before")(
+        _id_list(_SLACK_CHANNEL, "channel IDs")
+    )
 
     @field_validator("allowed_countries", mode="before")
     @classmethod

@@ -368,24 +368,35 @@ def confirm_duplicate(command: EngageCommand, token: str, window: float) -> Mess
         f"You started {flow_label(command)} for {pretty(command.to)} less than"
         f" {round(window)} s ago. Start it again? Nothing has been sent yet."
     )
-    again = ButtonElement(
-        text="Start again",
-        action_id=AGAIN_ACTION,
+    blocks: list[Block] = [
+        SectionBlock(text=_md(f":repeat: {escape(text)}")),
+        _confirm_or_cancel(
+            AGAIN_ACTION,
+            token,
+            label="Start again",
+            title="Start again?",
+            warning=f"{pretty(command.to)} will be contacted a second time.",
+        ),
+    ]
+    return _message("ephemeral", text, blocks)
+
+
+def _confirm_or_cancel(
+    action_id: str, token: str, *, label: str, title: str, warning: str
+) -> ActionsBlock:
+    """A red button behind a confirm dialog, and Cancel; both carry only ``token``."""
+    go = ButtonElement(
+        text=label,
+        action_id=action_id,
         value=token,
         style="danger",
         confirm=ConfirmObject(
-            title="Start again?",
-            text=clip(f"{pretty(command.to)} will be contacted a second time.", 300),
-            confirm="Start again",
-            deny="No",
+            title=title, text=clip(warning, 300), confirm=clip(label, 30), deny="No"
         ),
     )
-    cancel = ButtonElement(text="Cancel", action_id=CANCEL_ACTION, value=token)
-    blocks: list[Block] = [
-        SectionBlock(text=_md(f":repeat: {escape(text)}")),
-        ActionsBlock(elements=[again, cancel]),
-    ]
-    return _message("ephemeral", text, blocks)
+    return ActionsBlock(
+        elements=[go, ButtonElement(text="Cancel", action_id=CANCEL_ACTION, value=token)]
+    )
 
 
 def cancelled() -> Message:
@@ -530,23 +541,12 @@ def already_active(command: EngageCommand, active: Engagement | None, token: str
             )
         )
         return _message("ephemeral", head, blocks)
-    restart = ButtonElement(
-        text="End it and start again",
-        action_id=RESTART_ACTION,
-        value=token,
-        style="danger",
-        confirm=ConfirmObject(
-            title="End the active run?",
-            text=clip(
-                f"{active.sid} ends, then the flow starts again for {pretty(command.to)}.", 300
-            ),
-            confirm="End and restart",
-            deny="No",
-        ),
+    restart = _confirm_or_cancel(
+        RESTART_ACTION,
+        token,
+        label="End it and start again",
+        title="End the active run?",
+        warning=f"{active.sid} ends, then the flow starts again for {pretty(command.to)}.",
     )
-    cancel = ButtonElement(text="Cancel", action_id=CANCEL_ACTION, value=token)
-    blocks.append(
-        SectionBlock(text=_md(f"Active: `{active.sid}` since {_when(active.date_created)}"))
-    )
-    blocks.append(ActionsBlock(elements=[restart, cancel]))
+    blocks.append(restart)
     return _message("ephemeral", head + f" Active: {active.sid}.", blocks)
