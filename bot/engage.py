@@ -118,10 +118,28 @@ class Engager:
         self._submit(command, caller, reply)
         return messages.starting(command)
 
-    async def confirm(self, token: str, caller: Caller, reply: Reply) -> Message:
-        """The "start again" button: run the parked command. Returns what replaces the prompt."""
+    def confirm(self, token: str, caller: Caller, replace: Reply, reply: Reply) -> None:
+        """The "start again" buttons: in the background, replace the prompt with the answer
+        and, if it may run, start the parked command (reporting through ``reply``)."""
         if not self.accepting:
-            return messages.shutting_down()
+            self._spawn(_deliver(replace, messages.shutting_down()), "confirm")
+            return
+
+        async def work() -> None:
+            await _deliver(replace, await self._confirm(token, caller, reply))
+
+        self._spawn(work(), f"confirm:{caller.user_id}")
+
+    def cancel(self, token: str, replace: Reply) -> None:
+        """The Cancel button: forget the parked command, say so in place of the prompt."""
+
+        async def work() -> None:
+            await self.throttle.unpark(token)
+            await _deliver(replace, messages.cancelled())
+
+        self._spawn(work(), "cancel")
+
+    async def _confirm(self, token: str, caller: Caller, reply: Reply) -> Message:
         parked = await self.throttle.unpark(token)
         if parked is None:
             return messages.expired()
@@ -305,18 +323,21 @@ class Engager:
         await _deliver(reply, messages.engage_failed(command, exc), command, None)
 
     async def drain(self, grace: float) -> None:
-        """Stop taking commands, wait up to ``grace`` seconds for those in flight.
+        """Stop taking commands, wait up to ``grace`` seconds for the work in flight
+        (and whatever it starts meanwhile).
 
-        Any still running then are cancelled; each tells its user the outcome is unknown.
+        Any still running then are cancelled; an engagement cut short tells its user
+        the outcome is unknown.
         """
         self.accepting = False
-        pending = set(self._tasks)
-        if not pending:
+        if not self._tasks:
             return
-        log.info("shutting down: waiting up to %.0f s for %d engagement(s)", grace, len(pending))
-        _, still_running = await asyncio.wait(pending, timeout=grace)
-        if still_running:
-            log.warning("grace period over: %d engagement(s) cut short", len(still_running))
+        log.info("shutting down: waiting up to %.0f s for %d task(s)", grace, len(self._tasks))
+        deadline = time.monotonic() + grace
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        if still_running := set(self._tasks):
+            log.warning("grace period over: %d task(s) cut short", len(still_running))
             for task in still_running:
                 task.cancel()
             await asyncio.wait(still_running, timeout=_LAST_WORD_SECONDS + 1)

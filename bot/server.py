@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncApp
 from bot import __version__
 from bot.config import Settings
 from bot.engage import Engager, studio_client, throttle
-from bot.slack_app import build_app
+from bot.slack_app import Responder, build_app
 from bot.studio import StudioClient
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,10 @@ def build_engager(settings: Settings, studio: StudioClient) -> Engager:
 def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
     engager = build_engager(settings, studio)
+    responder = Responder()
     web_app = web.Application()
     web_app[_ENGAGER] = engager
-    web_app[_BOLT] = build_app(settings, engager)
+    web_app[_BOLT] = build_app(settings, engager, responder)
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
@@ -59,6 +60,7 @@ def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
     async def close_studio(_: web.Application) -> None:
         await studio.aclose()
         await engager.throttle.aclose()
+        await responder.aclose()
 
     web_app.on_shutdown.append(drain)
     web_app.on_cleanup.append(close_studio)
@@ -105,7 +107,8 @@ def run(settings: Settings) -> int:
 async def _run_socket_mode(settings: Settings) -> None:
     studio = studio_client(settings)
     engager = build_engager(settings, studio)
-    app = build_app(settings, engager)
+    responder = Responder()
+    app = build_app(settings, engager, responder)
     assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
     stop = asyncio.Event()
@@ -121,6 +124,7 @@ async def _run_socket_mode(settings: Settings) -> None:
     await engager.drain(settings.shutdown_grace_seconds)
     await studio.aclose()
     await engager.throttle.aclose()
+    await responder.aclose()
     with suppress(Exception):
         await handler.close_async()  # type: ignore[no-untyped-call]
     log.info("stopped")

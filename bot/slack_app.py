@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+import aiohttp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import audit, messages
 from bot.audit import Caller
@@ -25,46 +27,101 @@ from bot.messages import Message
 ANY_COMMAND = re.compile(r"^/.+")
 
 
-def build_app(settings: Settings, engager: Engager) -> AsyncApp:
-    """The Bolt ``AsyncApp`` with its listeners; HTTP or Socket Mode as configured."""
+class Responder:
+    """Posts to ``response_url``s over one pooled aiohttp session.
+
+    Bolt's ``respond()`` opens a new session (and connection) per call; under
+    load that is the slowest part of a reply.
+    """
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, url: str, message: Message) -> int:
+        """Send ``message``; returns Slack's HTTP status."""
+        if self._session is None:  # created on the running loop, at first use
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=200),
+            )
+        response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
+        return int(response.status_code)
+
+    def reply(self, url: str, *, replace: bool = False) -> Reply:
+        """A ``Reply`` to ``url``: a new message, or with ``replace`` the one holding the
+        clicked button (ephemeral or not)."""
+
+        async def reply(message: Message) -> None:
+            body = dict(message, replace_original=replace)
+            if replace:
+                body.pop("response_type", None)
+            status = await self.post(url, body)
+            if status != 200:
+                raise RuntimeError(f"response_url answered HTTP {status}")
+
+        return reply
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def build_app(settings: Settings, engager: Engager, responder: Responder) -> AsyncApp:
+    """The Bolt ``AsyncApp`` with its listeners; HTTP or Socket Mode as configured.
+
+    Listeners run before the response to Slack (``process_before_response``) and
+    never wait on the network: whatever does is a task the ``Engager`` owns. So
+    the ack goes out as soon as the listener returns, with no polling.
+    """
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
         signing_secret=signing_secret.get_secret_value() if signing_secret else "",
         client=AsyncWebClient(token=token, base_url=settings.slack_api_url),  # carries the token
         request_verification_enabled=not settings.socket_mode,
-        process_before_response=False,
+        process_before_response=True,
     )
     defaults = settings.command_defaults
 
     @app.command(ANY_COMMAND)
-    async def engage_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await handle_engage(ack, body, respond, defaults, engager)
+    async def engage_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await handle_engage(ack, body, responder, defaults, engager)
 
     @app.action(messages.AGAIN_ACTION)
     @app.action(messages.RESTART_ACTION)
-    async def start_again(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def start_again(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        answer = await engager.confirm(button_value(body), caller_of(body), replier(respond))
-        await respond(**answer, replace_original=True)
-
-    @app.action(messages.REFRESH_ACTION)
-    async def refresh(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        if card := messages.parse_card_value(button_value(body)):
-            engager.refresh(*card, replier(respond, replace=True), replier(respond))
-
-    @app.action(messages.END_ACTION)
-    async def end(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        if card := messages.parse_card_value(button_value(body)):
-            engager.end(*card, caller_of(body), replier(respond, replace=True), replier(respond))
+        url = str(body.get("response_url", ""))
+        engager.confirm(
+            button_value(body),
+            caller_of(body),
+            responder.reply(url, replace=True),
+            responder.reply(url),
+        )
 
     @app.action(messages.CANCEL_ACTION)
-    async def cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        await engager.throttle.unpark(button_value(body))
-        await respond(**messages.cancelled(), replace_original=True)
+        engager.cancel(
+            button_value(body), responder.reply(str(body.get("response_url", "")), replace=True)
+        )
+
+    @app.action(messages.REFRESH_ACTION)
+    async def refresh(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        url = str(body.get("response_url", ""))
+        if card := messages.parse_card_value(button_value(body)):
+            engager.refresh(*card, responder.reply(url, replace=True), responder.reply(url))
+
+    @app.action(messages.END_ACTION)
+    async def end(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        url = str(body.get("response_url", ""))
+        if card := messages.parse_card_value(button_value(body)):
+            engager.end(
+                *card, caller_of(body), responder.reply(url, replace=True), responder.reply(url)
+            )
 
     @app.action(messages.CONSOLE_ACTION)
     async def console_button(ack: AsyncAck) -> None:
@@ -91,29 +148,16 @@ def button_value(body: dict[str, Any]) -> str:
     return str(actions[0].get("value", ""))
 
 
-def replier(respond: AsyncRespond, *, replace: bool = False) -> Reply:
-    """A ``Reply`` through the request's ``response_url``: a new message, or with
-    ``replace`` the one holding the clicked button (ephemeral or not)."""
-
-    async def reply(message: Message) -> None:
-        if replace:
-            message = {k: v for k, v in message.items() if k != "response_type"}
-        response = await respond(**message, replace_original=replace)
-        if response.status_code != 200:
-            raise RuntimeError(f"response_url answered HTTP {response.status_code}")
-
-    return reply
-
-
 async def handle_engage(
     ack: AsyncAck,
     body: dict[str, Any],
-    respond: AsyncRespond,
+    responder: Responder,
     defaults: Defaults,
     engager: Engager,
 ) -> None:
     """``/engage``: an ephemeral answer in the ack; the engagement's result follows."""
     caller = caller_of(body)
+    reply = responder.reply(str(body.get("response_url", "")))
     try:
         command = parse(str(body.get("text", "")), defaults)
     except CommandError as exc:
@@ -125,6 +169,6 @@ async def handle_engage(
     elif isinstance(command, FlowsCommand):
         await ack(**messages.flows_message(defaults, engager.policy))
     elif isinstance(command, StatusCommand):
-        await ack(**engager.lookup(command, replier(respond)))
+        await ack(**engager.lookup(command, reply))
     else:
-        await ack(**await engager.request(command, caller, replier(respond)))
+        await ack(**await engager.request(command, caller, reply))

@@ -220,7 +220,9 @@ class StudioClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # Enough connections for a burst of engagements in flight at once: a
+            # request waiting for a connection is an ack that reports late.
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             follow_redirects=False,
         )
 

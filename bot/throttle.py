@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 PARKED_SECONDS = 15 * 60  # how long a "start again?" button stays valid
+RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
 
 
 class Store(Protocol):
@@ -73,7 +74,7 @@ class MemoryStore:
 class RedisStore:
     """A Redis server, shared by every process that points at it."""
 
-    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
@@ -132,13 +133,14 @@ class Throttle:
         self.max_wait = max_wait
         self.duplicate_window = duplicate_window
         self._degraded = False
+        self._next_try = 0.0  # while degraded, when to try the shared store again
 
     async def aclose(self) -> None:
         await self._store.aclose()
 
     async def _use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
         """Run ``operation`` on the shared store, or on this process's memory if it fails."""
-        if self._store is not self._memory:
+        if self._store is not self._memory and time.monotonic() >= self._next_try:
             try:
                 result = await operation(self._store)
             except _OUTAGE as exc:
@@ -148,6 +150,8 @@ class Throttle:
                         type(exc).__name__,
                     )
                 self._degraded = True
+                # Do not make every command wait for a timeout: try again in a while.
+                self._next_try = time.monotonic() + RETRY_SHARED_AFTER
             else:
                 if self._degraded:
                     log.warning("shared state is back")

@@ -93,9 +93,12 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
     async def ack(**message: Any) -> None:
         acks.append(message)
 
-    class Respond:
-        async def __call__(self, **message: Any) -> httpx.Response:
-            return httpx.Response(200)
+    class Responder:
+        def reply(self, url: str, *, replace: bool = False) -> Any:
+            async def reply(message: dict[str, Any]) -> None:
+                return None
+
+            return reply
 
     body = {
         "text": text,
@@ -104,7 +107,7 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
         "team_id": "T1",
         "command": "/engage",
     }
-    await handle_engage(ack, body, Respond(), DEFAULTS, engager)  # type: ignore[arg-type]
+    await handle_engage(ack, body, Responder(), DEFAULTS, engager)  # type: ignore[arg-type]
     await engager.drain(grace=5)
     await studio.aclose()
     return acks, len(requests)

@@ -122,4 +122,4 @@ async def test_a_redis_outage_degrades_to_per_process_limits(
         assert not await throttle.claim("U1", COMMAND)
         assert await throttle.pace()
         await throttle.aclose()
-    assert "shared state unavailable" in caplog.text
+    assert caplog.text.count("shared state unavailable") == 1  # said once, not per command
