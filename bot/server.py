@@ -14,7 +14,6 @@ from contextlib import suppress
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from bot import __version__
@@ -105,6 +104,8 @@ def run(settings: Settings) -> int:
 
 
 async def _run_socket_mode(settings: Settings) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
     studio = studio_client(settings)
     engager = build_engager(settings, studio)
     responder = Responder()

@@ -19,11 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Protocol, TypeVar
 
 import limits
-import redis.asyncio as redis
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.exceptions import RedisError
 
 from bot.command import EngageCommand
 
@@ -75,7 +73,12 @@ class RedisStore:
     """A Redis server, shared by every process that points at it."""
 
     def __init__(self, url: str, *, timeout: float = 0.5) -> None:
-        self._redis = redis.Redis.from_url(
+        # Imported only when REDIS_URL is set: it takes a tenth of the start-up.
+        from redis import RedisError
+        from redis.asyncio import Redis
+
+        self._errors = (RedisError,)
+        self._redis = Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
         self.limiter: Storage = RedisStorage(
@@ -110,7 +113,7 @@ class Parked:
     active_sid: str | None = None
 
 
-_OUTAGE = (StorageError, RedisError, OSError, TimeoutError)
+_OUTAGE = (StorageError, OSError, TimeoutError)
 
 
 class Throttle:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slack_sdk.models.blocks import Block, ButtonElement
 
 from bot import messages
 from bot.command import CommandError, Defaults, EngageCommand
@@ -19,8 +20,16 @@ ENGAGEMENT = Engagement.model_validate(engagement_body())
 
 
 def within_limits(message: dict[str, Any]) -> None:
+    """Our own limit checks, then slack_sdk's Block Kit models validate every block."""
     assert len(message["text"]) <= messages.FALLBACK_TEXT_MAX
     assert len(message["blocks"]) <= 50
+    for raw in message["blocks"]:
+        model = Block.parse(raw)
+        assert model is not None, raw
+        model.validate_json()  # raises SlackObjectFormationError past any Block Kit limit
+        for element in raw.get("elements", []):
+            if element.get("type") == "button":
+                ButtonElement(**{k: v for k, v in element.items() if k != "type"}).validate_json()
     for block in message["blocks"]:
         if "text" in block:
             assert len(block["text"]["text"]) <= 3000

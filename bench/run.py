@@ -1,0 +1,412 @@
+"""The benchmark: studio-engage and a tutorial-style baseline, side by side, same run.
+
+    bash scripts/bench            # or: .venv/bin/python bench/run.py [--quick]
+
+Every figure comes from real processes on loopback: the app under test, the
+peers (fake Studio + response_url sink, bench/peers.py) and the load (Slack-
+signed commands, bench/load.py), each its own process. Prints a table with each
+figure against its target and the baseline's, and writes bench/results/latest.json.
+Targets are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PY = sys.executable
+SECRET = "bench-signing-secret"
+FLOW = "FW" + "b" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str) -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"nothing listened on {port}")
+
+
+def load(
+    url: str,
+    concurrency: int,
+    total: int,
+    offset: int,
+    respond: str,
+    raw: str | None = None,
+    waves: int = 0,
+    gap: float = 0.5,
+) -> dict[str, Any]:
+    args = [
+        PY,
+        str(HERE / "load.py"),
+        "--url",
+        url,
+        "--concurrency",
+        str(concurrency),
+        "--total",
+        str(total),
+        "--offset",
+        str(offset),
+        "--respond",
+        respond,
+        "--secret",
+        SECRET,
+    ]
+    if raw:
+        args += ["--raw", raw]
+    if waves:
+        args += ["--waves", str(waves), "--gap", str(gap)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)
+    return dict(json.loads(out.stdout))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def rss_peak_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class App:
+    """One app under test, as a process on its own port."""
+
+    def __init__(self, name: str, argv: list[str], peers: str) -> None:
+        self.name = name
+        self.argv = argv
+        self.port = free_port()
+        self.env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("SLACK_", "TWILIO_", "STUDIO_"))
+            },
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "SLACK_BOT_TOKEN": "xoxb-bench",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": f"{peers}/api/",
+            "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+            "TWILIO_AUTH_TOKEN": "bench-token",
+            "STUDIO_FLOW_SID": FLOW,
+            "STUDIO_FROM": "+16175550100",
+            "STUDIO_BASE_URL": peers,
+            # The load is many users at full speed: lift the guardrails' limits.
+            "USER_RATE_LIMIT": "1000000/second",
+            "STUDIO_RATE_LIMIT": "1000000/second",
+            "DUPLICATE_WINDOW_SECONDS": "0",
+            "SHUTDOWN_GRACE_SECONDS": "5",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    def start(self, peers: str) -> float:
+        """Start the process; seconds from spawn to its first acknowledged command."""
+        spawned = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port, self.proc)
+        while True:
+            result = load(self.url, 1, 1, 9_000_000, f"{peers}/respond")
+            if result["statuses"].get("200"):
+                return time.perf_counter() - spawned
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def scenario(
+    app: App, peers: str, latency: float, concurrency: int, total: int, offset: int, waves: int = 0
+) -> dict[str, Any]:
+    """``waves``: bursts of ``concurrency`` commands at once; 0: a closed loop (saturation)."""
+    http("POST", f"{peers}/reset?latency={latency}")
+    result = load(
+        app.url,
+        concurrency,
+        total,
+        offset,
+        f"{peers}/respond",
+        waves=waves,
+        gap=max(0.2, latency + 0.5),
+    )
+    acked = result["statuses"].get("200", 0)
+    deadline = time.monotonic() + max(30.0, total * latency + 30)
+    while True:
+        stats = http("GET", f"{peers}/stats")
+        if len(stats["replies"]) >= acked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    replies = stats["replies"]
+    last = max(replies) if replies else float("nan")
+    lat = result["latencies"]
+    return {
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "sent": total,
+        "acked": acked,
+        "reported": len(replies),
+        "studio_requests": stats["creates"],
+        "ack_p50_ms": percentile(lat, 50) * 1000,
+        "ack_p99_ms": percentile(lat, 99) * 1000,
+        "ack_max_ms": max(lat) * 1000 if lat else float("nan"),
+        "all_reported_s": last - result["started_at"],
+        "per_second": len(replies) / (last - result["started_at"]) if replies else 0.0,
+        "errors": {k: v for k, v in result["statuses"].items() if k != "200"},
+    }
+
+
+def import_time(code: str) -> float:
+    runs = []
+    for _ in range(3):
+        out = subprocess.run(
+            [
+                PY,
+                "-c",
+                f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        runs.append(float(out.stdout))
+    return statistics.median(runs)
+
+
+def measure(app: App, peers: str, quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"startup_s": app.start(peers)}
+    grid = []
+    offset = 0
+    for latency in (0.0, 1.0):
+        for concurrency in (1, 50, 200):
+            # Bursts of `concurrency` commands arriving at once (1: one after another).
+            waves = {1: 10 if quick else 30, 50: 2 if quick else 5, 200: 1}[concurrency]
+            total = concurrency * waves
+            grid.append(scenario(app, peers, latency, concurrency, total, offset, waves=waves))
+            offset += total
+    results["grid"] = grid
+    # Saturation: 50 clients each sending its next command as soon as the last is acked.
+    results["throughput"] = scenario(app, peers, 0.0, 50, 500 if quick else 2000, offset)
+    assert app.proc is not None
+    results["peak_rss_mib"] = rss_peak_mib(app.proc.pid)
+    app.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer commands per cell")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+
+    peers_port = free_port()
+    peers = f"http://127.0.0.1:{peers_port}"
+    peers_proc = subprocess.Popen([PY, str(HERE / "peers.py"), "--port", str(peers_port)])
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    try:
+        wait_port(peers_port, peers_proc)
+        http("POST", f"{peers}/reset?latency=0")
+        ceiling = load(f"{peers}/v1/Flows/{FLOW}/Engagements", 50, 2000, 0, "", raw="form")
+        sink = load(f"{peers}/respond/0", 50, 2000, 0, "", raw="json")
+
+        def span(result: dict[str, Any]) -> float:
+            return float(result["finished_at"] - result["started_at"])
+
+        report["peers_ceiling_per_s"] = {"studio": 2000 / span(ceiling), "sink": 2000 / span(sink)}
+        report["import_s"] = {
+            "studio-engage": import_time("import bot.server"),
+            "baseline": import_time("import slack_bolt, twilio.rest; twilio.rest.Client"),
+        }
+        apps = [App("studio-engage", [PY, "-m", "bot"], peers)]
+        if not args.no_baseline:
+            apps.append(App("baseline", [PY, str(HERE / "baseline_app.py")], peers))
+        report["apps"] = {app.name: measure(app, peers, args.quick) for app in apps}
+    finally:
+        peers_proc.terminate()
+        peers_proc.wait(timeout=10)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(report, indent=2))
+    print(render(report))
+
+
+def render(report: dict[str, Any]) -> str:
+    apps = report["apps"]
+    ours = apps["studio-engage"]
+    base = apps.get("baseline")
+
+    def cell(r: dict[str, Any], latency: float, concurrency: int) -> dict[str, Any]:
+        return next(
+            c for c in r["grid"] if c["latency_s"] == latency and c["concurrency"] == concurrency
+        )
+
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(
+        label: str,
+        mine: float,
+        theirs: float | None,
+        unit: str,
+        target: str,
+        better_low: bool = True,
+    ) -> None:
+        ratio = ""
+        if theirs is not None and mine and theirs == theirs and mine == mine:
+            ratio = f"{(theirs / mine if better_low else mine / theirs):.1f}x"
+        rows.append(
+            (
+                label,
+                f"{mine:.1f} {unit}",
+                f"{theirs:.1f} {unit}" if theirs is not None else "-",
+                ratio,
+                target,
+            )
+        )
+
+    for latency in (0.0, 1.0):
+        for concurrency in (1, 50, 200):
+            c = cell(ours, latency, concurrency)
+            b = cell(base, latency, concurrency) if base else None
+            target = "≤ 25 ms" if (latency, concurrency) == (1.0, 50) else ""
+            row(
+                f"ack p50, Studio {latency:.0f} s, {concurrency} concurrent",
+                c["ack_p50_ms"],
+                (b["ack_p50_ms"] if b else None),
+                "ms",
+                "",
+            )
+            row(
+                f"ack p99, Studio {latency:.0f} s, {concurrency} concurrent",
+                c["ack_p99_ms"],
+                (b["ack_p99_ms"] if b else None),
+                "ms",
+                target,
+            )
+            row(
+                f"ack max, Studio {latency:.0f} s, {concurrency} concurrent",
+                c["ack_max_ms"],
+                (b["ack_max_ms"] if b else None),
+                "ms",
+                "",
+            )
+    c, b = cell(ours, 1.0, 200), cell(base, 1.0, 200) if base else None
+    row(
+        "200 at once, Studio 1 s: all reported",
+        c["all_reported_s"],
+        (b["all_reported_s"] if b else None),
+        "s",
+        "≤ 1.5 s",
+    )
+    t, bt = ours["throughput"], base["throughput"] if base else None
+    row(
+        "engagements/s end to end, Studio 0 s",
+        t["per_second"],
+        (bt["per_second"] if bt else None),
+        "/s",
+        "≥ 400",
+        better_low=False,
+    )
+    lost = sum(g["sent"] - g["reported"] for g in ours["grid"] + [ours["throughput"]])
+    lost_b = (
+        sum(g["sent"] - g["reported"] for g in base["grid"] + [base["throughput"]])
+        if base
+        else None
+    )
+    row(
+        "lost (sent - reported), all runs",
+        float(lost),
+        float(lost_b) if lost_b is not None else None,
+        "",
+        "0",
+    )
+    row(
+        "start-up to first ack",
+        ours["startup_s"] * 1000,
+        (base["startup_s"] * 1000 if base else None),
+        "ms",
+        "≤ baseline",
+    )
+    row(
+        "import time",
+        report["import_s"]["studio-engage"] * 1000,
+        report["import_s"]["baseline"] * 1000,
+        "ms",
+        "",
+    )
+    row(
+        "peak RSS under load",
+        ours["peak_rss_mib"],
+        (base["peak_rss_mib"] if base else None),
+        "MiB",
+        "≤ 80 MiB",
+    )
+
+    widths = [
+        max(len(r[i]) for r in [*rows, ("figure", "studio-engage", "baseline", "ratio", "target")])
+        for i in range(5)
+    ]
+    lines = [f"studio-engage benchmark · {report['machine']} · {report['date']}", ""]
+    header = ("figure", "studio-engage", "baseline", "ratio", "target")
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    ceiling = report["peers_ceiling_per_s"]
+    lines += [
+        "",
+        f"peers' own ceiling: fake Studio {ceiling['studio']:.0f}/s, response_url sink {ceiling['sink']:.0f}/s (50 concurrent)",
+        "ratio: how many times better studio-engage is (baseline ÷ ours for times, ours ÷ baseline for rates)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

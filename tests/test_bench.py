@@ -1,0 +1,57 @@
+"""The benchmark's own arithmetic and report (the benchmark itself runs with scripts/bench)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import run as bench
+
+
+def test_percentile() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert bench.percentile(values, 50) == 51.0
+    assert bench.percentile(values, 99) == 99.0
+    assert bench.percentile([3.0], 99) == 3.0
+
+
+def cell(latency: float, concurrency: int, ack: float) -> dict[str, Any]:
+    return {
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "sent": 10,
+        "reported": 10,
+        "ack_p50_ms": ack,
+        "ack_p99_ms": ack * 2,
+        "ack_max_ms": ack * 3,
+        "all_reported_s": 1.2,
+        "per_second": 500.0,
+    }
+
+
+def result(ack: float, rss: float) -> dict[str, Any]:
+    grid = [cell(lat, c, ack) for lat in (0.0, 1.0) for c in (1, 50, 200)]
+    return {"grid": grid, "throughput": cell(0.0, 50, ack), "startup_s": 0.5, "peak_rss_mib": rss}
+
+
+def test_report_puts_each_figure_beside_the_baseline_and_its_target() -> None:
+    report = {
+        "machine": "x86_64 2 cores",
+        "date": "today",
+        "peers_ceiling_per_s": {"studio": 5000.0, "sink": 6000.0},
+        "import_s": {"studio-engage": 0.5, "baseline": 0.2},
+        "apps": {"studio-engage": result(2.0, 70.0), "baseline": result(20.0, 40.0)},
+    }
+    text = bench.render(report)
+    assert "ack p99, Studio 1 s, 50 concurrent" in text
+    line = next(
+        row for row in text.splitlines() if row.startswith("ack p50, Studio 0 s, 1 concurrent")
+    )
+    assert "2.0 ms" in line
+    assert "20.0 ms" in line
+    assert "10.0x" in line
+    assert "≤ 25 ms" in text
+    assert "fake Studio 5000/s" in text
