@@ -26,10 +26,12 @@ from bot.policy import Policy, refusal
 from bot.studio import (
     ALREADY_ACTIVE,
     Engagement,
+    Step,
     StudioAPIError,
     StudioClient,
     StudioError,
     StudioOutcomeUnknown,
+    subobject,
 )
 from bot.throttle import RedisStore, Throttle
 
@@ -187,9 +189,7 @@ class Engager:
     async def _lookup(self, command: StatusCommand, reply: Reply) -> None:
         for flow_sid in command.flow_sids:
             try:
-                run = await self.studio.fetch_engagement(flow_sid, command.sid)
-                steps = await self.studio.steps(flow_sid, command.sid)
-                context = await self.studio.context(flow_sid, command.sid)
+                run, steps, context = await self._snapshot(flow_sid, command.sid)
             except StudioAPIError as exc:
                 if exc.status == 404:
                     continue  # not in this flow: try the next
@@ -203,13 +203,18 @@ class Engager:
             return
         await _deliver(reply, messages.lookup_failed(command.sid, None))
 
-    async def _card(self, flow_sid: str, sid: str, starter: str) -> RunCard:
-        """The card of a run as Studio has it now (status, latest step, data, sender)."""
+    async def _snapshot(self, flow_sid: str, sid: str) -> tuple[Engagement, list[Step], Any]:
+        """A run as Studio has it now: the resource, its steps and its context."""
         run = await self.studio.fetch_engagement(flow_sid, sid)
         steps = await self.studio.steps(flow_sid, sid)
         context = await self.studio.context(flow_sid, sid)
-        flow = _dict(context, "flow")
-        channel = _dict(flow, "channel")
+        return run, steps, context
+
+    async def _card(self, flow_sid: str, sid: str, starter: str) -> RunCard:
+        """The card of a run as Studio has it now (status, latest step, data, sender)."""
+        run, steps, context = await self._snapshot(flow_sid, sid)
+        flow = subobject(context, "flow")
+        channel = subobject(flow, "channel")
         return RunCard(
             sid=run.sid,
             status=run.status or "unknown",
@@ -341,12 +346,6 @@ class Engager:
             for task in still_running:
                 task.cancel()
             await asyncio.wait(still_running, timeout=_LAST_WORD_SECONDS + 1)
-
-
-def _dict(value: Any, key: str) -> dict[str, Any]:
-    """``value[key]`` when both are dicts (flow contexts are free-form JSON), else {}."""
-    inner = value.get(key) if isinstance(value, dict) else None
-    return inner if isinstance(inner, dict) else {}
 
 
 async def _deliver(

@@ -19,7 +19,7 @@ from bot.command import FLOW_SID, RUN_SID, USAGE, CommandError, Defaults, Engage
 from bot.phone import mask as masked
 from bot.phone import pretty
 from bot.policy import Policy
-from bot.studio import Engagement, Step, StudioError, console_url
+from bot.studio import Engagement, Step, StudioError, console_url, subobject
 
 Message = dict[str, Any]
 Block = dict[str, Any]
@@ -119,11 +119,20 @@ def _message(response_type: str, text: str, blocks: list[Block]) -> Message:
     }
 
 
+def label(alias: str | None, flow_sid: str) -> str:
+    """``onboarding (FW…)``, or the bare SID when the flow has no alias."""
+    return f"{alias} ({flow_sid})" if alias else flow_sid
+
+
 def flow_label(command: EngageCommand) -> str:
-    """``onboarding (FW…)`` or the bare SID when the flow has no alias."""
-    if command.flow_alias:
-        return f"{command.flow_alias} ({command.flow_sid})"
-    return command.flow_sid
+    """``command``'s flow as ``label`` shows it."""
+    return label(command.flow_alias, command.flow_sid)
+
+
+def _console_button(flow_sid: str, sid: str) -> Block:
+    return _button(
+        "Open in Twilio Console", url=console_url(flow_sid, sid), action_id=CONSOLE_ACTION
+    )
 
 
 def parameters_text(parameters: dict[str, Any]) -> str:
@@ -166,7 +175,7 @@ class RunCard:
 
     @property
     def flow_label(self) -> str:
-        return f"{self.flow_alias} ({self.flow_sid})" if self.flow_alias else self.flow_sid
+        return label(self.flow_alias, self.flow_sid)
 
 
 def card_value(card: RunCard) -> str:
@@ -243,9 +252,7 @@ def run_card(card: RunCard, *, mask: bool = False) -> Message:
     if card.ended_by:
         done = "deleted" if card.deleted else "ended"
         blocks.append(_context([_md(f":stop_sign: {done} by <@{card.ended_by}>")]))
-    buttons = [
-        _button("Open in Twilio Console", url=clip(link, BUTTON_URL_MAX), action_id=CONSOLE_ACTION)
-    ]
+    buttons = [_console_button(card.flow_sid, card.sid)]
     if not card.deleted:
         buttons.append(_button("Refresh", action_id=REFRESH_ACTION, value=card_value(card)))
     if card.status == "active" and not card.ended_by:
@@ -523,24 +530,9 @@ def status_message(run: Engagement, steps: list[Step], context: Any, flow: str) 
         blocks.append(
             _section(text=_md(clip(f"*Steps*\n{more}" + "\n".join(lines), SECTION_TEXT_MAX)))
         )
-    data = (
-        context.get("flow", {}).get("data")
-        if isinstance(context, dict) and isinstance(context.get("flow"), dict)
-        else None
-    )
-    if data:
+    if data := subobject(context, "flow").get("data"):
         blocks.append(_section(text=_md("*Flow data*\n" + parameters_text(data))))
-    blocks.append(
-        _actions(
-            [
-                _button(
-                    "Open in Twilio Console",
-                    url=clip(console_url(run.flow_sid or "", run.sid), BUTTON_URL_MAX),
-                    action_id=CONSOLE_ACTION,
-                )
-            ]
-        )
-    )
+    blocks.append(_actions([_console_button(run.flow_sid or "", run.sid)]))
     return _message("ephemeral", head, blocks)
 
 

@@ -96,6 +96,13 @@ class Context(BaseModel):
     context: Any = None
 
 
+def subobject(value: Any, key: str) -> dict[str, Any]:
+    """``value[key]`` when both are JSON objects, else {}: flow contexts are free-form JSON
+    (``subobject(context, "flow")`` holds ``data`` and ``channel``)."""
+    inner = value.get(key) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
 class _Meta(BaseModel):
     next_page_url: str | None = None
 
