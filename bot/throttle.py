@@ -116,6 +116,15 @@ class Parked:
 _OUTAGE = (StorageError, OSError, TimeoutError)
 
 
+async def _hit(store: Store, item: limits.RateLimitItem, *ids: str) -> float:
+    """Count one use in ``item``'s moving window: 0 if it fits, else seconds until one does."""
+    limiter = MovingWindowRateLimiter(store.limiter)
+    if await limiter.hit(item, *ids):
+        return 0.0
+    stats = await limiter.get_window_stats(item, *ids)
+    return max(1e-6, stats.reset_time - time.time())
+
+
 class Throttle:
     """The "how often" guardrails over a ``Store``, with memory as the fallback."""
 
@@ -165,30 +174,18 @@ class Throttle:
     async def user_wait(self, user_id: str) -> float:
         """Count one command for ``user_id``: 0 if within USER_RATE_LIMIT, else seconds to wait."""
 
-        async def hit(store: Store) -> float:
-            limiter = MovingWindowRateLimiter(store.limiter)
-            if await limiter.hit(self._user_item, "user", user_id):
-                return 0.0
-            stats = await limiter.get_window_stats(self._user_item, "user", user_id)
-            return max(1.0, stats.reset_time - time.time())
-
-        return await self._use(hit)
+        wait = await self._use(lambda store: _hit(store, self._user_item, "user", user_id))
+        return max(1.0, wait) if wait else 0.0
 
     async def pace(self) -> bool:
         """Wait for a slot under STUDIO_RATE_LIMIT (account-wide); False after ``max_wait``."""
         deadline = time.monotonic() + self.max_wait
 
-        async def hit(store: Store) -> float:
-            limiter = MovingWindowRateLimiter(store.limiter)
-            if await limiter.hit(self._studio_item, "studio"):
-                return 0.0
-            stats = await limiter.get_window_stats(self._studio_item, "studio")
-            return max(0.01, stats.reset_time - time.time())
-
         while True:
-            wait = await self._use(hit)
-            if wait == 0.0:
+            wait = await self._use(lambda store: _hit(store, self._studio_item, "studio"))
+            if not wait:
                 return True
+            wait = max(0.01, wait)
             if time.monotonic() + wait > deadline:
                 return False
             await asyncio.sleep(min(wait, 0.25))
