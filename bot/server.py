@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 from contextlib import suppress
+from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -31,38 +32,52 @@ _ENGAGER = web.AppKey("engager", Engager)
 _BOLT = web.AppKey("bolt", AsyncApp)
 
 
-def build_engager(settings: Settings, studio: StudioClient) -> Engager:
-    """The use-case with the configured guardrails."""
-    return Engager(
-        studio,
-        policy=settings.policy,
-        throttle=throttle(settings),
-        mask_numbers=settings.mask_numbers,
-        admins=settings.admin_slack_users or frozenset(),
-        aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
-    )
+@dataclass(frozen=True)
+class Bot:
+    """What one process serves Slack with, in either mode: the use-case with its
+    guardrails, the reply poster and the Bolt app."""
+
+    engager: Engager
+    responder: Responder
+    app: AsyncApp
+
+    @classmethod
+    def build(cls, settings: Settings, studio: StudioClient) -> Bot:
+        engager = Engager(
+            studio,
+            policy=settings.policy,
+            throttle=throttle(settings),
+            mask_numbers=settings.mask_numbers,
+            admins=settings.admin_slack_users or frozenset(),
+            aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
+        )
+        responder = Responder()
+        return cls(engager, responder, build_app(settings, engager, responder))
+
+    async def aclose(self) -> None:
+        """Close every connection pool (after ``engager.drain``)."""
+        await self.engager.studio.aclose()
+        await self.engager.throttle.aclose()
+        await self.responder.aclose()
 
 
 def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
-    engager = build_engager(settings, studio)
-    responder = Responder()
+    bot = Bot.build(settings, studio)
     web_app = web.Application()
-    web_app[_ENGAGER] = engager
-    web_app[_BOLT] = build_app(settings, engager, responder)
+    web_app[_ENGAGER] = bot.engager
+    web_app[_BOLT] = bot.app
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
     async def drain(_: web.Application) -> None:
-        await engager.drain(settings.shutdown_grace_seconds)
+        await bot.engager.drain(settings.shutdown_grace_seconds)
 
-    async def close_studio(_: web.Application) -> None:
-        await studio.aclose()
-        await engager.throttle.aclose()
-        await responder.aclose()
+    async def close(_: web.Application) -> None:
+        await bot.aclose()
 
     web_app.on_shutdown.append(drain)
-    web_app.on_cleanup.append(close_studio)
+    web_app.on_cleanup.append(close)
     return web_app
 
 
@@ -106,12 +121,9 @@ def run(settings: Settings) -> int:
 async def _run_socket_mode(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    studio = studio_client(settings)
-    engager = build_engager(settings, studio)
-    responder = Responder()
-    app = build_app(settings, engager, responder)
+    bot = Bot.build(settings, studio_client(settings))
     assert settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -119,13 +131,11 @@ async def _run_socket_mode(settings: Settings) -> None:
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack over Socket Mode")
     await stop.wait()
-    engager.accepting = False
+    bot.engager.accepting = False
     with suppress(Exception):
         await handler.disconnect_async()  # type: ignore[no-untyped-call]
-    await engager.drain(settings.shutdown_grace_seconds)
-    await studio.aclose()
-    await engager.throttle.aclose()
-    await responder.aclose()
+    await bot.engager.drain(settings.shutdown_grace_seconds)
+    await bot.aclose()
     with suppress(Exception):
         await handler.close_async()  # type: ignore[no-untyped-call]
     log.info("stopped")
