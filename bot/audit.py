@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.command import EngageCommand
-from bot.phone import mask
+from bot.phone import mask, mask_digits
 
 log = logging.getLogger("bot.audit")
 
@@ -48,7 +48,7 @@ def record(
         "sid": sid,
         "code": code,
         "latency_ms": round(latency_ms) if latency_ms is not None else None,
-        "detail": detail,
+        "detail": mask_digits(detail) if detail else detail,  # it may quote a typed number
     }
     log.info(json.dumps(entry, ensure_ascii=False))
 

@@ -13,12 +13,21 @@ ever escapes it, whatever the input.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from bot.phone import PhoneError, looks_like_phone, parse_address
+from bot.phone import (
+    PhoneError,
+    channel_mismatch,
+    is_messaging_service,
+    looks_like_phone,
+    normal_sid,
+    parse_address,
+    parse_sender,
+)
 
 USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <flow>]"
 
@@ -27,6 +36,7 @@ RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
 RESERVED_WORDS = ("help", "flows", "status")  # subcommands; never flow aliases
 _KEY_SEGMENT = re.compile(r"^[\w-]+$")
 _OPTIONS = ("from", "flow")
+MAX_DEPTH = 32  # levels of nesting in the parameters (dotted keys plus JSON containers)
 
 # What Slack clients (and macOS/iOS autocorrect) do to typed text.
 _QUOTES = str.maketrans(
@@ -64,6 +74,8 @@ class Defaults:
     flow_sid: str | None = None
     sender: str | None = None
     region: str | None = None  # PHONE_DEFAULT_REGION
+    flow_senders: Mapping[str, str] = field(default_factory=dict)  # FW sid -> its own sender
+    api: str = "v1"  # STUDIO_API: v1 Engagements take no Messaging Service sender
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,7 @@ class _Item:
     key: str
     value: Any
     raw: str
+    is_json: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,30 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number for JSON")
+    return value
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+
+
+def _depth(value: Any) -> int:
+    """How many JSON containers deep ``value`` is (0 for a scalar); no recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class _Scanner:
@@ -214,7 +249,7 @@ class _Scanner:
             value: Any = self._json(start)
         else:
             value = self._value(start)
-        return _Item(key, value, self.s[start : self.i])
+        return _Item(key, value, self.s[start : self.i], is_json)
 
     def _option(self, start: int) -> _Option:
         j = start + 2
@@ -325,20 +360,55 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
         flow_word = words.pop(0)
     flow_sid, alias = _resolve_flow(flow_word, options.get("flow"), defaults)
 
+    _unquoted_spaces(tokens)
     to = _contact(words, defaults)
-    sender_option = options.get("from")
-    if sender_option is not None:
-        try:
-            sender = parse_address(sender_option.value, defaults.region)
-        except PhoneError as exc:
-            raise CommandError(f"--from: {exc}", sender_option.raw) from None
-    elif defaults.sender:
-        sender = defaults.sender
-    else:
-        raise CommandError("no sender: give --from <Twilio number>", None)
-
+    sender = _sender(options.get("from"), flow_sid, defaults)
+    if mismatch := channel_mismatch(to, sender):
+        raise CommandError(mismatch, options["from"].raw if "from" in options else None)
     parameters = _parameters(tokens)
     return EngageCommand(flow_sid, alias, to, sender, parameters)
+
+
+def _sender(option: _Option | None, flow_sid: str, defaults: Defaults) -> str:
+    """The sender: ``--from``, else the flow's own, else STUDIO_FROM."""
+    if option is None:
+        sender = defaults.flow_senders.get(flow_sid) or defaults.sender
+        if not sender:
+            raise CommandError("no sender: give --from <Twilio number or MG… SID>", None)
+        return sender
+    try:
+        sender = parse_sender(option.value, defaults.region)
+    except PhoneError as exc:
+        raise CommandError(f"--from: {exc}", option.raw) from None
+    if is_messaging_service(sender) and defaults.api == "v1":
+        raise CommandError(
+            "--from: a Messaging Service (MG…) sender needs STUDIO_API=v2; Studio's v1"
+            " Engagements API takes only a phone number as From",
+            option.raw,
+        )
+    return sender
+
+
+def _unquoted_spaces(tokens: list[_Token]) -> None:
+    """``greeting=Hi, how are you?``: the words after a value were meant to be part of it."""
+    for i, token in enumerate(tokens):
+        if not isinstance(token, _Item) or token.is_json or not isinstance(token.value, str):
+            continue
+        # Once the contact is given, digits after a value are part of it ("at 5 pm").
+        contact_given = any(isinstance(t, _Word) and looks_like_phone(t.text) for t in tokens[:i])
+        rest: list[str] = []
+        for after in tokens[i + 1 :]:
+            if not isinstance(after, _Word) or (looks_like_phone(after.text) and not contact_given):
+                break
+            rest.append(after.text)
+        if rest:
+            whole = " ".join([token.value, *rest])
+            escaped = whole.replace("\\", "\\\\").replace('"', '\\"')
+            fixed = f'{token.key}="{escaped}"'
+            raise CommandError(
+                f"unexpected {rest[0]!r}: a value with spaces needs quotes, as in {fixed}",
+                rest[0],
+            )
 
 
 def _raw(token: _Token) -> str:
@@ -359,16 +429,17 @@ def _status(tokens: list[_Token], defaults: Defaults) -> StatusCommand:
         raise CommandError(
             f"give one engagement SID (FN followed by 32 hex digits); {usage}", token
         )
+    sid = normal_sid(sids[0])
     if len(options) > 1:
         raise CommandError("--flow is given twice", options[1].raw)
     if options:
         flow_sid, _ = _resolve_flow(None, options[0], defaults)
-        return StatusCommand(sids[0], (flow_sid,))
+        return StatusCommand(sid, (flow_sid,))
     candidates = [defaults.flow_sid] if defaults.flow_sid else []
     candidates += [sid for sid in defaults.flows.values() if sid not in candidates]
     if not candidates:
         raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
-    return StatusCommand(sids[0], tuple(candidates))
+    return StatusCommand(sid, tuple(candidates))
 
 
 def _known_flows(defaults: Defaults) -> str:
@@ -395,6 +466,7 @@ def _resolve_flow(
             raise CommandError(f"which flow? Name one first: {_known_flows(defaults)}")
         raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
     if FLOW_SID.match(name):
+        name = normal_sid(name)
         alias = next((a for a, sid in defaults.flows.items() if sid == name), None)
         return name, alias
     for alias, sid in defaults.flows.items():
@@ -441,13 +513,23 @@ def _parameters(tokens: list[_Token]) -> dict[str, Any]:
                     f"bad key {token.key!r}: use letters, digits, _ and -, with dots to nest",
                     token.raw,
                 )
+            _check_depth(len(segments) + _depth(token.value), token.raw)
             _assign(params, explicit, segments, token.value, token.raw)
         elif isinstance(token, _Object):
+            _check_depth(_depth(token.value), token.raw)
             for key, value in token.value.items():
                 if not key:
                     raise CommandError("empty key in the JSON object", token.raw)
                 _assign(params, explicit, (key,), value, token.raw)
     return params
+
+
+def _check_depth(depth: int, raw: str) -> None:
+    if depth > MAX_DEPTH:
+        raise CommandError(
+            f"the parameters are nested too deeply ({depth} levels; at most {MAX_DEPTH})",
+            raw if len(raw) <= 200 else raw[:199] + "…",
+        )
 
 
 def _assign(

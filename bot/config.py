@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import limits
 import phonenumbers
@@ -17,7 +18,7 @@ from pydantic import SecretStr, ValidationError, field_validator, model_validato
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
-from bot.phone import PhoneError, parse_address
+from bot.phone import PhoneError, is_messaging_service, normal_sid, parse_sender
 from bot.policy import Access, Policy
 
 ENV_EXAMPLE = ".env.example"
@@ -50,9 +51,27 @@ class FlowSpec:
     sid: str
     users: frozenset[str] | None = None  # Slack user IDs; None: whoever ALLOWED_SLACK_USERS lets in
     channels: frozenset[str] | None = None  # Slack channel IDs; likewise
+    sender: str | None = None  # the flow's own default sender; None: STUDIO_FROM
 
 
 _FLOW_OPTIONS = {"users": _SLACK_USER, "channels": _SLACK_CHANNEL}
+
+
+def parse_studio_sender(value: str) -> str:
+    """A configured sender: ``+E164``, ``whatsapp:+E164`` or a Messaging Service ``MG…``.
+
+    Raises ValueError without echoing the value.
+    """
+    if not value.lstrip().startswith(("+", "whatsapp:+", "MG")):
+        raise ValueError(
+            "must be a Twilio number in E.164 (+…), whatsapp:+…, or a Messaging Service SID (MG…)"
+        )
+    try:
+        return parse_sender(value)
+    except PhoneError:
+        raise ValueError(
+            "is not a valid number in E.164 (+…) or Messaging Service SID (MG + 32 hex digits)"
+        ) from None
 
 
 def parse_flows(text: str) -> dict[str, FlowSpec]:
@@ -73,15 +92,24 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
         if alias.casefold() in (a.casefold() for a in flows) or alias.lower() in RESERVED_WORDS:
             raise ValueError(f"alias {alias!r} is used twice or is reserved")
         narrowed: dict[str, frozenset[str]] = {}
+        sender: str | None = None
         for option in options:
-            name, _, ids = (part.strip() for part in option.partition("="))
+            name, _, value = (part.strip() for part in option.partition("="))
+            if name == "from":
+                try:
+                    sender = parse_studio_sender(value)
+                except ValueError as exc:
+                    raise ValueError(f"flow {alias!r} from: {exc}") from None
+                continue
             pattern = _FLOW_OPTIONS.get(name)
             if pattern is None:
                 raise ValueError(
-                    f"flow {alias!r}: unknown option; use ;users=U…|U… or ;channels=C…|C…"
+                    f"flow {alias!r}: unknown option; use ;users=U…|U…, ;channels=C…|C… or ;from=+…"
                 )
-            narrowed[name] = parse_ids(ids.replace("|", ","), pattern, f"flow {alias!r} {name}")
-        flows[alias] = FlowSpec(sid, narrowed.get("users"), narrowed.get("channels"))
+            narrowed[name] = parse_ids(value.replace("|", ","), pattern, f"flow {alias!r} {name}")
+        flows[alias] = FlowSpec(
+            normal_sid(sid), narrowed.get("users"), narrowed.get("channels"), sender
+        )
     return flows
 
 
@@ -91,6 +119,29 @@ def parse_ids(text: str, pattern: re.Pattern[str], what: str) -> frozenset[str]:
     if not ids or any(not pattern.match(i) for i in ids):
         raise ValueError(f"{what}: must be Slack IDs such as U012AB3CD or C012AB3CD, not names")
     return ids
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError (never quoting the URL) unless redis-py can read ``url`` as meant.
+
+    A password holding ``/``, ``#``, ``?``, ``@`` or ``:`` must be URL-encoded; otherwise
+    the URL splits inside the password and the client would print part of it.
+    """
+    encode = "; a password with / # ? @ or : must be URL-encoded (%2F %23 %3F %40 %3A)"
+    if not re.match(r"^(rediss?|unix)://", url):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL: its port is not a number" + encode) from None
+    if parts.fragment:
+        raise ValueError("is not a valid URL: it holds a #" + encode)
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ValueError("is not a valid URL: it names no host" + encode)
+        if not re.fullmatch(r"(/\d*)?", parts.path):
+            raise ValueError("is not a valid URL: the path must be a database number" + encode)
 
 
 def studio_base_url(region: str | None, edge: str | None) -> str:
@@ -184,7 +235,14 @@ class Settings(BaseSettings):
     _api_key = field_validator("twilio_api_key")(
         _check(_API_KEY_SID, "SK followed by 32 hex digits")
     )
-    _flow_sid = field_validator("studio_flow_sid")(_check(FLOW_SID, "FW followed by 32 hex digits"))
+
+    @field_validator("studio_flow_sid")
+    @classmethod
+    def _flow_sid(cls, value: str | None) -> str | None:
+        if value is not None and not FLOW_SID.match(value):
+            raise ValueError("must be FW followed by 32 hex digits")
+        return normal_sid(value) if value else None
+
     _edge_region = field_validator("twilio_region", "twilio_edge")(
         _check(_HOST_LABEL, "a lower-case host label such as ie1 or dublin")
     )
@@ -260,21 +318,14 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^(rediss?|unix)://", value.get_secret_value()):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if value is not None:
+            check_redis_url(value.get_secret_value())
         return value
 
     @field_validator("studio_from")
     @classmethod
     def _sender(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.lstrip().startswith(("+", "whatsapp:+")):
-            raise ValueError("must be a Twilio number in E.164 (+…) or whatsapp:+…")
-        try:
-            return parse_address(value)
-        except PhoneError:
-            raise ValueError("is not a valid phone number in E.164 (+…)") from None
+        return parse_studio_sender(value) if value is not None else None
 
     @field_validator("phone_default_region")
     @classmethod
@@ -315,9 +366,26 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = _field_problems(exc) + problems
             raise ConfigError(problems) from None
+        problems += settings.inconsistencies()
         if problems:
             raise ConfigError(problems)
         return settings
+
+    def inconsistencies(self) -> list[str]:
+        """Values that are each valid but do not work together."""
+        problems = []
+        if self.studio_api == "v1":
+            senders = [("STUDIO_FROM", self.studio_from)] + [
+                (f"STUDIO_FLOWS {alias} from", spec.sender)
+                for alias, spec in self.studio_flows.items()
+            ]
+            problems += [
+                f"{name}: a Messaging Service (MG…) sender needs STUDIO_API=v2; Studio's v1"
+                " Engagements API takes only a phone number as From"
+                for name, sender in senders
+                if sender and is_messaging_service(sender)
+            ]
+        return problems
 
     # -- derived values -----------------------------------------------------
 
@@ -351,6 +419,8 @@ class Settings(BaseSettings):
             flow_sid=self.studio_flow_sid,
             sender=self.studio_from,
             region=self.phone_default_region,
+            flow_senders={s.sid: s.sender for s in self.studio_flows.values() if s.sender},
+            api=self.studio_api,
         )
 
     @property
@@ -366,6 +436,12 @@ class Settings(BaseSettings):
             countries=self.allowed_countries,
             allow_costly=self.allow_premium_numbers,
         )
+
+    @property
+    def configured_flows(self) -> frozenset[str]:
+        """Every flow SID this bot is configured with (the default and the named ones)."""
+        named = {spec.sid for spec in self.studio_flows.values()}
+        return frozenset(named | ({self.studio_flow_sid} if self.studio_flow_sid else set()))
 
     @property
     def socket_mode(self) -> bool:
@@ -397,7 +473,9 @@ def _present(raw: Mapping[str, Any], name: str) -> bool:
     value = raw.get(name)
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    return value is not None and (not isinstance(value, str | dict) or bool(value))
+    if isinstance(value, str):
+        return bool(value.strip())  # whitespace alone is as good as unset
+    return value is not None and (not isinstance(value, dict) or bool(value))
 
 
 def _missing_for_studio(raw: Mapping[str, Any]) -> list[str]:

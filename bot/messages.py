@@ -288,7 +288,7 @@ def engaged(
     card = RunCard(
         sid=engagement.sid,
         status=engagement.status or "unknown",
-        flow_sid=engagement.flow_sid or command.flow_sid,
+        flow_sid=command.flow_sid,  # the flow asked for: Twilio echoes it, a mock may not
         flow_alias=command.flow_alias,
         contact=command.to,
         sender=command.sender,
@@ -403,12 +403,29 @@ def refused(reason: str) -> Message:
     return _notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")
 
 
-def rate_limited(wait: float, rate: str) -> Message:
-    """Only to the caller: they have started as many as USER_RATE_LIMIT allows."""
+def not_allowed(reason: str) -> Message:
+    """Only to the caller: the rules forbid reading or ending this run."""
+    return _notice(":no_entry:", f"Not allowed: {reason}.")
+
+
+def rate_limited(wait: float, rate: str, *, starting: bool = True) -> Message:
+    """Only to the caller: they have used as many starts (or looks at runs) as
+    USER_RATE_LIMIT allows."""
+    head = "Not started" if starting else "Not now"
+    tail = " Nothing was sent to Twilio." if starting else ""
     return _notice(
         ":stopwatch:",
-        f"Not started: you have reached the limit of {rate} (USER_RATE_LIMIT)."
-        f" Try again in {max(1, round(wait))} s. Nothing was sent to Twilio.",
+        f"{head}: you have reached the limit of {rate} (USER_RATE_LIMIT)."
+        f" Try again in {max(1, round(wait))} s.{tail}",
+    )
+
+
+def studio_busy() -> Message:
+    """Only to the caller: the account's pace (STUDIO_RATE_LIMIT) left no room in time."""
+    return _notice(
+        ":hourglass:",
+        "Studio is busy with this account's requests right now (STUDIO_RATE_LIMIT);"
+        " try again in a moment.",
     )
 
 
@@ -508,16 +525,23 @@ def looking_up(sid: str) -> Message:
 MAX_STEPS_SHOWN = 20
 
 
-def status_message(run: Engagement, steps: list[Step], context: Any, flow: str) -> Message:
-    """Only to the caller: status, times, the steps so far and the flow data."""
+def status_message(
+    run: Engagement, steps: list[Step], context: Any, flow: str, *, mask: bool = False
+) -> Message:
+    """Only to the caller: status, times, the steps so far and the flow data.
+
+    With ``mask`` the contact shows as the channel card shows it (``MASK_NUMBERS``).
+    """
     head = f"{run.sid} of {flow} is {run.status or 'unknown'}"
+    address = run.contact_channel_address or "?"
+    contact = masked(address) if mask and address != "?" else pretty(address)
     blocks: list[Block] = [
         _section(
             text=_md(f":bar_chart: *{escape(head)}*"),
             fields=[
                 _field("Started", _when(run.date_created)),
                 _field("Last change", _when(run.date_updated)),
-                _field("Contact", escape(pretty(run.contact_channel_address or "?"))),
+                _field("Contact", escape(contact)),
                 _field("Steps", str(len(steps))),
             ],
         )
@@ -545,12 +569,20 @@ def lookup_failed(sid: str, error: StudioError | None) -> Message:
     return _notice(":warning:", f"Could not look up {sid}: {describe_error(error)}")
 
 
-def not_allowed_to_end(starter: str) -> Message:
-    """Only to the clicker: End is for the person who started it, or an admin."""
-    return _notice(
-        ":no_entry:",
-        f"Only <@{starter}>, who started it, or an admin (ADMIN_SLACK_USERS) can end this engagement.",
+def who_may_end(starter: str | None) -> str:
+    """The End rule in words (mrkdwn: the starter is a mention)."""
+    if starter:
+        return f"Only <@{starter}>, who started it, or an admin (ADMIN_SLACK_USERS) can end it."
+    return (
+        "It was not started from this bot (or too long ago to know by whom), so only an"
+        " admin (ADMIN_SLACK_USERS) can end it."
     )
+
+
+def not_allowed_to_end(starter: str | None) -> Message:
+    """Only to the clicker: End is for the person who started it, or an admin."""
+    text = who_may_end(starter)  # mrkdwn with a real mention, in the blocks and the text
+    return _message("ephemeral", text, [_section(text=_md(f":no_entry: {text}"))])
 
 
 def action_failed(what: str, error: StudioError) -> Message:
@@ -558,24 +590,64 @@ def action_failed(what: str, error: StudioError) -> Message:
     return _notice(":warning:", f"Could not {what}: {describe_error(error)}")
 
 
-def already_active(command: EngageCommand, active: Engagement | None, token: str) -> Message:
-    """Only to the caller: Twilio allows one active run per contact and sender."""
+def already_active(
+    command: EngageCommand,
+    error: StudioError,
+    active: Engagement | None,
+    token: str | None,
+    *,
+    starter: str | None = None,
+    api: str = "v1",
+) -> Message:
+    """Only to the caller: Twilio allows one active run per contact and sender.
+
+    ``token`` is None when the caller may not end the active run (the End rule): then
+    the message says who may, instead of offering to.
+    """
     head = (
         f"{pretty(command.to)} already has an active run of {flow_label(command)}"
         " (Twilio allows one per contact and sender), so nothing new was started."
     )
-    blocks: list[Block] = [_section(text=_md(f":no_entry_sign: {escape(head)}"))]
+    detail = f"Twilio said: {describe_error(error)}"
+    blocks: list[Block] = [
+        _section(text=_md(f":no_entry_sign: {escape(head)}")),
+        _context([_md(escape(detail))]),
+    ]
+    text = f"{head} {detail}"
     if active is None:
         blocks.append(
-            _context([_md("The active run was not found; end it in the Twilio Console.")])
+            _section(
+                text=_md(
+                    "The active run was not found among the newest runs; end it from the"
+                    " flow's executions in the Twilio Console."
+                )
+            )
         )
-        return _message("ephemeral", head, blocks)
+        blocks.append(
+            _actions(
+                [
+                    _button(
+                        "Open the flow's executions",
+                        url=console_url(command.flow_sid),
+                        action_id=CONSOLE_ACTION,
+                    )
+                ]
+            )
+        )
+        return _message("ephemeral", text, blocks)
+    text += f" Active: {active.sid}."
+    if token is None:
+        blocks.append(_section(text=_md(f"Active: `{active.sid}`. {who_may_end(starter)}")))
+        blocks.append(_actions([_console_button(command.flow_sid, active.sid)]))
+        return _message("ephemeral", text, blocks)
+    verb = "End" if api == "v2" else "Delete"
     restart = _confirm_or_cancel(
         RESTART_ACTION,
         token,
-        label="End it and start again",
-        title="End the active run?",
-        warning=f"{active.sid} ends, then the flow starts again for {pretty(command.to)}.",
+        label=f"{verb} it and start again",
+        title=f"{verb} the active run?",
+        warning=f"{active.sid}: {end_confirm_text(api)} Then the flow starts again for"
+        f" {pretty(command.to)}.",
     )
     blocks.append(restart)
-    return _message("ephemeral", head + f" Active: {active.sid}.", blocks)
+    return _message("ephemeral", text, blocks)

@@ -15,6 +15,10 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 
 WHATSAPP = "whatsapp:"
 
+# A Messaging Service SID: Studio's v2 API (and v1's Executions, not its Engagements)
+# accepts one as ``From`` for SMS; US senders registered for A2P 10DLC usually send so.
+MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+
 # Slack may wrap a number it recognised as ``<tel:+16175551212|+1 617-555-1212>``.
 _SLACK_TEL = re.compile(r"^<tel:(?P<number>[^|>]*)(?:\|[^>]*)?>$", re.IGNORECASE)
 
@@ -86,6 +90,53 @@ def parse_address(text: str, default_region: str | None = None) -> str:
     return prefix + phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
+def normal_sid(sid: str) -> str:
+    """A Twilio SID as Twilio writes it: two capitals, then lower-case hex.
+
+    SIDs are compared and used as keys in this form, whatever was typed.
+    """
+    return sid[:2].upper() + sid[2:].lower()
+
+
+def is_messaging_service(address: str) -> bool:
+    return bool(MESSAGING_SERVICE.match(address))
+
+
+def parse_sender(text: str, default_region: str | None = None) -> str:
+    """A sender as Studio takes it: a number (``parse_address``) or a Messaging Service SID."""
+    stripped = text.strip()
+    if is_messaging_service(stripped):
+        return normal_sid(stripped)
+    if stripped[:2].upper() == "MG":
+        raise PhoneError(
+            f"{stripped!r} is not a Messaging Service SID: those are MG followed by 32 hex digits"
+        )
+    return parse_address(text, default_region)
+
+
+def channel_mismatch(to: str, sender: str) -> str | None:
+    """Why ``sender`` cannot reach ``to`` (WhatsApp with SMS or the reverse), or None.
+
+    Both are normalised addresses. A Messaging Service may hold WhatsApp senders too,
+    so it is never a mismatch.
+    """
+    if is_messaging_service(sender):
+        return None
+    to_whatsapp, from_whatsapp = to.startswith(WHATSAPP), sender.startswith(WHATSAPP)
+    if to_whatsapp == from_whatsapp:
+        return None
+    number = sender.removeprefix(WHATSAPP)
+    if to_whatsapp:
+        return (
+            f"{to} is a WhatsApp contact but the sender {sender} is an SMS/voice number;"
+            f" send from a WhatsApp sender, e.g. --from {WHATSAPP}{number}"
+        )
+    return (
+        f"{to} is an SMS/voice contact but the sender {sender} is a WhatsApp sender;"
+        f" send from a number, e.g. --from {number}, or write the contact as {WHATSAPP}{to}"
+    )
+
+
 def looks_like_phone(token: str) -> bool:
     """Whether a token could be (part of) a phone number as typed: digits and punctuation.
 
@@ -101,7 +152,10 @@ _PHONE_CHUNK = re.compile(r"^[+(]?[\d().\-\u2010-\u2015\u2212/ ]+$")
 
 
 def pretty(address: str) -> str:
-    """Format a normalised address for people: ``+1 617-555-1212``."""
+    """Format a normalised address for people: ``+1 617-555-1212``, or
+    ``Messaging Service MG…`` for a Messaging Service SID."""
+    if is_messaging_service(address):
+        return f"Messaging Service {address}"
     prefix = WHATSAPP if address.startswith(WHATSAPP) else ""
     number = address[len(prefix) :]
     try:
@@ -151,3 +205,27 @@ def mask(address: str) -> str:
             ch = ch if seen <= keep_head or seen > total - 4 else "\u2022"
         out.append(ch)
     return f"{prefix}{country} {''.join(out)}"
+
+
+# Digits with the punctuation people type between them, not inside a word (a SID, an ID).
+_DIGIT_RUN = re.compile(r"(?<!\w)\d(?:[\s().\-\u2010-\u2015\u2212/]*\d)+(?!\w)")
+
+
+def mask_digits(text: str) -> str:
+    """``text`` with every number of six digits or more (a phone number, as typed) masked
+    but for its last four digits: for free text that may quote what a person typed."""
+
+    def hide(match: re.Match[str]) -> str:
+        run = match.group(0)
+        total = sum(ch.isdigit() for ch in run)
+        if total < 6:
+            return run
+        seen, out = 0, []
+        for ch in run:
+            if ch.isdigit():
+                seen += 1
+                ch = ch if seen > total - 4 else "\u2022"
+            out.append(ch)
+        return "".join(out)
+
+    return _DIGIT_RUN.sub(hide, text)

@@ -46,16 +46,25 @@ def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:
     return None
 
 
-def refusal(policy: Policy, command: EngageCommand, user_id: str, channel_id: str) -> str | None:
-    """Why ``user_id`` may not run ``command`` in ``channel_id``, or None if it may."""
+def access_refusal(
+    policy: Policy, flow_sid: str, name: str | None, user_id: str, channel_id: str
+) -> str | None:
+    """Why ``user_id`` may not use ``flow_sid`` (named ``name``) in ``channel_id``, or None."""
     rules = [("ALLOWED_SLACK_USERS", "ALLOWED_SLACK_CHANNELS", policy.everywhere)]
-    narrower = policy.per_flow.get(command.flow_sid)
+    narrower = policy.per_flow.get(flow_sid)
     if narrower is not None:
-        name = command.flow_alias or command.flow_sid
+        name = name or flow_sid
         rules.append((f"STUDIO_FLOWS {name} users", f"STUDIO_FLOWS {name} channels", narrower))
     for users_rule, channels_rule, access in rules:
         if access.users is not None and user_id not in access.users:
-            return f"you are not allowed to start this flow ({users_rule}); ask an admin"
+            return f"you are not allowed to use this flow ({users_rule}); ask an admin"
         if access.channels is not None and channel_id not in access.channels:
-            return f"this flow cannot be started from this channel ({channels_rule})"
-    return destination_refusal(policy, command)
+            return f"this flow cannot be used from this channel ({channels_rule})"
+    return None
+
+
+def refusal(policy: Policy, command: EngageCommand, user_id: str, channel_id: str) -> str | None:
+    """Why ``user_id`` may not run ``command`` in ``channel_id``, or None if it may."""
+    return access_refusal(
+        policy, command.flow_sid, command.flow_alias, user_id, channel_id
+    ) or destination_refusal(policy, command)

@@ -2,7 +2,9 @@
 
 On SIGTERM or SIGINT: stop taking commands, let the engagements in flight
 finish and report (at most ``SHUTDOWN_GRACE_SECONDS``), close the Studio
-client, exit 0.
+client, exit 0. In HTTP mode the listener stays open while that happens: a
+command then is answered "restarting, try again in a minute" and ``/healthz``
+says 503, instead of Slack meeting a closed port.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 
 from bot import __version__
 from bot.config import Settings
 from bot.engage import Engager, studio_client, throttle
 from bot.slack_app import Responder, build_app
+from bot.slack_http import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    SignedRequest,
+    check_headers,
+    parse_body,
+    verify,
+)
 from bot.studio import StudioClient
 
 log = logging.getLogger(__name__)
@@ -30,6 +41,7 @@ HEALTH_PATH = "/healthz"
 
 _ENGAGER = web.AppKey("engager", Engager)
 _BOLT = web.AppKey("bolt", AsyncApp)
+_VERIFIER = web.AppKey("verifier", SignatureVerifier)
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class Bot:
             mask_numbers=settings.mask_numbers,
             admins=settings.admin_slack_users or frozenset(),
             aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
+            configured=settings.configured_flows,
         )
         responder = Responder()
         return cls(engager, responder, build_app(settings, engager, responder))
@@ -63,10 +76,15 @@ class Bot:
 
 def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
-    bot = Bot.build(settings, studio)
-    web_app = web.Application()
+    return _web_app(settings, Bot.build(settings, studio))
+
+
+def _web_app(settings: Settings, bot: Bot) -> web.Application:
+    assert settings.slack_signing_secret is not None  # SlackSettings requires it over HTTP
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     web_app[_ENGAGER] = bot.engager
     web_app[_BOLT] = bot.app
+    web_app[_VERIFIER] = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
@@ -82,8 +100,33 @@ def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
 
 
 async def _slack_events(request: web.Request) -> web.Response:
-    bolt_response = await request.app[_BOLT].async_dispatch(await to_bolt_request(request))
+    """Slack's requests: checked cheapest first (see ``bot.slack_http``), then Bolt."""
+    try:
+        signed = await _signed(request)
+    except BadRequest as exc:
+        if exc.status == 400:  # signed by Slack, yet unreadable: worth one line
+            log.warning("refused a signed request to %s: %s", request.path, exc.reason)
+        return web.json_response({"error": exc.reason}, status=exc.status)
+    bolt_response = await request.app[_BOLT].async_dispatch(signed.to_bolt())
     return await to_aiohttp_response(bolt_response)
+
+
+async def _signed(request: web.Request) -> SignedRequest:
+    timestamp, signature = check_headers(request.headers)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BadRequest(413, "body too large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BadRequest(413, "body too large") from None
+    verify(request.app[_VERIFIER], raw, timestamp, signature)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "body is not UTF-8") from None
+    return SignedRequest(
+        text, parse_body(text, request.content_type), request.query_string, request.headers
+    )
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -101,19 +144,34 @@ def run(settings: Settings) -> int:
     if settings.socket_mode:
         asyncio.run(_run_socket_mode(settings))
         return 0
-    log.info("listening on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
+    return asyncio.run(_run_http(settings))
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM (a PaaS restart) or SIGINT (Ctrl-C)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_http(settings: Settings) -> int:
+    bot = Bot.build(settings, studio_client(settings))
+    runner = web.AppRunner(_web_app(settings, bot), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
     try:
-        web.run_app(
-            build_web_app(settings, studio_client(settings)),
-            host=settings.host,
-            port=settings.port,
-            print=None,
-            shutdown_timeout=settings.shutdown_grace_seconds,
-            access_log=None,
-        )
+        await site.start()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
+        await runner.cleanup()
         return 1
+    log.info("listening on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
+    await _stop_on_signals().wait()
+    # Still listening: what arrives now is told to retry, and /healthz says 503.
+    await bot.engager.drain(settings.shutdown_grace_seconds)
+    await runner.cleanup()  # closes the listener, then every connection pool
     log.info("stopped")
     return 0
 
@@ -124,10 +182,7 @@ async def _run_socket_mode(settings: Settings) -> None:
     bot = Bot.build(settings, studio_client(settings))
     assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack over Socket Mode")
     await stop.wait()

@@ -112,7 +112,9 @@ def build_app(settings: Settings, engager: Engager, responder: Responder) -> Asy
         await ack()
         url = str(body.get("response_url", ""))
         if card := messages.parse_card_value(button_value(body)):
-            engager.refresh(*card, responder.reply(url, replace=True), responder.reply(url))
+            engager.refresh(
+                *card, caller_of(body), responder.reply(url, replace=True), responder.reply(url)
+            )
 
     @app.action(messages.END_ACTION)
     async def end(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -169,6 +171,6 @@ async def handle_engage(
     elif isinstance(command, FlowsCommand):
         await ack(**messages.flows_message(defaults, engager.policy))
     elif isinstance(command, StatusCommand):
-        await ack(**engager.lookup(command, reply))
+        await ack(**await engager.lookup(command, caller, reply))
     else:
         await ack(**await engager.request(command, caller, reply))

@@ -42,9 +42,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def console_url(flow_sid: str, sid: str) -> str:
-    """The engagement's page in the Twilio Console (Studio's execution log)."""
-    frame = quote(f"/console/studio/flows/{flow_sid}/executions/{sid}", safe="")
+def console_url(flow_sid: str, sid: str | None = None) -> str:
+    """The run's page in the Twilio Console (Studio's execution log); without ``sid``,
+    the flow's list of executions."""
+    page = f"/console/studio/flows/{flow_sid}/executions" + (f"/{sid}" if sid else "")
+    frame = quote(page, safe="")
     return f"https://console.twilio.com/us1/develop/studio/flows?frameUrl={frame}"
 
 
@@ -124,7 +126,7 @@ class _RunPage(BaseModel):
 
 
 Api = Literal["v1", "v2"]
-ALREADY_ACTIVE = 20409  # Twilio: an execution is already active for this contact
+ALREADY_ACTIVE = 20409  # Twilio: an execution is already active for this contact (unconfirmed)
 
 
 # --- errors -------------------------------------------------------------------
@@ -180,6 +182,15 @@ class StudioOutcomeUnknown(StudioError):
     """The request was sent but no usable answer came back: the flow may have started."""
 
     outcome_unknown = True
+
+
+def is_already_active(error: StudioError) -> bool:
+    """Whether Twilio refused a start because the contact already has an active run:
+    code 20409, or HTTP 409 Conflict on the create request (the code is not confirmed
+    against live Twilio, the status is what a conflict is)."""
+    return isinstance(error, StudioAPIError) and (
+        error.code == ALREADY_ACTIVE or error.status == 409
+    )
 
 
 # --- client -------------------------------------------------------------------
@@ -261,7 +272,15 @@ class StudioClient:
         """The exact create request, unsent (``--dry-run`` prints it)."""
         form = {"To": to, "From": sender}
         if parameters:
-            form["Parameters"] = json.dumps(parameters, ensure_ascii=False, separators=(",", ":"))
+            try:
+                form["Parameters"] = json.dumps(
+                    parameters, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+                )
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise StudioError(
+                    f"the parameters cannot be sent as JSON ({type(exc).__name__});"
+                    " nothing was sent"
+                ) from None
         return self._http.build_request("POST", self._runs(flow_sid), data=form)
 
     async def create_engagement(
@@ -346,6 +365,11 @@ class StudioClient:
             except httpx.TransportError as exc:
                 raise StudioOutcomeUnknown(
                     f"the connection to Studio broke before an answer ({type(exc).__name__});"
+                    " the request may have reached Twilio"
+                ) from None
+            except httpx.HTTPError as exc:  # e.g. a DecodingError reading a 201's body
+                raise StudioOutcomeUnknown(
+                    f"Studio's answer could not be read ({type(exc).__name__});"
                     " the request may have reached Twilio"
                 ) from None
             if response.status_code != 429:

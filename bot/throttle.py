@@ -30,15 +30,33 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 PARKED_SECONDS = 15 * 60  # how long a "start again?" button stays valid
 RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
+_PREFIX = "studio-engage:"
+
+
+STARTER_SECONDS = 30 * 24 * 3600  # how long the bot remembers who started a run
+
+
+class StateUnavailable(Exception):
+    """The shared store did not answer (what redis-py raised is named in ``str()``)."""
 
 
 class Store(Protocol):
-    """Expiring keys plus a ``limits`` storage: all the state the guardrails need."""
+    """Expiring keys plus a ``limits`` storage: all the state the guardrails need.
+
+    A shared store raises ``StateUnavailable`` (or ``limits``' ``StorageError``) when
+    it cannot answer; memory never fails.
+    """
 
     limiter: Storage
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         """Set ``key`` unless it exists (atomically); True if it was set."""
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key``, replacing what it held."""
+
+    async def get(self, key: str) -> str | None:
+        """The value of ``key``, or None."""
 
     async def pop(self, key: str) -> str | None:
         """Remove ``key`` and return its value (atomically)."""
@@ -52,18 +70,32 @@ class MemoryStore:
     def __init__(self) -> None:
         self.limiter: Storage = MemoryStorage()
         self._items: dict[str, tuple[str, float]] = {}
+        self._next_purge = 0.0
+
+    def _live(self, key: str) -> str | None:
+        now = time.monotonic()
+        if now >= self._next_purge:  # forget expired keys, at most once a second
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+            self._next_purge = now + 1.0
+        item = self._items.get(key)
+        return item[0] if item and item[1] > now else None
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        now = time.monotonic()
-        self._items = {k: v for k, v in self._items.items() if v[1] > now}
-        if key in self._items:
+        if self._live(key) is not None:
             return False
-        self._items[key] = (value, now + ttl)
+        self._items[key] = (value, time.monotonic() + ttl)
         return True
 
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        self._items[key] = (value, time.monotonic() + ttl)
+
+    async def get(self, key: str) -> str | None:
+        return self._live(key)
+
     async def pop(self, key: str) -> str | None:
-        item = self._items.pop(key, None)
-        return item[0] if item and item[1] > time.monotonic() else None
+        value = self._live(key)
+        self._items.pop(key, None)
+        return value
 
     async def aclose(self) -> None:
         return None
@@ -77,7 +109,7 @@ class RedisStore:
         from redis import RedisError
         from redis.asyncio import Redis
 
-        self._errors = (RedisError,)
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self._redis = Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
@@ -90,14 +122,27 @@ class RedisStore:
             socket_connect_timeout=timeout,
         )
 
+    async def _call(self, operation: Awaitable[_T]) -> _T:
+        """Await a redis-py call; what redis-py raises becomes ``StateUnavailable``."""
+        try:
+            return await operation
+        except self._errors as exc:
+            raise StateUnavailable(type(exc).__name__) from None
+
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        done = await self._redis.set(
-            f"studio-engage:{key}", value, nx=True, px=max(1, int(ttl * 1000))
-        )
-        return bool(done)
+        px = max(1, int(ttl * 1000))
+        return bool(await self._call(self._redis.set(f"{_PREFIX}{key}", value, nx=True, px=px)))
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        px = max(1, int(ttl * 1000))
+        await self._call(self._redis.set(f"{_PREFIX}{key}", value, px=px))
+
+    async def get(self, key: str) -> str | None:
+        value = await self._call(self._redis.get(f"{_PREFIX}{key}"))
+        return str(value) if value is not None else None
 
     async def pop(self, key: str) -> str | None:
-        value = await self._redis.getdel(f"studio-engage:{key}")
+        value = await self._call(self._redis.getdel(f"{_PREFIX}{key}"))
         return str(value) if value is not None else None
 
     async def aclose(self) -> None:
@@ -113,13 +158,14 @@ class Parked:
     active_sid: str | None = None
 
 
-_OUTAGE = (StorageError, OSError, TimeoutError)
+_OUTAGE = (StorageError, StateUnavailable, OSError, TimeoutError)
 
 
-async def _hit(store: Store, item: limits.RateLimitItem, *ids: str) -> float:
-    """Count one use in ``item``'s moving window: 0 if it fits, else seconds until one does."""
+async def _hit(store: Store, item: limits.RateLimitItem, *ids: str, cost: int = 1) -> float:
+    """Count ``cost`` uses in ``item``'s moving window: 0 if they fit, else seconds until
+    they do."""
     limiter = MovingWindowRateLimiter(store.limiter)
-    if await limiter.hit(item, *ids):
+    if await limiter.hit(item, *ids, cost=cost):
         return 0.0
     stats = await limiter.get_window_stats(item, *ids)
     return max(1e-6, stats.reset_time - time.time())
@@ -171,18 +217,25 @@ class Throttle:
                 return result
         return await operation(self._memory)
 
-    async def user_wait(self, user_id: str) -> float:
-        """Count one command for ``user_id``: 0 if within USER_RATE_LIMIT, else seconds to wait."""
+    async def user_wait(self, user_id: str, kind: str = "user") -> float:
+        """Count one command for ``user_id``: 0 if within USER_RATE_LIMIT, else seconds to wait.
 
-        wait = await self._use(lambda store: _hit(store, self._user_item, "user", user_id))
+        ``kind`` keeps separate counts: starts (``user``) and reads of runs (``read``).
+        """
+
+        wait = await self._use(lambda store: _hit(store, self._user_item, kind, user_id))
         return max(1.0, wait) if wait else 0.0
 
-    async def pace(self) -> bool:
-        """Wait for a slot under STUDIO_RATE_LIMIT (account-wide); False after ``max_wait``."""
+    async def pace(self, requests: int = 1) -> bool:
+        """Wait for ``requests`` slots under STUDIO_RATE_LIMIT (account-wide); False after
+        ``max_wait``."""
         deadline = time.monotonic() + self.max_wait
+        cost = max(1, min(requests, self._studio_item.amount))
 
         while True:
-            wait = await self._use(lambda store: _hit(store, self._studio_item, "studio"))
+            wait = await self._use(
+                lambda store: _hit(store, self._studio_item, "studio", cost=cost)
+            )
             if not wait:
                 return True
             wait = max(0.01, wait)
@@ -215,6 +268,14 @@ class Throttle:
         value = json.dumps({"user": user_id, "command": asdict(command), "active": active_sid})
         await self._use(lambda s: s.add(f"parked:{token}", value, PARKED_SECONDS))
         return token
+
+    async def remember_starter(self, sid: str, user_id: str) -> None:
+        """Note who started run ``sid`` (the End rule and masking ask later)."""
+        await self._use(lambda s: s.set(f"starter:{sid}", user_id, STARTER_SECONDS))
+
+    async def starter_of(self, sid: str) -> str | None:
+        """Who started run ``sid`` from this bot, or None if unknown (or long ago)."""
+        return await self._use(lambda s: s.get(f"starter:{sid}"))
 
     async def unpark(self, token: str) -> Parked | None:
         """The parked command (once), or None if expired, used or unknown."""

@@ -42,6 +42,43 @@ class Harness:
         body = slash_command(text, response_url=f"{self.slack_url}/respond/1", **kwargs)
         return await self.post(body)
 
+    async def start(self, text: str = "+16175551212 first_name=Zeke") -> dict[str, Any]:
+        """Run ``/engage text`` and return the card it posts (the first reply)."""
+        await self.command(text)
+        (card,) = await self.slack.wait_for_replies(1)
+        return card
+
+    async def click(
+        self,
+        action: str,
+        value: str,
+        *,
+        user: str = "U0CALLER",
+        channel: str = "C0CHANNEL",
+        n: int = 2,
+    ) -> dict[str, Any]:
+        """Click a button as ``user`` in ``channel``; return the ``n``-th reply overall."""
+        body = block_action(
+            action,
+            value,
+            user_id=user,
+            channel_id=channel,
+            response_url=f"{self.slack_url}/respond/{n}",
+        )
+        response, _ = await self.post(body)
+        assert response.status_code == 200
+        return (await self.slack.wait_for_replies(n))[n - 1]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
+def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The buttons of a message's actions block, by action ID."""
+    actions = next(b for b in message["blocks"] if b["type"] == "actions")
+    return {b["action_id"]: b for b in actions["elements"]}
+
 
 @asynccontextmanager
 async def harness(
@@ -60,7 +97,12 @@ async def harness(
 
 
 def block_action(
-    action_id: str, value: str, *, user_id: str = "U0CALLER", response_url: str
+    action_id: str,
+    value: str,
+    *,
+    user_id: str = "U0CALLER",
+    response_url: str,
+    channel_id: str = "C0CHANNEL",
 ) -> str:
     """The form body Slack posts when a button is clicked."""
     payload = {
@@ -81,6 +123,6 @@ def block_action(
             }
         ],
         "container": {"type": "message"},
-        "channel": {"id": "C0CHANNEL"},
+        "channel": {"id": channel_id},
     }
     return urlencode({"payload": json.dumps(payload)})

@@ -97,7 +97,7 @@ def test_parameters(text: str, parameters: dict[str, Any]) -> None:
         ("617-555-1212", "+16175551212"),
         ('"+1 617 555 1212" a=1', "+16175551212"),
         ("<tel:+16175551212|+1 617 555 1212> a=1", "+16175551212"),
-        ("whatsapp:+16175551212", "whatsapp:+16175551212"),
+        ("whatsapp:+16175551212 --from whatsapp:+16175550100", "whatsapp:+16175551212"),
         ("+44 7911 123456", "+447911123456"),
     ],
 )
@@ -121,7 +121,7 @@ def test_contact_forms(text: str, to: str) -> None:
         ("+16175551212 --from +14155550000", ONBOARDING, "onboarding", "+14155550000"),
         ("+16175551212 --from 415-555-0000", ONBOARDING, "onboarding", "+14155550000"),
         (
-            "+16175551212 --from whatsapp:+14155550000",
+            "whatsapp:+16175551212 --from whatsapp:+14155550000",
             ONBOARDING,
             "onboarding",
             "whatsapp:+14155550000",
@@ -336,3 +336,137 @@ def test_quoted_values_round_trip(values: dict[str, str]) -> None:
         for k, v in values.items()
     }
     assert command.parameters == expected
+
+
+# --- issue 9 and 17: senders, channels, quoting hints, depth, SIDs as typed -------------
+
+MG = "MG" + "0123456789abcdef" * 2
+V2 = Defaults(flows={"survey": SURVEY}, flow_sid=ONBOARDING, sender=SENDER, region="US", api="v2")
+
+
+@pytest.mark.parametrize("typed", [MG, MG.upper().replace("MG", "MG", 1), "mg" + MG[2:]])
+def test_a_messaging_service_sender_on_v2(typed: str) -> None:
+    if not typed.startswith("MG"):
+        with pytest.raises(CommandError, match="--from"):
+            parse(f"+16175551212 --from {typed}", V2)
+        return
+    assert engage(f"+16175551212 --from {typed}", V2).sender == MG
+
+
+def test_a_messaging_service_sender_is_refused_on_v1_with_the_reason() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(f"+16175551212 --from {MG}", DEFAULTS)
+    assert "STUDIO_API=v2" in caught.value.problem
+    assert caught.value.token == f"--from {MG}"
+
+
+def test_a_short_mg_sid_is_not_a_sender() -> None:
+    with pytest.raises(CommandError, match="not a Messaging Service SID"):
+        parse("+16175551212 --from MG1234", V2)
+
+
+def test_a_flow_may_have_its_own_sender() -> None:
+    defaults = Defaults(
+        flows={"survey": SURVEY, "onboarding": ONBOARDING},
+        flow_sid=ONBOARDING,
+        sender=SENDER,
+        flow_senders={SURVEY: MG},
+        api="v2",
+    )
+    assert engage("survey +16175551212", defaults).sender == MG
+    assert engage("+16175551212", defaults).sender == SENDER
+    assert engage("survey +16175551212 --from +14155550000", defaults).sender == "+14155550000"
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("whatsapp:+16175551212", "--from whatsapp:+16175550100"),
+        ("whatsapp:+16175551212 --from +14155550000", "--from whatsapp:+14155550000"),
+        ("+16175551212 --from whatsapp:+14155550000", "--from +14155550000"),
+    ],
+)
+def test_whatsapp_and_sms_do_not_mix(text: str, suggestion: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text, DEFAULTS)
+    problem = caught.value.problem
+    assert suggestion in problem
+    assert "whatsapp:+1" in problem  # both addresses are named
+    assert "+16175551212" in problem
+    assert "+1415555" in problem or "+16175550100" in problem
+
+
+def test_a_messaging_service_may_reach_whatsapp() -> None:
+    assert engage(f"whatsapp:+16175551212 --from {MG}", V2).sender == MG
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "fixed"),
+    [
+        ("+16175551212 greeting=Hi, how are you?", "how", 'greeting="Hi, how are you?"'),
+        ("+16175551212 a=1 note=call me later b=2", "me", 'note="call me later"'),
+        ("+16175551212 note=meet at 5 pm", "at", 'note="meet at 5 pm"'),
+        ("+16175551212 q=a\\b c", "c", r'q="a\\b c"'),
+    ],
+)
+def test_unquoted_spaces_get_the_corrected_item(text: str, token: str, fixed: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text, DEFAULTS)
+    assert "needs quotes" in caught.value.problem
+    assert fixed in caught.value.problem
+    assert caught.value.token == token
+
+
+def test_a_stray_word_after_json_is_not_a_quoting_problem() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse("+16175551212 n:=1 zeke", DEFAULTS)
+    assert "needs quotes" not in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+16175551212 " + ".".join(["a"] * 1000) + "=1",
+        "+16175551212 " + ".".join(["a"] * 33) + "=1",
+        "+16175551212 a:=" + "[" * 40 + "]" * 40,
+        "+16175551212 " + ".".join(["a"] * 20) + ":=" + "[" * 20 + "]" * 20,
+        '+16175551212 {"a": ' + "[" * 40 + "]" * 40 + "}",
+    ],
+)
+def test_nesting_is_bounded_with_a_clear_message(text: str) -> None:
+    with pytest.raises(CommandError, match="nested too deeply"):
+        parse(text, DEFAULTS)
+
+
+def test_nesting_up_to_the_bound_is_fine() -> None:
+    command = engage("+16175551212 " + ".".join(["a"] * 31) + ":=[1]")
+    import json
+
+    assert json.loads(json.dumps(command.parameters))  # encodes without error
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "[1, 2e400]", '{"x": 1E309}'])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    with pytest.raises(CommandError, match="bad JSON"):
+        parse(f"+16175551212 x:={value}", DEFAULTS)
+
+
+def test_sids_are_normalised_whatever_the_case_typed() -> None:
+    upper = "FW" + "B" * 32
+    assert engage(f"+16175551212 --flow {upper}").flow_sid == SURVEY
+    assert engage(f"+16175551212 --flow {upper}").flow_alias == "survey"
+    status = parse("status FN" + "E" * 32 + f" --flow {upper}", DEFAULTS)
+    assert status == StatusCommand("FN" + "e" * 32, (SURVEY,))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="a.=:[]{}\"' 1e9", max_size=120))
+def test_whatever_parses_encodes_as_json(text: str) -> None:
+    import json
+
+    try:
+        command = parse("+16175551212 " + text, DEFAULTS)
+    except CommandError:
+        return
+    if isinstance(command, EngageCommand):
+        json.dumps(command.parameters, allow_nan=False)

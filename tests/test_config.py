@@ -228,3 +228,107 @@ def test_the_leak_check_finds_secrets() -> None:
     assert leaked_secrets(f"log line with {AUTH_TOKEN} inside") == ["tok…"]
     assert leaked_secrets(f"{BOT_TOKEN} and {SIGNING_SECRET}") == ["xox…", "5ec…"]
     assert leaked_secrets("nothing secret here") == []
+
+
+MG = "MG" + "ab" * 16
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Zk/Qy@127.0.0.1:6379/0",
+        "redis://:Zk#Qy@127.0.0.1:6379/0",
+        "redis://:Zk?Qy@127.0.0.1:6379/0",
+        "redis://user:Zk/Qy@127.0.0.1:6379",
+        "redis://:1/Qy@h",
+        "redis://127.0.0.1:6379/ZkQy",
+    ],
+)
+def test_a_redis_url_that_would_split_inside_the_password_is_a_named_problem(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    set_env(monkeypatch, GOOD | {"REDIS_URL": url})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(need_slack=True)
+    (problem,) = caught.value.problems
+    assert problem.startswith("REDIS_URL: ")
+    assert "URL-encoded" in problem
+    assert "Zk" not in str(caught.value)
+    assert "Qy" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://:pa%2Fss%23x%3F@127.0.0.1:6379/1",
+        "rediss://user:secret@redis.example.com:6380",
+        "unix:///run/redis.sock",
+    ],
+)
+def test_good_redis_urls_load_and_redis_reads_them(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from redis.asyncio.connection import parse_url
+
+    set_env(monkeypatch, GOOD | {"REDIS_URL": url})
+    settings = load_settings(need_slack=True)
+    assert settings.redis_url is not None
+    parse_url(settings.redis_url.get_secret_value())  # redis-py reads it too
+
+
+@pytest.mark.parametrize("name", ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"])
+def test_whitespace_alone_is_missing(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    set_env(monkeypatch, GOOD | {name: "   "})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(need_slack=True)
+    assert any(p.startswith(f"{name}: missing") for p in caught.value.problems)
+
+
+def test_a_whitespace_app_token_is_not_socket_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD | {"SLACK_APP_TOKEN": " \t"})
+    assert not load_settings(need_slack=True).socket_mode
+
+
+def test_sids_are_normalised_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    upper_default = "FW" + FLOW_SID[2:].upper()
+    upper_survey = "FW" + SURVEY_SID[2:].upper()
+    set_env(
+        monkeypatch,
+        GOOD
+        | {
+            "STUDIO_FLOW_SID": upper_default,
+            "STUDIO_FLOWS": f"survey={upper_survey};users=U0BOSS",
+        },
+    )
+    settings = load_settings(need_slack=True)
+    assert settings.studio_flow_sid == FLOW_SID
+    assert settings.studio_flows["survey"].sid == SURVEY_SID
+    assert SURVEY_SID in settings.policy.per_flow
+
+
+def test_messaging_service_senders(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, GOOD | {"STUDIO_FROM": MG, "STUDIO_API": "v2"})
+    assert load_settings(need_slack=True).studio_from == MG
+    set_env(monkeypatch, GOOD | {"STUDIO_FROM": MG, "STUDIO_API": "v1"})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(need_slack=True)
+    assert caught.value.problems == [
+        "STUDIO_FROM: a Messaging Service (MG…) sender needs STUDIO_API=v2; Studio's v1"
+        " Engagements API takes only a phone number as From"
+    ]
+    set_env(monkeypatch, GOOD | {"STUDIO_FROM": "MG123", "STUDIO_API": "v2"})
+    with pytest.raises(ConfigError, match="STUDIO_FROM: is not a valid"):
+        load_settings(need_slack=True)
+
+
+def test_a_flow_may_name_its_own_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    flows = f"survey={SURVEY_SID};from={MG},onboarding={FLOW_SID};from=+16175550199"
+    set_env(monkeypatch, GOOD | {"STUDIO_FLOWS": flows, "STUDIO_API": "v2"})
+    defaults = load_settings(need_slack=True).command_defaults
+    assert defaults.flow_senders == {SURVEY_SID: MG, FLOW_SID: "+16175550199"}
+    set_env(monkeypatch, GOOD | {"STUDIO_FLOWS": flows, "STUDIO_API": "v1"})
+    with pytest.raises(ConfigError, match="STUDIO_FLOWS survey from: a Messaging Service"):
+        load_settings(need_slack=True)
+    with pytest.raises(ValueError, match="flow 'survey' from"):
+        parse_flows(f"survey={SURVEY_SID};from=nope")

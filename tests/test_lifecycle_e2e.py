@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.harness import Harness, block_action, harness
+from tests.harness import block_action, buttons, harness, text_of
 from tests.peers import ENGAGEMENT_SID, FLOW_SID, SURVEY_SID, FakeStudio, prism
 
 STEPS = [
@@ -29,30 +28,6 @@ STEPS = [
         "date_created": "2026-11-23T10:00:05Z",
     },
 ]
-
-
-def text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False)
-
-
-def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    actions = next(b for b in message["blocks"] if b["type"] == "actions")
-    return {b["action_id"]: b for b in actions["elements"]}
-
-
-async def start(run: Harness, text: str = "+16175551212 first_name=Zeke") -> dict[str, Any]:
-    await run.command(text)
-    (card,) = await run.slack.wait_for_replies(1)
-    return card
-
-
-async def click(
-    run: Harness, action: str, value: str, user: str = "U0CALLER", n: int = 2
-) -> dict[str, Any]:
-    body = block_action(action, value, user_id=user, response_url=f"{run.slack_url}/respond/{n}")
-    response, _ = await run.post(body)
-    assert response.status_code == 200
-    return (await run.slack.wait_for_replies(n))[n - 1]
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
@@ -82,7 +57,7 @@ async def test_status_shows_steps_times_and_flow_data(
     monkeypatch: pytest.MonkeyPatch, api: str
 ) -> None:
     async with harness(monkeypatch, FakeStudio(steps=STEPS), STUDIO_API=api) as run:
-        await start(run)
+        await run.start()
         ack = (await run.command(f"status {ENGAGEMENT_SID}"))[0].json()
         assert "Looking up" in ack["text"]
         status = (await run.slack.wait_for_replies(2))[1]
@@ -105,7 +80,7 @@ async def test_status_shows_steps_times_and_flow_data(
 
 async def test_status_looks_in_every_configured_flow(monkeypatch: pytest.MonkeyPatch) -> None:
     async with harness(monkeypatch, FakeStudio()) as run:
-        await start(run, "survey +16175551212")
+        await run.start("survey +16175551212")
         await run.command(f"status {ENGAGEMENT_SID}")
         status = (await run.slack.wait_for_replies(2))[1]
         assert "survey" in status["text"]  # found in the second flow tried
@@ -131,11 +106,11 @@ async def test_refresh_replaces_the_card_with_the_latest_step(
 ) -> None:
     studio = FakeStudio(steps=STEPS)
     async with harness(monkeypatch, studio, STUDIO_API=api) as run:
-        card = await start(run)
+        card = await run.start()
         refresh = buttons(card)["engage_refresh"]
         assert refresh["value"] == f"{FLOW_SID}:{ENGAGEMENT_SID}:U0CALLER"
         studio.runs[ENGAGEMENT_SID]["status"] = "ended"
-        replaced = await click(run, "engage_refresh", refresh["value"], user="U0ANYONE")
+        replaced = await run.click("engage_refresh", refresh["value"], user="U0ANYONE")
     assert replaced["replace_original"] is True
     text = text_of(replaced)
     for expected in [
@@ -152,10 +127,10 @@ async def test_refresh_replaces_the_card_with_the_latest_step(
 async def test_end_on_v2_sets_status_ended(monkeypatch: pytest.MonkeyPatch) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
-        card = await start(run)
+        card = await run.start()
         end = buttons(card)["engage_end"]
         assert "flow stops where it is" in end["confirm"]["text"]["text"]
-        replaced = await click(run, "engage_end", end["value"])
+        replaced = await run.click("engage_end", end["value"])
     update = [
         r for r in studio.requests if r["method"] == "POST" and r["path"].endswith(ENGAGEMENT_SID)
     ]
@@ -168,10 +143,10 @@ async def test_end_on_v2_sets_status_ended(monkeypatch: pytest.MonkeyPatch) -> N
 async def test_end_on_v1_deletes_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v1") as run:
-        card = await start(run)
+        card = await run.start()
         end = buttons(card)["engage_end"]
         assert "deletes it and its step log" in end["confirm"]["text"]["text"]
-        replaced = await click(run, "engage_end", end["value"])
+        replaced = await run.click("engage_end", end["value"])
     assert [r["method"] for r in studio.requests if r["path"].endswith(ENGAGEMENT_SID)] == [
         "GET",
         "DELETE",
@@ -194,20 +169,23 @@ async def test_only_the_starter_or_an_admin_may_end(
 ) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v2", ADMIN_SLACK_USERS=admins) as run:
-        card = await start(run)
-        answer = await click(run, "engage_end", buttons(card)["engage_end"]["value"], user=user)
+        card = await run.start()
+        answer = await run.click("engage_end", buttons(card)["engage_end"]["value"], user=user)
     ended = studio.runs[ENGAGEMENT_SID]["status"] == "ended"
     assert ended is allowed
     if not allowed:
         assert answer["response_type"] == "ephemeral"
         assert answer["replace_original"] is False
         assert "Only <@U0CALLER>" in answer["text"]
+        shown = json.dumps(answer["blocks"])
+        assert "<@U0CALLER>" in shown  # a mention, not the escaped text of one
+        assert "&lt;@" not in shown
 
 
 async def test_a_forged_button_value_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
-        await start(run)
+        await run.start()
         response, _ = await run.post(
             block_action("engage_end", "not:a:card", response_url=f"{run.slack_url}/respond/2")
         )
@@ -232,17 +210,23 @@ async def test_already_active_offers_to_end_it_and_start_again(
 ) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API=api, DUPLICATE_WINDOW_SECONDS="0") as run:
-        await start(run)  # FN…d is now active for the contact
+        await run.start()  # FN…d is now active for the contact
         studio.answers.append(ALREADY)
         await run.command("+16175551212 first_name=Again")
         prompt = (await run.slack.wait_for_replies(2))[1]
         assert prompt["response_type"] == "ephemeral"
         assert "already has an active run" in prompt["text"]
         assert ENGAGEMENT_SID in prompt["text"]
+        assert "Twilio error 20409 (HTTP 409)" in prompt["text"]
+        assert "https://www.twilio.com/docs/errors/20409" in prompt["text"]
         restart = buttons(prompt)["engage_restart"]
-        assert restart["confirm"]["title"]["text"] == "End the active run?"
+        verb = "End" if api == "v2" else "Delete"
+        assert restart["text"]["text"] == f"{verb} it and start again"
+        assert restart["confirm"]["title"]["text"] == f"{verb} the active run?"
+        if api == "v1":
+            assert "deletes it" in restart["confirm"]["text"]["text"]
 
-        replaced = await click(run, "engage_restart", restart["value"], n=3)
+        replaced = await run.click("engage_restart", restart["value"], n=3)
         assert "Starting" in replaced["text"]
         result = (await run.slack.wait_for_replies(4))[3]
         assert result["response_type"] == "in_channel"
@@ -256,6 +240,51 @@ async def test_already_active_offers_to_end_it_and_start_again(
     assert studio.creates()[-1]["form"]["Parameters"] == '{"first_name":"Again"}'
 
 
+@pytest.mark.parametrize(
+    ("clicker", "admins", "offered"),
+    [("U0OTHER", "", False), ("U0OTHER", "U0OTHER", True), ("U0CALLER", "", True)],
+)
+async def test_end_it_and_start_again_follows_the_end_rule(
+    monkeypatch: pytest.MonkeyPatch, clicker: str, admins: str, offered: bool
+) -> None:
+    """Someone who may not End the run on the card cannot end it by starting it again."""
+    studio = FakeStudio()
+    env = {"STUDIO_API": "v2", "DUPLICATE_WINDOW_SECONDS": "0", "ADMIN_SLACK_USERS": admins}
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.start()  # U0CALLER's run is now active for the contact
+        studio.answers.append(ALREADY)
+        await run.command("+16175551212", user_id=clicker)
+        prompt = (await run.slack.wait_for_replies(2))[1]
+        assert ENGAGEMENT_SID in prompt["text"]
+        if offered:
+            restart = buttons(prompt)["engage_restart"]
+            await run.click("engage_restart", restart["value"], user=clicker, n=3)
+            await run.slack.wait_for_replies(4)
+        else:
+            assert "engage_restart" not in buttons(prompt)
+            assert "Only <@U0CALLER>, who started it" in text_of(prompt["blocks"])
+    assert (studio.runs[ENGAGEMENT_SID]["status"] == "ended") is offered
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_already_active_is_recognised_by_409_alone_and_links_the_executions(
+    monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    studio = FakeStudio()
+    conflict = {"code": 29999, "message": "Conflict", "more_info": "https://x.example/29999"}
+    async with harness(monkeypatch, studio, STUDIO_API=api) as run:
+        studio.answers.append((409, {**conflict, "status": 409}))
+        await run.command("+16175551212")
+        (prompt,) = await run.slack.wait_for_replies(1)
+    assert "already has an active run" in prompt["text"]
+    assert "Twilio error 29999 (HTTP 409)" in prompt["text"]
+    assert "https://x.example/29999" in prompt["text"]
+    link = buttons(prompt)["open_console"]["url"]
+    assert "executions" in link
+    assert FLOW_SID in link
+    assert "engage_restart" not in buttons(prompt)
+
+
 @pytest.fixture(scope="module")
 def prism_v2() -> Iterator[str]:
     with prism("twilio_studio_v2.yaml") as url:
@@ -267,10 +296,10 @@ async def test_start_refresh_and_end_against_prism_v2(
     monkeypatch: pytest.MonkeyPatch, prism_v2: str
 ) -> None:
     async with harness(monkeypatch, FakeStudio(), studio_url=prism_v2, STUDIO_API="v2") as run:
-        card = await start(run)
+        card = await run.start()
         assert card["response_type"] == "in_channel", card["text"]
         end = buttons(card)["engage_end"]
-        replaced = await click(run, "engage_end", end["value"])
+        replaced = await run.click("engage_end", end["value"])
         assert "ended by <@U0CALLER>" in text_of(replaced), replaced["text"]
         await run.command(f"status {end['value'].split(':')[1]}")
         status = (await run.slack.wait_for_replies(3))[2]
@@ -284,9 +313,9 @@ async def test_button_errors_are_reported_privately(
 ) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
-        card = await start(run)
+        card = await run.start()
         studio.runs.clear()  # Studio no longer has it: 404 for every operation
-        answer = await click(run, action, buttons(card)[action]["value"])
+        answer = await run.click(action, buttons(card)[action]["value"])
     assert answer["response_type"] == "ephemeral"
     assert answer["replace_original"] is False
     assert "Could not" in answer["text"]

@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.phone import PhoneError, looks_like_phone, parse_address, pretty, unwrap_slack_tel
+from bot.phone import (
+    PhoneError,
+    channel_mismatch,
+    looks_like_phone,
+    mask_digits,
+    parse_address,
+    parse_sender,
+    pretty,
+    unwrap_slack_tel,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +102,38 @@ def test_anything_typed_is_a_number_or_a_phone_error(text: str, region: str | No
         return
     assert result.removeprefix("whatsapp:").startswith("+")
     assert result == parse_address(result)  # normal form is stable
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("'6175551212' has no country code", "'••••••1212' has no country code"),
+        ("+1 (617) 555-1212", "+• (•••) •••-1212"),
+        ("whatsapp:+16175551212", "whatsapp:+•••••••1212"),
+        ("a short 12345 stays", "a short 12345 stays"),
+        ("IDs U01234567 and FN0123456789abcdef stay", "IDs U01234567 and FN0123456789abcdef stay"),
+    ],
+)
+def test_mask_digits(text: str, masked: str) -> None:
+    assert mask_digits(text) == masked
+
+
+@given(st.text(max_size=60))
+def test_mask_digits_leaves_no_long_typed_number(text: str) -> None:
+    import re
+
+    out = mask_digits(text)
+    for run in re.finditer(r"(?<!\w)\d(?:[\s().\-]*\d)+(?!\w)", out):
+        assert sum(c.isdigit() for c in run.group(0)) < 6
+
+
+def test_senders() -> None:
+    mg = "MG" + "ab" * 16
+    assert parse_sender(mg.upper().replace("MG", "MG")) == mg
+    assert parse_sender("+1 617 555 0100") == "+16175550100"
+    assert pretty(mg) == f"Messaging Service {mg}"
+    with pytest.raises(PhoneError, match="Messaging Service SID"):
+        parse_sender("MG12")
+    assert channel_mismatch("whatsapp:+16175551212", mg) is None
+    assert channel_mismatch("+16175551212", "+16175550100") is None
+    assert channel_mismatch("+16175551212", "whatsapp:+16175550100")

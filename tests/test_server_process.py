@@ -121,7 +121,8 @@ async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
             payload = dict(
                 parse_qsl(
                     slash_command(
-                        "+16175551212 first_name=Zeke", response_url=f"{slack_url}/respond/1"
+                        "+16175551212 first_name=Zeke note=payload",
+                        response_url=f"{slack_url}/respond/1",
                     )
                 )
             )
@@ -139,6 +140,7 @@ async def test_socket_mode_answers_a_command_and_stops_on_sigterm() -> None:
             (reply,) = await slack.wait_for_replies(1)
             assert reply["response_type"] == "in_channel"
             assert studio.requests[0]["form"]["To"] == "+16175551212"
+            assert '"note":"payload"' in studio.requests[0]["form"]["Parameters"]
             assert "apps.connections.open" in slack.api_calls
             log = await sigterm(proc)
         assert proc.returncode == 0, log
@@ -196,3 +198,48 @@ async def test_two_bot_processes_share_limits_and_the_duplicate_window_in_redis(
                 await sigterm(a)
                 await sigterm(b)
     assert len(studio.requests) == 2
+
+
+async def test_during_the_drain_the_listener_stays_open_and_says_so() -> None:
+    """SIGTERM with a slow engagement in flight: while it finishes, a new command is told
+    to retry (not refused at the socket) and /healthz answers 503."""
+    studio, slack = FakeStudio(latency=3.0), FakeSlack()
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        port = free_port()
+        env = bot_env(studio_url, slack_url, PORT=str(port), SHUTDOWN_GRACE_SECONDS="15")
+        url = f"http://127.0.0.1:{port}"
+        async with running_bot(env) as proc, httpx.AsyncClient() as http:
+            await wait_healthy(url, proc)
+            body = slash_command("+16175551212", response_url=f"{slack_url}/respond/1")
+            ack = await http.post(f"{url}/slack/events", content=body, headers=signed_headers(body))
+            assert "Starting" in ack.json()["text"]
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            health = await http.get(f"{url}/healthz")
+            late_body = slash_command("+16175551213", response_url=f"{slack_url}/respond/2")
+            late = await http.post(
+                f"{url}/slack/events", content=late_body, headers=signed_headers(late_body)
+            )
+            output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert health.status_code == 503
+        assert health.json()["ok"] is False
+        assert late.status_code == 200
+        assert "restarting" in late.json()["text"]
+        assert proc.returncode == 0, output.decode()
+        (reply,) = slack.replies
+        assert reply["response_type"] == "in_channel"  # the one in flight still reported
+        assert len(studio.requests) == 1
+
+
+async def test_a_redis_url_with_an_unencoded_password_exits_2_naming_it() -> None:
+    env = bot_env(
+        "http://127.0.0.1:9", "http://127.0.0.1:9", REDIS_URL="redis://:Zk/Qy#x@127.0.0.1:6379/0"
+    )
+    proc = await start_bot(env, merge_stderr=False)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 2
+    text = out.decode() + err.decode()
+    assert "REDIS_URL" in text
+    assert "URL-encoded" in text
+    assert "Zk" not in text
+    assert "Traceback" not in text

@@ -123,3 +123,46 @@ async def test_a_redis_outage_degrades_to_per_process_limits(
         assert await throttle.pace()
         await throttle.aclose()
     assert caplog.text.count("shared state unavailable") == 1  # said once, not per command
+
+
+OPERATIONS = {
+    "user_wait": lambda t: t.user_wait("U1"),
+    "pace": lambda t: t.pace(),
+    "claim": lambda t: t.claim("U1", COMMAND),
+    "release": lambda t: t.release("U1", COMMAND),
+    "park": lambda t: t.park("U1", COMMAND),
+    "unpark": lambda t: t.unpark("some-token"),
+    "remember_starter": lambda t: t.remember_starter("FN" + "e" * 32, "U1"),
+    "starter_of": lambda t: t.starter_of("FN" + "e" * 32),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+async def test_redis_stopped_before_any_operation_falls_back(
+    operation: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each operation meets the outage first (redis-py raises its own errors, not OSError)."""
+    with redis_server() as server:
+        throttle = Throttle(RedisStore(server.url, timeout=0.5))
+        server.stop()
+        await OPERATIONS[operation](throttle)  # no exception escapes
+        await throttle.aclose()
+    assert "shared state unavailable" in caplog.text
+
+
+async def test_who_started_a_run_is_remembered(store: Store) -> None:
+    throttle = Throttle(store)
+    sid = "FN" + "f" * 32
+    assert await throttle.starter_of(sid) is None
+    await throttle.remember_starter(sid, "U1")
+    assert await throttle.starter_of(sid) == "U1"
+
+
+async def test_memory_forgets_expired_keys() -> None:
+    store = MemoryStore()
+    assert await store.add("k", "v", 0.05)
+    await store.set("s", "v", 0.05)
+    await asyncio.sleep(0.1)
+    assert await store.get("s") is None
+    assert await store.pop("k") is None
+    assert await store.add("k", "w", 60)
