@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.command import Defaults, EngageCommand, parse
+from bot.command import CommandError, Defaults, EngageCommand, parse
 from bot.engage import start
 from bot.studio import Api, Engagement, StudioAPIError, StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, prism
@@ -41,6 +41,21 @@ async def studio(prism_api: tuple[Api, str]) -> AsyncIterator[StudioClient]:
 
 
 DEFAULTS = Defaults(flow_sid=FLOW_SID, sender=SENDER, region="US")
+MESSAGING_SERVICE = "MG" + "ab" * 16
+
+
+async def test_a_messaging_service_sender_on_v2_and_not_on_v1(studio: StudioClient) -> None:
+    """v2 declares a Messaging Service SID as From for SMS; v1 Engagements, a number only."""
+    defaults = Defaults(flow_sid=FLOW_SID, sender=SENDER, api=studio.api)
+    text = f"+16175551212 --from {MESSAGING_SERVICE}"
+    if studio.api == "v1":
+        with pytest.raises(CommandError, match="STUDIO_API=v2"):
+            parse(text, defaults)
+        return
+    command = parse(text, defaults)
+    assert isinstance(command, EngageCommand)
+    assert command.sender == MESSAGING_SERVICE
+    assert (await start(studio, command)).sid.startswith("FN")
 
 
 @pytest.mark.parametrize(

@@ -314,3 +314,20 @@ async def test_engage_against_prism(monkeypatch: pytest.MonkeyPatch, prism_v1: s
         assert reply["response_type"] == "in_channel", reply["text"]
         assert "FN" in reply["text"]
         assert run.studio.requests == []  # Prism answered, not the fake
+
+
+async def test_a_messaging_service_sender_shows_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    mg = "MG" + "ab" * 16
+    async with harness(monkeypatch, FakeStudio(), STUDIO_API="v2", STUDIO_FROM=mg) as run:
+        await run.command("+16175551212")
+        (card,) = await run.slack.wait_for_replies(1)
+    assert f"Messaging Service {mg}" in all_text(card["blocks"])
+    assert run.studio.requests[0]["form"]["From"] == mg
+
+
+async def test_a_messaging_service_sender_on_v1_is_refused_before_sending(h: Harness) -> None:
+    response, _ = await h.command("+16175551212 --from MG" + "ab" * 16)
+    ack = response.json()
+    assert ack["response_type"] == "ephemeral"
+    assert "STUDIO_API=v2" in ack["text"]
+    assert h.studio.requests == []
