@@ -226,6 +226,7 @@ class Settings(BaseSettings):
     pacing_max_wait_seconds: float = 10.0
     duplicate_window_seconds: float = 60.0
     redis_url: SecretStr | None = None
+    redis_tls_verify: bool = True  # false: rediss:// without checking the certificate
 
     # -- field shapes (each reported by name; values are never echoed) --------
 

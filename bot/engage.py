@@ -63,7 +63,11 @@ def studio_client(settings: Settings) -> StudioClient:
 
 def throttle(settings: Settings) -> Throttle:
     """The guardrails' state: Redis when REDIS_URL is set, else this process's memory."""
-    store = RedisStore(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    store = (
+        RedisStore(settings.redis_url.get_secret_value(), verify_tls=settings.redis_tls_verify)
+        if settings.redis_url
+        else None
+    )
     return Throttle(
         store,
         user_rate=settings.user_rate_limit,

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import limits
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -104,22 +104,24 @@ class MemoryStore:
 class RedisStore:
     """A Redis server, shared by every process that points at it."""
 
-    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, *, timeout: float = 0.5, verify_tls: bool = True) -> None:
         # Imported only when REDIS_URL is set: it takes a tenth of the start-up.
         from redis import RedisError
         from redis.asyncio import Redis
 
         self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
-        self._redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if not verify_tls and url.startswith("rediss://"):
+            # Encrypted, but the server's certificate is not checked (Heroku Redis
+            # presents a self-signed one): REDIS_TLS_VERIFY=false.
+            options["ssl_cert_reqs"] = "none"
+        self._redis = Redis.from_url(url, decode_responses=True, **options)
         self.limiter: Storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
             wrap_exceptions=True,
             key_prefix="studio-engage",
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            **options,
         )
 
     async def _call(self, operation: Awaitable[_T]) -> _T:

@@ -166,3 +166,13 @@ async def test_memory_forgets_expired_keys() -> None:
     assert await store.get("s") is None
     assert await store.pop("k") is None
     assert await store.add("k", "w", 60)
+
+
+def test_redis_tls_verification_can_be_turned_off_for_self_signed_servers() -> None:
+    url = "rediss://:pw@redis.example.com:6380/0"
+    checked = RedisStore(url)._redis.connection_pool.connection_kwargs
+    unchecked = RedisStore(url, verify_tls=False)._redis.connection_pool.connection_kwargs
+    assert checked.get("ssl_cert_reqs", "required") == "required"
+    assert unchecked["ssl_cert_reqs"] == "none"
+    plain = RedisStore("redis://127.0.0.1:6379/0", verify_tls=False)
+    assert "ssl_cert_reqs" not in plain._redis.connection_pool.connection_kwargs
