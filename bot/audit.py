@@ -18,11 +18,13 @@ log = logging.getLogger("bot.audit")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a command, from where."""
+    """Who sent a command, from where (``terminal``: ``python -m bot trigger``, which
+    holds the Twilio credentials itself, so Slack's who-and-where rules do not apply)."""
 
     user_id: str
     channel_id: str = ""
     team_id: str = ""
+    terminal: bool = False
 
 
 def record(

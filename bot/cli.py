@@ -16,14 +16,16 @@ from typing import TextIO
 import httpx
 
 from bot import __version__
-from bot.audit import LogFormatter
-from bot.command import CommandError, EngageCommand, HelpCommand, parse
-from bot.config import ConfigError, Settings, load_settings
-from bot.engage import engagement_request, start, studio_client
+from bot.audit import Caller, LogFormatter
+from bot.command import USAGE as COMMAND_USAGE
+from bot.command import EngageCommand, HelpCommand, parse
+from bot.config import Settings, load_settings
+from bot.engage import Engager, engagement_request, state_store, studio_client, throttle
+from bot.errors import CommandError, ConfigError
 from bot.messages import describe_error, flow_label, help_text, outcome_note
 from bot.phone import pretty
 from bot.policy import destination_refusal
-from bot.studio import StudioError, console_url
+from bot.studio import console_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -37,7 +39,8 @@ usage: python -m bot [serve]                       serve Slack (HTTP on $PORT, o
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    handler = logging.StreamHandler(sys.stdout)
+    # Serving logs to stdout (a PaaS collects it); `trigger` keeps stdout for its result.
+    handler = logging.StreamHandler(sys.stderr if args[:1] == ["trigger"] else sys.stdout)
     handler.setFormatter(LogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -98,7 +101,7 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     try:
         command = parse(argv_to_text(words), settings.command_defaults)
     except CommandError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {exc}\nUsage: {COMMAND_USAGE}", file=err)
         return EXIT_USAGE
     if isinstance(command, HelpCommand):
         print(help_text(settings.command_defaults, "python -m bot trigger"), file=out)
@@ -106,7 +109,7 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if not isinstance(command, EngageCommand):
         print("error: trigger starts engagements; flows and status are Slack commands", file=err)
         return EXIT_USAGE
-    if reason := destination_refusal(settings.policy, command):
+    if dry_run and (reason := destination_refusal(settings.policy, command)):
         print(f"error: not started: {reason}", file=err)
         return EXIT_USAGE
     return asyncio.run(_trigger(settings, command, dry_run, out, err))
@@ -120,14 +123,25 @@ async def _trigger(
             print(describe_request(engagement_request(studio, command), settings), file=out)
             print("\n(dry run: nothing was sent)", file=out)
             return EXIT_OK
+        # The same entry as every start: the destination rules, the account's pace
+        # (shared with the bot through REDIS_URL), the audit line.
+        store = state_store(settings)
+        engager = Engager(studio, policy=settings.policy, throttle=throttle(settings, store))
         try:
-            engagement = await start(studio, command)
-        except StudioError as exc:
-            print(f"error: {describe_error(exc)}", file=err)
-            if note := outcome_note(exc):
-                print(note, file=err)
-                return EXIT_UNKNOWN
-            return EXIT_FAILED
+            outcome = await engager.start_now(command, Caller("terminal", terminal=True))
+        finally:
+            await store.aclose()
+    if isinstance(outcome, dict):  # refused: the message says why
+        print(f"error: {outcome['text']}", file=err)
+        return EXIT_USAGE
+    if outcome.error is not None:
+        print(f"error: {describe_error(outcome.error)}", file=err)
+        if note := outcome_note(outcome.error):
+            print(note, file=err)
+            return EXIT_UNKNOWN
+        return EXIT_FAILED
+    engagement = outcome.engagement
+    assert engagement is not None
     link = console_url(engagement.flow_sid or command.flow_sid, engagement.sid)
     print(f"{engagement.sid} {engagement.status or 'unknown'} {link}", file=out)
     print(f"  flow:    {flow_label(command)}", file=out)

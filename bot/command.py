@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from bot.errors import CommandError, PhoneError
 from bot.phone import (
-    PhoneError,
     channel_mismatch,
     is_messaging_service,
     looks_like_phone,
@@ -55,15 +55,6 @@ _QUOTES = str.maketrans(
 _LONG_DASH_OPTION = re.compile(r"(?:^|(?<=\s))[\u2012\u2013\u2014\u2015\u2212](?=[A-Za-z])")
 # Slack wraps links it recognised: <https://x|label>, <mailto:a@b|a@b>, <tel:+1…|…>.
 _SLACK_LINK = re.compile(r"^<(?P<target>(?:https?://|mailto:|tel:)[^|>]*)(?:\|[^>]*)?>$")
-
-
-class CommandError(ValueError):
-    """The text is not a valid ``/engage`` command. ``str()`` is the message for the user."""
-
-    def __init__(self, problem: str, token: str | None = None) -> None:
-        self.problem = problem
-        self.token = token
-        super().__init__(f"{problem}\nUsage: {USAGE}")
 
 
 @dataclass(frozen=True)

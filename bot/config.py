@@ -18,10 +18,10 @@ from pydantic import SecretStr, ValidationError, field_validator, model_validato
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
-from bot.phone import PhoneError, is_messaging_service, normal_sid, parse_sender
+from bot.errors import ConfigError, PhoneError
+from bot.phone import is_messaging_service, normal_sid, parse_sender
 from bot.policy import Access, Policy
 
-ENV_EXAMPLE = ".env.example"
 DEFAULT_STUDIO_URL = "https://studio.twilio.com"
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -30,18 +30,6 @@ _ALIAS = re.compile(r"^[A-Za-z][\w-]*$")
 _HOST_LABEL = re.compile(r"^[a-z0-9-]+$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-
-
-class ConfigError(Exception):
-    """The configuration cannot start the bot; ``problems`` names each one."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"studio-engage cannot start: {len(problems)} configuration problem(s):\n{lines}\n"
-            f"Set them in the environment or in .env (see {ENV_EXAMPLE})."
-        )
 
 
 @dataclass(frozen=True)
@@ -436,6 +424,8 @@ class Settings(BaseSettings):
             },
             countries=self.allowed_countries,
             allow_costly=self.allow_premium_numbers,
+            admins=self.admin_slack_users or frozenset(),
+            configured=self.configured_flows,
         )
 
     @property

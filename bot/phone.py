@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
+from bot.errors import PhoneError
+
 WHATSAPP = "whatsapp:"
 
 # A Messaging Service SID: Studio's v2 API (and v1's Executions, not its Engagements)
@@ -36,10 +38,6 @@ _PARSE_REASONS = {
     NumberParseException.TOO_SHORT_NSN: "it is too short",
     NumberParseException.TOO_LONG: "it is too long",
 }
-
-
-class PhoneError(ValueError):
-    """The text is not a phone number Twilio can reach; ``str()`` says why."""
 
 
 def unwrap_slack_tel(text: str) -> str:

@@ -1,7 +1,7 @@
-"""Who may start what, and to where: the rules an operator configures.
+"""Who may start, read and end what, and to where: the rules an operator configures.
 
-Pure: no I/O. ``refusal`` returns the reason a command may not run (naming the
-rule, so the user knows whom to ask), or None.
+Pure: no I/O. Each ``*_refusal`` returns the reason something may not happen
+(naming the rule, so the user knows whom to ask), or None.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class Policy:
     per_flow: Mapping[str, Access] = field(default_factory=dict)  # flow SID -> narrower access
     countries: frozenset[str] | None = None  # ISO codes; None means any
     allow_costly: bool = False  # premium-rate and shared-cost numbers
+    admins: frozenset[str] = frozenset()  # ADMIN_SLACK_USERS: end any run, read any flow
+    configured: frozenset[str] | None = None  # the flows set up here; None: not known
 
 
 def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:
@@ -68,3 +70,22 @@ def refusal(policy: Policy, command: EngageCommand, user_id: str, channel_id: st
     return access_refusal(
         policy, command.flow_sid, command.flow_alias, user_id, channel_id
     ) or destination_refusal(policy, command)
+
+
+def read_refusal(
+    policy: Policy, flow_sid: str, name: str | None, user_id: str, channel_id: str
+) -> str | None:
+    """Why ``user_id`` may not look at (or end) runs of ``flow_sid``: the access rules of
+    starting it, and a flow not configured here is for admins only."""
+    known = policy.configured is None or flow_sid in policy.configured
+    if not known and user_id not in policy.admins:
+        return (
+            "that flow is not configured here (STUDIO_FLOW_SID, STUDIO_FLOWS); only admins"
+            " (ADMIN_SLACK_USERS) can look at its runs"
+        )
+    return access_refusal(policy, flow_sid, name, user_id, channel_id)
+
+
+def may_end(policy: Policy, user_id: str, starter: str | None) -> bool:
+    """The End rule: the person who started the run, or an admin."""
+    return user_id in policy.admins or (starter is not None and user_id == starter)

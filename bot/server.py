@@ -13,7 +13,6 @@ import asyncio
 import logging
 import signal
 from contextlib import suppress
-from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -22,77 +21,43 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import __version__
 from bot.config import Settings
-from bot.engage import Engager, studio_client, throttle
-from bot.slack_app import Responder, build_app
+from bot.engage import studio_client
+from bot.errors import BadRequest
+from bot.services import Services
+from bot.slack_app import build_app
 from bot.slack_http import (
     MAX_BODY_BYTES,
-    BadRequest,
     SignedRequest,
     check_headers,
     parse_body,
     verify,
 )
-from bot.studio import StudioClient
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
-_ENGAGER = web.AppKey("engager", Engager)
+_SERVICES = web.AppKey("services", Services)
 _BOLT = web.AppKey("bolt", AsyncApp)
 _VERIFIER = web.AppKey("verifier", SignatureVerifier)
 
 
-@dataclass(frozen=True)
-class Bot:
-    """What one process serves Slack with, in either mode: the use-case with its
-    guardrails, the reply poster and the Bolt app."""
-
-    engager: Engager
-    responder: Responder
-    app: AsyncApp
-
-    @classmethod
-    def build(cls, settings: Settings, studio: StudioClient) -> Bot:
-        engager = Engager(
-            studio,
-            policy=settings.policy,
-            throttle=throttle(settings),
-            mask_numbers=settings.mask_numbers,
-            admins=settings.admin_slack_users or frozenset(),
-            aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
-            configured=settings.configured_flows,
-        )
-        responder = Responder()
-        return cls(engager, responder, build_app(settings, engager, responder))
-
-    async def aclose(self) -> None:
-        """Close every connection pool (after ``engager.drain``)."""
-        await self.engager.studio.aclose()
-        await self.engager.throttle.aclose()
-        await self.responder.aclose()
-
-
-def build_web_app(settings: Settings, studio: StudioClient) -> web.Application:
+def build_web_app(settings: Settings, services: Services) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
-    return _web_app(settings, Bot.build(settings, studio))
-
-
-def _web_app(settings: Settings, bot: Bot) -> web.Application:
     assert settings.slack_signing_secret is not None  # SlackSettings requires it over HTTP
     web_app = web.Application(client_max_size=MAX_BODY_BYTES)
-    web_app[_ENGAGER] = bot.engager
-    web_app[_BOLT] = bot.app
+    web_app[_SERVICES] = services
+    web_app[_BOLT] = build_app(settings, services)
     web_app[_VERIFIER] = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
     async def drain(_: web.Application) -> None:
-        await bot.engager.drain(settings.shutdown_grace_seconds)
+        await services.drain(settings.shutdown_grace_seconds)
 
     async def close(_: web.Application) -> None:
-        await bot.aclose()
+        await services.aclose()
 
     web_app.on_shutdown.append(drain)
     web_app.on_cleanup.append(close)
@@ -130,13 +95,9 @@ async def _signed(request: web.Request) -> SignedRequest:
 
 
 async def _health(request: web.Request) -> web.Response:
-    engager = request.app[_ENGAGER]
-    body = {
-        "ok": engager.accepting,
-        "version": __version__,
-        "in_flight": engager.in_flight,
-    }
-    return web.json_response(body, status=200 if engager.accepting else 503)
+    tasks = request.app[_SERVICES].engager.tasks
+    body = {"ok": tasks.accepting, "version": __version__, "in_flight": len(tasks)}
+    return web.json_response(body, status=200 if tasks.accepting else 503)
 
 
 def run(settings: Settings) -> int:
@@ -157,8 +118,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _run_http(settings: Settings) -> int:
-    bot = Bot.build(settings, studio_client(settings))
-    runner = web.AppRunner(_web_app(settings, bot), access_log=None, handle_signals=False)
+    services = Services.build(settings, studio_client(settings))
+    runner = web.AppRunner(build_web_app(settings, services), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     try:
@@ -170,7 +131,7 @@ async def _run_http(settings: Settings) -> int:
     log.info("listening on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
     await _stop_on_signals().wait()
     # Still listening: what arrives now is told to retry, and /healthz says 503.
-    await bot.engager.drain(settings.shutdown_grace_seconds)
+    await services.drain(settings.shutdown_grace_seconds)
     await runner.cleanup()  # closes the listener, then every connection pool
     log.info("stopped")
     return 0
@@ -179,18 +140,19 @@ async def _run_http(settings: Settings) -> int:
 async def _run_socket_mode(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    bot = Bot.build(settings, studio_client(settings))
+    services = Services.build(settings, studio_client(settings))
     assert settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
+    app = build_app(settings, services)
+    handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
     stop = _stop_on_signals()
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack over Socket Mode")
     await stop.wait()
-    bot.engager.accepting = False
+    services.engager.tasks.accepting = False
     with suppress(Exception):
         await handler.disconnect_async()  # type: ignore[no-untyped-call]
-    await bot.engager.drain(settings.shutdown_grace_seconds)
-    await bot.aclose()
+    await services.drain(settings.shutdown_grace_seconds)
+    await services.aclose()
     with suppress(Exception):
         await handler.close_async()  # type: ignore[no-untyped-call]
     log.info("stopped")

@@ -28,6 +28,8 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot.errors import BadRequest
+
 log = logging.getLogger(__name__)
 
 # Slack's largest request to an app is an interactivity payload that carries the
@@ -35,15 +37,6 @@ log = logging.getLogger(__name__)
 # tens of KiB. A quarter of a MiB leaves room for that and refuses bulk at once.
 MAX_BODY_BYTES = 256 * 1024
 MAX_AGE_SECONDS = 5 * 60  # Slack's own rule for X-Slack-Request-Timestamp
-
-
-class BadRequest(ValueError):
-    """A request that is not Slack's, or not as Slack sends it; ``status`` says which."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def check_headers(headers: Mapping[str, str], now: float | None = None) -> tuple[str, str]:

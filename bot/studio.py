@@ -29,6 +29,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from bot import __version__
+from bot.errors import (
+    StudioAPIError,
+    StudioConnectionError,
+    StudioError,
+    StudioOutcomeUnknown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,61 +133,6 @@ class _RunPage(BaseModel):
 
 Api = Literal["v1", "v2"]
 ALREADY_ACTIVE = 20409  # Twilio: an execution is already active for this contact (unconfirmed)
-
-
-# --- errors -------------------------------------------------------------------
-
-
-class StudioError(Exception):
-    """Any failure talking to Studio. ``str()`` is a sentence for people."""
-
-    #: True when the request may have reached Twilio and started the flow anyway.
-    outcome_unknown: bool = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: int | None = None,
-        more_info: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.more_info = more_info
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(message={self.message!r}, status={self.status!r},"
-            f" code={self.code!r}, more_info={self.more_info!r})"
-        )
-
-
-class StudioAPIError(StudioError):
-    """Twilio answered with an error status. A 4xx started nothing; a 5xx may have."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        code: int | None = None,
-        more_info: str | None = None,
-    ) -> None:
-        super().__init__(message, status=status, code=code, more_info=more_info)
-        self.outcome_unknown = status >= 500
-
-
-class StudioConnectionError(StudioError):
-    """The request never reached Twilio: nothing was started."""
-
-
-class StudioOutcomeUnknown(StudioError):
-    """The request was sent but no usable answer came back: the flow may have started."""
-
-    outcome_unknown = True
 
 
 def is_already_active(error: StudioError) -> bool:

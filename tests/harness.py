@@ -16,6 +16,7 @@ import pytest
 from bot.config import load_settings
 from bot.engage import studio_client
 from bot.server import build_web_app
+from bot.services import Services
 from tests.peers import FakeSlack, FakeStudio, bot_env, serve, signed_headers, slash_command
 
 
@@ -25,6 +26,11 @@ class Harness:
     slack: FakeSlack
     slack_url: str
     bot_url: str
+    services: Services
+
+    async def idle(self) -> None:
+        """Wait until the bot has finished all work after its acks."""
+        await self.services.engager.tasks.idle()
 
     async def post(
         self, body: str, headers: dict[str, str] | None = None
@@ -92,8 +98,9 @@ async def harness(
         for name, value in values.items():
             monkeypatch.setenv(name, value)
         settings = load_settings(need_slack=True)
-        async with serve(build_web_app(settings, studio_client(settings))) as bot_url:
-            yield Harness(studio, slack, slack_url, bot_url)
+        services = Services.build(settings, studio_client(settings))
+        async with serve(build_web_app(settings, services)) as bot_url:
+            yield Harness(studio, slack, slack_url, bot_url, services)
 
 
 def block_action(

@@ -97,13 +97,14 @@ def engagement_body(
 class FakeStudio:
     """Studio's runs (v1 Engagements and v2 Executions) with configurable latency and answers.
 
-    Creating answers from ``answers`` first (status, JSON body or raw text), else 201
+    Creating answers from ``answers`` first (status, JSON, text or bytes, headers), else 201
     with a good run, which it then keeps: fetch, Steps, Context, end (v2 POST
     Status=ended) and delete (v1) work on the runs it holds.
     """
 
     latency: float = 0.0
-    answers: list[tuple[int, Any]] = field(default_factory=list)
+    # (status, JSON body | text | bytes[, headers]) answered to creates, in order
+    answers: list[tuple[Any, ...]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -160,10 +161,13 @@ class FakeStudio:
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.answers:
-            status, body = self.answers.pop(0)
+            status, body, *more = self.answers.pop(0)
+            headers = more[0] if more else None
+            if isinstance(body, bytes):
+                return web.Response(status=status, body=body, headers=headers)
             if isinstance(body, str):
-                return web.Response(status=status, text=body)
-            return web.json_response(body, status=status)
+                return web.Response(status=status, text=body, headers=headers)
+            return web.json_response(body, status=status, headers=headers)
         sid = ENGAGEMENT_SID if ENGAGEMENT_SID not in self.runs else "FN" + secrets.token_hex(16)
         run = engagement_body(request.match_info["flow"], sid=sid, to=str(form.get("To", CONTACT)))
         run["context"] = {

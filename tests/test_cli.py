@@ -79,6 +79,14 @@ def test_destination_rules_apply_to_trigger() -> None:
     assert "POST" not in result.stdout
 
 
+def test_a_real_trigger_goes_through_the_same_rules_and_audit() -> None:
+    result = run(["trigger", "+19005551234"], ENV)
+    assert result.returncode == 2
+    assert "premium-rate" in result.stderr
+    assert '"outcome": "refused"' in result.stderr
+    assert result.stdout == ""
+
+
 def test_bad_command_exits_2_and_names_the_token() -> None:
     result = run(["trigger", "+16175551212", "a=1", "a=2"], ENV)
     assert result.returncode == 2
@@ -116,6 +124,7 @@ def test_trigger_against_prism_prints_sid_status_and_link(prism_v1: str) -> None
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     sid, status, link = first.split()
+    assert '"outcome": "started"' in result.stderr  # the audit line, as for Slack's starts
     assert sid.startswith("FN")
     assert status == "active"
     assert link.startswith("https://console.twilio.com/")

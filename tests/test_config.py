@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, FlowSpec, load_settings, parse_flows, studio_base_url
+from bot.config import FlowSpec, load_settings, parse_flows, studio_base_url
+from bot.errors import ConfigError
 from tests.peers import (
     ACCOUNT_SID,
     API_SECRET,

@@ -13,9 +13,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.command import CommandError, Defaults, EngageCommand, parse
-from bot.engage import start
-from bot.studio import Api, Engagement, StudioAPIError, StudioClient
+from bot.audit import Caller
+from bot.command import Defaults, EngageCommand, parse
+from bot.engage import Engager
+from bot.errors import CommandError, StudioAPIError
+from bot.studio import Api, Engagement, StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, prism
 
 pytestmark = pytest.mark.prism
@@ -41,6 +43,16 @@ async def studio(prism_api: tuple[Api, str]) -> AsyncIterator[StudioClient]:
 
 
 DEFAULTS = Defaults(flow_sid=FLOW_SID, sender=SENDER, region="US")
+
+
+async def start(studio: StudioClient, command: EngageCommand) -> Engagement:
+    """Through the use-case's one entry, as the terminal starts: Prism must accept it."""
+    outcome = await Engager(studio).start_now(command, Caller("terminal", terminal=True))
+    assert not isinstance(outcome, dict), outcome
+    assert outcome.engagement is not None, outcome.error
+    return outcome.engagement
+
+
 MESSAGING_SERVICE = "MG" + "ab" * 16
 
 

@@ -32,11 +32,11 @@ async def test_drain_waits_for_engagements_in_flight() -> None:
         engager, replies = Engager(client), Replies()
         assert "Starting" in (await engager.request(COMMAND, Caller("U1"), replies))["text"]
         assert "Starting" in (await engager.request(COMMAND, Caller("U2"), replies))["text"]
-        assert engager.in_flight == 2
-        await engager.drain(grace=10)
+        assert len(engager.tasks) == 2
+        await engager.tasks.drain(grace=10)
         await client.aclose()
     assert [m["response_type"] for m in replies.messages] == ["in_channel", "in_channel"]
-    assert engager.in_flight == 0
+    assert len(engager.tasks) == 0
     late = await engager.request(COMMAND, Caller("U3"), replies)  # no new work once draining
     assert "restarting" in late["text"]
     assert len(studio.requests) == 2
@@ -48,7 +48,7 @@ async def test_engagements_cut_short_by_the_grace_period_say_the_outcome_is_unkn
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
         await engager.request(COMMAND, Caller("U1"), replies)
-        await engager.drain(grace=0.5)
+        await engager.tasks.drain(grace=0.5)
         await client.aclose()
     (message,) = replies.messages
     assert message["response_type"] == "ephemeral"
@@ -69,7 +69,7 @@ async def test_a_reply_slack_refuses_is_logged_not_raised(caplog: Any) -> None:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager = Engager(client)
         await engager.request(COMMAND, Caller("U1"), broken)
-        await engager.drain(grace=10)
+        await engager.tasks.drain(grace=10)
         await client.aclose()
     assert "could not deliver the reply for FN" in caplog.text
     assert '"outcome": "started"' in caplog.text
@@ -92,7 +92,7 @@ async def test_a_201_whose_body_cannot_be_decoded_is_an_unknown_outcome(
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
         await engager.request(COMMAND, Caller("U1"), replies)
-        await engager.drain(grace=10)
+        await engager.tasks.drain(grace=10)
         await client.aclose()
     (message,) = replies.messages
     assert "outcome is unknown" in json.dumps(message)
@@ -114,7 +114,7 @@ async def test_a_defect_in_the_task_still_ends_in_a_reply_and_an_audit_line(
     client = Exploding(base_url="http://127.0.0.1:9", username="AC", password=SecretStr("x"))
     engager, replies = Engager(client), Replies()
     await engager.request(COMMAND, Caller("U1"), replies)
-    await engager.drain(grace=10)
+    await engager.tasks.drain(grace=10)
     await client.aclose()
     (message,) = replies.messages
     assert message["response_type"] == "ephemeral"
@@ -135,7 +135,7 @@ async def test_parameters_that_cannot_be_encoded_are_not_sent_and_free_the_claim
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
         await engager.request(command, Caller("U1"), replies)
-        await engager.drain(grace=10)
+        await engager.tasks.drain(grace=10)
         await client.aclose()
     assert "nothing was sent" in json.dumps(replies.messages[0])
     assert '"outcome": "failed"' in caplog.text
@@ -154,7 +154,7 @@ async def test_a_command_still_waiting_for_its_pacing_slot_at_shutdown_was_not_s
         await engager.request(COMMAND, Caller("U1"), replies)
         other = EngageCommand(FLOW_SID, None, "+16175551213", SENDER, {})
         await engager.request(other, Caller("U2"), replies)  # waits a minute for its slot
-        await engager.drain(grace=1)
+        await engager.tasks.drain(grace=1)
         await client.aclose()
     texts = [json.dumps(m) for m in replies.messages]
     waited = next(t for t in texts if "555-1213" in t)

@@ -3,7 +3,6 @@ what was, and was not, sent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -81,7 +80,7 @@ async def test_refusals_name_the_rule_and_send_nothing(
         assert ack["response_type"] == "ephemeral"
         assert rule in ack["text"]
         assert "Nothing was sent" in ack["text"]
-        await asyncio.sleep(0.2)
+        await run.idle()
         assert run.studio.requests == []
 
 

@@ -14,10 +14,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot.command import CommandError, Defaults, EngageCommand, parse
+from bot.command import Defaults, EngageCommand, parse
 from bot.engage import Engager
+from bot.errors import CommandError
+from bot.listeners.commands import handle_engage
 from bot.policy import Access, Policy, refusal
-from bot.slack_app import handle_engage
+from bot.run_actions import RunActions
+from bot.services import Services
+from bot.store import MemoryStore
 from bot.studio import StudioClient
 from bot.throttle import Throttle
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, engagement_body
@@ -88,10 +92,6 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
         transport=httpx.MockTransport(studio_peer),
     )
     engager = Engager(studio, policy=POLICY, throttle=Throttle(user_rate="1000/minute"))
-    acks: list[dict[str, Any]] = []
-
-    async def ack(**message: Any) -> None:
-        acks.append(message)
 
     class Responder:
         def reply(self, url: str, *, replace: bool = False) -> Any:
@@ -107,8 +107,9 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
         "team_id": "T1",
         "command": "/engage",
     }
-    await handle_engage(ack, body, Responder(), DEFAULTS, engager)  # type: ignore[arg-type]
-    await engager.drain(grace=5)
+    services = Services(DEFAULTS, engager, RunActions(engager), Responder(), MemoryStore())  # type: ignore[arg-type]
+    acks = [await handle_engage(body, services)]
+    await services.drain(grace=5)
     await studio.aclose()
     return acks, len(requests)
 

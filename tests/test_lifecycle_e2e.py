@@ -182,7 +182,7 @@ async def test_only_the_starter_or_an_admin_may_end(
         assert "&lt;@" not in shown
 
 
-async def test_a_forged_button_value_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_malformed_button_value_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     studio = FakeStudio()
     async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
         await run.start()
@@ -190,6 +190,20 @@ async def test_a_forged_button_value_is_ignored(monkeypatch: pytest.MonkeyPatch)
             block_action("engage_end", "not:a:card", response_url=f"{run.slack_url}/respond/2")
         )
         assert response.status_code == 200
+        await run.idle()
+    assert studio.runs[ENGAGEMENT_SID]["status"] == "active"
+
+
+async def test_a_well_formed_value_naming_the_clicker_as_starter_does_not_end_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The End rule asks the bot's own record of who started the run, not the button."""
+    studio = FakeStudio()
+    async with harness(monkeypatch, studio, STUDIO_API="v2") as run:
+        await run.start()  # started by U0CALLER
+        forged = f"{FLOW_SID}:{ENGAGEMENT_SID}:U0MALLORY"
+        answer = await run.click("engage_end", forged, user="U0MALLORY")
+    assert "Only <@U0CALLER>, who started it" in answer["text"]
     assert studio.runs[ENGAGEMENT_SID]["status"] == "active"
 
 

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block, ButtonElement
 
 from bot import messages
-from bot.command import CommandError, Defaults, EngageCommand
-from bot.studio import Engagement, StudioAPIError, StudioConnectionError, StudioOutcomeUnknown
+from bot.command import Defaults, EngageCommand
+from bot.errors import CommandError, StudioAPIError, StudioConnectionError, StudioOutcomeUnknown
+from bot.messages.blocks import FALLBACK_TEXT_MAX, clip
+from bot.runs import Snapshot
+from bot.studio import Engagement
 from tests.peers import FLOW_SID, SURVEY_SID, engagement_body
 
 COMMAND = EngageCommand(
@@ -21,7 +24,7 @@ ENGAGEMENT = Engagement.model_validate(engagement_body())
 
 def within_limits(message: dict[str, Any]) -> None:
     """Our own limit checks, then slack_sdk's Block Kit models validate every block."""
-    assert len(message["text"]) <= messages.FALLBACK_TEXT_MAX
+    assert len(message["text"]) <= FALLBACK_TEXT_MAX
     assert len(message["blocks"]) <= 50
     for raw in message["blocks"]:
         model = Block.parse(raw)
@@ -168,8 +171,8 @@ def test_help_lists_the_flows_and_the_sender() -> None:
 
 
 def test_clip() -> None:
-    assert messages.clip("abc", 3) == "abc"
-    assert messages.clip("abcd", 3) == "ab…"
+    assert clip("abc", 3) == "abc"
+    assert clip("abcd", 3) == "ab…"
 
 
 def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
@@ -186,7 +189,7 @@ def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
         for i in range(200)
     ]
     context = {"flow": {"data": {f"k{i}": "v" * 500 for i in range(50)}}}
-    message = messages.status_message(ENGAGEMENT, steps, context, "onboarding")
+    message = messages.status_message(Snapshot(FLOW_SID, ENGAGEMENT, steps, context), "onboarding")
     within_limits(message)
     text = json.dumps(message)
     assert "180 earlier steps not shown" in text

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.errors import PhoneError
 from bot.phone import (
-    PhoneError,
     channel_mismatch,
     looks_like_phone,
     mask_digits,

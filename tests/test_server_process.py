@@ -214,8 +214,9 @@ async def test_during_the_drain_the_listener_stays_open_and_says_so() -> None:
             ack = await http.post(f"{url}/slack/events", content=body, headers=signed_headers(body))
             assert "Starting" in ack.json()["text"]
             proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
             health = await http.get(f"{url}/healthz")
+            while health.status_code == 200:  # until the signal is handled
+                health = await http.get(f"{url}/healthz")
             late_body = slash_command("+16175551213", response_url=f"{slack_url}/respond/2")
             late = await http.post(
                 f"{url}/slack/events", content=late_body, headers=signed_headers(late_body)

@@ -1,27 +1,33 @@
-"""The Studio client's error and retry rules, against respx (what a peer cannot produce)."""
+"""The Studio client's error and retry rules.
+
+Against a fake Studio on loopback (real HTTP) for every answer a server can give:
+Twilio's error bodies, garbled bodies, 429 with Retry-After; against respx only for
+what a peer cannot produce on demand: timeouts, resets, connections that never open.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import respx
 from pydantic import SecretStr
 
-from bot.studio import (
-    USER_AGENT,
-    RetryPolicy,
-    StudioAPIError,
-    StudioClient,
-    StudioConnectionError,
-    StudioError,
-    StudioOutcomeUnknown,
+from bot.errors import StudioAPIError, StudioConnectionError, StudioError, StudioOutcomeUnknown
+from bot.studio import USER_AGENT, RetryPolicy, StudioClient
+from tests.peers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    CONTACT,
+    FLOW_SID,
+    SENDER,
+    FakeStudio,
+    engagement_body,
+    serve,
 )
-from tests.peers import ACCOUNT_SID, AUTH_TOKEN, CONTACT, FLOW_SID, SENDER, engagement_body
 
 BASE = "https://studio.test"
 CREATE = f"{BASE}/v1/Flows/{FLOW_SID}/Engagements"
@@ -42,9 +48,27 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 async def studio(sleeps: Sleeps) -> AsyncIterator[StudioClient]:
+    """A client for respx: only transport failures are mocked."""
     async with StudioClient(
         base_url=BASE, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN), sleep=sleeps
     ) as client:
+        yield client
+
+
+@pytest.fixture
+def peer() -> FakeStudio:
+    return FakeStudio()
+
+
+@pytest.fixture
+async def real(peer: FakeStudio, sleeps: Sleeps) -> AsyncIterator[StudioClient]:
+    """A client talking real HTTP to ``peer`` on loopback."""
+    async with (
+        serve(peer.app()) as url,
+        StudioClient(
+            base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN), sleep=sleeps
+        ) as client,
+    ):
         yield client
 
 
@@ -54,41 +78,33 @@ async def create(studio: StudioClient, **parameters: Any) -> Any:
     )
 
 
-@respx.mock
-async def test_create_sends_the_form_twilio_documents(studio: StudioClient) -> None:
-    route = respx.post(CREATE).mock(return_value=httpx.Response(201, json=engagement_body()))
-    engagement = await create(studio, first_name="Zeke", customer={"vip": True})
+async def test_create_sends_the_form_twilio_documents(real: StudioClient, peer: FakeStudio) -> None:
+    engagement = await create(real, first_name="Zeke", customer={"vip": True})
     assert engagement.sid == engagement_body()["sid"]
     assert engagement.status == "active"
     assert engagement.date_created is not None
-    request = route.calls.last.request
-    form = parse_qs(request.content.decode())
-    assert form == {
-        "To": [CONTACT],
-        "From": [SENDER],
-        "Parameters": ['{"first_name":"Zeke","customer":{"vip":true}}'],
+    (request,) = peer.requests
+    assert request["form"] == {
+        "To": CONTACT,
+        "From": SENDER,
+        "Parameters": '{"first_name":"Zeke","customer":{"vip":true}}',
     }
-    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert request.headers["User-Agent"] == USER_AGENT
+    assert request["user_agent"] == USER_AGENT
     assert USER_AGENT.startswith("studio-engage/")
-    expected = httpx.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)._auth_header
-    assert request.headers["Authorization"] == expected
+    assert request["authorization"] == httpx.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)._auth_header
 
 
-@respx.mock
-async def test_no_parameters_means_no_parameters_field(studio: StudioClient) -> None:
-    route = respx.post(CREATE).mock(return_value=httpx.Response(201, json=engagement_body()))
-    await create(studio)
-    assert "Parameters" not in parse_qs(route.calls.last.request.content.decode())
+async def test_no_parameters_means_no_parameters_field(
+    real: StudioClient, peer: FakeStudio
+) -> None:
+    await create(real)
+    assert "Parameters" not in peer.requests[0]["form"]
 
 
-@respx.mock
-async def test_fetch(studio: StudioClient) -> None:
-    sid = engagement_body()["sid"]
-    respx.get(f"{CREATE}/{sid}").mock(
-        return_value=httpx.Response(200, json={**engagement_body(), "status": "ended"})
-    )
-    assert (await studio.fetch_engagement(FLOW_SID, sid)).status == "ended"
+async def test_fetch(real: StudioClient, peer: FakeStudio) -> None:
+    created = await create(real)
+    peer.runs[created.sid]["status"] = "ended"
+    assert (await real.fetch_engagement(FLOW_SID, created.sid)).status == "ended"
 
 
 @pytest.mark.parametrize(
@@ -147,23 +163,23 @@ async def test_fetch(studio: StudioClient) -> None:
         (503, {"code": "oops", "message": "Service unavailable", "more_info": 7}, None, None, True),
     ],
 )
-@respx.mock
 async def test_twilio_error_bodies(
-    studio: StudioClient,
+    real: StudioClient,
+    peer: FakeStudio,
     status: int,
     body: dict[str, Any],
     code: int | None,
     more_info: str | None,
     unknown: bool,
 ) -> None:
-    route = respx.post(CREATE).mock(return_value=httpx.Response(status, json=body))
+    peer.answers.append((status, body))
     with pytest.raises(StudioAPIError) as caught:
-        await create(studio)
+        await create(real)
     error = caught.value
     assert (error.status, error.code, error.more_info) == (status, code, more_info)
     assert error.message == body["message"]
     assert error.outcome_unknown is unknown
-    assert route.call_count == 1  # neither a 4xx nor a 5xx is ever retried
+    assert len(peer.creates()) == 1  # neither a 4xx nor a 5xx is ever retried
 
 
 @pytest.mark.parametrize(
@@ -177,13 +193,12 @@ async def test_twilio_error_bodies(
         (400, b"\xff\xfe garbage", False),
     ],
 )
-@respx.mock
 async def test_garbled_error_bodies_keep_the_status(
-    studio: StudioClient, status: int, content: bytes, unknown: bool
+    real: StudioClient, peer: FakeStudio, status: int, content: bytes, unknown: bool
 ) -> None:
-    respx.post(CREATE).mock(return_value=httpx.Response(status, content=content))
+    peer.answers.append((status, content))
     with pytest.raises(StudioAPIError) as caught:
-        await create(studio)
+        await create(real)
     assert caught.value.status == status
     assert caught.value.code is None
     assert f"HTTP {status}" in caught.value.message
@@ -191,15 +206,14 @@ async def test_garbled_error_bodies_keep_the_status(
 
 
 @pytest.mark.parametrize("content", [b"not json", b"{}", b'{"sid": 5}', b"[]"])
-@respx.mock
 async def test_garbled_success_body_means_it_probably_started(
-    studio: StudioClient, content: bytes
+    real: StudioClient, peer: FakeStudio, content: bytes
 ) -> None:
-    route = respx.post(CREATE).mock(return_value=httpx.Response(201, content=content))
+    peer.answers.append((201, content))
     with pytest.raises(StudioOutcomeUnknown, match="probably started") as caught:
-        await create(studio)
+        await create(real)
     assert caught.value.status == 201
-    assert route.call_count == 1
+    assert len(peer.creates()) == 1
 
 
 @pytest.mark.parametrize(
@@ -257,7 +271,7 @@ async def test_connect_retries_are_bounded(studio: StudioClient, sleeps: Sleeps)
     assert sleeps.waits == [0.25, 0.5]
 
 
-def too_many(retry_after: str | None) -> httpx.Response:
+def too_many(retry_after: str | None) -> tuple[Any, ...]:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     body = {
         "code": 20429,
@@ -265,50 +279,43 @@ def too_many(retry_after: str | None) -> httpx.Response:
         "more_info": "https://www.twilio.com/docs/errors/20429",
         "status": 429,
     }
-    return httpx.Response(429, json=body, headers=headers)
+    return (429, body, headers)
 
 
-@respx.mock
-async def test_429_waits_for_retry_after(studio: StudioClient, sleeps: Sleeps) -> None:
-    route = respx.post(CREATE).mock(
-        side_effect=[too_many("2"), too_many(None), httpx.Response(201, json=engagement_body())]
-    )
-    engagement = await create(studio)
+async def test_429_waits_for_retry_after(
+    real: StudioClient, peer: FakeStudio, sleeps: Sleeps
+) -> None:
+    peer.answers += [too_many("2"), too_many(None)]
+    engagement = await create(real)
     assert engagement.status == "active"
-    assert route.call_count == 3
+    assert len(peer.creates()) == 3
     assert sleeps.waits == [2.0, 1.0]
 
 
-@respx.mock
-async def test_429_accepts_an_http_date(studio: StudioClient, sleeps: Sleeps) -> None:
-    respx.post(CREATE).mock(
-        side_effect=[
-            too_many("Wed, 21 Oct 2015 07:28:00 GMT"),
-            httpx.Response(201, json=engagement_body()),
-        ]
-    )
-    await create(studio)
+async def test_429_accepts_an_http_date(
+    real: StudioClient, peer: FakeStudio, sleeps: Sleeps
+) -> None:
+    peer.answers.append(too_many("Wed, 21 Oct 2015 07:28:00 GMT"))
+    await create(real)
     assert sleeps.waits == [0.0]  # a date in the past: retry at once
 
 
-@respx.mock
-async def test_429_tries_are_bounded(studio: StudioClient, sleeps: Sleeps) -> None:
-    route = respx.post(CREATE).mock(side_effect=lambda request: too_many("1"))
+async def test_429_tries_are_bounded(real: StudioClient, peer: FakeStudio, sleeps: Sleeps) -> None:
+    peer.answers += [too_many("1")] * 5
     with pytest.raises(StudioAPIError) as caught:
-        await create(studio)
+        await create(real)
     assert (caught.value.status, caught.value.code) == (429, 20429)
-    assert route.call_count == 3
+    assert len(peer.creates()) == 3
     assert sleeps.waits == [1.0, 1.0]
 
 
-@respx.mock
-async def test_429_total_wait_is_bounded(studio: StudioClient, sleeps: Sleeps) -> None:
-    route = respx.post(CREATE).mock(
-        side_effect=[too_many("60"), httpx.Response(201, json=engagement_body())]
-    )
+async def test_429_total_wait_is_bounded(
+    real: StudioClient, peer: FakeStudio, sleeps: Sleeps
+) -> None:
+    peer.answers.append(too_many("60"))
     with pytest.raises(StudioAPIError, match="Too Many Requests"):
-        await create(studio)
-    assert route.call_count == 1  # waiting a minute would outlast the budget: give up at once
+        await create(real)
+    assert len(peer.creates()) == 1  # waiting a minute would outlast the budget: give up
     assert sleeps.waits == []
 
 
@@ -329,18 +336,14 @@ async def test_a_real_refused_connection_is_retried_then_reported(sleeps: Sleeps
     assert not caught.value.outcome_unknown
 
 
-@respx.mock
-async def test_no_secret_in_errors_or_reprs(studio: StudioClient) -> None:
+async def test_no_secret_in_errors_or_reprs(real: StudioClient, peer: FakeStudio) -> None:
     errors: list[StudioError] = []
-    for response in [
-        httpx.Response(401, json={"code": 20003, "message": "Authenticate"}),
-        httpx.Response(500, content=b"x"),
-    ]:
-        respx.post(CREATE).mock(return_value=response)
+    peer.answers += [(401, {"code": 20003, "message": "Authenticate"}), (500, b"x")]
+    for _ in range(2):
         with pytest.raises(StudioError) as caught:
-            await create(studio)
+            await create(real)
         errors.append(caught.value)
-    texts = [repr(studio)] + [str(e) for e in errors] + [repr(e) for e in errors]
+    texts = [repr(real)] + [str(e) for e in errors] + [repr(e) for e in errors]
     for text in texts:
         assert AUTH_TOKEN not in text
         assert json.dumps(AUTH_TOKEN) not in text

@@ -1,0 +1,65 @@
+"""Buttons: Start again, End it and start again, Cancel, Refresh, End, Open in Console.
+
+Each acks at once; the work (and its answer through the click's ``response_url``)
+is a task the use-case owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import messages
+from bot.audit import Caller
+from bot.listeners.origin import origin_of
+from bot.runs import CardRef
+from bot.services import Services
+from bot.tasks import Reply
+
+CardAction = Callable[[CardRef, Caller, Reply, Reply], None]
+Listener = Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    engager, runs, responder = services.engager, services.runs, services.responder
+
+    @app.action(messages.AGAIN_ACTION)
+    @app.action(messages.RESTART_ACTION)
+    async def start_again(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        origin = origin_of(body)
+        url = origin.response_url
+        engager.confirm(
+            origin.value,
+            origin.caller,
+            responder.reply(url, replace=True),
+            responder.reply(url),
+        )
+
+    @app.action(messages.CANCEL_ACTION)
+    async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        origin = origin_of(body)
+        engager.cancel(origin.value, responder.reply(origin.response_url, replace=True))
+
+    def card_button(action: CardAction) -> Listener:
+        """A card's button: the run it names, who clicked, the card to replace, and a
+        private line for refusals; a value that names no run is ignored."""
+
+        async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            origin = origin_of(body)
+            if ref := CardRef.decode(origin.value):
+                url = origin.response_url
+                action(ref, origin.caller, responder.reply(url, replace=True), responder.reply(url))
+
+        return listener
+
+    app.action(messages.REFRESH_ACTION)(card_button(runs.refresh))
+    app.action(messages.END_ACTION)(card_button(runs.end))
+
+    @app.action(messages.CONSOLE_ACTION)
+    async def console_button(ack: AsyncAck) -> None:
+        await ack()  # a link button: Slack opens the URL; acking keeps the warning icon away

@@ -1,0 +1,42 @@
+"""The slash command (``/engage`` or whatever a workspace renamed it to)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import audit, messages
+from bot.command import FlowsCommand, HelpCommand, StatusCommand, parse
+from bot.errors import CommandError
+from bot.listeners.origin import origin_of
+from bot.services import Services
+
+# Any slash command routed to this app: the manifest names it /engage, but a
+# workspace may rename it (/engage-staging) without a code change.
+ANY_COMMAND = re.compile(r"^/.+")
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.command(ANY_COMMAND)
+    async def engage_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack(**await handle_engage(body, services))
+
+
+async def handle_engage(body: dict[str, Any], services: Services) -> messages.Message:
+    """``/engage``: the ephemeral answer for the ack; a start's result follows."""
+    origin = origin_of(body)
+    reply = services.responder.reply(origin.response_url)
+    try:
+        command = parse(str(body.get("text", "")), services.defaults)
+    except CommandError as exc:
+        audit.record("invalid", origin.caller, detail=exc.problem)
+        return messages.invalid_command(exc)
+    if isinstance(command, HelpCommand):
+        return messages.help_message(services.defaults, str(body.get("command") or "/engage"))
+    if isinstance(command, FlowsCommand):
+        return messages.flows_message(services.defaults, services.engager.policy)
+    if isinstance(command, StatusCommand):
+        return await services.runs.status(command, origin.caller, reply)
+    return await services.engager.request(command, origin.caller, reply)

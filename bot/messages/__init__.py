@@ -1,0 +1,78 @@
+"""Every message the bot sends, as Block Kit; every module here is pure (no I/O).
+
+| module | builds |
+|---|---|
+| ``blocks`` | the pieces (sections, buttons, dialogs), Slack's limits, action IDs |
+| ``text`` | words shared with the terminal: labels, errors, help, the End rule |
+| ``cards`` | the run: the channel card and ``/engage status`` |
+| ``prompts`` | confirm-or-cancel questions: duplicates, already active |
+| ``replies`` | acks, refusals, failures and listings |
+
+The names below are the ones the rest of the bot uses.
+"""
+
+from bot.messages.blocks import (
+    AGAIN_ACTION,
+    CANCEL_ACTION,
+    CONSOLE_ACTION,
+    END_ACTION,
+    REFRESH_ACTION,
+    RESTART_ACTION,
+    Message,
+)
+from bot.messages.cards import RunCard, card_of, engaged, run_card, status_message
+from bot.messages.prompts import already_active, cancelled, confirm_duplicate, expired
+from bot.messages.replies import (
+    action_failed,
+    engage_failed,
+    flows_message,
+    help_message,
+    invalid_command,
+    looking_up,
+    lookup_failed,
+    not_allowed,
+    not_allowed_to_end,
+    rate_limited,
+    refused,
+    shutting_down,
+    starting,
+    state_unavailable,
+)
+from bot.messages.text import describe_error, flow_label, help_text, outcome_note
+
+__all__ = [
+    "AGAIN_ACTION",
+    "CANCEL_ACTION",
+    "CONSOLE_ACTION",
+    "END_ACTION",
+    "REFRESH_ACTION",
+    "RESTART_ACTION",
+    "Message",
+    "RunCard",
+    "action_failed",
+    "already_active",
+    "cancelled",
+    "card_of",
+    "confirm_duplicate",
+    "describe_error",
+    "engage_failed",
+    "engaged",
+    "expired",
+    "flow_label",
+    "flows_message",
+    "help_message",
+    "help_text",
+    "invalid_command",
+    "looking_up",
+    "lookup_failed",
+    "not_allowed",
+    "not_allowed_to_end",
+    "outcome_note",
+    "rate_limited",
+    "refused",
+    "run_card",
+    "shutting_down",
+    "starting",
+    "state_unavailable",
+    "status_message",
+]

@@ -1,0 +1,137 @@
+"""Block Kit as plain dicts: the pieces every message is built from, and Slack's limits.
+
+Pure: no I/O. Blocks are plain dicts: slack_sdk's models cost about 1.5 ms a
+message in validation (a sixth of the bot's CPU per engagement, see bench/), so
+the tests run every message through those models instead (tests/test_messages.py).
+User-supplied text is escaped and clipped so that every message stays within
+Block Kit's limits whatever the input.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.studio import console_url
+
+Message = dict[str, Any]
+Block = dict[str, Any]
+
+# Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
+SECTION_TEXT_MAX = 3000
+FIELD_TEXT_MAX = 2000
+BUTTON_URL_MAX = 3000
+FALLBACK_TEXT_MAX = 3000  # Slack accepts more; notifications show far less
+PARAMETERS_MAX = SECTION_TEXT_MAX - 100  # room for the code fence and the note
+
+CONSOLE_ACTION = "open_console"
+REFRESH_ACTION = "engage_refresh"
+END_ACTION = "engage_end"
+RESTART_ACTION = "engage_restart"
+AGAIN_ACTION = "engage_again"
+CANCEL_ACTION = "engage_cancel"
+
+
+def escape(text: str) -> str:
+    """Escape text for Slack mrkdwn: ``&``, ``<`` and ``>`` only, as Slack asks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with … when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- Block Kit as plain dicts ----------------------------------------------------
+
+
+def md(text: str, limit: int = SECTION_TEXT_MAX) -> Block:
+    return {"type": "mrkdwn", "text": clip(text, limit)}
+
+
+def plain(text: str, limit: int) -> Block:
+    return {"type": "plain_text", "text": clip(text, limit), "emoji": True}
+
+
+def field(label: str, value: str) -> Block:
+    return md(f"*{label}*\n{value}", FIELD_TEXT_MAX)
+
+
+def section(text: Block | None = None, fields: list[Block] | None = None) -> Block:
+    block: Block = {"type": "section"}
+    if text is not None:
+        block["text"] = text
+    if fields:
+        block["fields"] = fields[:10]
+    return block
+
+
+def context(elements: list[Block]) -> Block:
+    return {"type": "context", "elements": elements[:10]}
+
+
+def actions(elements: list[Block]) -> Block:
+    return {"type": "actions", "elements": elements[:25]}
+
+
+def button(
+    text: str,
+    action_id: str,
+    *,
+    url: str | None = None,
+    value: str | None = None,
+    style: str | None = None,
+    confirm: Block | None = None,
+) -> Block:
+    button: Block = {"type": "button", "text": plain(text, 75), "action_id": action_id}
+    if url is not None:
+        button["url"] = clip(url, BUTTON_URL_MAX)
+    if value is not None:
+        button["value"] = value[:2000]
+    if style is not None:
+        button["style"] = style
+    if confirm is not None:
+        button["confirm"] = confirm
+    return button
+
+
+def confirm_dialog(title: str, text: str, confirm: str, deny: str) -> Block:
+    return {
+        "title": plain(title, 100),
+        "text": plain(text, 300),
+        "confirm": plain(confirm, 30),
+        "deny": plain(deny, 30),
+    }
+
+
+def message(response_type: str, text: str, blocks: list[Block]) -> Message:
+    return {
+        "response_type": response_type,
+        "text": clip(text, FALLBACK_TEXT_MAX),
+        "blocks": blocks[:50],
+    }
+
+
+def console_button(flow_sid: str, sid: str) -> Block:
+    return button(
+        "Open in Twilio Console", url=console_url(flow_sid, sid), action_id=CONSOLE_ACTION
+    )
+
+
+def parameters_text(parameters: dict[str, Any]) -> str:
+    """The flow data as compact, clipped JSON in a code block (escaped for mrkdwn)."""
+    body = json.dumps(parameters, ensure_ascii=False, indent=None, separators=(", ", ": "))
+    body = clip(body, PARAMETERS_MAX).replace("```", "`\u200b``")
+    return f"```{escape(body)}```"
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return "unknown"
+    epoch = int(moment.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time_secs}}|{moment.isoformat()}>"
+
+
+def notice(emoji: str, text: str) -> Message:
+    return message("ephemeral", text, [section(text=md(f"{emoji} {escape(text)}"))])

@@ -1,0 +1,163 @@
+"""Answers to commands and clicks: acks, refusals, failures, listings. Pure: no I/O."""
+
+from __future__ import annotations
+
+from bot.command import USAGE, Defaults, EngageCommand
+from bot.errors import CommandError, StudioError
+from bot.messages.blocks import (
+    SECTION_TEXT_MAX,
+    Block,
+    Message,
+    clip,
+    context,
+    escape,
+    md,
+    message,
+    notice,
+    section,
+)
+from bot.messages.text import describe_error, flow_label, help_text, outcome_note, who_may_end
+from bot.phone import pretty
+from bot.policy import Policy
+
+
+def starting(command: EngageCommand) -> Message:
+    """The immediate ack: only the caller sees it; the result follows in the channel."""
+    text = (
+        f":hourglass_flowing_sand: Starting *{escape(flow_label(command))}*"
+        f" for {escape(pretty(command.to))}…"
+    )
+    return message("ephemeral", text, [section(text=md(text))])
+
+
+def engage_failed(command: EngageCommand, error: StudioError) -> Message:
+    """Only to the caller: the engagement could not be started (or may have been)."""
+    headline = f"Could not start {flow_label(command)} for {pretty(command.to)}"
+    if error.outcome_unknown:
+        headline = f"Not sure whether {flow_label(command)} started for {pretty(command.to)}"
+    detail = describe_error(error)
+    note = outcome_note(error)
+    text = f"{headline}: {detail}" + (f" {note}" if note else "")
+    blocks: list[Block] = [
+        section(text=md(f":warning: *{escape(headline)}*\n{escape(detail)}")),
+    ]
+    if note:
+        blocks.append(context([md(escape(note))]))
+    return message("ephemeral", text, blocks)
+
+
+def invalid_command(error: CommandError) -> Message:
+    """Only to the caller: the command did not parse; nothing was sent to Twilio."""
+    problem = error.problem
+    token = f" (at `{escape(clip(error.token, 200))}`)" if error.token else ""
+    text = f"{problem}. Nothing was sent. Usage: {USAGE}"
+    blocks: list[Block] = [
+        section(text=md(f":x: {escape(problem)}{token}\nNothing was sent to Twilio.")),
+        context([md(f"Usage: `{escape(USAGE)}` · `/engage help` for examples")]),
+    ]
+    return message("ephemeral", text, blocks)
+
+
+def help_message(defaults: Defaults, command: str = "/engage") -> Message:
+    """``/engage help``: usage, examples and the configured flows, to the caller only."""
+    text = help_text(defaults, command)
+    return message("ephemeral", text, [section(text=md(f"```{escape(text)}```"))])
+
+
+def refused(reason: str) -> Message:
+    """Only to the caller: a guardrail forbids this command; nothing was sent."""
+    return notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")
+
+
+def not_allowed(reason: str) -> Message:
+    """Only to the caller: the rules forbid reading or ending this run."""
+    return notice(":no_entry:", f"Not allowed: {reason}.")
+
+
+def rate_limited(wait: float, rate: str, *, starting: bool = True) -> Message:
+    """Only to the caller: they have used as many starts (or looks at runs) as
+    USER_RATE_LIMIT allows."""
+    head = "Not started" if starting else "Not now"
+    tail = " Nothing was sent to Twilio." if starting else ""
+    return notice(
+        ":stopwatch:",
+        f"{head}: you have reached the limit of {rate} (USER_RATE_LIMIT)."
+        f" Try again in {max(1, round(wait))} s.{tail}",
+    )
+
+
+def shutting_down() -> Message:
+    """The bot is restarting and took no new command."""
+    text = (
+        "The bot is restarting and did not take this command."
+        " Nothing was sent; try again in a minute."
+    )
+    return message("ephemeral", text, [section(text=md(f":zzz: {text}"))])
+
+
+# --- lifecycle: flows, status, end, already active -------------------------------
+
+
+def flows_message(defaults: Defaults, policy: Policy) -> Message:
+    """``/engage flows``: each alias, its SID, the default sender, who may use it."""
+    lines = []
+    for alias, sid in sorted(defaults.flows.items()):
+        marker = " (default)" if sid == defaults.flow_sid else ""
+        line = f"• *{escape(alias)}*{marker} `{sid}`"
+        access = policy.per_flow.get(sid)
+        if access is not None and access.users is not None:
+            line += " · users: " + ", ".join(f"<@{u}>" for u in sorted(access.users))
+        if access is not None and access.channels is not None:
+            line += " · channels: " + ", ".join(f"<#{c}>" for c in sorted(access.channels))
+        lines.append(line)
+    if defaults.flow_sid and defaults.flow_sid not in defaults.flows.values():
+        lines.append(f"• default flow `{defaults.flow_sid}`")
+    if not defaults.flows:
+        lines.append("No named flows (STUDIO_FLOWS); flows can still be given by SID with --flow.")
+    sender = (
+        f"Sender: {pretty(defaults.sender)} unless --from says otherwise."
+        if defaults.sender
+        else ""
+    )
+    body = clip("\n".join(lines), SECTION_TEXT_MAX - 200)
+    blocks: list[Block] = [section(text=md(f"*Flows*\n{body}"))]
+    if sender:
+        blocks.append(context([md(escape(sender))]))
+    return message(
+        "ephemeral", f"Flows: {', '.join(sorted(defaults.flows)) or 'none named'}", blocks
+    )
+
+
+def looking_up(sid: str) -> Message:
+    """The ack to ``/engage status``: the answer follows."""
+    return notice(":mag:", f"Looking up {sid}…")
+
+
+def lookup_failed(sid: str, error: StudioError | None) -> Message:
+    """Only to the caller: the run could not be found or read."""
+    if error is None:
+        return notice(
+            ":grey_question:", f"No engagement {sid} in the configured flows. Try --flow <flow>."
+        )
+    return notice(":warning:", f"Could not look up {sid}: {describe_error(error)}")
+
+
+def not_allowed_to_end(starter: str | None) -> Message:
+    """Only to the clicker: End is for the person who started it, or an admin."""
+    text = who_may_end(starter)  # mrkdwn with a real mention, in the blocks and the text
+    return message("ephemeral", text, [section(text=md(f":no_entry: {text}"))])
+
+
+def action_failed(what: str, error: StudioError) -> Message:
+    """Only to the clicker: a button's request to Studio failed."""
+    return notice(":warning:", f"Could not {what}: {describe_error(error)}")
+
+
+def state_unavailable() -> Message:
+    """Only to the clicker: the shared state (Redis) holding what the button stands for did
+    not answer."""
+    return notice(
+        ":warning:",
+        "The bot's shared state (Redis) is not answering, so this cannot be done right now."
+        " Nothing was sent; try again in a minute.",
+    )

@@ -1,0 +1,48 @@
+"""Replies through Slack's ``response_url``s, over one pooled aiohttp session.
+
+Bolt's ``respond()`` opens a new session (and connection) per call; under load
+that is the slowest part of a reply.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.errors import SlackReplyError
+from bot.messages import Message
+from bot.tasks import Reply
+
+
+class Responder:
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, url: str, message: Message) -> int:
+        """Send ``message``; returns Slack's HTTP status."""
+        if self._session is None:  # created on the running loop, at first use
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=200),
+            )
+        response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
+        return int(response.status_code)
+
+    def reply(self, url: str, *, replace: bool = False) -> Reply:
+        """A ``Reply`` to ``url``: a new message, or with ``replace`` the one holding the
+        clicked button (ephemeral or not). Raises ``SlackReplyError`` if Slack refuses."""
+
+        async def reply(message: Message) -> None:
+            body = dict(message, replace_original=replace)
+            if replace:
+                body.pop("response_type", None)
+            status = await self.post(url, body)
+            if status != 200:
+                raise SlackReplyError(f"response_url answered HTTP {status}")
+
+        return reply
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

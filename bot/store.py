@@ -1,0 +1,227 @@
+"""State that can be shared between processes, and how much each use may rely on it.
+
+One small interface, ``Store``: this process's memory (``MemoryStore``) or a Redis
+server every process points at (``RedisStore``, when ``REDIS_URL`` is set). Two
+ways to use it, chosen by what the state is for:
+
+- ``BestEffort``: limits and the duplicate window. If the shared store fails, the
+  operation runs on this process's memory instead (per-process limits, logged
+  once), and the shared store is tried again after ``RETRY_SHARED_AFTER`` seconds.
+  Never a crash, never unlimited.
+- ``Durable``: what must not be lost or split between processes (a pending
+  confirmation, who started a run and where its card is). If the shared store
+  fails, the operation raises ``StateUnavailable``: the caller tells the user,
+  and nothing is sent on state that may be wrong.
+
+Without Redis both use the same memory, which ends with the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.errors import StorageError
+
+from bot.errors import StateUnavailable
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+PREFIX = "studio-engage:"
+RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
+_OUTAGE = (StorageError, StateUnavailable, OSError, TimeoutError)
+
+
+class Store(Protocol):
+    """Expiring keys, expiring hashes and a ``limits`` storage.
+
+    A shared store raises ``StateUnavailable`` (or ``limits``' ``StorageError``) when
+    it cannot answer; memory never fails.
+    """
+
+    limiter: Storage
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        """Set ``key`` unless it exists (an atomic claim); True if it was set."""
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key``, replacing what it held."""
+
+    async def get(self, key: str) -> str | None:
+        """The value of ``key``, or None."""
+
+    async def pop(self, key: str) -> str | None:
+        """Remove ``key`` and return its value (atomically)."""
+
+    async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
+        """Set ``fields`` of the hash ``key`` and (re)start its time to live."""
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        """Every field of the hash ``key`` ({} if there is none)."""
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore:
+    """This process's memory."""
+
+    def __init__(self) -> None:
+        self.limiter: Storage = MemoryStorage()
+        self._items: dict[str, tuple[Any, float]] = {}
+        self._next_purge = 0.0
+
+    def _live(self, key: str) -> Any:
+        now = time.monotonic()
+        if now >= self._next_purge:  # forget expired keys, at most once a second
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+            self._next_purge = now + 1.0
+        item = self._items.get(key)
+        return item[0] if item and item[1] > now else None
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._items[key] = (value, time.monotonic() + ttl)
+        return True
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        self._items[key] = (value, time.monotonic() + ttl)
+
+    async def get(self, key: str) -> str | None:
+        value = self._live(key)
+        return value if isinstance(value, str) else None
+
+    async def pop(self, key: str) -> str | None:
+        value = await self.get(key)
+        self._items.pop(key, None)
+        return value
+
+    async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
+        current = self._live(key)
+        merged = {**(current if isinstance(current, dict) else {}), **fields}
+        self._items[key] = (merged, time.monotonic() + ttl)
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        value = self._live(key)
+        return dict(value) if isinstance(value, dict) else {}
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisStore:
+    """A Redis server, shared by every process that points at it."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5, verify_tls: bool = True) -> None:
+        # Imported only when REDIS_URL is set: it takes a tenth of the start-up.
+        from redis import RedisError
+        from redis.asyncio import Redis
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if not verify_tls and url.startswith("rediss://"):
+            # Encrypted, but the server's certificate is not checked (Heroku Redis
+            # presents a self-signed one): REDIS_TLS_VERIFY=false.
+            options["ssl_cert_reqs"] = "none"
+        self._redis = Redis.from_url(url, decode_responses=True, **options)
+        self.limiter: Storage = RedisStorage(
+            "async+" + url,
+            implementation="redispy",
+            wrap_exceptions=True,
+            key_prefix="studio-engage",
+            **options,
+        )
+
+    async def _call(self, operation: Awaitable[_T]) -> _T:
+        """Await a redis-py call; what redis-py raises becomes ``StateUnavailable``."""
+        try:
+            return await operation
+        except self._errors as exc:
+            raise StateUnavailable(type(exc).__name__) from None
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        return bool(await self._call(self._redis.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        await self._call(self._redis.set(PREFIX + key, value, px=_ms(ttl)))
+
+    async def get(self, key: str) -> str | None:
+        value = await self._call(self._redis.get(PREFIX + key))
+        return str(value) if value is not None else None
+
+    async def pop(self, key: str) -> str | None:
+        value = await self._call(self._redis.getdel(PREFIX + key))
+        return str(value) if value is not None else None
+
+    async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(PREFIX + key, mapping=dict[Any, Any](fields))
+            pipe.pexpire(PREFIX + key, _ms(ttl))
+            await self._call(pipe.execute())
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        value: dict[Any, Any] = await self._call(self._redis.hgetall(PREFIX + key))
+        return {str(k): str(v) for k, v in value.items()}
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def open_store(url: str | None, *, verify_tls: bool = True) -> Store:
+    """Redis at ``url`` when one is given, else this process's memory."""
+    return RedisStore(url, verify_tls=verify_tls) if url else MemoryStore()
+
+
+class BestEffort:
+    """Use a shared store, falling back to this process's memory while it fails."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.memory = MemoryStore()
+        self.store: Store = store or self.memory
+        self._degraded = False
+        self._next_try = 0.0  # while degraded, when to try the shared store again
+
+    async def use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
+        """Run ``operation`` on the shared store, or on this process's memory if it fails."""
+        if self.store is not self.memory and time.monotonic() >= self._next_try:
+            try:
+                result = await operation(self.store)
+            except _OUTAGE as exc:
+                if not self._degraded:
+                    log.warning(
+                        "shared state unavailable (%s): limits are per process until it is back",
+                        type(exc).__name__,
+                    )
+                self._degraded = True
+                # Do not make every command wait for a timeout: try again in a while.
+                self._next_try = time.monotonic() + RETRY_SHARED_AFTER
+            else:
+                if self._degraded:
+                    log.warning("shared state is back")
+                self._degraded = False
+                return result
+        return await operation(self.memory)
+
+
+class Durable:
+    """Use a store that must answer: a failure raises ``StateUnavailable``, logged."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
+        try:
+            return await operation(self.store)
+        except _OUTAGE as exc:
+            log.error(
+                "shared state unavailable (%s): durable state not reached", type(exc).__name__
+            )
+            raise StateUnavailable(type(exc).__name__) from None

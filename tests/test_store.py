@@ -1,0 +1,126 @@
+"""The state store on memory and a real Redis: its operations, best effort and durable use,
+and what each does when Redis stops (redis-py raises its own errors, not OSError)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+from bot.command import EngageCommand
+from bot.confirmations import Confirmations, Parked
+from bot.errors import StateUnavailable
+from bot.runs import RunRegistry, Shown
+from bot.store import BestEffort, Durable, MemoryStore, RedisStore, Store
+from tests.peers import FLOW_SID, RedisServer, redis_server
+
+COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
+RUN = "FN" + "e" * 32
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis")
+    redis_store = RedisStore(server.url)
+    await redis_store._redis.flushdb()
+    yield redis_store
+    await redis_store.aclose()
+
+
+async def test_keys_and_hashes(store: Store) -> None:
+    assert await store.add("k", "1", 60)
+    assert not await store.add("k", "2", 60)  # an atomic claim
+    assert await store.get("k") == "1"
+    await store.set("k", "3", 60)
+    assert await store.pop("k") == "3"
+    assert await store.pop("k") is None
+    await store.hset("h", {"a": "1"}, 60)
+    await store.hset("h", {"b": "2"}, 60)
+    assert await store.hgetall("h") == {"a": "1", "b": "2"}
+    assert await store.hgetall("nothing") == {}
+
+
+async def test_keys_and_hashes_expire(store: Store) -> None:
+    assert await store.add("k", "v", 0.05)
+    await store.hset("h", {"a": "1"}, 0.05)
+    await asyncio.sleep(0.15)
+    assert await store.get("k") is None
+    assert await store.hgetall("h") == {}
+    assert await store.add("k", "w", 60)
+
+
+async def test_parked_commands_come_back_once(store: Store) -> None:
+    confirmations = Confirmations(Durable(store))
+    token = await confirmations.park("U1", COMMAND)
+    assert await confirmations.take(token) == Parked("U1", COMMAND)
+    assert await confirmations.take(token) is None
+    assert await confirmations.take("no-such-token") is None
+    token = await confirmations.park("U1", COMMAND, RUN)
+    assert await confirmations.take(token) == Parked("U1", COMMAND, RUN)
+
+
+async def test_who_started_a_run_and_where_it_is_shown(store: Store) -> None:
+    registry = RunRegistry(Durable(store))
+    assert await registry.lookup(RUN) is None
+    await registry.remember(RUN, Shown("U1", FLOW_SID, "C1"))
+    assert await registry.lookup(RUN) == Shown("U1", FLOW_SID, "C1")
+    await registry.remember(RUN, Shown("U1", FLOW_SID, "C1", "1700000000.000100"))
+    assert await registry.lookup(RUN) == Shown("U1", FLOW_SID, "C1", "1700000000.000100")
+
+
+async def test_two_processes_share_durable_state(redis: RedisServer) -> None:
+    a, b = RedisStore(redis.url), RedisStore(redis.url)
+    await a._redis.flushdb()
+    token = await Confirmations(Durable(a)).park("U9", COMMAND)
+    assert await Confirmations(Durable(b)).take(token) == Parked("U9", COMMAND)
+    await RunRegistry(Durable(a)).remember(RUN, Shown("U9", FLOW_SID))
+    assert await RunRegistry(Durable(b)).lookup(RUN) == Shown("U9", FLOW_SID)
+    await a.aclose()
+    await b.aclose()
+
+
+Operation = Callable[[Store], Awaitable[object]]
+OPERATIONS: dict[str, Operation] = {
+    "add": lambda s: s.add("k", "v", 60),
+    "set": lambda s: s.set("k", "v", 60),
+    "get": lambda s: s.get("k"),
+    "pop": lambda s: s.pop("k"),
+    "hset": lambda s: s.hset("h", {"a": "1"}, 60),
+    "hgetall": lambda s: s.hgetall("h"),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+async def test_with_redis_stopped_best_effort_falls_back_and_durable_says_so(
+    operation: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with redis_server() as server:
+        shared = RedisStore(server.url, timeout=0.5)
+        server.stop()
+        await BestEffort(shared).use(OPERATIONS[operation])  # memory answers instead
+        assert "shared state unavailable" in caplog.text
+        with pytest.raises(StateUnavailable):
+            await Durable(shared).use(OPERATIONS[operation])
+        await shared.aclose()
+
+
+def test_redis_tls_verification_can_be_turned_off_for_self_signed_servers() -> None:
+    url = "rediss://:pw@redis.example.com:6380/0"
+    checked = RedisStore(url)._redis.connection_pool.connection_kwargs
+    unchecked = RedisStore(url, verify_tls=False)._redis.connection_pool.connection_kwargs
+    assert checked.get("ssl_cert_reqs", "required") == "required"
+    assert unchecked["ssl_cert_reqs"] == "none"
+    plain = RedisStore("redis://127.0.0.1:6379/0", verify_tls=False)
+    assert "ssl_cert_reqs" not in plain._redis.connection_pool.connection_kwargs
