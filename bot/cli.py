@@ -22,25 +22,30 @@ from bot.command import EngageCommand, HelpCommand, parse
 from bot.config import Settings, load_settings
 from bot.engage import Engager, engagement_request, state_store, studio_client, throttle
 from bot.errors import CommandError, ConfigError
+from bot.flow_catalog import FlowCatalog
 from bot.messages import describe_error, flow_label, help_text, outcome_note
+from bot.messages.text import configured_flows, findings_text, flow_summary
 from bot.phone import pretty
 from bot.policy import destination_refusal
+from bot.store import BestEffort
 from bot.studio import console_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 USAGE = """\
 usage: python -m bot [serve]                       serve Slack (HTTP on $PORT, or Socket Mode)
-       python -m bot trigger [--dry-run] <to> [key=value ...] [key:=json ...]
+       python -m bot trigger [--dry-run] [--force] <to> [key=value ...] [key:=json ...]
                              [--from <sender>] [--flow <alias|FW sid>]
        python -m bot trigger help                 the grammar, with examples
+       python -m bot flows                        the configured flows, as Studio has them
        python -m bot --version"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    # Serving logs to stdout (a PaaS collects it); `trigger` keeps stdout for its result.
-    handler = logging.StreamHandler(sys.stderr if args[:1] == ["trigger"] else sys.stdout)
+    # Serving logs to stdout (a PaaS collects it); the tools keep stdout for their result.
+    tool = args[:1] in (["trigger"], ["flows"])
+    handler = logging.StreamHandler(sys.stderr if tool else sys.stdout)
     handler.setFormatter(LogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -52,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args and args[0] == "trigger":
         return trigger(args[1:])
+    if args == ["flows"]:
+        return flows()
     if not args or args == ["serve"]:
         return serve()
     print(f"unknown command {args[0]!r}\n{USAGE}", file=sys.stderr)
@@ -89,10 +96,30 @@ def argv_to_text(words: Sequence[str]) -> str:
     return " ".join(out)
 
 
+def flows(out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The configured flows with Studio's names, REST-readiness and parameters."""
+    try:
+        settings = load_settings(need_slack=False)
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_USAGE
+    return asyncio.run(_flows(settings, out))
+
+
+async def _flows(settings: Settings, out: TextIO) -> int:
+    defaults = settings.command_defaults
+    async with studio_client(settings) as studio:
+        catalog = FlowCatalog(studio, BestEffort(), ttl=0)
+        for alias, sid in configured_flows(defaults):
+            info = await catalog.get(sid)
+            print(flow_summary(alias, sid, info, default=sid == defaults.flow_sid), file=out)
+    return EXIT_OK
+
+
 def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Start one engagement with the same parser and client as the Slack command."""
-    dry_run = "--dry-run" in words
-    words = [w for w in words if w != "--dry-run"]
+    dry_run, force = "--dry-run" in words, "--force" in words
+    words = [w for w in words if w not in ("--dry-run", "--force")]
     try:
         settings = load_settings(need_slack=False)
     except ConfigError as exc:
@@ -112,23 +139,36 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if dry_run and (reason := destination_refusal(settings.policy, command)):
         print(f"error: not started: {reason}", file=err)
         return EXIT_USAGE
-    return asyncio.run(_trigger(settings, command, dry_run, out, err))
+    return asyncio.run(_trigger(settings, command, dry_run, force, out, err))
 
 
 async def _trigger(
-    settings: Settings, command: EngageCommand, dry_run: bool, out: TextIO, err: TextIO
+    settings: Settings,
+    command: EngageCommand,
+    dry_run: bool,
+    force: bool,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     async with studio_client(settings) as studio:
-        if dry_run:
-            print(describe_request(engagement_request(studio, command), settings), file=out)
-            print("\n(dry run: nothing was sent)", file=out)
-            return EXIT_OK
-        # The same entry as every start: the destination rules, the account's pace
-        # (shared with the bot through REDIS_URL), the audit line.
+        # The same entry as every start: the destination rules, the flow checks, the
+        # account's pace (shared with the bot through REDIS_URL), the audit line.
         store = state_store(settings)
-        engager = Engager(studio, policy=settings.policy, throttle=throttle(settings, store))
+        engager = Engager(
+            studio,
+            policy=settings.policy,
+            throttle=throttle(settings, store),
+            catalog=FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds),
+            parameter_check="off" if settings.flow_parameter_check == "off" else "refuse",
+        )
         try:
-            outcome = await engager.start_now(command, Caller("terminal", terminal=True))
+            if dry_run:
+                print(describe_request(engagement_request(studio, command), settings), file=out)
+                print(await describe_checks(engager, command), file=out)
+                print("\n(dry run: nothing was sent)", file=out)
+                return EXIT_OK
+            caller = Caller("terminal", terminal=True)
+            outcome = await engager.start_now(command, caller, force=force)
         finally:
             await store.aclose()
     if isinstance(outcome, dict):  # refused: the message says why
@@ -150,6 +190,21 @@ async def _trigger(
     if engagement.url:
         print(f"  api:     {engagement.url}", file=out)
     return EXIT_OK
+
+
+async def describe_checks(engager: Engager, command: EngageCommand) -> str:
+    """What the flow checks find, for ``--dry-run``."""
+    info, found = await engager.inspect(command)
+    if info is None:
+        return "\nflow checks: off (Studio's Flows API could not be asked)"
+    lines = ["", "flow: " + flow_summary(command.flow_alias, command.flow_sid, info, default=False)]
+    if info.analysis.rest_ready is False:
+        lines.append("would be refused: the REST API trigger is not connected")
+    if found:
+        lines.append(f"parameters: {findings_text(found)} (trigger stops unless --force)")
+    elif info.analysis.rest_ready is not False:
+        lines.append("parameters: as the flow reads them")
+    return "\n".join(lines)
 
 
 def describe_request(request: httpx.Request, settings: Settings) -> str:

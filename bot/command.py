@@ -78,11 +78,15 @@ class EngageCommand:
     to: str
     sender: str
     parameters: dict[str, Any]
+    flow_name: str | None = None  # Studio's friendly name, once the bot knows it
 
 
 @dataclass(frozen=True)
 class HelpCommand:
-    """``/engage help`` (or an empty command)."""
+    """``/engage help`` (or an empty command); ``/engage help <flow>`` for one flow."""
+
+    flow_sid: str | None = None
+    flow_alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -330,7 +334,7 @@ class _Scanner:
 def _build(tokens: list[_Token], defaults: Defaults) -> Command:
     first = tokens[0].text.lower() if tokens and isinstance(tokens[0], _Word) else None
     if not tokens or first == "help":
-        return HelpCommand()
+        return _help(tokens[1:], defaults)
     if first == "flows":
         if len(tokens) > 1:
             raise CommandError("/engage flows takes nothing more", _raw(tokens[1]))
@@ -400,6 +404,16 @@ def _unquoted_spaces(tokens: list[_Token]) -> None:
                 f"unexpected {rest[0]!r}: a value with spaces needs quotes, as in {fixed}",
                 rest[0],
             )
+
+
+def _help(tokens: list[_Token], defaults: Defaults) -> HelpCommand:
+    """``help <flow>`` names a configured flow or a flow SID; anything else is general help."""
+    if len(tokens) == 1 and isinstance(tokens[0], _Word):
+        word = tokens[0].text
+        if FLOW_SID.match(word) or any(a.casefold() == word.casefold() for a in defaults.flows):
+            sid, alias = _resolve_flow(word, None, defaults)
+            return HelpCommand(sid, alias)
+    return HelpCommand()
 
 
 def _raw(token: _Token) -> str:

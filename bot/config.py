@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     pacing_max_wait_seconds: float = 10.0
     duplicate_window_seconds: float = 60.0
     redis_url: SecretStr | None = None
+    flow_parameter_check: Literal["confirm", "refuse", "off"] = "confirm"
+    flow_cache_seconds: float = 300.0
     redis_tls_verify: bool = True  # false: rediss:// without checking the certificate
 
     # -- field shapes (each reported by name; values are never echoed) --------
@@ -297,7 +299,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a rate such as 10/minute or 20/second") from None
         return value
 
-    @field_validator("pacing_max_wait_seconds", "duplicate_window_seconds")
+    @field_validator("pacing_max_wait_seconds", "duplicate_window_seconds", "flow_cache_seconds")
     @classmethod
     def _seconds(cls, value: float) -> float:
         if not 0 <= value <= 86400:

@@ -25,6 +25,7 @@ class Parked:
     user_id: str
     command: EngageCommand
     active_sid: str | None = None
+    checked: bool = False  # the flow checks passed or were overridden: skip them
 
 
 class Confirmations:
@@ -32,11 +33,18 @@ class Confirmations:
         self.state = state
 
     async def park(
-        self, user_id: str, command: EngageCommand, active_sid: str | None = None
+        self,
+        user_id: str,
+        command: EngageCommand,
+        active_sid: str | None = None,
+        *,
+        checked: bool = False,
     ) -> str:
         """Keep ``command`` for a confirming button; returns the button's token."""
         token = secrets.token_urlsafe(12)
-        value = json.dumps({"user": user_id, "command": asdict(command), "active": active_sid})
+        value = json.dumps(
+            {"user": user_id, "command": asdict(command), "active": active_sid, "checked": checked}
+        )
         await self.state.use(lambda s: s.add(f"parked:{token}", value, PARKED_SECONDS))
         return token
 
@@ -46,4 +54,5 @@ class Confirmations:
         if value is None:
             return None
         data = json.loads(value)
-        return Parked(data["user"], EngageCommand(**data["command"]), data.get("active"))
+        command = EngageCommand(**data["command"])
+        return Parked(data["user"], command, data.get("active"), bool(data.get("checked")))

@@ -9,8 +9,12 @@ same pacing and the same audit line:
 - ``start_now`` (the terminal, and any surface that waits for the outcome): the
   rules, then the start, returning the ``Outcome``.
 
-Under both, ``_launch`` paces under STUDIO_RATE_LIMIT, sends the create request
-(never twice: ``bot.studio``), audits the outcome and remembers who started the run.
+Before the create request (after the ack), ``_preflight`` asks the flow catalog:
+a flow whose REST API trigger is not connected is refused, and parameters the flow
+does not read (or lacks) ask the caller to confirm (``FLOW_PARAMETER_CHECK``).
+Under both entries, ``_launch`` paces under STUDIO_RATE_LIMIT, sends the create
+request (never twice: ``bot.studio``), audits the outcome and remembers who started
+the run.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace as replace_fields
 
 import httpx
 
 from bot import audit, messages
 from bot.audit import Caller
-from bot.command import EngageCommand
+from bot.command import Defaults, EngageCommand, HelpCommand
 from bot.config import Settings
 from bot.confirmations import Confirmations
 from bot.errors import StateUnavailable, StudioBusy, StudioError, StudioOutcomeUnknown
+from bot.flow_catalog import FlowCatalog
+from bot.flows import Findings, FlowInfo, findings
 from bot.messages import Message
+from bot.messages.text import configured_flows, findings_text
 from bot.policy import Policy, destination_refusal, may_end, refusal
 from bot.runs import RunRegistry, Shown
 from bot.store import BestEffort, Durable, Store, open_store
@@ -98,6 +106,8 @@ class Engager:
         tasks: Tasks | None = None,
         mask_numbers: bool = False,
         aliases: Mapping[str, str] | None = None,
+        catalog: FlowCatalog | None = None,
+        parameter_check: str = "confirm",
     ) -> None:
         self.studio = studio
         self.policy = policy or Policy()
@@ -108,6 +118,8 @@ class Engager:
         self.tasks = tasks or Tasks()
         self.mask_numbers = mask_numbers
         self.aliases = dict(aliases or {})  # flow SID -> alias
+        self.catalog = catalog  # None: flows are not checked (as before the Flows API)
+        self.parameter_check = parameter_check  # FLOW_PARAMETER_CHECK: confirm|refuse|off
 
     # -- the two entries -------------------------------------------------------
 
@@ -115,6 +127,7 @@ class Engager:
         """Slack: apply the guardrails now and return the ack; the start runs after it."""
         if not self.tasks.accepting:
             return messages.shutting_down()
+        command = self._named(command)
         if no := await self._check(command, caller):
             return no
         if not await self.throttle.claim(caller.user_id, command):
@@ -127,11 +140,84 @@ class Engager:
         self._submit(command, caller, reply)
         return messages.starting(command)
 
-    async def start_now(self, command: EngageCommand, caller: Caller) -> Outcome | Message:
-        """Apply the guardrails, then start and wait for the outcome; or the refusal."""
+    async def start_now(
+        self, command: EngageCommand, caller: Caller, *, force: bool = False
+    ) -> Outcome | Message:
+        """Apply the guardrails and the flow checks, then start and wait for the outcome;
+        or the refusal. With ``force``, parameter findings do not stop it."""
         if no := await self._check(command, caller):
             return no
+        command, refused, found = await self._preflight(command, caller, checked=force)
+        if refused:
+            return refused
+        if found:  # no one to ask: refused, unless forced
+            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
+            return messages.parameters_refused(command, found)
         return await self._launch(command, caller)
+
+    # -- the flows, as Studio knows them -----------------------------------------
+
+    def _named(self, command: EngageCommand) -> EngageCommand:
+        """``command`` with Studio's name for its flow, if this process knows it already."""
+        info = self.catalog.peek(command.flow_sid) if self.catalog else None
+        return replace_fields(command, flow_name=info.name) if info and info.name else command
+
+    async def inspect(self, command: EngageCommand) -> tuple[FlowInfo | None, Findings]:
+        """What the flow checks would find (for ``--dry-run``); sends nothing."""
+        info = await self.catalog.get(command.flow_sid) if self.catalog else None
+        if info is None:
+            return None, Findings()
+        return info, findings(info.analysis.parameters, command.parameters)
+
+    async def _preflight(
+        self, command: EngageCommand, caller: Caller, *, checked: bool
+    ) -> tuple[EngageCommand, Message | None, Findings | None]:
+        """The flow checks before the create request: (the command, named; a refusal;
+        findings to confirm). Nothing is checked when Studio cannot be asked."""
+        info = await self.catalog.get(command.flow_sid) if self.catalog else None
+        if info is None:
+            return command, None, None
+        if info.name:
+            command = replace_fields(command, flow_name=info.name)
+        if info.analysis.rest_ready is False:
+            audit.record("refused", caller, command, detail="REST API trigger not connected")
+            return command, messages.not_rest_ready(command), None
+        if checked or self.parameter_check == "off":
+            return command, None, None
+        found = findings(info.analysis.parameters, command.parameters)
+        if found and self.parameter_check == "refuse":
+            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
+            return command, messages.parameters_refused(command, found), None
+        return command, None, found or None
+
+    async def describe_flows(self, defaults: Defaults, reply: Reply) -> Message:
+        """``/engage flows``: at once from what is known, else after asking Studio."""
+        sids = [sid for _, sid in configured_flows(defaults)]
+        catalog = self.catalog
+        if catalog is None or all(catalog.peek(sid) for sid in sids):
+            known = {sid: catalog.peek(sid) if catalog else None for sid in sids}
+            return messages.flows_message(defaults, self.policy, known)
+
+        async def work() -> None:
+            infos = {sid: await catalog.get(sid) for sid in sids}
+            await deliver(reply, messages.flows_message(defaults, self.policy, infos))
+
+        self.tasks.spawn(work(), "flows")
+        return messages.reading_flows()
+
+    async def describe_flow(self, command: HelpCommand, name: str, reply: Reply) -> Message:
+        """``/engage help <flow>``: the flow as Studio has it, after asking."""
+        assert command.flow_sid is not None
+        sid, alias, catalog = command.flow_sid, command.flow_alias, self.catalog
+        if catalog is None or catalog.peek(sid):
+            info = catalog.peek(sid) if catalog else None
+            return messages.flow_help(alias, sid, info, name)
+
+        async def work() -> None:
+            await deliver(reply, messages.flow_help(alias, sid, await catalog.get(sid), name))
+
+        self.tasks.spawn(work(), f"help:{sid}")
+        return messages.reading_flows()
 
     # -- confirming buttons ----------------------------------------------------
 
@@ -189,7 +275,7 @@ class Engager:
                 return messages.action_failed(f"end {parked.active_sid}", exc)
             audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
         await self.throttle.claim(caller.user_id, command)  # restart the window from now
-        self._submit(command, caller, reply)
+        self._submit(command, caller, reply, checked=parked.checked)
         return messages.starting(command)
 
     # -- the rules, the start, the report ---------------------------------------
@@ -218,11 +304,24 @@ class Engager:
             return None
         return shown.starter if shown else None
 
-    def _submit(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
-        self.tasks.spawn(self._run(command, caller, reply), f"engage:{caller.user_id}")
+    def _submit(
+        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+    ) -> None:
+        work = self._run(command, caller, reply, checked=checked)
+        self.tasks.spawn(work, f"engage:{caller.user_id}")
 
-    async def _run(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
-        """After the ack: start, then report the outcome through ``reply``."""
+    async def _run(
+        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+    ) -> None:
+        """After the ack: the flow checks, the start, then the outcome through ``reply``."""
+        command, refused, found = await self._preflight(command, caller, checked=checked)
+        if refused or found:
+            await self.throttle.release(caller.user_id, command)  # nothing was sent
+            if found:
+                refused = await self._confirm_parameters(command, caller, found)
+            assert refused is not None
+            await deliver(reply, refused, command.flow_sid)
+            return
         outcome = await self._launch(command, caller, last_word=reply)
         if outcome.engagement is not None:
             message = messages.engaged(
@@ -240,6 +339,17 @@ class Engager:
         sid = outcome.engagement.sid if outcome.engagement else command.flow_sid
         await deliver(reply, message, sid)
 
+    async def _confirm_parameters(
+        self, command: EngageCommand, caller: Caller, found: Findings
+    ) -> Message:
+        """Ask the caller to start anyway (the same mechanics as the duplicate prompt)."""
+        try:
+            token = await self.confirmations.park(caller.user_id, command, checked=True)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        audit.record("parameters", caller, command, detail=findings_text(found))
+        return messages.confirm_parameters(command, found, token)
+
     async def _already_active(
         self, command: EngageCommand, caller: Caller, outcome: Outcome
     ) -> Message:
@@ -251,7 +361,9 @@ class Engager:
         token = None
         if active is not None and may_end(self.policy, caller.user_id, starter):
             try:
-                token = await self.confirmations.park(caller.user_id, command, active.sid)
+                token = await self.confirmations.park(
+                    caller.user_id, command, active.sid, checked=True
+                )
             except StateUnavailable:
                 token = None  # the message then says who may end it, without a button
         return messages.already_active(

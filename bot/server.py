@@ -53,12 +53,16 @@ def build_web_app(settings: Settings, services: Services) -> web.Application:
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
+    async def start(_: web.Application) -> None:
+        services.start()
+
     async def drain(_: web.Application) -> None:
         await services.drain(settings.shutdown_grace_seconds)
 
     async def close(_: web.Application) -> None:
         await services.aclose()
 
+    web_app.on_startup.append(start)
     web_app.on_shutdown.append(drain)
     web_app.on_cleanup.append(close)
     return web_app
@@ -146,6 +150,7 @@ async def _run_socket_mode(settings: Settings) -> None:
     handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
     stop = _stop_on_signals()
     await handler.connect_async()  # type: ignore[no-untyped-call]
+    services.start()
     log.info("connected to Slack over Socket Mode")
     await stop.wait()
     services.engager.tasks.accepting = False

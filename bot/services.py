@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from bot.command import Defaults
 from bot.config import Settings
 from bot.engage import Engager, state_store, throttle
+from bot.flow_catalog import FlowCatalog
+from bot.messages.text import configured_flows
 from bot.responder import Responder
 from bot.run_actions import RunActions
-from bot.store import Durable, Store
+from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
 
 
@@ -33,8 +35,17 @@ class Services:
             state=Durable(store),
             mask_numbers=settings.mask_numbers,
             aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
+            catalog=FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds),
+            parameter_check=settings.flow_parameter_check,
         )
         return cls(settings.command_defaults, engager, RunActions(engager), Responder(), store)
+
+    def start(self) -> None:
+        """Read the configured flows from Studio in the background: never delays readiness."""
+        catalog = self.engager.catalog
+        if catalog is not None:
+            sids = [sid for _, sid in configured_flows(self.defaults)]
+            self.engager.tasks.spawn(catalog.warm(sids), "flows:warm")
 
     async def drain(self, grace: float) -> None:
         """Stop taking work and let what is in flight finish (see ``Tasks.drain``)."""

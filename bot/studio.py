@@ -111,12 +111,30 @@ def subobject(value: Any, key: str) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else {}
 
 
+class Flow(BaseModel):
+    """A Studio flow (``studio.v2.flow``): its name, status, revision and definition."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sid: str
+    friendly_name: str | None = None
+    status: str | None = None  # draft | published
+    revision: int = 0
+    definition: Any = None
+    valid: bool | None = None
+
+
 class _Meta(BaseModel):
     next_page_url: str | None = None
 
 
 class _StepPage(BaseModel):
     steps: list[Step]
+    meta: _Meta = _Meta()
+
+
+class _FlowPage(BaseModel):
+    flows: list[Flow]
     meta: _Meta = _Meta()
 
 
@@ -283,6 +301,24 @@ class StudioClient:
                     return run
             url = _relative(page.meta.next_page_url)
         return None
+
+    # -- flows (the v2 Flows API, whichever STUDIO_API runs engagements) -------
+
+    async def fetch_flow(self, flow_sid: str) -> Flow:
+        """``GET /v2/Flows/{Sid}``: the flow with its latest definition."""
+        return await self._get(f"/v2/Flows/{quote(flow_sid, safe='')}", Flow)
+
+    async def list_flows(self, *, pages: int = 5) -> list[Flow]:
+        """``GET /v2/Flows``: the account's flows (at most ``pages`` pages of 50)."""
+        flows: list[Flow] = []
+        url: str | None = "/v2/Flows?PageSize=50"
+        for _ in range(pages):
+            if url is None:
+                break
+            page = await self._get(url, _FlowPage)
+            flows += page.flows
+            url = _relative(page.meta.next_page_url)
+        return flows
 
     async def _get(self, path: str, model: type[_Model]) -> _Model:
         response = await self._send(self._http.build_request("GET", path))

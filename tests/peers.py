@@ -108,6 +108,10 @@ class FakeStudio:
     requests: list[dict[str, Any]] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # The Flows API: flow SID -> definition (friendly name "Flow <alias>" unless given as
+    # "friendly_name" beside it); requests to it are kept apart from the runs' requests.
+    flows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    flow_requests: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -119,7 +123,32 @@ class FakeStudio:
             app.router.add_delete(f"/{kind}/{{sid}}", self._delete)
             app.router.add_get(f"/{kind}/{{sid}}/Steps", self._steps)
             app.router.add_get(f"/{kind}/{{sid}}/Context", self._context)
+        app.router.add_get("/v2/Flows", self._list_flows)
+        app.router.add_get("/v2/Flows/{sid}", self._fetch_flow)
         return app
+
+    def flow_body(self, sid: str) -> dict[str, Any]:
+        entry = self.flows[sid]
+        return {
+            "sid": sid,
+            "account_sid": ACCOUNT_SID,
+            "friendly_name": entry.get("friendly_name", f"Flow {sid[-4:]}"),
+            "definition": entry.get("definition", entry),
+            "status": entry.get("status", "published"),
+            "revision": entry.get("revision", 1),
+            "valid": True,
+            "url": f"https://studio.twilio.com/v2/Flows/{sid}",
+        }
+
+    async def _list_flows(self, request: web.Request) -> web.Response:
+        self.flow_requests.append(request.path)
+        flows = [self.flow_body(sid) for sid in self.flows]
+        return web.json_response({"flows": flows, "meta": {"next_page_url": None, "key": "flows"}})
+
+    async def _fetch_flow(self, request: web.Request) -> web.Response:
+        self.flow_requests.append(request.path)
+        sid = request.match_info["sid"]
+        return web.json_response(self.flow_body(sid)) if sid in self.flows else self._not_found()
 
     def _record(self, request: web.Request, form: Any = None) -> None:
         self.requests.append(

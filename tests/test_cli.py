@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,21 +11,58 @@ from collections.abc import Iterator
 import pytest
 
 from bot.cli import argv_to_text
-from tests.peers import ACCOUNT_SID, API_SECRET, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, prism
+from tests import flow_definitions as defs
+from tests.peers import (
+    ACCOUNT_SID,
+    API_SECRET,
+    AUTH_TOKEN,
+    FLOW_SID,
+    SENDER,
+    SURVEY_SID,
+    FakeStudio,
+    free_port,
+    prism,
+    serve,
+)
+
+# Anything not on loopback goes to a proxy where nothing listens: a command that would
+# reach studio.twilio.com (the Flows API, for --dry-run's checks) fails here, offline.
+DEAD_PROXY = f"http://127.0.0.1:{free_port()}"
+OFFLINE = {"HTTPS_PROXY": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "NO_PROXY": "127.0.0.1,localhost"}
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def environment(env: dict[str, str]) -> dict[str, str]:
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STUDIO_", "SLACK_"))
     }
+    return {**base, **OFFLINE, **env}
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env={**base, **env},
+        env=environment(env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+async def arun(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """``run`` without blocking the loop that serves the fake Studio."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=environment(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 ENV = {
@@ -163,3 +201,38 @@ def test_argv_to_text_round_trips_through_the_parser() -> None:
     assert command.to == "+16175551212"
     assert command.sender == "+16175550100"
     assert command.parameters == {"name": 'Zeke "Z" Smith', "n": [1, 2]}
+
+
+async def test_flows_lists_names_readiness_and_parameters() -> None:
+    studio = FakeStudio()
+    studio.flows[SURVEY_SID] = {"friendly_name": "Customer survey", "definition": defs.SMS_SURVEY}
+    studio.flows[FLOW_SID] = {"definition": defs.NOT_REST_READY}
+    async with serve(studio.app()) as url:
+        code, out, err = await arun(["flows"], {**ENV, "STUDIO_BASE_URL": url})
+    assert code == 0, err
+    assert "survey · Customer survey" in out
+    assert "needs first_name · may use plan, vip" in out
+    assert "REST API trigger not connected" in out
+
+
+async def test_trigger_applies_the_flow_checks_and_force_overrides_them() -> None:
+    studio = FakeStudio()
+    studio.flows[SURVEY_SID] = {"definition": defs.SMS_SURVEY}
+    async with serve(studio.app()) as url:
+        env = {**ENV, "STUDIO_BASE_URL": url}
+        words = ["trigger", "survey", "+16175551212", "frist_name=Zeke"]
+        dry = await arun([*words[:1], "--dry-run", *words[1:]], env)
+        stopped = await arun(words, env)
+        forced = await arun([*words, "--force"], env)
+    assert dry[0] == 0
+    assert "did you mean `first_name`?" in dry[1]
+    assert stopped[0] == 2
+    assert "did you mean `first_name`?" in stopped[2]
+    assert forced[0] == 0, forced[2]
+    assert len(studio.creates()) == 1
+
+
+def test_dry_run_without_studio_says_the_checks_are_off() -> None:
+    result = run(["trigger", "--dry-run", "+16175551212"], ENV)
+    assert result.returncode == 0, result.stderr
+    assert "flow checks: off" in result.stdout

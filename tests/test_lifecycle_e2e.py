@@ -37,11 +37,14 @@ async def test_flows_lists_alias_sid_sender_and_restrictions(
     flows = f"onboarding={FLOW_SID},survey={SURVEY_SID};users=U0BOSS;channels=C0OPS"
     async with harness(monkeypatch, FakeStudio(), STUDIO_API=api, STUDIO_FLOWS=flows) as run:
         ack = (await run.command("flows"))[0].json()
-    text = text_of(ack)
-    assert ack["response_type"] == "ephemeral"
+        (listing,) = await run.slack.wait_for_replies(1)  # Studio cannot be asked here
+    assert "Asking Studio" in ack["text"]
+    text = text_of(listing)
+    assert listing["response_type"] == "ephemeral"
+    assert "parameters: not known" in text
     for expected in [
         "onboarding",
-        "(default)",
+        "default",
         FLOW_SID,
         "survey",
         SURVEY_SID,

@@ -12,6 +12,7 @@ from bot import messages
 from bot.command import Defaults, EngageCommand
 from bot.errors import CommandError, StudioAPIError, StudioConnectionError, StudioOutcomeUnknown
 from bot.messages.blocks import FALLBACK_TEXT_MAX, clip
+from bot.policy import Policy
 from bot.runs import Snapshot
 from bot.studio import Engagement
 from tests.peers import FLOW_SID, SURVEY_SID, engagement_body
@@ -193,3 +194,31 @@ def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
     within_limits(message)
     text = json.dumps(message)
     assert "180 earlier steps not shown" in text
+
+
+PATHS = st.from_regex(r"[a-z_]{1,40}(\.[a-z_]{1,40}){0,3}", fullmatch=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(PATHS, max_size=60),
+    st.lists(PATHS, max_size=60),
+    st.text(min_size=1, max_size=300),
+    st.booleans(),
+)
+def test_flow_messages_stay_within_block_kit_limits(
+    required: list[str], optional: list[str], name: str, ready: bool
+) -> None:
+    from bot.flows import Analysis, Findings, FlowInfo, Parameters
+
+    read = Parameters(frozenset(required), frozenset(optional) - frozenset(required))
+    info = FlowInfo(SURVEY_SID, name, "draft", 3, Analysis(ready, read))
+    defaults = Defaults({"survey": SURVEY_SID, "o" * 50: FLOW_SID}, FLOW_SID, "+16175550100")
+    infos = {SURVEY_SID: info, FLOW_SID: None}
+    within_limits(messages.flows_message(defaults, Policy(), infos))
+    within_limits(messages.flow_help("survey", SURVEY_SID, info))
+    found = Findings(tuple(required), tuple((p, p[::-1]) for p in optional))
+    named = EngageCommand(FLOW_SID, "survey", "+16175551212", "+16175550100", {}, name)
+    within_limits(messages.confirm_parameters(named, found, "token"))
+    within_limits(messages.parameters_refused(named, found))
+    within_limits(messages.not_rest_ready(named))

@@ -26,6 +26,7 @@ def register(app: AsyncApp, services: Services) -> None:
     engager, runs, responder = services.engager, services.runs, services.responder
 
     @app.action(messages.AGAIN_ACTION)
+    @app.action(messages.ANYWAY_ACTION)
     @app.action(messages.RESTART_ACTION)
     async def start_again(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()

@@ -33,10 +33,13 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     except CommandError as exc:
         audit.record("invalid", origin.caller, detail=exc.problem)
         return messages.invalid_command(exc)
+    name = str(body.get("command") or "/engage")
     if isinstance(command, HelpCommand):
-        return messages.help_message(services.defaults, str(body.get("command") or "/engage"))
+        if command.flow_sid:
+            return await services.engager.describe_flow(command, name, reply)
+        return messages.help_message(services.defaults, name)
     if isinstance(command, FlowsCommand):
-        return messages.flows_message(services.defaults, services.engager.policy)
+        return await services.engager.describe_flows(services.defaults, reply)
     if isinstance(command, StatusCommand):
         return await services.runs.status(command, origin.caller, reply)
     return await services.engager.request(command, origin.caller, reply)

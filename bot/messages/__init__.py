@@ -13,6 +13,7 @@ The names below are the ones the rest of the bot uses.
 
 from bot.messages.blocks import (
     AGAIN_ACTION,
+    ANYWAY_ACTION,
     CANCEL_ACTION,
     CONSOLE_ACTION,
     END_ACTION,
@@ -21,10 +22,17 @@ from bot.messages.blocks import (
     Message,
 )
 from bot.messages.cards import RunCard, card_of, engaged, run_card, status_message
-from bot.messages.prompts import already_active, cancelled, confirm_duplicate, expired
+from bot.messages.prompts import (
+    already_active,
+    cancelled,
+    confirm_duplicate,
+    confirm_parameters,
+    expired,
+)
 from bot.messages.replies import (
     action_failed,
     engage_failed,
+    flow_help,
     flows_message,
     help_message,
     invalid_command,
@@ -32,16 +40,27 @@ from bot.messages.replies import (
     lookup_failed,
     not_allowed,
     not_allowed_to_end,
+    not_rest_ready,
+    parameters_refused,
     rate_limited,
+    reading_flows,
     refused,
     shutting_down,
     starting,
     state_unavailable,
 )
-from bot.messages.text import describe_error, flow_label, help_text, outcome_note
+from bot.messages.text import (
+    describe_error,
+    findings_text,
+    flow_label,
+    flow_summary,
+    help_text,
+    outcome_note,
+)
 
 __all__ = [
     "AGAIN_ACTION",
+    "ANYWAY_ACTION",
     "CANCEL_ACTION",
     "CONSOLE_ACTION",
     "END_ACTION",
@@ -54,11 +73,15 @@ __all__ = [
     "cancelled",
     "card_of",
     "confirm_duplicate",
+    "confirm_parameters",
     "describe_error",
     "engage_failed",
     "engaged",
     "expired",
+    "findings_text",
+    "flow_help",
     "flow_label",
+    "flow_summary",
     "flows_message",
     "help_message",
     "help_text",
@@ -67,8 +90,11 @@ __all__ = [
     "lookup_failed",
     "not_allowed",
     "not_allowed_to_end",
+    "not_rest_ready",
     "outcome_note",
+    "parameters_refused",
     "rate_limited",
+    "reading_flows",
     "refused",
     "run_card",
     "shutting_down",

@@ -30,6 +30,7 @@ REFRESH_ACTION = "engage_refresh"
 END_ACTION = "engage_end"
 RESTART_ACTION = "engage_restart"
 AGAIN_ACTION = "engage_again"
+ANYWAY_ACTION = "engage_anyway"
 CANCEL_ACTION = "engage_cancel"
 
 

@@ -56,17 +56,20 @@ class RunCard:
     updated: datetime | None = None
     ended_by: str | None = None  # Slack user ID; set once the End button did its work
     deleted: bool = False  # v1 End deletes the engagement
+    flow_name: str | None = None  # Studio's friendly name, when known
 
     @property
     def flow_label(self) -> str:
-        return label(self.flow_alias, self.flow_sid)
+        return label(self.flow_alias, self.flow_sid, self.flow_name)
 
     @property
     def ref(self) -> CardRef:
         return CardRef(self.flow_sid, self.sid, self.starter)
 
 
-def card_of(snapshot: Snapshot, alias: str | None, starter: str, api: str) -> RunCard:
+def card_of(
+    snapshot: Snapshot, alias: str | None, starter: str, api: str, name: str | None = None
+) -> RunCard:
     """The card of a run as Studio has it now (status, latest step, data, sender)."""
     run = snapshot.run
     return RunCard(
@@ -82,6 +85,7 @@ def card_of(snapshot: Snapshot, alias: str | None, starter: str, api: str) -> Ru
         api=api,
         latest_step=snapshot.latest_step,
         updated=snapshot.updated,
+        flow_name=name,
     )
 
 
@@ -111,9 +115,7 @@ def run_card(card: RunCard, *, mask: bool = False) -> Message:
         fields.append(field("Last change", when(card.updated)))
     blocks: list[Block] = [
         section(
-            text=md(
-                f":rocket: {who} started *{escape(card.flow_alias or card.flow_sid)}* for {escape(contact)}"
-            )
+            text=md(f":rocket: {who} started *{escape(card.flow_label)}* for {escape(contact)}")
         ),
         section(fields=fields),
     ]
@@ -166,6 +168,7 @@ def engaged(
         parameters=command.parameters,
         url=engagement.url,
         api=api,
+        flow_name=command.flow_name,
     )
     return run_card(card, mask=mask)
 

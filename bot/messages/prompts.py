@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from bot.command import EngageCommand
 from bot.errors import StudioError
+from bot.flows import Findings
 from bot.messages.blocks import (
     AGAIN_ACTION,
+    ANYWAY_ACTION,
     CANCEL_ACTION,
     CONSOLE_ACTION,
     RESTART_ACTION,
@@ -26,7 +28,13 @@ from bot.messages.blocks import (
     notice,
     section,
 )
-from bot.messages.text import describe_error, end_confirm_text, flow_label, who_may_end
+from bot.messages.text import (
+    describe_error,
+    end_confirm_text,
+    findings_text,
+    flow_label,
+    who_may_end,
+)
 from bot.phone import pretty
 from bot.studio import Engagement, console_url
 
@@ -37,17 +45,16 @@ def confirm_duplicate(command: EngageCommand, token: str, window: float) -> Mess
         f"You started {flow_label(command)} for {pretty(command.to)} less than"
         f" {round(window)} s ago. Start it again? Nothing has been sent yet."
     )
-    blocks: list[Block] = [
-        section(text=md(f":repeat: {escape(text)}")),
-        confirm_or_cancel(
-            AGAIN_ACTION,
-            token,
-            label="Start again",
-            title="Start again?",
-            warning=f"{pretty(command.to)} will be contacted a second time.",
-        ),
-    ]
-    return message("ephemeral", text, blocks)
+    warning = f"{pretty(command.to)} will be contacted a second time."
+    return question(":repeat:", text, AGAIN_ACTION, token, "Start again", warning)
+
+
+def question(
+    emoji: str, text: str, action_id: str, token: str, label: str, warning: str
+) -> Message:
+    """Only to the caller: ``text``, then ``label`` (behind a confirm dialog) or Cancel."""
+    buttons = confirm_or_cancel(action_id, token, label=label, title=f"{label}?", warning=warning)
+    return message("ephemeral", text, [section(text=md(f"{emoji} {escape(text)}")), buttons])
 
 
 def confirm_or_cancel(action_id: str, token: str, *, label: str, title: str, warning: str) -> Block:
@@ -138,3 +145,13 @@ def already_active(
     )
     blocks.append(restart)
     return message("ephemeral", text, blocks)
+
+
+def confirm_parameters(command: EngageCommand, found: Findings, token: str) -> Message:
+    """Only to the caller: the parameters do not fit what the flow reads; start anyway?"""
+    text = (
+        f"{flow_label(command)} for {pretty(command.to)}: {findings_text(found)}."
+        " Nothing has been sent. Start anyway?"
+    )
+    warning = f"{pretty(command.to)} is contacted with the parameters as given."
+    return question(":mag:", text, ANYWAY_ACTION, token, "Start anyway", warning)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.command import USAGE, Defaults, EngageCommand
 from bot.errors import CommandError, StudioError
+from bot.flows import Findings, FlowInfo
 from bot.messages.blocks import (
     SECTION_TEXT_MAX,
     Block,
@@ -16,7 +19,17 @@ from bot.messages.blocks import (
     notice,
     section,
 )
-from bot.messages.text import describe_error, flow_label, help_text, outcome_note, who_may_end
+from bot.messages.text import (
+    REST_FIX,
+    configured_flows,
+    describe_error,
+    findings_text,
+    flow_label,
+    flow_summary,
+    help_text,
+    outcome_note,
+    who_may_end,
+)
 from bot.phone import pretty
 from bot.policy import Policy
 
@@ -98,33 +111,68 @@ def shutting_down() -> Message:
 # --- lifecycle: flows, status, end, already active -------------------------------
 
 
-def flows_message(defaults: Defaults, policy: Policy) -> Message:
-    """``/engage flows``: each alias, its SID, the default sender, who may use it."""
+def flows_message(
+    defaults: Defaults, policy: Policy, infos: Mapping[str, FlowInfo | None]
+) -> Message:
+    """``/engage flows``: each flow with Studio's name, REST-readiness and parameters,
+    who may use it, and the default sender."""
     lines = []
-    for alias, sid in sorted(defaults.flows.items()):
-        marker = " (default)" if sid == defaults.flow_sid else ""
-        line = f"• *{escape(alias)}*{marker} `{sid}`"
+    for alias, sid in configured_flows(defaults):
+        line = escape(flow_summary(alias, sid, infos.get(sid), default=sid == defaults.flow_sid))
         access = policy.per_flow.get(sid)
         if access is not None and access.users is not None:
-            line += " · users: " + ", ".join(f"<@{u}>" for u in sorted(access.users))
+            line += "\n  users: " + ", ".join(f"<@{u}>" for u in sorted(access.users))
         if access is not None and access.channels is not None:
-            line += " · channels: " + ", ".join(f"<#{c}>" for c in sorted(access.channels))
-        lines.append(line)
-    if defaults.flow_sid and defaults.flow_sid not in defaults.flows.values():
-        lines.append(f"• default flow `{defaults.flow_sid}`")
+            line += "\n  channels: " + ", ".join(f"<#{c}>" for c in sorted(access.channels))
+        sender = defaults.flow_senders.get(sid)
+        if sender:
+            line += f"\n  sends from {escape(pretty(sender))}"
+        lines.append("• " + line)
     if not defaults.flows:
         lines.append("No named flows (STUDIO_FLOWS); flows can still be given by SID with --flow.")
-    sender = (
-        f"Sender: {pretty(defaults.sender)} unless --from says otherwise."
-        if defaults.sender
-        else ""
-    )
     body = clip("\n".join(lines), SECTION_TEXT_MAX - 200)
     blocks: list[Block] = [section(text=md(f"*Flows*\n{body}"))]
-    if sender:
-        blocks.append(context([md(escape(sender))]))
-    return message(
-        "ephemeral", f"Flows: {', '.join(sorted(defaults.flows)) or 'none named'}", blocks
+    if defaults.sender:
+        note = f"Sender: {pretty(defaults.sender)} unless --from says otherwise."
+        blocks.append(context([md(escape(note))]))
+    names = [alias or sid for alias, sid in configured_flows(defaults)]
+    return message("ephemeral", f"Flows: {', '.join(names) or 'none'}", blocks)
+
+
+def reading_flows() -> Message:
+    """The ack while the bot asks Studio about the flows; the answer follows."""
+    return notice(":mag:", "Asking Studio about the flows…")
+
+
+def flow_help(
+    alias: str | None, sid: str, info: FlowInfo | None, command: str = "/engage"
+) -> Message:
+    """``/engage help <flow>``: the flow, whether it can be started, what it reads."""
+    summary = flow_summary(alias, sid, info, default=False)
+    example = [command, alias or f"--flow {sid}", "+16175551212"]
+    if info is not None:
+        example += [f"{key}=…" for key in sorted(info.analysis.parameters.required)]
+    text = f"{summary}\nExample: {' '.join(example)}"
+    if info is not None and info.analysis.rest_ready is False:
+        text += f"\n{REST_FIX}"
+    return message("ephemeral", text, [section(text=md(f"```{escape(text)}```"))])
+
+
+def not_rest_ready(command: EngageCommand) -> Message:
+    """Only to the caller: the flow cannot be started over the REST API; nothing was sent."""
+    return notice(
+        ":no_entry:",
+        f"Not started: the REST API trigger of {flow_label(command)} is not connected, so an"
+        f" execution would end at once and reach nobody. {REST_FIX} Nothing was sent to Twilio.",
+    )
+
+
+def parameters_refused(command: EngageCommand, found: Findings) -> Message:
+    """Only to the caller: FLOW_PARAMETER_CHECK=refuse, and the parameters do not fit."""
+    return notice(
+        ":no_entry:",
+        f"Not started: {flow_label(command)} does not fit these parameters: "
+        f"{findings_text(found)}. Nothing was sent to Twilio.",
     )
 
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from bot.command import USAGE, Defaults, EngageCommand
 from bot.errors import StudioError
+from bot.flows import Findings, FlowInfo
 from bot.phone import pretty
 from bot.studio import Step
 
 
-def label(alias: str | None, flow_sid: str) -> str:
-    """``onboarding (FW…)``, or the bare SID when the flow has no alias."""
+def label(alias: str | None, flow_sid: str, name: str | None = None) -> str:
+    """A flow for people: ``reminder · Renewal reminder`` (alias and Studio's name), the
+    name alone, or with the SID while Studio's name is not known: ``reminder (FW…)``."""
+    if alias and name:
+        return f"{alias} · {name}"
+    if name:
+        return name
     return f"{alias} ({flow_sid})" if alias else flow_sid
 
 
 def flow_label(command: EngageCommand) -> str:
     """``command``'s flow as ``label`` shows it."""
-    return label(command.flow_alias, command.flow_sid)
+    return label(command.flow_alias, command.flow_sid, command.flow_name)
 
 
 def end_confirm_text(api: str) -> str:
@@ -103,3 +109,58 @@ def who_may_end(starter: str | None) -> str:
         "It was not started from this bot (or too long ago to know by whom), so only an"
         " admin (ADMIN_SLACK_USERS) can end it."
     )
+
+
+# --- flows as Studio knows them ------------------------------------------------------
+
+REST_FIX = (
+    "In Studio, open the flow, connect the Trigger widget's REST API transition to the"
+    " widget that should run first, and publish the flow."
+)
+
+
+def configured_flows(defaults: Defaults) -> list[tuple[str | None, str]]:
+    """(alias, SID) of every configured flow: the named ones, then an unnamed default."""
+    flows: list[tuple[str | None, str]] = sorted(defaults.flows.items())
+    if defaults.flow_sid and defaults.flow_sid not in defaults.flows.values():
+        flows.append((None, defaults.flow_sid))
+    return flows
+
+
+def parameters_line(info: FlowInfo | None) -> str:
+    """``needs first_name, plan · may use vip`` (or why it is not known)."""
+    if info is None:
+        return "parameters: not known (Studio's Flows API could not be asked)"
+    read = info.analysis.parameters
+    parts = []
+    if read.required:
+        parts.append("needs " + ", ".join(sorted(read.required)))
+    if read.optional:
+        parts.append("may use " + ", ".join(sorted(read.optional)))
+    if read.reads_anything:
+        parts.append("reads flow.data as a whole (any parameter may matter)")
+    return " · ".join(parts) or "reads no parameters"
+
+
+def flow_summary(alias: str | None, sid: str, info: FlowInfo | None, *, default: bool) -> str:
+    """One flow in a listing: its label, SID, status, REST-readiness, parameters."""
+    head = label(alias, sid, info.name if info else None)
+    marks = [sid] + (["default"] if default else [])
+    if info is not None and info.status and info.status != "published":
+        marks.append(info.status)
+    lines = [f"{head} ({', '.join(marks)})"]
+    if info is not None and info.analysis.rest_ready is False:
+        lines.append("  ⚠ REST API trigger not connected: starting it reaches nobody.")
+    lines.append("  " + parameters_line(info))
+    return "\n".join(lines)
+
+
+def findings_text(found: Findings) -> str:
+    """What is wrong with a command's parameters, in one sentence per kind."""
+    parts = []
+    if found.missing:
+        parts.append("it needs " + ", ".join(f"`{p}`" for p in found.missing) + ", not given")
+    for given, close in found.unknown:
+        hint = f" (did you mean `{close}`?)" if close else ""
+        parts.append(f"it never reads `{given}`{hint}")
+    return "; ".join(parts)
