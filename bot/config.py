@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     flow_parameter_check: Literal["confirm", "refuse", "off"] = "confirm"
     flow_cache_seconds: float = 300.0
+    follow_minutes: float = 60.0  # 0: cards do not follow their runs
+    studio_read_rate_limit: str = "5/second"  # following's reads, apart from starts
+    twilio_events_url: str | None = None  # the public URL of /twilio/events, as Twilio has it
     redis_tls_verify: bool = True  # false: rediss:// without checking the certificate
 
     # -- field shapes (each reported by name; values are never echoed) --------
@@ -257,6 +260,7 @@ class Settings(BaseSettings):
         "admin_slack_users",
         "allowed_countries",
         "redis_url",
+        "twilio_events_url",
         mode="before",
     )
     @classmethod
@@ -290,7 +294,7 @@ class Settings(BaseSettings):
             raise ValueError("must be ISO 3166 country codes such as US,CA,GB")
         return codes
 
-    @field_validator("user_rate_limit", "studio_rate_limit")
+    @field_validator("user_rate_limit", "studio_rate_limit", "studio_read_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         try:
@@ -325,7 +329,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an ISO 3166 country code such as US or GB")
         return value.upper() if value else None
 
-    @field_validator("slack_api_url", "studio_base_url")
+    @field_validator("follow_minutes")
+    @classmethod
+    def _minutes(cls, value: float) -> float:
+        if not 0 <= value <= 7 * 24 * 60:
+            raise ValueError("must be a number of minutes, 0-10080")
+        return value
+
+    @field_validator("slack_api_url", "studio_base_url", "twilio_events_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
@@ -365,6 +376,11 @@ class Settings(BaseSettings):
     def inconsistencies(self) -> list[str]:
         """Values that are each valid but do not work together."""
         problems = []
+        if self.twilio_events_url and self.twilio_auth_token is None:
+            problems.append(
+                "TWILIO_EVENTS_URL: Event Streams deliveries are signed with the auth token;"
+                " set TWILIO_AUTH_TOKEN too (an API key cannot verify them)"
+            )
         if self.studio_api == "v1":
             senders = [("STUDIO_FROM", self.studio_from)] + [
                 (f"STUDIO_FLOWS {alias} from", spec.sender)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 
@@ -83,6 +83,9 @@ def engagement_request(studio: StudioClient, command: EngageCommand) -> httpx.Re
     )
 
 
+Publish = Callable[[EngageCommand, Engagement, Caller, Reply], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a start ended: the run, or the error (and, if Twilio said the contact already
@@ -108,6 +111,7 @@ class Engager:
         aliases: Mapping[str, str] | None = None,
         catalog: FlowCatalog | None = None,
         parameter_check: str = "confirm",
+        publish: Publish | None = None,
     ) -> None:
         self.studio = studio
         self.policy = policy or Policy()
@@ -120,6 +124,7 @@ class Engager:
         self.aliases = dict(aliases or {})  # flow SID -> alias
         self.catalog = catalog  # None: flows are not checked (as before the Flows API)
         self.parameter_check = parameter_check  # FLOW_PARAMETER_CHECK: confirm|refuse|off
+        self.publish = publish  # shows a started run's card (and follows it); else replies
 
     # -- the two entries -------------------------------------------------------
 
@@ -323,6 +328,9 @@ class Engager:
             await deliver(reply, refused, command.flow_sid)
             return
         outcome = await self._launch(command, caller, last_word=reply)
+        if outcome.engagement is not None and self.publish is not None:
+            await self.publish(command, outcome.engagement, caller, reply)
+            return
         if outcome.engagement is not None:
             message = messages.engaged(
                 command,

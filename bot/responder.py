@@ -11,7 +11,23 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.errors import SlackReplyError
 from bot.messages import Message
-from bot.tasks import Reply
+
+
+class ResponseUrlReply:
+    """A ``Reply`` through one ``response_url`` (which it keeps, for later edits)."""
+
+    def __init__(self, responder: Responder, url: str, replace: bool) -> None:
+        self.responder = responder
+        self.url = url
+        self.replace = replace
+
+    async def __call__(self, message: Message) -> None:
+        body = dict(message, replace_original=self.replace)
+        if self.replace:
+            body.pop("response_type", None)
+        status = await self.responder.post(self.url, body)
+        if status != 200:
+            raise SlackReplyError(f"response_url answered HTTP {status}")
 
 
 class Responder:
@@ -29,19 +45,10 @@ class Responder:
         response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
         return int(response.status_code)
 
-    def reply(self, url: str, *, replace: bool = False) -> Reply:
+    def reply(self, url: str, *, replace: bool = False) -> ResponseUrlReply:
         """A ``Reply`` to ``url``: a new message, or with ``replace`` the one holding the
         clicked button (ephemeral or not). Raises ``SlackReplyError`` if Slack refuses."""
-
-        async def reply(message: Message) -> None:
-            body = dict(message, replace_original=replace)
-            if replace:
-                body.pop("response_type", None)
-            status = await self.post(url, body)
-            if status != 200:
-                raise SlackReplyError(f"response_url answered HTTP {status}")
-
-        return reply
+        return ResponseUrlReply(self, url, replace)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from contextlib import suppress
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
 from bot import __version__
+from bot import event_streams as events
 from bot.config import Settings
 from bot.engage import studio_client
 from bot.errors import BadRequest
@@ -46,11 +48,13 @@ _VERIFIER = web.AppKey("verifier", SignatureVerifier)
 def build_web_app(settings: Settings, services: Services) -> web.Application:
     """The aiohttp application: Slack's endpoint, the health check and graceful shutdown."""
     assert settings.slack_signing_secret is not None  # SlackSettings requires it over HTTP
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    # The larger of the two bounds; /slack/events holds its own smaller one.
+    web_app = web.Application(client_max_size=max(MAX_BODY_BYTES, events.MAX_BODY_BYTES))
     web_app[_SERVICES] = services
     web_app[_BOLT] = build_app(settings, services)
     web_app[_VERIFIER] = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     web_app.router.add_post(EVENTS_PATH, _slack_events)
+    web_app.router.add_post(events.EVENTS_PATH, _twilio_events)
     web_app.router.add_get(HEALTH_PATH, _health)
 
     async def start(_: web.Application) -> None:
@@ -88,6 +92,8 @@ async def _signed(request: web.Request) -> SignedRequest:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(413, "body too large") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(413, "body too large")
     verify(request.app[_VERIFIER], raw, timestamp, signature)
     try:
         text = raw.decode("utf-8")
@@ -96,6 +102,42 @@ async def _signed(request: web.Request) -> SignedRequest:
     return SignedRequest(
         text, parse_body(text, request.content_type), request.query_string, request.headers
     )
+
+
+async def _twilio_events(request: web.Request) -> web.Response:
+    """Event Streams deliveries: verified as Twilio signs them, then each Studio event
+    nudges the follower (in the background: Twilio waits at most 5 s)."""
+    services = request.app[_SERVICES]
+    follower, url, token = services.follower, services.events_url, services.auth_token
+    if follower is None or not url or not token:
+        return web.json_response({"error": "Event Streams are not configured"}, status=404)
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return web.json_response({"error": "unsigned"}, status=401)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "body too large"}, status=413)
+    if not events.signature_valid(
+        events.signed_url(url, request.query_string), raw, signature, token
+    ):
+        log.warning("refused an Event Streams delivery: bad signature")
+        return web.json_response({"error": "bad signature"}, status=401)
+    found = events.runs_in(raw, time.time())
+    if found is None:
+        log.warning("refused a signed Event Streams delivery: not a CloudEvents batch")
+        return web.json_response({"error": "malformed body"}, status=400)
+    runs, stale = found
+    if stale:
+        log.warning("refused a stale Event Streams delivery")
+        return web.json_response({"error": "stale"}, status=401)
+
+    async def nudge() -> None:
+        for event_id, sid in runs:
+            await follower.nudge(event_id, sid)
+
+    services.engager.tasks.spawn(nudge(), "events")
+    return web.json_response({"ok": True, "events": len(runs)})
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot.command import Defaults
 from bot.config import Settings
 from bot.engage import Engager, state_store, throttle
 from bot.flow_catalog import FlowCatalog
+from bot.follow import Follower
 from bot.messages.text import configured_flows
 from bot.responder import Responder
 from bot.run_actions import RunActions
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
+from bot.throttle import Throttle
 
 
 @dataclass(frozen=True)
@@ -24,31 +28,66 @@ class Services:
     runs: RunActions  # status, Refresh, End
     responder: Responder  # replies through response_url
     store: Store  # shared state (memory or Redis)
+    follower: Follower | None = None  # cards that follow their runs
+    events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
+    auth_token: str | None = None  # verifies Event Streams deliveries
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
         store = state_store(settings)
+        aliases = {spec.sid: alias for alias, spec in settings.studio_flows.items()}
+        catalog = FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds)
+        responder = Responder()
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        follower = Follower(
+            studio,
+            slack=AsyncWebClient(token=token, base_url=settings.slack_api_url) if token else None,
+            responder=responder,
+            state=Durable(store),
+            reads=Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit),
+            catalog=catalog,
+            aliases=aliases,
+            mask_numbers=settings.mask_numbers,
+            minutes=settings.follow_minutes,
+        )
         engager = Engager(
             studio,
             policy=settings.policy,
             throttle=throttle(settings, store),
             state=Durable(store),
             mask_numbers=settings.mask_numbers,
-            aliases={spec.sid: alias for alias, spec in settings.studio_flows.items()},
-            catalog=FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds),
+            aliases=aliases,
+            catalog=catalog,
             parameter_check=settings.flow_parameter_check,
+            publish=follower.publish,
         )
-        return cls(settings.command_defaults, engager, RunActions(engager), Responder(), store)
+        auth = settings.twilio_auth_token
+        return cls(
+            settings.command_defaults,
+            engager,
+            RunActions(engager),
+            responder,
+            store,
+            follower,
+            settings.twilio_events_url,
+            auth.get_secret_value() if auth else None,
+        )
 
     def start(self) -> None:
-        """Read the configured flows from Studio in the background: never delays readiness."""
+        """In the background, never delaying readiness: read the configured flows from
+        Studio, and follow the runs shown (this process's and those left by others)."""
         catalog = self.engager.catalog
         if catalog is not None:
             sids = [sid for _, sid in configured_flows(self.defaults)]
             self.engager.tasks.spawn(catalog.warm(sids), "flows:warm")
+        if self.follower is not None:
+            self.follower.start()
 
     async def drain(self, grace: float) -> None:
-        """Stop taking work and let what is in flight finish (see ``Tasks.drain``)."""
+        """Stop taking work and let what is in flight finish (see ``Tasks.drain``); the
+        runs followed are left in the state store for the next process."""
+        if self.follower is not None:
+            await self.follower.stop()
         await self.engager.tasks.drain(grace)
 
     async def aclose(self) -> None:

@@ -63,6 +63,12 @@ class Store(Protocol):
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""
 
+    async def hdel(self, key: str, field: str) -> None:
+        """Remove ``field`` from the hash ``key``."""
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``, whatever it holds."""
+
     async def aclose(self) -> None: ...
 
 
@@ -108,6 +114,14 @@ class MemoryStore:
     async def hgetall(self, key: str) -> dict[str, str]:
         value = self._live(key)
         return dict(value) if isinstance(value, dict) else {}
+
+    async def hdel(self, key: str, field: str) -> None:
+        value = self._live(key)
+        if isinstance(value, dict):
+            value.pop(field, None)
+
+    async def delete(self, key: str) -> None:
+        self._items.pop(key, None)
 
     async def aclose(self) -> None:
         return None
@@ -166,6 +180,12 @@ class RedisStore:
     async def hgetall(self, key: str) -> dict[str, str]:
         value: dict[Any, Any] = await self._call(self._redis.hgetall(PREFIX + key))
         return {str(k): str(v) for k, v in value.items()}
+
+    async def hdel(self, key: str, field: str) -> None:
+        await self._call(self._redis.hdel(PREFIX + key, field))
+
+    async def delete(self, key: str) -> None:
+        await self._call(self._redis.delete(PREFIX + key))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -76,7 +76,7 @@ class Harness:
         return (await self.slack.wait_for_replies(n))[n - 1]
 
 
-def text_of(message: dict[str, Any]) -> str:
+def text_of(message: Any) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
@@ -90,10 +90,23 @@ def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def harness(
     monkeypatch: pytest.MonkeyPatch, studio: FakeStudio, studio_url: str | None = None, **env: str
 ) -> AsyncIterator[Harness]:
-    slack = FakeSlack()
+    """The bot on loopback, wired to ``studio`` and a fresh fake Slack."""
+    async with wired(monkeypatch, studio, FakeSlack(), studio_url, env) as running:
+        yield running
+
+
+@asynccontextmanager
+async def wired(
+    monkeypatch: pytest.MonkeyPatch,
+    studio: FakeStudio,
+    slack: FakeSlack,
+    studio_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[Harness]:
+    """The bot on loopback, wired to given peers (several bots may share them)."""
     async with serve(studio.app()) as fake_studio_url, serve(slack.app()) as slack_url:
         values = bot_env(
-            studio_url or fake_studio_url, slack_url, SHUTDOWN_GRACE_SECONDS="10", **env
+            studio_url or fake_studio_url, slack_url, SHUTDOWN_GRACE_SECONDS="10", **(env or {})
         )
         for name, value in values.items():
             monkeypatch.setenv(name, value)

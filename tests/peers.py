@@ -261,6 +261,9 @@ class FakeSlack:
 
     replies: list[dict[str, Any]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    # chat.postMessage / chat.update, as sent (with "method" and the form or JSON fields)
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
     # Socket Mode: envelopes to push to the bot, and the acks it sent back.
     envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
@@ -283,6 +286,8 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": f"ws://{host}:{port}/socket"})
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method in ("chat.postMessage", "chat.update"):
+            return await self._chat(method, request)
         if method == "auth.test":
             return web.json_response(
                 {
@@ -296,6 +301,24 @@ class FakeSlack:
                 }
             )
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _chat(self, method: str, request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            body = await request.json()
+        else:
+            body = {k: str(v) for k, v in (await request.post()).items()}
+        if isinstance(body.get("blocks"), str):
+            body["blocks"] = json.loads(body["blocks"])
+        channel = str(body.get("channel", ""))
+        if channel in self.refuse_channels:
+            return web.json_response({"ok": False, "error": "not_in_channel"})
+        ts = str(body.get("ts") or f"{1700000000 + len(self.posts)}.000100")
+        self.posts.append({"method": method, **body, "ts": ts})
+        self._arrived.set()
+        return web.json_response({"ok": True, "channel": channel, "ts": ts})
+
+    async def wait_for_posts(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return await self._wait_for(self.posts, count, within)
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -399,6 +422,7 @@ def bot_env(studio_url: str, slack_url: str, **extra: str) -> dict[str, str]:
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack_url.rstrip("/") + "/api/",
         "HOST": "127.0.0.1",
+        "FOLLOW_MINUTES": "0",  # cards as replies; the tests of following turn it on
     }
     env.update(extra)
     return env

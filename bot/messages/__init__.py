@@ -21,7 +21,14 @@ from bot.messages.blocks import (
     RESTART_ACTION,
     Message,
 )
-from bot.messages.cards import RunCard, card_of, engaged, run_card, status_message
+from bot.messages.cards import (
+    RunCard,
+    card_of,
+    engaged,
+    engaged_card,
+    run_card,
+    status_message,
+)
 from bot.messages.prompts import (
     already_active,
     cancelled,
@@ -36,6 +43,7 @@ from bot.messages.replies import (
     flows_message,
     help_message,
     invalid_command,
+    invite_for_updates,
     looking_up,
     lookup_failed,
     not_allowed,
@@ -48,6 +56,7 @@ from bot.messages.replies import (
     shutting_down,
     starting,
     state_unavailable,
+    thread_note,
 )
 from bot.messages.text import (
     describe_error,
@@ -77,6 +86,7 @@ __all__ = [
     "describe_error",
     "engage_failed",
     "engaged",
+    "engaged_card",
     "expired",
     "findings_text",
     "flow_help",
@@ -86,6 +96,7 @@ __all__ = [
     "help_message",
     "help_text",
     "invalid_command",
+    "invite_for_updates",
     "looking_up",
     "lookup_failed",
     "not_allowed",
@@ -101,4 +112,5 @@ __all__ = [
     "starting",
     "state_unavailable",
     "status_message",
+    "thread_note",
 ]

@@ -18,6 +18,7 @@ from bot.messages.blocks import (
     Block,
     Message,
     actions,
+    ago,
     button,
     clip,
     confirm_dialog,
@@ -57,6 +58,10 @@ class RunCard:
     ended_by: str | None = None  # Slack user ID; set once the End button did its work
     deleted: bool = False  # v1 End deletes the engagement
     flow_name: str | None = None  # Studio's friendly name, when known
+    following: bool = False  # the card follows the run (FOLLOW_MINUTES)
+    widget: str | None = None  # the widget the run is in now
+    started: datetime | None = None
+    outcome: str | None = None  # how it ended: "ended at `x` after 3 min 12 s"
 
     @property
     def flow_label(self) -> str:
@@ -124,6 +129,12 @@ def run_card(card: RunCard, *, mask: bool = False) -> Message:
     if card.ended_by:
         done = "deleted" if card.deleted else "ended"
         blocks.append(context([md(f":stop_sign: {done} by <@{card.ended_by}>")]))
+    if card.outcome:
+        blocks.append(context([md(f":checkered_flag: {escape(card.outcome)}")]))
+    elif card.following and card.status == "active":
+        where = f"in `{escape(card.widget)}` · " if card.widget else ""
+        since = f"started {ago(card.started)} · " if card.started else ""
+        blocks.append(context([md(f":eyes: {where}{since}this card follows the run")]))
     buttons = [console_button(card.flow_sid, card.sid)]
     if not card.deleted:
         buttons.append(button("Refresh", action_id=REFRESH_ACTION, value=card.ref.encode()))
@@ -157,7 +168,14 @@ def engaged(
     api: str = "v1",
 ) -> Message:
     """The card for a run just started from ``command``."""
-    card = RunCard(
+    return run_card(engaged_card(command, engagement, user_id, api=api), mask=mask)
+
+
+def engaged_card(
+    command: EngageCommand, engagement: Engagement, user_id: str, *, api: str = "v1"
+) -> RunCard:
+    """What the card of a run just started from ``command`` shows."""
+    return RunCard(
         sid=engagement.sid,
         status=engagement.status or "unknown",
         flow_sid=command.flow_sid,  # the flow asked for: Twilio echoes it, a mock may not
@@ -169,8 +187,8 @@ def engaged(
         url=engagement.url,
         api=api,
         flow_name=command.flow_name,
+        started=engagement.date_created,
     )
-    return run_card(card, mask=mask)
 
 
 MAX_STEPS_SHOWN = 20

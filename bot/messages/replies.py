@@ -209,3 +209,18 @@ def state_unavailable() -> Message:
         "The bot's shared state (Redis) is not answering, so this cannot be done right now."
         " Nothing was sent; try again in a minute.",
     )
+
+
+def invite_for_updates() -> Message:
+    """Only to the starter, once: the card cannot follow the run where the bot is not."""
+    return notice(
+        ":information_source:",
+        "The bot cannot post in this conversation, so its card will not follow the run"
+        " closely (Slack allows a few updates through the command's reply link)."
+        " Invite the bot (/invite @engage) for live updates.",
+    )
+
+
+def thread_note(text: str) -> Message:
+    """A reply in a card's thread (mrkdwn: mentions stay mentions)."""
+    return message("in_channel", text, [section(text=md(text))])

@@ -1,0 +1,121 @@
+"""``POST /twilio/events``: Twilio Event Streams webhook deliveries about Studio runs.
+
+A delivery is a JSON array of CloudEvents (``com.twilio.studio.flow.execution.started``,
+``…execution.ended``, ``com.twilio.studio.flow.step.ended``). It is checked as Twilio
+signs JSON webhooks: ``X-Twilio-Signature`` is base64(HMAC-SHA1(auth token, URL)),
+where the URL is the one Twilio was given (``TWILIO_EVENTS_URL``: a PaaS router
+changes scheme and host, so the request's own URL cannot be trusted) with its
+``bodySHA256`` query parameter, which must be the SHA-256 of the body. Forged,
+unsigned or stale deliveries (every event older than ``MAX_EVENT_AGE``) get 401 and
+change nothing. Each event only nudges the follower (``bot.follow``) to read the
+run now; events for runs nobody follows are acknowledged and dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from bot.command import RUN_SID
+from bot.phone import normal_sid
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/twilio/events"
+MAX_EVENT_AGE = 3600.0  # seconds: an older delivery is a replay, or useless
+MAX_BODY_BYTES = 1024 * 1024  # Event Streams batches events; a MiB is far beyond one batch
+STUDIO_EVENTS = (
+    "com.twilio.studio.flow.execution.started",
+    "com.twilio.studio.flow.execution.ended",
+    "com.twilio.studio.flow.step.ended",
+)
+
+
+def _with_and_without_port(url: str) -> list[str]:
+    """The URL as given, and with its default port added or removed (Twilio signs either)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    default = 443 if parts.scheme == "https" else 80
+    forms = {url}
+    forms.add(urlunsplit(parts._replace(netloc=host)))
+    forms.add(urlunsplit(parts._replace(netloc=f"{host}:{parts.port or default}")))
+    return sorted(forms)
+
+
+def signature_valid(url: str, body: bytes, signature: str, auth_token: str) -> bool:
+    """Whether ``signature`` signs ``url`` (with its ``bodySHA256``) and ``body`` matches."""
+    hashes = parse_qs(urlsplit(url).query).get("bodySHA256")
+    if not signature or not hashes:
+        return False
+    if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), hashes[0]):
+        return False
+    key = auth_token.encode()
+    for form in _with_and_without_port(url):
+        digest = hmac.new(key, form.encode(), hashlib.sha1).digest()
+        if hmac.compare_digest(base64.b64encode(digest).decode(), signature):
+            return True
+    return False
+
+
+def signed_url(configured: str, query: str) -> str:
+    """The URL Twilio signed: the configured one, with the query string it was called with."""
+    base = configured.split("?", 1)[0]
+    return f"{base}?{query}" if query else base
+
+
+def _run_sid(data: Any) -> str | None:
+    """The run an event is about: ``execution_sid`` (or any ``…sid`` holding an FN SID)."""
+    if not isinstance(data, dict):
+        return None
+    candidates = [data.get("execution_sid"), data.get("flow_execution_sid"), data.get("sid")]
+    candidates += [v for k, v in data.items() if k.endswith("sid")]
+    for value in candidates:
+        if isinstance(value, str) and RUN_SID.match(value):
+            return normal_sid(value)
+    return None
+
+
+def _age(event: dict[str, Any], now: float) -> float | None:
+    moment = event.get("time")
+    if not isinstance(moment, str):
+        return None
+    try:
+        when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return now - when.timestamp()
+
+
+def runs_in(body: bytes, now: float) -> tuple[list[tuple[str, str]], bool] | None:
+    """The (event ID, run SID) pairs of a delivery's Studio events, and whether it is stale;
+    None if the body is not a CloudEvents batch. Pure."""
+    try:
+        events = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        return None
+    runs = []
+    ages = []
+    for event in events:
+        age = _age(event, now)
+        if age is not None:
+            ages.append(age)
+        if event.get("type") in STUDIO_EVENTS and (sid := _run_sid(event.get("data"))):
+            runs.append((str(event.get("id", "")), sid))
+    stale = bool(ages) and min(ages) > MAX_EVENT_AGE
+    return runs, stale
+
+
+Nudge = Callable[[str, str], Awaitable[None]]  # (event ID, run SID)

@@ -1,0 +1,380 @@
+"""The card follows its run to the end (``FOLLOW_MINUTES``; 0 turns it off).
+
+- **Publishing.** A started run's card is posted with ``chat.postMessage`` (so that
+  it can be edited); where Slack refuses (a private channel or a DM without the bot)
+  it goes through the command's ``response_url`` instead, whose five uses in thirty
+  minutes are counted (one is kept for the end), and the starter is told once,
+  privately, to invite the bot for live updates.
+- **News.** Event Streams deliveries (``bot.event_streams``) nudge a run to be read
+  now; otherwise, and as a safety net, each run is read with backoff (2 s doubling to
+  60 s), within ``STUDIO_READ_RATE_LIMIT`` shared by every process, so following never
+  takes a start's turn under ``STUDIO_RATE_LIMIT``.
+- **Showing.** The card is edited when the run moves (status, the widget it is in,
+  time since start), at most once every ``COALESCE_SECONDS``, never backwards (an
+  older state after a newer one). When the run ends the card says how, and a thread
+  reply tells the starter; the end is announced once, whichever process sees it.
+- **State.** What is followed lives in ``Durable`` state: with Redis any process can
+  take an event or go on polling after a deploy; SIGTERM stops this process's loop
+  and leaves the runs to the next one. Without Redis, following ends with the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.audit import Caller
+from bot.command import EngageCommand
+from bot.errors import StateUnavailable, StudioError
+from bot.flow_catalog import FlowCatalog
+from bot.messages import Message, RunCard
+from bot.responder import Responder, ResponseUrlReply
+from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, fetch
+from bot.store import Durable
+from bot.studio import Engagement, StudioClient
+from bot.tasks import Reply, deliver
+from bot.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+INDEX = "follow:index"  # hash: run SID -> "1", every run followed by any process
+COALESCE_SECONDS = 3.0
+FIRST_POLL, MAX_POLL = 2.0, 60.0
+TICK_SECONDS = 1.0
+LEASE_SECONDS = 30.0
+RESPONSE_URL_USES, RESPONSE_URL_SECONDS = 5, 30 * 60
+SEEN_SECONDS = 24 * 3600  # how long an Event Streams event ID is remembered
+
+
+@dataclass(frozen=True)
+class Followed:
+    """A run being followed, and where and how its card was last shown."""
+
+    sid: str
+    flow_sid: str
+    starter: str
+    started: float  # epoch seconds
+    until: float  # epoch seconds: following stops then
+    channel: str = ""
+    ts: str = ""  # the card's message; "" when it lives behind a response_url
+    response_url: str = ""
+    uses: int = 0  # response_url uses so far
+    rank: str = "0|0|0"  # of the state last shown: ended, steps, last change
+    next_poll: float = 0.0
+    interval: float = FIRST_POLL
+    last_edit: float = 0.0
+
+    def dumps(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def loads(cls, data: dict[str, str]) -> Followed | None:
+        try:
+            values: dict[str, Any] = {}
+            for f in fields(cls):
+                raw = data.get(f.name)
+                if raw is None:
+                    continue
+                values[f.name] = (
+                    float(raw) if f.type == "float" else int(raw) if f.type == "int" else raw
+                )
+            return cls(**values)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def rank(snapshot: Snapshot) -> str:
+    """How far a run has got: ended or not, steps taken, last change (compared as tuples)."""
+    updated = snapshot.updated.timestamp() if snapshot.updated else 0
+    return f"{int(snapshot.run.status == 'ended')}|{len(snapshot.steps)}|{int(updated)}"
+
+
+def _order(value: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in value.split("|"))
+
+
+def duration(seconds: float) -> str:
+    """``3 min 12 s``, ``45 s``, ``2 h 5 min``. Pure."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def ending(snapshot: Snapshot) -> str:
+    """How a run ended: ``ended at `send_survey` after 3 min 12 s`` or ``failed at …``."""
+    last = snapshot.latest_step
+    verb = "ended"
+    where = ""
+    if last is not None:
+        widget = last.transitioned_from or last.name or last.sid
+        if "fail" in (last.name or "").lower():
+            verb = "failed"
+        where = f" at `{widget}`"
+    run = snapshot.run
+    took = ""
+    if run.date_created and snapshot.updated:
+        took = " after " + duration((snapshot.updated - run.date_created).total_seconds())
+    return f"{verb}{where}{took}"
+
+
+class Follower:
+    def __init__(
+        self,
+        studio: StudioClient,
+        *,
+        slack: AsyncWebClient | None,
+        responder: Responder,
+        state: Durable,
+        reads: Throttle,
+        catalog: FlowCatalog | None = None,
+        aliases: dict[str, str] | None = None,
+        mask_numbers: bool = False,
+        minutes: float = 60.0,
+    ) -> None:
+        self.studio = studio
+        self.slack = slack
+        self.responder = responder
+        self.state = state
+        self.registry = RunRegistry(state)
+        self.reads = reads  # STUDIO_READ_RATE_LIMIT, as its pace
+        self.catalog = catalog
+        self.aliases = aliases or {}
+        self.mask_numbers = mask_numbers
+        self.minutes = minutes
+        self.me = secrets.token_hex(4)  # this process, for leases
+        self._loop: asyncio.Task[None] | None = None
+
+    # -- publishing a started run ------------------------------------------------
+
+    async def publish(
+        self, command: EngageCommand, engagement: Engagement, caller: Caller, reply: Reply
+    ) -> None:
+        """Show the card of a run just started, and follow it (with following off, the
+        card goes through the command's response_url, as a reply)."""
+        card = self._card_for_start(command, engagement, caller.user_id)
+        message = messages.run_card(card, mask=self.mask_numbers)
+        ts = await self._post(caller.channel_id, message) if self.minutes > 0 else None
+        now = time.time()
+        followed = Followed(
+            sid=engagement.sid,
+            flow_sid=command.flow_sid,
+            starter=caller.user_id,
+            started=now,
+            until=now + self.minutes * 60,
+            channel=caller.channel_id,
+            ts=ts or "",
+            response_url="" if ts else _url_of(reply),
+            uses=0 if ts else 1,
+            next_poll=now + FIRST_POLL,
+        )
+        if ts is None:
+            await deliver(reply, message, engagement.sid)
+            if self.minutes > 0:  # Slack refused the post: say once how to get live updates
+                await deliver(reply, messages.invite_for_updates(), engagement.sid)
+                followed = replace(followed, uses=2)
+        try:
+            await self.registry.remember(
+                engagement.sid, Shown(caller.user_id, command.flow_sid, caller.channel_id, ts or "")
+            )
+            if self.minutes > 0:
+                await self._save(followed)
+                await self.state.use(lambda s: s.hset(INDEX, {engagement.sid: "1"}, 7 * 86400))
+        except StateUnavailable:
+            log.error("run %s is shown but not followed: shared state unavailable", engagement.sid)
+
+    def _card_for_start(
+        self, command: EngageCommand, engagement: Engagement, starter: str
+    ) -> RunCard:
+        started = messages.engaged_card(command, engagement, starter, api=self.studio.api)
+        return replace(started, following=self.minutes > 0)
+
+    async def _post(
+        self, channel: str, message: Message, thread_ts: str | None = None
+    ) -> str | None:
+        """``chat.postMessage``; the message's ts, or None where Slack refused it."""
+        if self.slack is None or not channel:
+            return None
+        try:
+            response = await self.slack.chat_postMessage(
+                channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts
+            )
+        except SlackApiError as exc:
+            log.info("chat.postMessage refused in %s: %s", channel, exc.response.get("error"))
+            return None
+        except Exception as exc:  # the network: the response_url is still there
+            log.warning("chat.postMessage failed: %s", type(exc).__name__)
+            return None
+        return str(response.get("ts") or "") or None
+
+    # -- news -------------------------------------------------------------------
+
+    async def nudge(self, event_id: str, sid: str) -> None:
+        """An event about ``sid``: read it at the next tick, if anyone follows it."""
+        try:
+            if event_id and not await self.state.use(
+                lambda s: s.add(f"event:{event_id}", "1", SEEN_SECONDS)
+            ):
+                return  # a duplicate delivery
+            followed = await self._load(sid)
+            if followed is not None:
+                await self._save(replace(followed, next_poll=0.0, interval=FIRST_POLL))
+        except StateUnavailable:
+            return  # the poller is the safety net
+
+    def start(self) -> None:
+        """Follow in the background until ``stop``."""
+        if self.minutes > 0 and self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._run(), name="follow")
+
+    async def stop(self) -> None:
+        """Stop this process's loop; what is followed stays for the next process."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("following failed this round")
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def tick(self) -> None:
+        """One round: every followed run that is due, under a lease (one process each)."""
+        index = await self.state.use(lambda s: s.hgetall(INDEX))
+        for sid in index:
+            followed = await self._load(sid)
+            if followed is None:
+                await self._forget(sid)
+                continue
+            now = time.time()
+            if now < followed.next_poll or not await self._lease(sid):
+                continue
+            try:
+                await self._poll(followed, now)
+            finally:
+                await self._release(sid)
+
+    async def _poll(self, followed: Followed, now: float) -> None:
+        if now > followed.until:
+            await self._forget(followed.sid)
+            return
+        if not await self.reads.pace(SNAPSHOT_REQUESTS):
+            return  # no reads left this moment: next round
+        try:
+            snapshot = await fetch(self.studio, followed.flow_sid, followed.sid)
+        except StudioError as exc:
+            log.info("following %s: %s", followed.sid, exc.message)
+            interval = min(followed.interval * 2, MAX_POLL)
+            await self._save(replace(followed, next_poll=now + interval, interval=interval))
+            return
+        current = await self._load(followed.sid) or followed  # another process may have shown more
+        ended = snapshot.run.status == "ended"
+        newer = _order(rank(snapshot)) > _order(current.rank)
+        if newer and not ended and now - current.last_edit < COALESCE_SECONDS:
+            await self._save(replace(current, next_poll=current.last_edit + COALESCE_SECONDS))
+            return
+        if newer:
+            current = await self._show(current, snapshot, now)
+        if ended:
+            await self._announce_end(current, snapshot)
+            await self._forget(current.sid)
+            return
+        interval = FIRST_POLL if newer else min(current.interval * 2, MAX_POLL)
+        await self._save(replace(current, next_poll=now + interval, interval=interval))
+
+    async def _show(self, followed: Followed, snapshot: Snapshot, now: float) -> Followed:
+        """Edit the card to ``snapshot`` (chat.update, or the response_url while it lasts)."""
+        message = self.render(followed, snapshot)
+        ended = snapshot.run.status == "ended"
+        if followed.ts:
+            try:
+                assert self.slack is not None
+                await self.slack.chat_update(
+                    channel=followed.channel,
+                    ts=followed.ts,
+                    text=message["text"],
+                    blocks=message["blocks"],
+                )
+            except (SlackApiError, AssertionError) as exc:
+                log.info("chat.update of %s refused: %s", followed.sid, type(exc).__name__)
+                return followed
+        else:
+            fresh = now - followed.started < RESPONSE_URL_SECONDS
+            keep = 0 if ended else 1  # one use kept for the end
+            if not fresh or followed.uses + keep >= RESPONSE_URL_USES:
+                return followed
+            await deliver(self.responder.reply(followed.response_url, replace=True), message)
+            followed = replace(followed, uses=followed.uses + 1)
+        return replace(followed, rank=rank(snapshot), last_edit=now)
+
+    async def _announce_end(self, followed: Followed, snapshot: Snapshot) -> None:
+        """Tell the starter how it ended, once across every process."""
+        if not await self.state.use(lambda s: s.add(f"ended:{followed.sid}", "1", SEEN_SECONDS)):
+            return
+        card = self._card(followed, snapshot)
+        text = f"<@{followed.starter}> {card.flow_label}: {followed.sid} {ending(snapshot)}."
+        if followed.ts:
+            await self._post(followed.channel, messages.thread_note(text), thread_ts=followed.ts)
+
+    def _card(self, followed: Followed, snapshot: Snapshot) -> RunCard:
+        info = self.catalog.peek(followed.flow_sid) if self.catalog else None
+        card = messages.card_of(
+            snapshot,
+            self.aliases.get(followed.flow_sid),
+            followed.starter,
+            self.studio.api,
+            info.name if info else None,
+        )
+        ended = snapshot.run.status == "ended"
+        step = snapshot.latest_step
+        return replace(
+            card,
+            following=not ended,
+            widget=step.transitioned_to if step and not ended else None,
+            started=snapshot.run.date_created or datetime.fromtimestamp(followed.started, UTC),
+            outcome=ending(snapshot) if ended else None,
+        )
+
+    def render(self, followed: Followed, snapshot: Snapshot) -> Message:
+        """The card of a followed run, as Refresh and End show it, plus how it goes."""
+        return messages.run_card(self._card(followed, snapshot), mask=self.mask_numbers)
+
+    # -- state ------------------------------------------------------------------
+
+    async def _load(self, sid: str) -> Followed | None:
+        data = await self.state.use(lambda s: s.hgetall(f"follow:{sid}"))
+        return Followed.loads(data) if data else None
+
+    async def _save(self, followed: Followed) -> None:
+        ttl = max(60.0, followed.until - time.time() + 3600)
+        await self.state.use(lambda s: s.hset(f"follow:{followed.sid}", followed.dumps(), ttl))
+
+    async def _forget(self, sid: str) -> None:
+        await self.state.use(lambda s: s.hdel(INDEX, sid))
+        await self.state.use(lambda s: s.delete(f"follow:{sid}"))
+
+    async def _lease(self, sid: str) -> bool:
+        return await self.state.use(lambda s: s.add(f"lease:{sid}", self.me, LEASE_SECONDS))
+
+    async def _release(self, sid: str) -> None:
+        await self.state.use(lambda s: s.delete(f"lease:{sid}"))
+
+
+def _url_of(reply: Reply) -> str:
+    """The response_url behind a reply, kept for later edits ("" if it has none)."""
+    return reply.url if isinstance(reply, ResponseUrlReply) else ""
