@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from bot.bulk_input import Row, row_for
 from bot.errors import CommandError, PhoneError
 from bot.phone import (
     channel_mismatch,
@@ -106,7 +107,22 @@ class StatusCommand:
     flow_sids: tuple[str, ...]
 
 
-Command = EngageCommand | HelpCommand | FlowsCommand | StatusCommand
+@dataclass(frozen=True)
+class BulkCommand:
+    """One flow for several contacts typed in one command (spaces, commas, new lines):
+    each becomes a ``Row`` (``bot.bulk_input``), sharing ``parameters``."""
+
+    flow_sid: str
+    flow_alias: str | None
+    sender: str
+    parameters: dict[str, Any]
+    contacts: tuple[str, ...]  # as typed, in order
+
+    def rows(self, region: str | None) -> list[Row]:
+        return [row_for(i, typed, region, {}) for i, typed in enumerate(self.contacts, 1)]
+
+
+Command = EngageCommand | BulkCommand | HelpCommand | FlowsCommand | StatusCommand
 
 
 # --- tokens -------------------------------------------------------------------
@@ -351,16 +367,19 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
             options[token.name] = token
 
     flow_word: str | None = None
-    if words and not looks_like_phone(words[0]):
+    if words and not all(looks_like_phone(p) for p in words[0].split(",") if p):
         flow_word = words.pop(0)
     flow_sid, alias = _resolve_flow(flow_word, options.get("flow"), defaults)
 
     _unquoted_spaces(tokens)
-    to = _contact(words, defaults)
+    contacts = _contacts(words, defaults.region)
     sender = _sender(options.get("from"), flow_sid, defaults)
+    parameters = _parameters(tokens)
+    if len(contacts) > 1:
+        return BulkCommand(flow_sid, alias, sender, parameters, tuple(contacts))
+    to = _contact(contacts[0], defaults)
     if mismatch := channel_mismatch(to, sender):
         raise CommandError(mismatch, options["from"].raw if "from" in options else None)
-    parameters = _parameters(tokens)
     return EngageCommand(flow_sid, alias, to, sender, parameters)
 
 
@@ -486,22 +505,58 @@ def _resolve_flow(
     )
 
 
-def _contact(words: list[str], defaults: Defaults) -> str:
+def _contacts(words: list[str], region: str | None) -> list[str]:
+    """The contacts as typed: a comma, ``+`` or ``whatsapp:`` starts the next; words
+    between them are one number (``+1 617 555 1212``) unless together they are none and
+    each alone is one (numbers on lines of their own)."""
     if not words:
         raise CommandError("no contact number given: whom should the flow reach?")
+    groups: list[list[str]] = []
+    fresh = True
     for word in words:
-        if not looks_like_phone(word):
-            raise CommandError(
-                f"unexpected {word!r}: parameters are written key=value or key:=json", word
-            )
-    starts = [w for w in words if w.startswith("+") or w.lower().startswith("whatsapp:")]
-    if len(starts) > 1 or (starts and words[0] != starts[0]):
-        raise CommandError("one contact per command: found more than one number", " ".join(words))
-    joined = " ".join(words)
+        for i, piece in enumerate(word.split(",")):
+            if i:
+                fresh = True
+            if not piece:
+                continue
+            if not looks_like_phone(piece):
+                raise CommandError(
+                    f"unexpected {piece!r}: parameters are written key=value or key:=json", piece
+                )
+            starts = piece.startswith("+") or piece.lower().startswith(("whatsapp:", "<tel:"))
+            if fresh or starts:
+                groups.append([])
+            groups[-1].append(piece)
+            fresh = False
+    if not groups:
+        raise CommandError("no contact number given: whom should the flow reach?")
+    contacts: list[str] = []
+    for group in groups:
+        whole = " ".join(group)
+        if (
+            len(group) > 1
+            and not _is_number(whole, region)
+            and all(_is_number(word, region) for word in group)
+        ):
+            contacts += group
+        else:
+            contacts.append(whole)
+    return contacts
+
+
+def _is_number(typed: str, region: str | None) -> bool:
     try:
-        return parse_address(joined, defaults.region)
+        parse_address(typed, region)
+    except PhoneError:
+        return False
+    return True
+
+
+def _contact(typed: str, defaults: Defaults) -> str:
+    try:
+        return parse_address(typed, defaults.region)
     except PhoneError as exc:
-        raise CommandError(str(exc), joined) from None
+        raise CommandError(str(exc), typed) from None
 
 
 def _parameters(tokens: list[_Token]) -> dict[str, Any]:

@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     flow_parameter_check: Literal["confirm", "refuse", "off"] = "confirm"
     flow_cache_seconds: float = 300.0
+    bulk_slack_users: Annotated[frozenset[str] | None, NoDecode] = None  # narrows bulk starts
+    bulk_max_rows: int = 5000
     follow_minutes: float = 60.0  # 0: cards do not follow their runs
     studio_read_rate_limit: str = "5/second"  # following's reads, apart from starts
     twilio_events_url: str | None = None  # the public URL of /twilio/events, as Twilio has it
@@ -258,6 +260,7 @@ class Settings(BaseSettings):
         "allowed_slack_users",
         "allowed_slack_channels",
         "admin_slack_users",
+        "bulk_slack_users",
         "allowed_countries",
         "redis_url",
         "twilio_events_url",
@@ -275,9 +278,9 @@ class Settings(BaseSettings):
     def _flows(cls, value: Any) -> Any:
         return parse_flows(value) if isinstance(value, str) else value
 
-    _users = field_validator("allowed_slack_users", "admin_slack_users", mode="before")(
-        _id_list(_SLACK_USER, "user IDs")
-    )
+    _users = field_validator(
+        "allowed_slack_users", "admin_slack_users", "bulk_slack_users", mode="before"
+    )(_id_list(_SLACK_USER, "user IDs"))
     _channels = field_validator("allowed_slack_channels", mode="before")(
         _id_list(_SLACK_CHANNEL, "channel IDs")
     )
@@ -328,6 +331,13 @@ class Settings(BaseSettings):
         if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError("must be an ISO 3166 country code such as US or GB")
         return value.upper() if value else None
+
+    @field_validator("bulk_max_rows")
+    @classmethod
+    def _max_rows(cls, value: int) -> int:
+        if not 1 <= value <= 100_000:
+            raise ValueError("must be a number of rows, 1-100000")
+        return value
 
     @field_validator("follow_minutes")
     @classmethod

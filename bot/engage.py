@@ -146,10 +146,24 @@ class Engager:
         return messages.starting(command)
 
     async def start_now(
-        self, command: EngageCommand, caller: Caller, *, force: bool = False
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        *,
+        force: bool = False,
+        bulk: bool = False,
+        paced: bool = False,
     ) -> Outcome | Message:
         """Apply the guardrails and the flow checks, then start and wait for the outcome;
-        or the refusal. With ``force``, parameter findings do not stop it."""
+        or the refusal. With ``force``, parameter findings do not stop it. A ``bulk`` row
+        (previewed and confirmed as a whole, counted as one use when it started) skips
+        the per-user limit and the parameter prompt, and lets single commands go first;
+        ``paced``: its slot under STUDIO_RATE_LIMIT was taken already (``Throttle.pace``)."""
+        if bulk:
+            if reason := destination_refusal(self.policy, command):
+                audit.record("refused", caller, command, detail=reason)
+                return messages.refused(reason)
+            return await self._launch(command, caller, bulk=True, paced=paced)
         if no := await self._check(command, caller):
             return no
         command, refused, found = await self._preflight(command, caller, checked=force)
@@ -379,7 +393,13 @@ class Engager:
         )
 
     async def _launch(
-        self, command: EngageCommand, caller: Caller, *, last_word: Reply | None = None
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        *,
+        last_word: Reply | None = None,
+        bulk: bool = False,
+        paced: bool = False,
     ) -> Outcome:
         """Pace, start, audit, remember: every start ends here, whatever happens.
 
@@ -394,7 +414,7 @@ class Engager:
             return (time.monotonic() - started) * 1000
 
         try:
-            if not await self.throttle.pace():
+            if not paced and not await self.throttle.pace(bulk=bulk):
                 raise StudioBusy
             sent = True
             engagement = await self.studio.create_engagement(

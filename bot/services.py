@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.bulk import BulkRuns
 from bot.command import Defaults
 from bot.config import Settings
 from bot.engage import Engager, state_store, throttle
@@ -29,6 +30,7 @@ class Services:
     responder: Responder  # replies through response_url
     store: Store  # shared state (memory or Redis)
     follower: Follower | None = None  # cards that follow their runs
+    bulk: BulkRuns | None = None  # one flow for many contacts
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
 
@@ -39,9 +41,10 @@ class Services:
         catalog = FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds)
         responder = Responder()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        slack = AsyncWebClient(token=token, base_url=settings.slack_api_url) if token else None
         follower = Follower(
             studio,
-            slack=AsyncWebClient(token=token, base_url=settings.slack_api_url) if token else None,
+            slack=slack,
             responder=responder,
             state=Durable(store),
             reads=Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit),
@@ -61,6 +64,14 @@ class Services:
             parameter_check=settings.flow_parameter_check,
             publish=follower.publish,
         )
+        bulk = BulkRuns(
+            engager,
+            store=store,
+            slack=slack,
+            defaults=settings.command_defaults,
+            bulk_users=settings.bulk_slack_users,
+            max_rows=settings.bulk_max_rows,
+        )
         auth = settings.twilio_auth_token
         return cls(
             settings.command_defaults,
@@ -69,6 +80,7 @@ class Services:
             responder,
             store,
             follower,
+            bulk,
             settings.twilio_events_url,
             auth.get_secret_value() if auth else None,
         )
@@ -82,12 +94,16 @@ class Services:
             self.engager.tasks.spawn(catalog.warm(sids), "flows:warm")
         if self.follower is not None:
             self.follower.start()
+        if self.bulk is not None:
+            self.bulk.start_worker()  # takes up runs left by a process that stopped
 
     async def drain(self, grace: float) -> None:
         """Stop taking work and let what is in flight finish (see ``Tasks.drain``); the
         runs followed are left in the state store for the next process."""
         if self.follower is not None:
             await self.follower.stop()
+        if self.bulk is not None:
+            await self.bulk.stop()
         await self.engager.tasks.drain(grace)
 
     async def aclose(self) -> None:

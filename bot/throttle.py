@@ -41,6 +41,7 @@ class Throttle:
     ) -> None:
         self.state = state or BestEffort()
         self.user_rate = user_rate
+        self.studio_rate = studio_rate
         self._user_item = limits.parse(user_rate)
         self._studio_item = limits.parse(studio_rate)
         self.max_wait = max_wait
@@ -54,18 +55,31 @@ class Throttle:
         wait = await self.state.use(lambda store: _hit(store, self._user_item, kind, user_id))
         return max(1.0, wait) if wait else 0.0
 
-    async def pace(self, requests: int = 1) -> bool:
+    @property
+    def per_second(self) -> float:
+        """STUDIO_RATE_LIMIT as requests per second."""
+        return self._studio_item.amount / self._studio_item.get_expiry()
+
+    async def pace(self, requests: int = 1, *, bulk: bool = False) -> bool:
         """Wait for ``requests`` slots under STUDIO_RATE_LIMIT (account-wide); False after
-        ``max_wait``."""
-        deadline = time.monotonic() + self.max_wait
+        ``max_wait``. A ``bulk`` row waits as long as it takes, and lets single commands
+        waiting anywhere go first."""
+        deadline = time.monotonic() + (float("inf") if bulk else self.max_wait)
         cost = max(1, min(requests, self._studio_item.amount))
 
         while True:
+            if bulk:
+                singles: str | None = await self.state.use(lambda s: s.get("pace:singles"))
+                if singles:
+                    await asyncio.sleep(0.05)  # a single command is waiting: it goes first
+                    continue
             wait = await self.state.use(
                 lambda store: _hit(store, self._studio_item, "studio", cost=cost)
             )
             if not wait:
                 return True
+            if not bulk:  # tell bulk runs, in every process, to stand aside a moment
+                await self.state.use(lambda store: store.set("pace:singles", "1", 1.0))
             wait = max(0.01, wait)
             if time.monotonic() + wait > deadline:
                 return False

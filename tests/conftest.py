@@ -6,9 +6,16 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from tests.peers import leaked_secrets
+from tests.peers import RedisServer, leaked_secrets, redis_server
 
 CONFIG_VARS = [name.upper() for name in Settings.model_fields]
+
+
+@pytest.fixture(scope="module")
+def redis() -> Generator[RedisServer, None, None]:
+    """A real redis-server on loopback, shared by a test module's tests."""
+    with redis_server() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

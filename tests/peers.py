@@ -264,6 +264,10 @@ class FakeSlack:
     # chat.postMessage / chat.update, as sent (with "method" and the form or JSON fields)
     posts: list[dict[str, Any]] = field(default_factory=list)
     refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
+    # files: what the bot may download (name -> bytes), and what it uploaded (files.uploadV2)
+    files: dict[str, bytes] = field(default_factory=dict)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Socket Mode: envelopes to push to the bot, and the acks it sent back.
     envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
@@ -274,6 +278,8 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files/{name}", self._download)
+        app.router.add_post("/upload/{file_id}", self._upload)
         return app
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -288,6 +294,21 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method in ("chat.postMessage", "chat.update"):
             return await self._chat(method, request)
+        if method == "files.getUploadURLExternal":
+            asked = {**request.query, **(await request.post())}
+            file_id = f"F{len(self._pending_uploads) + 1:08d}"
+            self._pending_uploads[file_id] = {"filename": str(asked.get("filename", ""))}
+            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            url = f"http://{host}:{port}/upload/{file_id}"
+            return web.json_response({"ok": True, "upload_url": url, "file_id": file_id})
+        if method == "files.completeUploadExternal":
+            sent = {**request.query, **(await request.post())}  # slack_sdk sends either
+            form: dict[str, str] = {k: str(v) for k, v in sent.items()}
+            for entry in json.loads(form.get("files", "[]")):
+                upload = self._pending_uploads.get(entry["id"], {})
+                self.uploads.append({**upload, **form, "title": entry.get("title", "")})
+            self._arrived.set()
+            return web.json_response({"ok": True, "files": [{"id": "F1"}]})
         if method == "auth.test":
             return web.json_response(
                 {
@@ -316,6 +337,19 @@ class FakeSlack:
         self.posts.append({"method": method, **body, "ts": ts})
         self._arrived.set()
         return web.json_response({"ok": True, "channel": channel, "ts": ts})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            return web.Response(status=403)
+        name = request.match_info["name"]
+        return (
+            web.Response(body=self.files[name]) if name in self.files else web.Response(status=404)
+        )
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self._pending_uploads.setdefault(request.match_info["file_id"], {})
+        upload["content"] = await request.read()  # as sent (raw, or one multipart part)
+        return web.Response(text="OK")
 
     async def wait_for_posts(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
         return await self._wait_for(self.posts, count, within)

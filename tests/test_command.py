@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.command import (
+    BulkCommand,
     Defaults,
     EngageCommand,
     FlowsCommand,
@@ -217,8 +218,6 @@ def test_status_errors(text: str, problem: str) -> None:
         ("+16175551212 zeke", "unexpected 'zeke'", "zeke"),
         ("survey", "no contact number", None),
         ("a=1", "no contact number", None),
-        ("+16175551212 +14155551212", "one contact per command", "+16175551212 +14155551212"),
-        ("617 555 1212 +14155551212", "one contact per command", "617 555 1212 +14155551212"),
         ("+16175551212 a:=" + "[" * 5000, "nested too deeply", None),
     ],
 )
@@ -295,7 +294,8 @@ def test_nothing_but_command_error_escapes(text: str) -> None:
     except CommandError as exc:
         result = exc
     assert isinstance(
-        result, EngageCommand | HelpCommand | FlowsCommand | StatusCommand | CommandError
+        result,
+        EngageCommand | BulkCommand | HelpCommand | FlowsCommand | StatusCommand | CommandError,
     )
     if isinstance(result, CommandError):
         assert result.problem
@@ -468,3 +468,68 @@ def test_whatever_parses_encodes_as_json(text: str) -> None:
         return
     if isinstance(command, EngageCommand):
         json.dumps(command.parameters, allow_nan=False)
+
+
+# --- issue 12: several contacts in one command ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "contacts"),
+    [
+        ("+16175551212 +14155551212", ("+16175551212", "+14155551212")),
+        ("617 555 1212 +14155551212", ("617 555 1212", "+14155551212")),
+        (
+            "survey +16175551212 +16175551213, 617-555-1214 plan=gold",
+            ("+16175551212", "+16175551213", "617-555-1214"),
+        ),
+        ("+16175551212,+16175551213", ("+16175551212", "+16175551213")),
+        (
+            "+16175551212\n+16175551213\n617-555-1214",
+            ("+16175551212", "+16175551213", "617-555-1214"),
+        ),
+        ("+1 617 555 1212, +1 617 555 1213", ("+1 617 555 1212", "+1 617 555 1213")),
+        ("+16175551212, nonsense-free 617", None),
+    ],
+)
+def test_several_contacts_make_a_bulk_command(text: str, contacts: tuple[str, ...] | None) -> None:
+    text = text.replace("\\n", "\n")
+    if contacts is None:
+        with pytest.raises(CommandError):
+            parse(text, DEFAULTS)
+        return
+    command = parse(text, DEFAULTS)
+    assert isinstance(command, BulkCommand)
+    assert command.contacts == contacts
+    rows = command.rows("US")
+    assert [r.number for r in rows] == list(range(1, len(contacts) + 1))
+    assert all(r.to and r.to.startswith("+1") for r in rows)
+
+
+def test_a_bulk_command_shares_its_parameters_and_keeps_invalid_rows() -> None:
+    command = parse("survey +16175551212 +1617, 617-555-1214 plan=gold", DEFAULTS)
+    assert isinstance(command, BulkCommand)
+    assert command.parameters == {"plan": "gold"}
+    assert command.flow_sid == SURVEY
+    rows = command.rows("US")
+    assert [r.to for r in rows] == ["+16175551212", None, "+16175551214"]
+    assert rows[1].problem
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["+16175551212", "+16175551213", "617-555-1214", ","]),
+        min_size=2,
+        max_size=8,
+    )
+)
+def test_contacts_are_kept_in_order(words: list[str]) -> None:
+    text = " ".join(words)
+    try:
+        command = parse(text, DEFAULTS)
+    except CommandError:
+        return
+    typed = (
+        [c for c in command.contacts] if isinstance(command, BulkCommand) else [text.strip(" ,")]
+    )
+    assert "".join(typed).replace(" ", "") == text.replace(" ", "").replace(",", "")

@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,6 @@ from tests.peers import (
     FakeSlack,
     FakeStudio,
     RedisServer,
-    redis_server,
 )
 
 EVENTS_URL = "https://engage.example.com/twilio/events"  # what Twilio was given
@@ -275,12 +274,6 @@ async def test_a_duplicate_event_changes_nothing_more(
 
 
 # --- restarts and two processes on one real Redis ----------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 async def test_a_run_that_ends_while_the_bot_restarts_is_announced_by_the_next_process(

@@ -6,19 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.harness import block_action, harness
-from tests.peers import FLOW_SID, SURVEY_SID, FakeStudio, RedisServer, redis_server
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
+from tests.peers import FLOW_SID, SURVEY_SID, FakeStudio, RedisServer
 
 
 def text_of(message: dict[str, Any]) -> str:

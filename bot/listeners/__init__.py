@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands
+from bot.listeners import actions, bulk, commands
 from bot.services import Services
 
 
@@ -17,3 +17,4 @@ def register(app: AsyncApp, services: Services) -> None:
     """Every listener the bot has."""
     commands.register(app, services)
     actions.register(app, services)
+    bulk.register(app, services)

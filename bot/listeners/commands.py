@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import audit, messages
-from bot.command import FlowsCommand, HelpCommand, StatusCommand, parse
+from bot.command import BulkCommand, FlowsCommand, HelpCommand, StatusCommand, parse
 from bot.errors import CommandError
 from bot.listeners.origin import origin_of
 from bot.services import Services
@@ -42,4 +42,8 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
         return await services.engager.describe_flows(services.defaults, reply)
     if isinstance(command, StatusCommand):
         return await services.runs.status(command, origin.caller, reply)
+    if isinstance(command, BulkCommand):
+        if services.bulk is None:
+            return messages.refused("bulk runs are not available here")
+        return await services.bulk.preview_command(command, origin.caller, reply)
     return await services.engager.request(command, origin.caller, reply)

@@ -77,6 +77,11 @@ def help_message(defaults: Defaults, command: str = "/engage") -> Message:
     return message("ephemeral", text, [section(text=md(f"```{escape(text)}```"))])
 
 
+def notice_message(emoji: str, text: str) -> Message:
+    """Only to the caller: one line."""
+    return notice(emoji, text)
+
+
 def refused(reason: str) -> Message:
     """Only to the caller: a guardrail forbids this command; nothing was sent."""
     return notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")

@@ -1,0 +1,120 @@
+"""What a bulk run would do, before anything is sent: the preview. Pure: no I/O.
+
+Each row is valid, invalid (not a number), a duplicate (of an earlier row's contact:
+dropped), or refused by the guardrails (countries, premium rates, WhatsApp with SMS);
+the valid ones are checked against the parameters the flow reads, and the run's
+length is estimated at the account's pace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.bulk_input import Row
+from bot.command import EngageCommand
+from bot.flows import Findings, FlowInfo, findings
+from bot.phone import channel_mismatch
+from bot.policy import Policy, destination_refusal
+
+
+@dataclass(frozen=True)
+class Plan:
+    flow_sid: str
+    flow_alias: str | None
+    flow_name: str | None
+    sender: str
+    valid: list[Row] = field(default_factory=list)
+    invalid: list[Row] = field(default_factory=list)
+    duplicates: list[Row] = field(default_factory=list)
+    refused: list[tuple[Row, str]] = field(default_factory=list)
+    findings: list[tuple[Row, Findings]] = field(default_factory=list)
+    seconds: float = 0.0  # at the account's pace
+
+    def command(self, row: Row) -> EngageCommand:
+        """The single start a valid row stands for."""
+        assert row.to is not None
+        return EngageCommand(
+            self.flow_sid, self.flow_alias, row.to, self.sender, row.parameters, self.flow_name
+        )
+
+
+def merged(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A row's parameters: the command's, then the row's own over them."""
+    return {**shared, **own}
+
+
+def plan(
+    rows: list[Row],
+    *,
+    flow_sid: str,
+    flow_alias: str | None,
+    sender: str,
+    shared: dict[str, Any],
+    policy: Policy,
+    info: FlowInfo | None,
+    per_second: float,
+) -> Plan:
+    name = info.name if info else None
+    result = Plan(flow_sid, flow_alias, name, sender)
+    seen: set[str] = set()
+    for row in rows:
+        row = Row(row.number, row.typed, row.to, merged(shared, row.parameters), row.problem)
+        if row.to is None or row.problem:
+            result.invalid.append(row)
+            continue
+        if row.to in seen:
+            result.duplicates.append(row)
+            continue
+        seen.add(row.to)
+        reason = channel_mismatch(row.to, sender) or destination_refusal(
+            policy, result.command(row)
+        )
+        if reason:
+            result.refused.append((row, reason))
+            continue
+        result.valid.append(row)
+        if info is not None:
+            found = findings(info.analysis.parameters, row.parameters)
+            if found:
+                result.findings.append((row, found))
+    seconds = len(result.valid) / per_second if per_second > 0 else 0.0
+    return Plan(**{**vars(result), "seconds": seconds})
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a bulk run has got, as its progress message shows it."""
+
+    run_id: str
+    flow: str  # the flow's label
+    starter: str
+    total: int
+    started: int = 0
+    failed: int = 0
+    unknown: int = 0
+    cancelled: int = 0
+    status: str = "running"  # running | paused | cancelled | done
+    elapsed: float = 0.0  # seconds since the start
+    note: str = ""  # e.g. why it paused
+
+    @property
+    def done(self) -> int:
+        return self.started + self.failed + self.unknown + self.cancelled
+
+    @property
+    def left(self) -> int:
+        return max(0, self.total - self.done)
+
+    @property
+    def rate(self) -> float:
+        """Rows per second so far."""
+        sent = self.started + self.failed + self.unknown
+        return sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """``▓▓▓▓░░░░ 50%``"""
+    share = done / total if total else 1.0
+    filled = round(share * width)
+    return "\u2593" * filled + "\u2591" * (width - filled) + f" {round(share * 100)}%"

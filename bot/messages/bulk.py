@@ -1,0 +1,137 @@
+"""A bulk run as people see it: the preview, only to whoever asked, and the progress
+message in the channel. Pure: no I/O."""
+
+from __future__ import annotations
+
+from bot.bulk_plan import Plan, Progress, bar
+from bot.messages.blocks import (
+    SECTION_TEXT_MAX,
+    Block,
+    Message,
+    actions,
+    button,
+    clip,
+    confirm_dialog,
+    context,
+    escape,
+    md,
+    message,
+    section,
+)
+from bot.messages.text import findings_text, label
+from bot.phone import pretty
+
+BULK_START = "bulk_start"
+BULK_DROP = "bulk_drop"
+BULK_PAUSE = "bulk_pause"
+BULK_RESUME = "bulk_resume"
+BULK_CANCEL = "bulk_cancel"
+SHOWN = 15  # rows listed per kind of problem
+
+
+def _about(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _listed(title: str, lines: list[str]) -> str:
+    more = f"\n… and {len(lines) - SHOWN} more" if len(lines) > SHOWN else ""
+    return f"*{title}* ({len(lines)})\n" + "\n".join(lines[:SHOWN]) + more
+
+
+def bulk_preview(plan: Plan, run_id: str, pace: str) -> Message:
+    """Only to whoever asked: what would be sent, what would not and why; Start or Cancel."""
+    flow = label(plan.flow_alias, plan.flow_sid, plan.flow_name)
+    count = len(plan.valid)
+    head = (
+        f"{flow} for {count} contact(s): {count} valid, {len(plan.invalid)} invalid,"
+        f" {len(plan.duplicates)} duplicate(s) dropped, {len(plan.refused)} refused."
+        f" About {_about(plan.seconds)} at {pace}. Nothing has been sent."
+    )
+    blocks: list[Block] = [section(text=md(f":clipboard: {escape(head)}"))]
+    kinds = [
+        (
+            "Invalid",
+            [
+                f"row {r.number}: {escape(r.typed or '(empty)')}: {escape(r.problem or '')}"
+                for r in plan.invalid
+            ],
+        ),
+        (
+            "Refused",
+            [
+                f"row {r.number}: {escape(pretty(r.to or ''))}: {escape(why)}"
+                for r, why in plan.refused
+            ],
+        ),
+        (
+            "Duplicates dropped",
+            [f"row {r.number}: {escape(pretty(r.to or ''))}" for r in plan.duplicates],
+        ),
+        ("Parameters", [f"row {r.number}: {escape(findings_text(f))}" for r, f in plan.findings]),
+    ]
+    for title, lines in kinds:
+        if lines:
+            blocks.append(section(text=md(clip(_listed(title, lines), SECTION_TEXT_MAX))))
+    buttons = []
+    if count:
+        buttons.append(
+            button(
+                f"Start {count}",
+                action_id=BULK_START,
+                value=run_id,
+                style="danger",
+                confirm=confirm_dialog(
+                    title="Start the bulk run?",
+                    text=f"{flow} starts for {count} contact(s), at {pace}.",
+                    confirm=f"Start {count}",
+                    deny="Not yet",
+                ),
+            )
+        )
+    buttons.append(button("Cancel", action_id=BULK_DROP, value=run_id))
+    blocks.append(actions(buttons))
+    return message("ephemeral", head, blocks)
+
+
+def bulk_progress(progress: Progress) -> Message:
+    """In the channel: the bar, the counts, the rate, the time left, and the controls."""
+    p = progress
+    state = {
+        "running": ":arrow_forward: running",
+        "paused": ":double_vertical_bar: paused",
+        "cancelled": ":stop_sign: cancelled",
+        "done": ":checkered_flag: done",
+    }.get(p.status, p.status)
+    left_time = f" · about {_about(p.left / p.rate)} left" if p.rate and p.left else ""
+    head = f"<@{p.starter}>'s bulk run of {escape(p.flow)}: {state}"
+    counts = (
+        f"{bar(p.done, p.total)}\n{p.started} started · {p.failed} failed · {p.unknown} unknown"
+        f" · {p.cancelled} cancelled · {p.left} left · {p.rate:.1f}/s{left_time}"
+    )
+    blocks: list[Block] = [section(text=md(head)), section(text=md(escape(counts)))]
+    if p.note:  # the bot's own words, with a mention
+        blocks.append(context([md(p.note)]))
+    if p.status in ("running", "paused"):
+        control = (
+            button("Pause", action_id=BULK_PAUSE, value=p.run_id)
+            if p.status == "running"
+            else button("Resume", action_id=BULK_RESUME, value=p.run_id)
+        )
+        stop = button(
+            "Cancel",
+            action_id=BULK_CANCEL,
+            value=p.run_id,
+            style="danger",
+            confirm=confirm_dialog(
+                title="Cancel the bulk run?",
+                text="Rows not yet sent are not sent. Runs already started go on.",
+                confirm="Cancel the run",
+                deny="Keep going",
+            ),
+        )
+        blocks.append(actions([control, stop]))
+    text = f"Bulk run of {p.flow}: {p.status}, {p.done}/{p.total}"
+    return message("in_channel", text, blocks)

@@ -1,0 +1,222 @@
+"""Bulk runs (issue 12) end to end: signed commands and clicks, a fake Slack Web API
+(chat.postMessage, chat.update, files.uploadV2, file downloads), a fake Studio, and a
+process stopped in the middle of a run on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from bot import bulk as bulk_module
+from tests.harness import Harness, block_action, buttons, harness, text_of, wired
+from tests.peers import FakeSlack, FakeStudio, RedisServer
+
+
+async def until(condition: Any, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def control(run: Harness, action: str, value: str) -> None:
+    """Click a progress message's button: no reply follows; the message changes."""
+    body = block_action(action, value, response_url=f"{run.slack_url}/respond/9")
+    response, _ = await run.post(body)
+    assert response.status_code == 200
+
+
+async def preview(run: Harness, text: str, **kwargs: Any) -> dict[str, Any]:
+    ack = (await run.command(text, **kwargs))[0].json()
+    assert "Preparing the preview" in ack["text"], ack["text"]
+    return (await run.slack.wait_for_replies(1))[0]
+
+
+def results(slack: FakeSlack) -> list[dict[str, str]]:
+    (upload,) = slack.uploads
+    content = upload["content"].decode()
+    return list(csv.DictReader(io.StringIO(content[content.index("row,") :])))
+
+
+async def test_preview_then_start_then_progress_then_the_results_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with harness(monkeypatch, FakeStudio()) as run:
+        shown = await preview(run, "survey +16175551212 +1617, +1 617 555 1214 plan=gold")
+        assert shown["response_type"] == "ephemeral"
+        text = text_of(shown)
+        assert "2 valid, 1 invalid" in text
+        assert "row 2: +1617" in text
+        assert run.studio.creates() == []  # nothing before Start
+        start = buttons(shown)["bulk_start"]
+        assert "for 2 contact(s)" in start["confirm"]["text"]["text"]
+
+        other = await run.click("bulk_start", start["value"], user="U0OTHER", n=2)
+        assert "only the person who asked for the preview" in other["text"]
+        await run.click("bulk_start", start["value"], n=3)
+        await until(lambda: run.slack.uploads)
+    creates = run.studio.creates()
+    assert sorted(c["form"]["To"] for c in creates) == ["+16175551212", "+16175551214"]
+    assert all(json.loads(c["form"]["Parameters"]) == {"plan": "gold"} for c in creates)
+    progress = [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
+    assert progress[0]["channel"] == "C0CHANNEL"
+    final = [p for p in run.slack.posts if p["method"] == "chat.update"][-1]
+    assert "done" in text_of(final["blocks"])
+    assert "2 started" in text_of(final["blocks"])
+    upload = run.slack.uploads[0]
+    assert upload["thread_ts"] == progress[0]["ts"]
+    assert [(r["row"], r["outcome"]) for r in results(run.slack)] == [
+        ("1", "started"),
+        ("3", "started"),
+    ]
+    assert all(r["run_sid"].startswith("FN") for r in results(run.slack))
+
+
+async def test_twilio_refusals_and_already_active_are_reported_never_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = (400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})
+    active = (409, {"code": 20409, "message": "Execution already active", "status": 409})
+    studio = FakeStudio(answers=[refused, active])
+    async with harness(monkeypatch, studio, STUDIO_RATE_LIMIT="1/second") as run:
+        shown = await preview(run, "+16175551212 +16175551213 +16175551214")
+        await run.click("bulk_start", buttons(shown)["bulk_start"]["value"])
+        await until(lambda: run.slack.uploads)
+    rows = {r["row"]: r for r in results(run.slack)}
+    outcomes = sorted((r["outcome"], r["code"]) for r in rows.values())
+    assert outcomes == [("failed", "20409"), ("failed", "21211"), ("started", "")]
+    assert any("already active" in r["message"] for r in rows.values())
+    assert len(studio.creates()) == 3  # once each
+
+
+async def test_pause_resume_and_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    studio = FakeStudio()
+    contacts = " ".join(f"+1617555121{i}" for i in range(6))
+    async with harness(monkeypatch, studio, STUDIO_RATE_LIMIT="2/second") as run:
+        shown = await preview(run, contacts)
+        await run.click("bulk_start", buttons(shown)["bulk_start"]["value"], n=2)
+        await until(lambda: studio.creates())
+        (card,) = [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
+        controls = buttons(card)
+        await run.click("bulk_pause", controls["bulk_pause"]["value"], user="U0OTHER", n=3)
+        assert "only the person who started" in run.slack.replies[2]["text"]
+        await control(run, "bulk_pause", controls["bulk_pause"]["value"])
+        await until(lambda: "paused" in text_of(run.slack.posts[-1]["blocks"]))
+        await asyncio.sleep(0.6)  # a row already past its turn may still go
+        paused_at = len(studio.creates())
+        await asyncio.sleep(1.5)
+        assert len(studio.creates()) == paused_at  # nothing sent while paused
+        assert paused_at < 6
+        await control(run, "bulk_resume", controls["bulk_pause"]["value"])
+        await until(lambda: len(studio.creates()) > paused_at)
+        await control(run, "bulk_cancel", controls["bulk_cancel"]["value"])
+        await until(lambda: run.slack.uploads)
+    outcomes = [r["outcome"] for r in results(run.slack)]
+    assert outcomes.count("started") == len(studio.creates())
+    assert outcomes.count("cancelled") == 6 - len(studio.creates())
+    assert outcomes.count("cancelled") > 0
+
+
+async def test_a_csv_shared_in_slack_through_the_message_shortcut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slack = FakeSlack()
+    slack.files["contacts.csv"] = b"\xef\xbb\xbfname;phone\nZeke;+16175551212\nAnn;+16175551213\n"
+    async with wired(monkeypatch, FakeStudio(), slack) as run:
+        payload = {
+            "type": "message_action",
+            "callback_id": "bulk_csv",
+            "trigger_id": "1.2",
+            "team": {"id": "T0001"},
+            "user": {"id": "U0CALLER"},
+            "channel": {"id": "C0CHANNEL"},
+            "response_url": f"{run.slack_url}/respond/1",
+            "message": {
+                "text": "survey list for tomorrow",
+                "files": [
+                    {
+                        "name": "contacts.csv",
+                        "filetype": "csv",
+                        "url_private_download": f"{run.slack_url}/files/contacts.csv",
+                    }
+                ],
+            },
+        }
+        response, _ = await run.post(urlencode({"payload": json.dumps(payload)}))
+        assert response.status_code == 200
+        (shown,) = await run.slack.wait_for_replies(1)
+    assert "survey" in shown["text"]
+    assert "2 valid" in shown["text"]
+    assert run.studio.creates() == []
+
+
+async def test_too_many_rows_or_a_narrower_bulk_list_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with harness(monkeypatch, FakeStudio(), BULK_MAX_ROWS="2") as run:
+        ack = (await run.command("+16175551212 +16175551213 +16175551214"))[0].json()
+    assert "BULK_MAX_ROWS=2" in ack["text"]
+    async with harness(monkeypatch, FakeStudio(), BULK_SLACK_USERS="U0BOSS") as run:
+        ack = (await run.command("+16175551212 +16175551213"))[0].json()
+        await run.idle()
+    assert "BULK_SLACK_USERS" in ack["text"]
+    assert run.studio.requests == []
+
+
+async def test_a_process_stopped_mid_run_and_another_finishing_it_sends_no_row_twice(
+    monkeypatch: pytest.MonkeyPatch, redis: RedisServer
+) -> None:
+    monkeypatch.setattr(bulk_module, "RECLAIM_AFTER", 0.5)
+    monkeypatch.setattr(bulk_module, "CONCURRENCY", 2)
+    studio, slack = FakeStudio(latency=0.4), FakeSlack()
+    env = {"REDIS_URL": redis.url.replace("/0", "/4"), "STUDIO_RATE_LIMIT": "5/second"}
+    contacts = " ".join(f"+1617555121{i}" for i in range(8))
+    async with wired(monkeypatch, studio, slack, env=env) as first:
+        shown = await preview(first, contacts)
+        await first.click("bulk_start", buttons(shown)["bulk_start"]["value"])
+        await until(lambda: len(studio.creates()) >= 2)
+        bulk = first.services.bulk
+        assert bulk is not None
+        assert bulk._loop is not None
+        bulk._loop.cancel()  # the process dies: its loop and its rows in flight stop
+        for task in list(bulk._rows):
+            task.cancel()
+        await asyncio.sleep(0.1)
+        bulk._loop = None
+    sent_before = len(studio.creates())
+    async with wired(monkeypatch, studio, slack, env=env):
+        await until(lambda: slack.uploads, within=30)
+    rows = results(slack)
+    assert len(rows) == 8
+    to = [c["form"]["To"] for c in studio.creates()]
+    assert len(to) == len(set(to))  # no contact was sent twice
+    unknown = [r for r in rows if r["outcome"] == "unknown"]
+    started = [r for r in rows if r["outcome"] == "started"]
+    assert len(started) + len(unknown) == 8
+    assert len(to) == len(started) + len(unknown) or len(to) >= len(started)
+    assert sent_before >= 1
+
+
+async def test_without_redis_sigterm_pauses_the_run_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    studio = FakeStudio()
+    contacts = " ".join(f"+1617555121{i}" for i in range(6))
+    async with harness(monkeypatch, studio, STUDIO_RATE_LIMIT="2/second") as run:
+        shown = await preview(run, contacts)
+        await run.click("bulk_start", buttons(shown)["bulk_start"]["value"])
+        await until(lambda: studio.creates())
+        await run.services.drain(5)  # SIGTERM
+        sent = len(studio.creates())
+        last = [p for p in run.slack.posts if p["method"] == "chat.update"][-1]
+    assert "paused" in text_of(last["blocks"])
+    assert "without Redis this run lived in its memory" in text_of(last["blocks"])
+    assert sent < 6
+    assert run.slack.uploads == []
