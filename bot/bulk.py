@@ -290,8 +290,10 @@ class BulkRuns:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
-        if self._rows:
+        if self._rows:  # rows still waiting for their turn give it up at once
             await asyncio.wait(set(self._rows), timeout=10)
+            for task in set(self._rows):
+                task.cancel()
         if isinstance(self.store, RedisStore):
             return
         active = await self.state.use(lambda s: s.hgetall(ACTIVE))

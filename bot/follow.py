@@ -24,6 +24,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -155,6 +156,10 @@ class Follower:
         self.minutes = minutes
         self.me = secrets.token_hex(4)  # this process, for leases
         self._loop: asyncio.Task[None] | None = None
+        # Told of every run shown (the Home tab's record); best effort.
+        self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
+            None
+        )
 
     # -- publishing a started run ------------------------------------------------
 
@@ -193,6 +198,8 @@ class Follower:
                 await self.state.use(lambda s: s.hset(INDEX, {engagement.sid: "1"}, 7 * 86400))
         except StateUnavailable:
             log.error("run %s is shown but not followed: shared state unavailable", engagement.sid)
+        if self.on_started is not None:
+            await self.on_started(command, engagement, caller)
 
     def _card_for_start(
         self, command: EngageCommand, engagement: Engagement, starter: str

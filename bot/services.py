@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.engage import Engager, state_store, throttle
 from bot.flow_catalog import FlowCatalog
 from bot.follow import Follower
+from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
 from bot.responder import Responder
 from bot.run_actions import RunActions
@@ -31,6 +32,7 @@ class Services:
     store: Store  # shared state (memory or Redis)
     follower: Follower | None = None  # cards that follow their runs
     bulk: BulkRuns | None = None  # one flow for many contacts
+    forms: Forms | None = None  # the form, the shortcuts, the Home tab
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
 
@@ -72,6 +74,8 @@ class Services:
             bulk_users=settings.bulk_slack_users,
             max_rows=settings.bulk_max_rows,
         )
+        forms = Forms(engager, settings.command_defaults, store)
+        follower.on_started = started_hook(forms, slack)
         auth = settings.twilio_auth_token
         return cls(
             settings.command_defaults,
@@ -81,6 +85,7 @@ class Services:
             store,
             follower,
             bulk,
+            forms,
             settings.twilio_events_url,
             auth.get_secret_value() if auth else None,
         )

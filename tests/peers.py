@@ -63,7 +63,7 @@ def free_port() -> int:
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
     """Run ``app`` on 127.0.0.1 and yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -267,6 +267,7 @@ class FakeSlack:
     # files: what the bot may download (name -> bytes), and what it uploaded (files.uploadV2)
     files: dict[str, bytes] = field(default_factory=dict)
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
     _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Socket Mode: envelopes to push to the bot, and the acks it sent back.
     envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
@@ -294,6 +295,16 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method in ("chat.postMessage", "chat.update"):
             return await self._chat(method, request)
+        if method in ("views.open", "views.update", "views.publish"):
+            if request.content_type == "application/json":
+                sent = await request.json()
+            else:
+                sent = {k: str(v) for k, v in (await request.post()).items()}
+            if isinstance(sent.get("view"), str):
+                sent["view"] = json.loads(sent["view"])
+            self.views.append({"method": method, **sent})
+            self._arrived.set()
+            return web.json_response({"ok": True, "view": {"id": "V1", "hash": "h1"}})
         if method == "files.getUploadURLExternal":
             asked = {**request.query, **(await request.post())}
             file_id = f"F{len(self._pending_uploads) + 1:08d}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, bulk, commands
+from bot.listeners import actions, bulk, commands, forms
 from bot.services import Services
 
 
@@ -18,3 +18,4 @@ def register(app: AsyncApp, services: Services) -> None:
     commands.register(app, services)
     actions.register(app, services)
     bulk.register(app, services)
+    forms.register(app, services)

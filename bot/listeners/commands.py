@@ -6,10 +6,12 @@ import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import audit, messages
 from bot.command import BulkCommand, FlowsCommand, HelpCommand, StatusCommand, parse
 from bot.errors import CommandError
+from bot.listeners.forms import open_form
 from bot.listeners.origin import origin_of
 from bot.services import Services
 
@@ -20,7 +22,12 @@ ANY_COMMAND = re.compile(r"^/.+")
 
 def register(app: AsyncApp, services: Services) -> None:
     @app.command(ANY_COMMAND)
-    async def engage_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def engage_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        if not str(body.get("text", "")).strip() and services.forms is not None:
+            origin = origin_of(body)  # no text: the form, for those who do not type grammar
+            await open_form(services, services.forms, client, origin.trigger_id, origin.caller)
+            await ack()
+            return
         await ack(**await handle_engage(body, services))
 
 

@@ -1,0 +1,203 @@
+"""The same power without the grammar: the form, the message shortcut, the Home tab.
+
+Every start from here goes through ``Engager.request``, exactly as the slash command:
+the same checks, the same guardrails, the same card. What differs is only how it is
+asked: the form's inputs instead of ``key=value``, and errors shown on their field
+(``response_action: errors``) with nothing sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import phonenumbers
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import Caller
+from bot.command import Defaults, EngageCommand
+from bot.engage import Engager
+from bot.errors import PhoneError, StateUnavailable
+from bot.flow_catalog import FETCH_SECONDS
+from bot.messages.text import configured_flows, label
+from bot.messages.views import FlowChoice, RecentRun, View, form, home
+from bot.phone import channel_mismatch, parse_address, pretty
+from bot.policy import access_refusal
+from bot.store import Durable, Store
+from bot.studio import Engagement
+
+log = logging.getLogger(__name__)
+
+RECENT = 15  # runs kept per person for the Home tab
+RECENT_SECONDS = 30 * 24 * 3600
+
+
+def numbers_in(text: str, region: str | None) -> list[str]:
+    """The phone numbers in a message, found by libphonenumber's matcher (E.164). Pure."""
+    found = []
+    for match in phonenumbers.PhoneNumberMatcher(text, region or "ZZ"):
+        number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        if number not in found:
+            found.append(number)
+    return found
+
+
+class Forms:
+    def __init__(self, engager: Engager, defaults: Defaults, store: Store) -> None:
+        self.engager = engager
+        self.defaults = defaults
+        self.state = Durable(store)
+
+    # -- what the person may choose -------------------------------------------------
+
+    def choices(self, caller: Caller) -> list[FlowChoice]:
+        """The configured flows ``caller`` may start here (Studio's names when known)."""
+        catalog, policy = self.engager.catalog, self.engager.policy
+        allowed = []
+        for alias, sid in configured_flows(self.defaults):
+            if access_refusal(policy, sid, alias, caller.user_id, caller.channel_id) is None:
+                allowed.append(FlowChoice(sid, alias, catalog.peek(sid) if catalog else None))
+        return allowed
+
+    async def chosen(self, choices: list[FlowChoice], sid: str | None) -> FlowChoice | None:
+        """The choice for ``sid`` (or the default flow), with Studio asked if need be."""
+        wanted = sid or self.defaults.flow_sid or (choices[0].sid if len(choices) == 1 else "")
+        for choice in choices:
+            if choice.sid == wanted:
+                catalog = self.engager.catalog
+                if choice.info is None and catalog is not None:
+                    try:
+                        info = await asyncio.wait_for(catalog.get(choice.sid), FETCH_SECONDS)
+                    except TimeoutError:
+                        info = None
+                    return FlowChoice(choice.sid, choice.alias, info)
+                return choice
+        return None
+
+    def senders(self, flow_sid: str | None) -> list[str]:
+        own = self.defaults.flow_senders.get(flow_sid or "")
+        default = self.defaults.sender
+        return [s for s in dict.fromkeys([own, default]) if s]
+
+    def view(
+        self, caller: Caller, chosen: FlowChoice | None, contact: str = "", channel: str = ""
+    ) -> View:
+        choices = self.choices(caller)
+        return form(
+            choices,
+            chosen,
+            senders=self.senders(chosen.sid if chosen else None),
+            contact=contact,
+            channel=channel,
+        )
+
+    # -- the submission ----------------------------------------------------------
+
+    def read(self, view: dict[str, Any]) -> tuple[EngageCommand | None, dict[str, str]]:
+        """The command the form stands for, or the errors by block (nothing is sent)."""
+        values: dict[str, dict[str, Any]] = view.get("state", {}).get("values", {})
+        errors: dict[str, str] = {}
+
+        def value(block: str) -> str:
+            element: dict[str, Any] = next(iter(values.get(block, {}).values()), {})
+            if element.get("type") == "static_select":
+                return str((element.get("selected_option") or {}).get("value", ""))
+            return str(element.get("value") or "").strip()
+
+        flow_sid = value("flow")
+        choice = next((c for c in configured_flows(self.defaults) if c[1] == flow_sid), None)
+        if choice is None:
+            errors["flow"] = "Choose one of the flows."
+        try:
+            to = parse_address(value("contact"), self.defaults.region)
+        except PhoneError as exc:
+            errors["contact"] = str(exc)[:150]
+            to = ""
+        parameters: dict[str, Any] = {}
+        for block in values:
+            if block.startswith("p:") and (given := value(block)):
+                node = parameters
+                *path, last = block[2:].split(".")
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[last] = given
+        for line in value("more").splitlines():
+            key, sep, given = line.partition("=")
+            if not line.strip():
+                continue
+            if not sep or not key.strip():
+                errors["more"] = f"Write one key=value a line ({line.strip()[:40]!r} is not)."
+                break
+            parameters[key.strip()] = given.strip()
+        senders = self.senders(flow_sid)
+        sender = value("sender") if "sender" in values else (senders[0] if senders else "")
+        if to and sender and (mismatch := channel_mismatch(to, sender)):
+            errors["contact"] = mismatch[:150]
+        if errors or choice is None or not sender:
+            if not sender:
+                errors.setdefault("flow", "No sender is configured (STUDIO_FROM).")
+            return None, errors
+        return EngageCommand(flow_sid, choice[0], to, sender, parameters), {}
+
+    # -- the Home tab's record -----------------------------------------------------
+
+    async def remember(self, user_id: str, run: RecentRun) -> None:
+        """Keep ``run`` among ``user_id``'s recent runs (best effort)."""
+        try:
+            recent = await self.recent(user_id)
+            fresh = [run] + [r for r in recent if r.sid != run.sid]
+            value = json.dumps([vars(r) for r in fresh[:RECENT]])
+            await self.state.use(lambda s: s.set(f"recent:{user_id}", value, RECENT_SECONDS))
+        except StateUnavailable:
+            return
+
+    async def recent(self, user_id: str) -> list[RecentRun]:
+        value = await self.state.use(lambda s: s.get(f"recent:{user_id}"))
+        return [RecentRun(**r) for r in json.loads(value)] if value else []
+
+    async def home(self, caller: Caller) -> View:
+        try:
+            recent = await self.recent(caller.user_id)
+        except StateUnavailable:
+            recent = []
+        return home(self.choices(caller), recent)
+
+    def recent_run(self, command: EngageCommand, sid: str, status: str) -> RecentRun:
+        """A run as the starter's own Home tab lists it (in full: it is theirs)."""
+        info = self.engager.catalog.peek(command.flow_sid) if self.engager.catalog else None
+        name = info.name if info else command.flow_name
+        return RecentRun(
+            sid,
+            command.flow_sid,
+            label(command.flow_alias, command.flow_sid, name),
+            pretty(command.to),
+            status,
+            int(time.time()),
+        )
+
+
+async def publish_home(forms: Forms, client: AsyncWebClient, caller: Caller) -> None:
+    """Draw ``caller``'s Home tab (``views.publish``)."""
+    try:
+        await client.views_publish(user_id=caller.user_id, view=await forms.home(caller))
+    except SlackApiError as exc:
+        log.info("views.publish refused: %s", exc.response.get("error"))
+
+
+def started_hook(
+    forms: Forms, client: AsyncWebClient | None
+) -> Callable[[EngageCommand, Engagement, Caller], Awaitable[None]]:
+    """After each start: keep it among the starter's recent runs, redraw their Home."""
+
+    async def started(command: EngageCommand, engagement: Engagement, caller: Caller) -> None:
+        run = forms.recent_run(command, engagement.sid, engagement.status or "unknown")
+        await forms.remember(caller.user_id, run)
+        if client is not None:
+            await publish_home(forms, client, caller)
+
+    return started

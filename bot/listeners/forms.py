@@ -1,0 +1,138 @@
+"""The form, the shortcuts and the Home tab: Slack's own surfaces for the same starts.
+
+- ``/engage`` with no text, the global shortcut *Start a Studio flow* and the Home
+  tab's button open the form (``views.open`` with the request's ``trigger_id``, within
+  Slack's 3 s: nothing slow comes before it).
+- Choosing a flow redraws the form with its parameters (``views.update``).
+- Submitting runs exactly what the slash command would; a bad contact, a missing
+  parameter or a guardrail's refusal comes back on its field, nothing sent.
+- The message shortcut *Start a flow for this contact* finds the numbers in the
+  message: one opens the form with it filled in; several open the bulk preview.
+- ``app_home_opened`` draws the Home tab (``views.publish``); so does each start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.audit import Caller
+from bot.bulk_input import row_for
+from bot.forms import Forms, numbers_in, publish_home
+from bot.listeners.origin import origin_of
+from bot.messages.views import FLOW_SELECT, FORM, OPEN_FORM
+from bot.services import Services
+from bot.tasks import deliver
+
+log = logging.getLogger(__name__)
+
+START_SHORTCUT = "start_flow"  # global shortcut: Start a Studio flow
+CONTACT_SHORTCUT = "engage_contact"  # message shortcut: Start a flow for this contact
+
+
+async def open_form(
+    services: Services,
+    forms: Forms,
+    client: AsyncWebClient,
+    trigger_id: str,
+    caller: Caller,
+    contact: str = "",
+) -> None:
+    """``views.open`` at once (the trigger lasts 3 s): the default flow's parameters come
+    from what is known now; choosing a flow asks Studio."""
+    choices = forms.choices(caller)
+    default = next((c for c in choices if c.sid == services.defaults.flow_sid), None)
+    if default is None and len(choices) == 1:
+        default = choices[0]
+    view = forms.view(caller, default, contact=contact, channel=caller.channel_id)
+    try:
+        await client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.warning("views.open refused: %s", exc.response.get("error"))
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    forms = services.forms
+    if forms is None:
+        return
+
+    @app.shortcut(START_SHORTCUT)
+    async def start_shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        origin = origin_of(body)
+        await open_form(services, forms, client, origin.trigger_id, origin.caller)
+
+    @app.action(OPEN_FORM)
+    async def from_home(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        origin = origin_of(body)
+        await open_form(services, forms, client, origin.trigger_id, origin.caller)
+
+    @app.shortcut(CONTACT_SHORTCUT)
+    async def contact_shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        origin = origin_of(body)
+        text = str((body.get("message") or {}).get("text", ""))
+        found = numbers_in(text, services.defaults.region)
+        reply = services.responder.reply(origin.response_url)
+        if len(found) == 1:
+            await open_form(services, forms, client, origin.trigger_id, origin.caller, found[0])
+        elif found and services.bulk is not None:
+            rows = [row_for(i, n, services.defaults.region, {}) for i, n in enumerate(found, 1)]
+            flow = services.defaults.flow_sid or next(iter(services.defaults.flows.values()), "")
+            alias = next((a for a, s in services.defaults.flows.items() if s == flow), None)
+            sender = services.defaults.flow_senders.get(flow) or services.defaults.sender or ""
+            ack_message = await services.bulk.preview(
+                rows, flow, alias, sender, {}, origin.caller, reply
+            )
+            await deliver(reply, ack_message)
+        else:
+            await deliver(reply, messages.refused("there is no phone number in this message"))
+
+    @app.action(FLOW_SELECT)
+    async def flow_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        origin = origin_of(body)
+        chosen = (body.get("actions") or [{}])[0].get("selected_option", {}).get("value")
+        choices = forms.choices(origin.caller)
+        choice = await forms.chosen(choices, chosen)
+        values: dict[str, dict[str, Any]] = view.get("state", {}).get("values", {})
+        typed: dict[str, Any] = next(iter(values.get("contact", {}).values()), {})
+        contact = str(typed.get("value") or "")
+        redrawn = forms.view(origin.caller, choice, contact=contact)
+        try:
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=redrawn)
+        except SlackApiError as exc:
+            log.info("views.update refused: %s", exc.response.get("error"))
+
+    @app.view(FORM)
+    async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
+        origin = origin_of(body)
+        view = body.get("view") or {}
+        command, errors = forms.read(view)
+        if command is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        reply = services.responder.reply(origin.response_url)
+        answer = await services.engager.request(command, origin.caller, reply)
+        if not any(b.get("type") == "actions" for b in answer.get("blocks", [])) and (
+            "Starting" not in answer.get("text", "")
+        ):  # refused: on the contact's field, nothing sent
+            await ack(response_action="errors", errors={"contact": answer["text"][:150]})
+            return
+        await ack()  # the modal closes; the ack (or the prompt) goes where the card will
+        if origin.response_url:
+            await deliver(reply, answer)
+
+    @app.event("app_home_opened")
+    async def home_opened(body: dict[str, Any], client: AsyncWebClient) -> None:
+        event = body.get("event") or {}
+        if event.get("tab", "home") != "home":
+            return
+        await publish_home(forms, client, Caller(str(event.get("user", ""))))

@@ -1,0 +1,223 @@
+"""Slack surfaces without the grammar: the *Start a Studio flow* form and the Home tab.
+Pure: no I/O; the tests validate every view with slack_sdk's models.
+
+The form's inputs are named by ``block_id``: ``flow``, ``contact``, ``p:<name>`` for
+each parameter the flow reads, ``more`` (other parameters, one ``key=value`` a line)
+when the flow may read anything, ``sender`` when there is a choice, and ``channel``
+(where the card goes; its ``response_url`` answers the submission).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.flows import FlowInfo
+from bot.messages.blocks import (
+    CONSOLE_ACTION,
+    Block,
+    actions,
+    button,
+    clip,
+    context,
+    escape,
+    md,
+    plain,
+    section,
+)
+from bot.messages.text import label, parameters_line
+from bot.phone import pretty
+from bot.studio import console_url
+
+FORM = "engage_form"  # the modal's callback_id
+FLOW_SELECT = "form_flow"  # dispatches: the form is redrawn for the chosen flow
+OPEN_FORM = "open_form"  # the Home tab's button
+MAX_PARAMETERS = 40  # inputs; a modal holds 100 blocks
+View = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FlowChoice:
+    """A flow the person may start, as the form and the Home tab list it."""
+
+    sid: str
+    alias: str | None
+    info: FlowInfo | None
+
+    @property
+    def label(self) -> str:
+        return label(self.alias, self.sid, self.info.name if self.info else None)
+
+
+def _option(text: str, value: str) -> Block:
+    return {"text": plain(text, 75), "value": value}
+
+
+def _input(
+    block_id: str, title: str, element: Block, *, optional: bool = False, hint: str = ""
+) -> Block:
+    block: Block = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(title, 2000),
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _text_input(
+    action_id: str, *, initial: str = "", placeholder: str = "", multiline: bool = False
+) -> Block:
+    element: Block = {"type": "plain_text_input", "action_id": action_id, "multiline": multiline}
+    if initial:
+        element["initial_value"] = initial
+    if placeholder:
+        element["placeholder"] = plain(placeholder, 150)
+    return element
+
+
+def form(
+    flows: Sequence[FlowChoice],
+    chosen: FlowChoice | None,
+    *,
+    senders: Sequence[str] = (),
+    contact: str = "",
+    channel: str = "",
+) -> View:
+    """The *Start a Studio flow* modal, drawn for ``chosen`` (its parameters as inputs)."""
+    options = [_option(f.label, f.sid) for f in flows[:100]]
+    select: Block = {
+        "type": "static_select",
+        "action_id": FLOW_SELECT,
+        "options": options,
+        "placeholder": plain("Choose a flow", 150),
+    }
+    if chosen is not None:
+        select["initial_option"] = _option(chosen.label, chosen.sid)
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": "flow",
+            "label": plain("Flow", 2000),
+            "element": select,
+            "dispatch_action": True,
+        },
+        _input(
+            "contact",
+            "Contact",
+            _text_input("contact", initial=contact, placeholder="+1 617 555 1212 or whatsapp:+1…"),
+            hint="The number the flow calls or texts, with its country code.",
+        ),
+    ]
+    read = chosen.info.analysis.parameters if chosen and chosen.info else None
+    if read is not None:
+        names = sorted(read.required) + sorted(read.optional)
+        for name in names[:MAX_PARAMETERS]:
+            needed = name in read.required
+            blocks.append(
+                _input(
+                    f"p:{name}",
+                    f"{name}{'' if needed else ' (optional)'}",
+                    _text_input("value", placeholder="" if needed else "leave empty to skip"),
+                    optional=not needed,
+                    hint=f"Reaches the flow as {{{{flow.data.{name}}}}}",
+                )
+            )
+    if read is None or read.reads_anything:
+        blocks.append(
+            _input(
+                "more",
+                "Parameters",
+                _text_input("value", multiline=True, placeholder="first_name=Zeke\nplan=gold"),
+                optional=True,
+                hint="One key=value a line; each reaches the flow as {{flow.data.key}}.",
+            )
+        )
+    if len(senders) > 1:
+        blocks.append(
+            _input(
+                "sender",
+                "Send from",
+                {
+                    "type": "static_select",
+                    "action_id": "sender",
+                    "options": [_option(pretty(s), s) for s in senders],
+                    "initial_option": _option(pretty(senders[0]), senders[0]),
+                },
+            )
+        )
+    where: Block = {
+        "type": "conversations_select",
+        "action_id": "channel",
+        "response_url_enabled": True,
+        "default_to_current_conversation": True,
+    }
+    if channel:
+        where["initial_conversation"] = channel
+    blocks.append(_input("channel", "Post the card in", where))
+    summary = (
+        f"Starts {chosen.label} for the contact, as `/engage` would: the same checks first."
+        if chosen
+        else "Choose a flow to see the parameters it reads."
+    )
+    if chosen and chosen.info:
+        summary += " " + parameters_line(chosen.info).capitalize() + "."
+    blocks.append(context([md(escape(clip(summary, 2900)))]))
+    return {
+        "type": "modal",
+        "callback_id": FORM,
+        "title": plain("Start a Studio flow", 24),
+        "submit": plain("Start", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"flow": chosen.sid if chosen else ""}),
+        "blocks": blocks,
+    }
+
+
+@dataclass(frozen=True)
+class RecentRun:
+    sid: str
+    flow_sid: str
+    flow: str  # label
+    contact: str  # as masking allows
+    status: str
+    when: int  # epoch seconds
+
+
+def home(flows: Sequence[FlowChoice], recent: Sequence[RecentRun]) -> View:
+    """The app's Home tab: a button to the form, your recent runs, the flows you may start."""
+    blocks: list[Block] = [
+        section(text=md("*Studio flows*\nStart a flow for a contact, with a form or `/engage`.")),
+        actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")]),
+        {"type": "divider"},
+        section(text=md("*Your recent runs*")),
+    ]
+    if not recent:
+        blocks.append(context([md("None yet.")]))
+    for run in recent[:15]:
+        when = f"<!date^{run.when}^{{date_short_pretty}} {{time}}|{run.when}>"
+        blocks.append(
+            section(
+                text=md(
+                    f"*{escape(run.flow)}* for {escape(run.contact)} · {escape(run.status)}"
+                    f" · {when}\n`{run.sid}`"
+                ),
+            )
+        )
+        blocks[-1]["accessory"] = button(
+            "Open in Twilio Console",
+            action_id=CONSOLE_ACTION,
+            url=console_url(run.flow_sid, run.sid),
+        )
+    blocks += [{"type": "divider"}, section(text=md("*Flows you may start*"))]
+    for flow in flows[:20]:
+        line = parameters_line(flow.info) if flow.info else "parameters not known yet"
+        blocks.append(section(text=md(f"*{escape(flow.label)}*\n{escape(line)}")))
+    if not flows:
+        blocks.append(context([md("No flow is open to you here; ask an admin.")]))
+    return {"type": "home", "blocks": blocks[:100]}

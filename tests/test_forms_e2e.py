@@ -1,0 +1,219 @@
+"""The form, the shortcuts and the Home tab (issue 13), end to end through signed HTTP:
+every view validated by slack_sdk's models, views.open within Slack's 3 s."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from slack_sdk.models.views import View
+
+from bot.forms import numbers_in
+from tests import flow_definitions as defs
+from tests.harness import Harness, harness
+from tests.peers import FLOW_SID, SURVEY_SID, FakeStudio
+
+
+def valid(view: dict[str, Any]) -> dict[str, Any]:
+    View(**view).validate_json()  # raises past any Block Kit limit
+    return view
+
+
+def studio_with_flows() -> FakeStudio:
+    studio = FakeStudio()
+    studio.flows[FLOW_SID] = {"friendly_name": "Onboarding", "definition": defs.SMS_SURVEY}
+    studio.flows[SURVEY_SID] = {"friendly_name": "Survey", "definition": defs.READS_EVERYTHING}
+    return studio
+
+
+async def interact(run: Harness, payload: dict[str, Any]) -> Any:
+    payload = {"team": {"id": "T0001"}, "user": {"id": "U0CALLER"}, **payload}
+    response, elapsed = await run.post(urlencode({"payload": json.dumps(payload)}))
+    assert response.status_code == 200
+    return response, elapsed
+
+
+def submission(values: dict[str, Any], run: Harness) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "view": {"type": "modal", "callback_id": "engage_form", "state": {"values": values}},
+        "response_urls": [
+            {"response_url": f"{run.slack_url}/respond/1", "channel_id": "C0CHANNEL"}
+        ],
+    }
+
+
+def text(action: str, value: str) -> dict[str, Any]:
+    return {action: {"type": "plain_text_input", "value": value}}
+
+
+def flow(sid: str) -> dict[str, Any]:
+    return {"form_flow": {"type": "static_select", "selected_option": {"value": sid}}}
+
+
+@pytest.fixture
+async def run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    async with harness(monkeypatch, studio_with_flows()) as running:
+        await running.idle()  # the flows are read at start-up
+        yield running
+
+
+async def test_engage_with_no_text_opens_the_form_with_the_flows_parameters(run: Harness) -> None:
+    response, elapsed = await run.command("")
+    assert response.status_code == 200
+    (opened,) = run.slack.views
+    assert opened["method"] == "views.open"
+    assert opened["trigger_id"] == "1.2.3"
+    view = valid(opened["view"])
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert "onboarding · Onboarding" in json.dumps(blocks["flow"], ensure_ascii=False)
+    assert blocks["p:first_name"]["optional"] is False  # required
+    assert blocks["p:plan"]["optional"] is True
+    assert "channel" in blocks
+    assert elapsed < 3
+
+
+async def test_help_keeps_the_help(run: Harness) -> None:
+    ack = (await run.command("help"))[0].json()
+    assert "Usage:" in ack["text"]
+    assert run.slack.views == []
+
+
+async def test_the_form_opens_within_3_s_even_with_a_slow_studio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    studio = studio_with_flows()
+    studio.latency = 5.0  # only the creates are slow in the fake; flows are not read yet
+    async with harness(monkeypatch, studio) as run:
+        started = time.monotonic()
+        await interact(run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9.9"})
+        assert run.slack.views[0]["trigger_id"] == "9.9"
+        assert time.monotonic() - started < 3
+        valid(run.slack.views[0]["view"])
+
+
+async def test_choosing_a_flow_redraws_the_form(run: Harness) -> None:
+    await interact(
+        run,
+        {
+            "type": "block_actions",
+            "view": {"type": "modal", "id": "V1", "hash": "h1", "state": {"values": {}}},
+            "actions": [{"action_id": "form_flow", "selected_option": {"value": SURVEY_SID}}],
+        },
+    )
+    await run.idle()
+    (update,) = [v for v in run.slack.views if v["method"] == "views.update"]
+    view = valid(update["view"])
+    blocks = {b.get("block_id") for b in view["blocks"]}
+    assert "more" in blocks  # the survey flow reads flow.data whole: free parameters
+    assert "p:first_name" in blocks
+
+
+async def test_submitting_runs_what_the_command_would(run: Harness) -> None:
+    values = {
+        "flow": flow(FLOW_SID),
+        "contact": text("contact", "+1 617 555 1212"),
+        "p:first_name": text("value", "Zeke"),
+        "p:plan": text("value", ""),
+    }
+    response, _ = await interact(run, submission(values, run))
+    assert response.text in ("", "null")
+    (card,) = (
+        await run.slack.wait_for_replies(2)[:1]
+        if False
+        else (await run.slack.wait_for_replies(2))[1:]
+    )
+    assert card["response_type"] == "in_channel"
+    (create,) = run.studio.creates()
+    assert create["form"]["To"] == "+16175551212"
+    assert json.loads(create["form"]["Parameters"]) == {"first_name": "Zeke"}
+
+
+@pytest.mark.parametrize(
+    ("values", "block", "problem"),
+    [
+        (
+            {"contact": text("contact", "12"), "p:first_name": text("value", "Z")},
+            "contact",
+            "country code",
+        ),
+        (
+            {"contact": text("contact", "+19005551234"), "p:first_name": text("value", "Z")},
+            "contact",
+            "premium-rate",
+        ),
+        (
+            {"contact": text("contact", "+16175551212"), "more": text("value", "nonsense")},
+            "more",
+            "key=value",
+        ),
+    ],
+)
+async def test_bad_input_and_refusals_come_back_on_their_field(
+    run: Harness, values: dict[str, Any], block: str, problem: str
+) -> None:
+    values = {"flow": flow(FLOW_SID), **values}
+    response, _ = await interact(run, submission(values, run))
+    answer = response.json()
+    assert answer["response_action"] == "errors"
+    assert problem in answer["errors"][block]
+    await run.idle()
+    assert run.studio.creates() == []
+
+
+async def test_the_message_shortcut_fills_in_the_contact_or_opens_the_bulk_preview(
+    run: Harness,
+) -> None:
+    one = {
+        "type": "message_action",
+        "callback_id": "engage_contact",
+        "trigger_id": "7.7",
+        "channel": {"id": "C0CHANNEL"},
+        "response_url": f"{run.slack_url}/respond/1",
+        "message": {"text": "Please call Zeke back on +1 (617) 555-1212 today"},
+    }
+    await interact(run, one)
+    blocks = {b.get("block_id"): b for b in valid(run.slack.views[0]["view"])["blocks"]}
+    assert blocks["contact"]["element"]["initial_value"] == "+16175551212"
+    several = {**one, "message": {"text": "+16175551212 and +16175551213 asked"}}
+    await interact(run, several)
+    preview = (await run.slack.wait_for_replies(2))[-1]
+    assert "2 valid" in preview["text"]
+
+
+async def test_the_home_tab_lists_recent_runs_and_the_flows(run: Harness) -> None:
+    event = {
+        "type": "event_callback",
+        "team_id": "T0001",
+        "api_app_id": "A0APP",
+        "event": {"type": "app_home_opened", "user": "U0CALLER", "tab": "home"},
+        "event_id": "Ev1",
+        "event_time": int(time.time()),
+    }
+    body = json.dumps(event)
+    from tests.peers import signed_headers
+
+    response, _ = await run.post(body, signed_headers(body) | {"Content-Type": "application/json"})
+    assert response.status_code == 200
+    await run.command("+16175551212 first_name=Zeke")
+    await run.slack.wait_for_replies(1)
+    await run.idle()
+    homes = [v for v in run.slack.views if v["method"] == "views.publish"]
+    assert len(homes) >= 2  # when opened, and after the start
+    last = valid(homes[-1]["view"])
+    shown = json.dumps(last, ensure_ascii=False)
+    assert "+1 617-555-1212" in shown
+    assert "onboarding · Onboarding" in shown
+    assert "needs first_name" in shown
+
+
+def test_numbers_in_messages() -> None:
+    assert numbers_in("call +1 617 555 1212 or +44 7911 123456", None) == [
+        "+16175551212",
+        "+447911123456",
+    ]
+    assert numbers_in("617-555-1212", "US") == ["+16175551212"]
+    assert numbers_in("no numbers here, 12 apples", "US") == []
