@@ -132,6 +132,10 @@ class App:
             "STUDIO_RATE_LIMIT": "1000000/second",
             "DUPLICATE_WINDOW_SECONDS": "0",
             "SHUTDOWN_GRACE_SECONDS": "5",
+            # The start path as before: the card as a reply (the bench peers have no
+            # chat.postMessage) and no Flows API checks (they answer 404: checks off).
+            "FOLLOW_MINUTES": "0",
+            "FLOW_PARAMETER_CHECK": "off",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -186,3 +186,11 @@ async def test_with_a_test_configuration_the_web_process_answers_healthz_on_port
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_every_variable_is_documented_in_the_readme_and_env_example() -> None:
+    readme = (REPO / "README.md").read_text()
+    example = (REPO / ".env.example").read_text()
+    for name in (name.upper() for name in Settings.model_fields):
+        assert f"`{name}`" in readme, f"{name} is not in the README's Configuration"
+        assert name in example, f"{name} is not in .env.example"
