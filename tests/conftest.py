@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
+from bot.store import MemoryStore, RedisStore, Store
 from tests.peers import RedisServer, leaked_secrets, redis_server
 
 CONFIG_VARS = [name.upper() for name in Settings.model_fields]
@@ -16,6 +17,19 @@ def redis() -> Generator[RedisServer, None, None]:
     """A real redis-server on loopback, shared by a test module's tests."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncGenerator[Store, None]:
+    """The state store on this process's memory, then on a real (emptied) Redis."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis")
+    redis_store = RedisStore(server.url)
+    await redis_store._redis.flushdb()
+    yield redis_store
+    await redis_store.aclose()
 
 
 @pytest.fixture(autouse=True)

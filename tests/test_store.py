@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -13,23 +13,11 @@ from bot.command import EngageCommand
 from bot.confirmations import Confirmations, Parked
 from bot.errors import StateUnavailable
 from bot.runs import RunRegistry, Shown
-from bot.store import BestEffort, Durable, MemoryStore, RedisStore, Store
+from bot.store import BestEffort, Durable, RedisStore, Store
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
 RUN = "FN" + "e" * 32
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server: RedisServer = request.getfixturevalue("redis")
-    redis_store = RedisStore(server.url)
-    await redis_store._redis.flushdb()
-    yield redis_store
-    await redis_store.aclose()
 
 
 async def test_keys_and_hashes(store: Store) -> None:

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from bot.command import EngageCommand
-from bot.store import BestEffort, MemoryStore, RedisStore, Store
+from bot.store import BestEffort, RedisStore, Store
 from bot.throttle import Throttle
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
 OTHER = EngageCommand(FLOW_SID, None, "+16175551213", "+16175550100", {})
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server: RedisServer = request.getfixturevalue("redis")
-    redis_store = RedisStore(server.url)
-    await redis_store._redis.flushdb()
-    yield redis_store
-    await redis_store.aclose()
 
 
 async def test_user_limit(store: Store) -> None:
