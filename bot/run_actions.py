@@ -15,6 +15,7 @@ from bot.command import StatusCommand
 from bot.engage import Engager
 from bot.errors import StudioAPIError, StudioBusy, StudioError
 from bot.messages import Message
+from bot.messages.text import label
 from bot.policy import may_end, read_refusal
 from bot.runs import SNAPSHOT_REQUESTS, CardRef, Snapshot, fetch
 from bot.tasks import Reply, deliver
@@ -92,7 +93,7 @@ class RunActions:
             except StudioError as exc:
                 await deliver(reply, messages.lookup_failed(sid, exc), sid)
                 return
-            name = self.engager.aliases.get(flow_sid, flow_sid)
+            name = label(self.engager.aliases.get(flow_sid), flow_sid, self._name(flow_sid))
             mask = self.engager.mask_numbers and (
                 await self.engager.starter_of(sid) != caller.user_id
             )
@@ -140,16 +141,26 @@ class RunActions:
                 await deliver(notify, messages.action_failed(f"end {ref.sid}", exc), ref.sid)
                 return
             audit.record("ended", caller, sid=ref.sid, detail=f"started by {starter}")
-            card = messages.card_of(snapshot, self._alias(ref), starter, self.studio.api)
+            card = messages.card_of(
+                snapshot, self._alias(ref), starter, self.studio.api, self._name(ref.flow_sid)
+            )
             status = (ended.status or "ended") if ended is not None else card.status
             card = replace(card, status=status, ended_by=caller.user_id, deleted=ended is None)
             await deliver(replace_card, messages.run_card(card, mask=self.engager.mask_numbers))
 
         self.tasks.spawn(work(), f"end:{ref.sid}")
 
+    def _name(self, flow_sid: str) -> str | None:
+        """Studio's name for the flow, if known (never waits for Studio)."""
+        catalog = self.engager.catalog
+        info = catalog.peek(flow_sid) if catalog else None
+        return info.name if info else None
+
     def _alias(self, ref: CardRef) -> str | None:
         return self.engager.aliases.get(ref.flow_sid)
 
     def _card(self, snapshot: Snapshot, ref: CardRef) -> Message:
-        card = messages.card_of(snapshot, self._alias(ref), ref.starter, self.studio.api)
+        card = messages.card_of(
+            snapshot, self._alias(ref), ref.starter, self.studio.api, self._name(ref.flow_sid)
+        )
         return messages.run_card(card, mask=self.engager.mask_numbers)

@@ -167,3 +167,19 @@ async def test_a_failing_flows_api_is_not_asked_by_every_command(
             await run.command(f"+1617555121{i}")
         await run.slack.wait_for_replies(3)
     assert studio.flow_requests.count(f"/v2/Flows/{FLOW_SID}") == 1
+
+
+async def test_status_and_refresh_name_the_flow_as_studio_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.harness import buttons as card_buttons
+
+    studio = studio_with(onboarding=defs.SMS_SURVEY)
+    async with harness(monkeypatch, studio) as run:
+        await run.idle()
+        card = await run.start("+16175551212 first_name=Zeke")
+        refreshed = await run.click("engage_refresh", card_buttons(card)["engage_refresh"]["value"])
+        await run.command(f"status {card_buttons(card)['engage_refresh']['value'].split(':')[1]}")
+        status = (await run.slack.wait_for_replies(3))[2]
+    assert "onboarding · Onboarding flow" in text_of(refreshed["blocks"])
+    assert "onboarding · Onboarding flow" in status["text"]
