@@ -279,7 +279,8 @@ class BulkRuns:
         return self._jobs[run_id]
 
     def start_worker(self) -> None:
-        if self._loop is None:
+        """Work the runs in the background (not once this process is stopping)."""
+        if self._loop is None and not self._stopping:
             self._loop = asyncio.get_running_loop().create_task(self._work(), name="bulk")
 
     async def stop(self) -> None:
@@ -288,7 +289,7 @@ class BulkRuns:
         self._stopping = True
         if self._loop is not None:
             self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+            await asyncio.wait({self._loop}, timeout=5)
             self._loop = None
         if self._rows:  # rows still waiting for their turn give it up at once
             await asyncio.wait(set(self._rows), timeout=10)
@@ -305,7 +306,7 @@ class BulkRuns:
                 await self._edit(run_id, force=True)
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 took = await self._round()
             except Exception:

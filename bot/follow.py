@@ -249,7 +249,7 @@ class Follower:
         """Stop this process's loop; what is followed stays for the next process."""
         if self._loop is not None:
             self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+            await asyncio.wait({self._loop}, timeout=5)
             self._loop = None
 
     async def _run(self) -> None:
