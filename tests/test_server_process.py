@@ -16,6 +16,7 @@ import httpx
 from tests.peers import (
     APP_TOKEN,
     BOT_TOKEN,
+    FLOW_SID,
     FakeSlack,
     FakeStudio,
     bot_env,
@@ -244,3 +245,41 @@ async def test_a_redis_url_with_an_unencoded_password_exits_2_naming_it() -> Non
     assert "URL-encoded" in text
     assert "Zk" not in text
     assert "Traceback" not in text
+
+
+async def test_socket_mode_takes_the_form_and_answers_errors_on_their_field() -> None:
+    """The form's submission over Socket Mode: the same answer as over HTTP."""
+    studio, slack = FakeStudio(), FakeSlack()
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        env = bot_env(studio_url, slack_url, SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET="")
+        async with running_bot(env) as proc:
+            values = {
+                "flow": {
+                    "form_flow": {"type": "static_select", "selected_option": {"value": FLOW_SID}}
+                },
+                "contact": {"contact": {"type": "plain_text_input", "value": "12"}},
+            }
+            payload = {
+                "type": "view_submission",
+                "team": {"id": "T0001"},
+                "user": {"id": "U0CALLER"},
+                "view": {
+                    "type": "modal",
+                    "callback_id": "engage_form",
+                    "state": {"values": values},
+                },
+            }
+            await slack.envelopes.put(
+                {
+                    "envelope_id": "env-form",
+                    "type": "interactive",
+                    "accepts_response_payload": True,
+                    "payload": payload,
+                }
+            )
+            (ack,) = await slack.wait_for_socket_acks(1, within=30)
+            await sigterm(proc)
+    assert ack["envelope_id"] == "env-form"
+    assert ack["payload"]["response_action"] == "errors"
+    assert "country code" in ack["payload"]["errors"]["contact"]
+    assert studio.creates() == []
