@@ -270,6 +270,10 @@ def main() -> None:
             "studio-engage": import_time("import bot.server"),
             "baseline": import_time("import slack_bolt, twilio.rest; twilio.rest.Client"),
         }
+        preview = subprocess.run(
+            [PY, str(HERE / "bulk_preview.py")], capture_output=True, text=True, check=True
+        )
+        report["bulk_preview"] = json.loads(preview.stdout)
         apps = [App("studio-engage", [PY, "-m", "bot"], peers)]
         if not args.no_baseline:
             apps.append(App("baseline", [PY, str(HERE / "baseline_app.py")], peers))
@@ -409,6 +413,11 @@ def render(report: dict[str, Any]) -> str:
         f"peers' own ceiling: fake Studio {ceiling['studio']:.0f}/s, response_url sink {ceiling['sink']:.0f}/s (50 concurrent)",
         "ratio: how many times better studio-engage is (baseline ÷ ours for times, ours ÷ baseline for rates)",
     ]
+    if bulk := report.get("bulk_preview"):
+        lines.append(
+            f"bulk preview: {bulk['rows']:,} CSV rows read and previewed in {bulk['seconds']:.2f} s"
+            f" (target ≤ 2 s), peak RSS {bulk['peak_rss_mib']:.0f} MiB (target ≤ 150 MiB)"
+        )
     return "\n".join(lines)
 
 

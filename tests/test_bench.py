@@ -55,3 +55,19 @@ def test_report_puts_each_figure_beside_the_baseline_and_its_target() -> None:
     assert "10.0x" in line
     assert "≤ 25 ms" in text
     assert "fake Studio 5000/s" in text
+
+
+def test_the_bulk_preview_figure_is_measured_and_printed() -> None:
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(Path(bench.HERE) / "bulk_preview.py"), "--rows", "200"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figure = json.loads(out.stdout)
+    assert figure["rows"] == 200
+    assert figure["valid"] == 200
+    assert figure["seconds"] > 0
