@@ -274,6 +274,15 @@ def main() -> None:
             [PY, str(HERE / "bulk_preview.py")], capture_output=True, text=True, check=True
         )
         report["bulk_preview"] = json.loads(preview.stdout)
+        rows = "200" if args.quick else "1000"
+        for key, extra in (("bulk_run", []), ("bulk_two", ["--two"])):
+            done = subprocess.run(
+                [PY, str(HERE / "bulk_run.py"), "--rows", rows, *extra],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            report[key] = json.loads(done.stdout)
         apps = [App("studio-engage", [PY, "-m", "bot"], peers)]
         if not args.no_baseline:
             apps.append(App("baseline", [PY, str(HERE / "baseline_app.py")], peers))
@@ -413,6 +422,15 @@ def render(report: dict[str, Any]) -> str:
         f"peers' own ceiling: fake Studio {ceiling['studio']:.0f}/s, response_url sink {ceiling['sink']:.0f}/s (50 concurrent)",
         "ratio: how many times better studio-engage is (baseline ÷ ours for times, ours ÷ baseline for rates)",
     ]
+    for key, who in (("bulk_run", "one process"), ("bulk_two", "two processes on one Redis")):
+        if run := report.get(key):
+            lines.append(
+                f"bulk run, {who}: {run['rows']:,} rows at 20/second in {run['seconds']:.1f} s"
+                f" (target for 1,000: ≤ 52 s), {run['responses_429']} answered 429 (target 0),"
+                f" at most {run['max_sent_per_second']} creates in a second (pace 20);"
+                f" single acks p99 {run['during_ack_p99_ms']:.1f} ms during it,"
+                f" {run['idle_ack_p99_ms']:.1f} ms idle (target ≤ 2× idle)"
+            )
     if bulk := report.get("bulk_preview"):
         lines.append(
             f"bulk preview: {bulk['rows']:,} CSV rows read and previewed in {bulk['seconds']:.2f} s"

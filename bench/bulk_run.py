@@ -1,0 +1,302 @@
+"""Bulk figures (issue 12): 1,000 rows at STUDIO_RATE_LIMIT=20/second against a fake
+Studio that answers 429 above 20 a second, single commands' acks during the run, and
+two bot processes on one Redis. Prints one JSON object; bench/run.py puts it in the table.
+
+    .venv/bin/python bench/bulk_run.py [--rows 1000] [--two]
+
+The bot runs as its own process (``python -m bot``); its peers (fake Studio, fake Slack
+Web API and response_url sink, the CSV file) run here, on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "bench-signing-secret"
+FLOW = "FW" + "b" * 32
+LIMIT = 20  # what the fake Studio allows a second, as Studio documents
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Peers:
+    def __init__(self, rows: int) -> None:
+        self.accepted: list[float] = []  # times of creates answered 201
+        self.arrived: list[float] = []  # times of every create request, answered 201 or 429
+        self.refused = 0  # creates answered 429
+        self.window: deque[float] = deque()
+        self.replies: list[dict[str, Any]] = []
+        self.uploaded = asyncio.Event()
+        self.upload_at = 0.0
+        lines = ["phone,first_name"] + [f"+1617555{i:04d},N{i}" for i in range(rows)]
+        self.csv = "\n".join(lines).encode()
+
+    async def create(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        now = time.monotonic()
+        self.arrived.append(now)
+        while self.window and now - self.window[0] > 1.0:
+            self.window.popleft()
+        if len(self.window) >= LIMIT:
+            self.refused += 1
+            body = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return web.json_response(body, status=429, headers={"Retry-After": "1"})
+        self.window.append(now)
+        self.accepted.append(now)
+        sid = f"FN{len(self.accepted):032x}"
+        return web.json_response(
+            {"sid": sid, "status": "active", "contact_channel_address": str(form.get("To"))},
+            status=201,
+        )
+
+    async def api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if method == "files.getUploadURLExternal":
+            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            return web.json_response(
+                {"ok": True, "upload_url": f"http://{host}:{port}/upload", "file_id": "F1"}
+            )
+        if method == "files.completeUploadExternal":
+            self.upload_at = time.monotonic()
+            self.uploaded.set()
+        return web.json_response({"ok": True, "ts": "1.1", "channel": "C0BENCH"})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="OK")
+
+    async def respond(self, request: web.Request) -> web.Response:
+        self.replies.append(await request.json())
+        return web.Response(text="ok")
+
+    async def file(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.csv)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/Flows/{flow}/Engagements", self.create)
+        app.router.add_get("/v2/Flows/{flow}", self.not_found)
+        app.router.add_post("/api/{method}", self.api)
+        app.router.add_post("/upload", self.upload)
+        app.router.add_post("/respond/{id}", self.respond)
+        app.router.add_get("/files/contacts.csv", self.file)
+        return app
+
+    @staticmethod
+    def max_per_second(times: list[float]) -> int:
+        """The most of ``times`` in any one-second window."""
+        best, start = 0, 0
+        for end, moment in enumerate(times):
+            while moment - times[start] > 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+
+def signed(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+    }
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: str) -> float:
+    started = time.perf_counter()
+    async with http.post(url, data=body, headers=signed(body)) as response:
+        await response.read()
+        assert response.status == 200, response.status
+    return time.perf_counter() - started
+
+
+def command(i: int, respond: str) -> str:
+    fields = {
+        "team_id": "T0001",
+        "channel_id": "C0BENCH",
+        "user_id": f"U{i:08d}",
+        "command": "/engage",
+        "text": f"+1415555{i % 10000:04d}",
+        "response_url": f"{respond}/{i}",
+        "trigger_id": "1.2.3",
+    }
+    return urlencode(fields)
+
+
+def payload(data: dict[str, Any]) -> str:
+    base = {"team": {"id": "T0001"}, "user": {"id": "U0STARTER"}, "channel": {"id": "C0BENCH"}}
+    return urlencode({"payload": json.dumps({**base, **data})})
+
+
+def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "TWILIO_", "STUDIO_"))
+        },
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": f"{peers}/api/",
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "bench-token",
+        "STUDIO_FLOW_SID": FLOW,
+        "STUDIO_FROM": "+16175550100",
+        "STUDIO_BASE_URL": peers,
+        "STUDIO_RATE_LIMIT": f"{LIMIT}/second",
+        "USER_RATE_LIMIT": "1000000/second",
+        "DUPLICATE_WINDOW_SECONDS": "0",
+        "FOLLOW_MINUTES": "0",
+        "FLOW_PARAMETER_CHECK": "off",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        **({"REDIS_URL": redis} if redis else {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, url
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the bot did not start")
+
+
+async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
+    """The run, through the bot at ``url``, with the peers served here at ``base``."""
+    peers = Peers(rows)
+    runner = web.AppRunner(peers.app(), access_log=None)
+    await runner.setup()
+    host, port = base.removeprefix("http://").split(":")
+    await web.TCPSite(runner, host, int(port)).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            idle = [await post(http, url, command(i, f"{base}/respond")) for i in range(30)]
+            await asyncio.sleep(1.5)  # their engagements take their turns before the run
+            before = len(peers.accepted)
+            shortcut = {
+                "type": "message_action",
+                "callback_id": "bulk_csv",
+                "trigger_id": "1.2",
+                "response_url": f"{base}/respond/preview",
+                "message": {
+                    "text": "list",
+                    "files": [
+                        {
+                            "name": "contacts.csv",
+                            "url_private_download": f"{base}/files/contacts.csv",
+                        }
+                    ],
+                },
+            }
+            await post(http, url, payload(shortcut))
+            for _ in range(600):  # the preview, within 30 s
+                if any("bulk_start" in json.dumps(r) for r in peers.replies):
+                    break
+                await asyncio.sleep(0.05)
+            preview = next(r for r in peers.replies if "bulk_start" in json.dumps(r))
+            actions = next(b for b in preview["blocks"] if b["type"] == "actions")
+            run_id = actions["elements"][0]["value"]
+            click = {
+                "type": "block_actions",
+                "response_url": f"{base}/respond/start",
+                "actions": [{"action_id": "bulk_start", "value": run_id, "type": "button"}],
+            }
+            started = time.monotonic()
+            await post(http, url, payload(click))
+            during = []
+            i = 1000
+            while not peers.uploaded.is_set():
+                during.append(await post(http, url, command(i, f"{base}/respond")))
+                i += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(peers.uploaded.wait(), 0.5)
+        finished = peers.upload_at - started
+        return {
+            "rows": rows,
+            "seconds": finished,
+            "responses_429": peers.refused,
+            "max_sent_per_second": peers.max_per_second(peers.arrived),
+            "sent": len(peers.accepted) - before,
+            "idle_ack_p99_ms": statistics.quantiles(idle, n=100)[98] * 1000,
+            "during_ack_p99_ms": (
+                statistics.quantiles(during, n=100)[98] * 1000
+                if len(during) > 1
+                else during[0] * 1000
+            ),
+        }
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--two", action="store_true", help="two bot processes on one Redis")
+    args = parser.parse_args()
+    base = f"http://127.0.0.1:{free_port()}"
+    redis_proc, redis = None, None
+    if args.two:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is missing (scripts/setup --dev installs it)")
+        redis_port = free_port()
+        redis_proc = subprocess.Popen(
+            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        redis = f"redis://127.0.0.1:{redis_port}/0"
+        time.sleep(0.3)
+    procs = [start_bot(base, redis) for _ in range(2 if args.two else 1)]
+    try:
+        result = asyncio.run(scenario(args.rows, base, procs[0][1] + "/slack/events"))
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if redis_proc is not None:
+            redis_proc.terminate()
+    print(json.dumps({**result, "bots": len(procs)}))
+
+
+if __name__ == "__main__":
+    main()
