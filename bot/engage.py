@@ -116,6 +116,7 @@ class Engager:
         self.studio = studio
         self.policy = policy or Policy()
         self.throttle = throttle or Throttle()
+        studio.before_retry = self.throttle.pace  # a 429's retry takes its turn too
         state = state or Durable(self.throttle.state.memory)
         self.confirmations = Confirmations(state)
         self.registry = RunRegistry(state)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import phonenumbers
@@ -160,12 +161,20 @@ class Forms:
         value = await self.state.use(lambda s: s.get(f"recent:{user_id}"))
         return [RecentRun(**r) for r in json.loads(value)] if value else []
 
-    async def home(self, caller: Caller) -> View:
+    async def home(self, caller: Caller, note: str = "") -> View:
         try:
             recent = await self.recent(caller.user_id)
         except StateUnavailable:
             recent = []
-        return home(self.choices(caller), recent)
+        api = self.engager.studio.api
+        return home(self.choices(caller), recent, user_id=caller.user_id, api=api, note=note)
+
+    async def set_status(self, user_id: str, sid: str, status: str) -> None:
+        """A recent run's status, as last seen (Refresh, End)."""
+        recent = await self.recent(user_id)
+        fresh = [replace(r, status=status) if r.sid == sid else r for r in recent]
+        value = json.dumps([vars(r) for r in fresh])
+        await self.state.use(lambda s: s.set(f"recent:{user_id}", value, RECENT_SECONDS))
 
     def recent_run(self, command: EngageCommand, sid: str, status: str) -> RecentRun:
         """A run as the starter's own Home tab lists it (in full: it is theirs)."""
@@ -181,10 +190,12 @@ class Forms:
         )
 
 
-async def publish_home(forms: Forms, client: AsyncWebClient, caller: Caller) -> None:
+async def publish_home(
+    forms: Forms, client: AsyncWebClient, caller: Caller, note: str = ""
+) -> None:
     """Draw ``caller``'s Home tab (``views.publish``)."""
     try:
-        await client.views_publish(user_id=caller.user_id, view=await forms.home(caller))
+        await client.views_publish(user_id=caller.user_id, view=await forms.home(caller, note))
     except SlackApiError as exc:
         log.info("views.publish refused: %s", exc.response.get("error"))
 

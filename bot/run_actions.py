@@ -103,18 +103,22 @@ class RunActions:
 
     # -- the card's buttons ------------------------------------------------------
 
+    async def look(self, ref: CardRef, caller: Caller, notify: Reply) -> Snapshot | None:
+        """The run as it is now, if ``caller`` may look; else None, said through ``notify``."""
+        if not await self._allowed(ref, caller, "refresh", notify):
+            return None
+        try:
+            return await self._snapshot(ref.flow_sid, ref.sid)
+        except StudioError as exc:
+            await deliver(notify, messages.action_failed(f"refresh {ref.sid}", exc), ref.sid)
+            return None
+
     def refresh(self, ref: CardRef, caller: Caller, replace_card: Reply, notify: Reply) -> None:
         """Refresh: replace the card with the run as it is now."""
 
         async def work() -> None:
-            if not await self._allowed(ref, caller, "refresh", notify):
-                return
-            try:
-                snapshot = await self._snapshot(ref.flow_sid, ref.sid)
-            except StudioError as exc:
-                await deliver(notify, messages.action_failed(f"refresh {ref.sid}", exc), ref.sid)
-                return
-            await deliver(replace_card, self._card(snapshot, ref), ref.sid)
+            if snapshot := await self.look(ref, caller, notify):
+                await deliver(replace_card, self._card(snapshot, ref), ref.sid)
 
         self.tasks.spawn(work(), f"refresh:{ref.sid}")
 

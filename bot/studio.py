@@ -199,6 +199,9 @@ class StudioClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api: Api = api
+        # Awaited before a 429's retry goes out, after Retry-After: the caller's pacing
+        # (STUDIO_RATE_LIMIT), so that retries take their turn instead of bursting.
+        self.before_retry: Callable[[], Awaitable[object]] | None = None
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._http = httpx.AsyncClient(
@@ -371,6 +374,8 @@ class StudioClient:
             log.info("studio answered 429; retrying after %.1f s", wait)
             waited += wait
             await self._sleep(wait)
+            if self.before_retry is not None:
+                await self.before_retry()
 
     @staticmethod
     def _parse(response: httpx.Response, model: type[_Model], *, started: bool) -> _Model:

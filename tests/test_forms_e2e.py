@@ -217,3 +217,45 @@ def test_numbers_in_messages() -> None:
     ]
     assert numbers_in("617-555-1212", "US") == ["+16175551212"]
     assert numbers_in("no numbers here, 12 apples", "US") == []
+
+
+async def test_the_home_tab_has_the_cards_buttons(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with harness(monkeypatch, studio_with_flows(), STUDIO_API="v2") as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        home_view = [v for v in run.slack.views if v["method"] == "views.publish"][-1]["view"]
+        controls = {
+            e["action_id"]: e
+            for b in home_view["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if "value" in e
+        }
+        value = controls["home_end"]["value"]
+        home = {"type": "home", "id": "VHOME"}
+        base = {"type": "block_actions", "view": home, "container": {"type": "view"}}
+
+        await interact(run, {**base, "actions": [{"action_id": "home_refresh", "value": value}]})
+        await run.idle()
+        await interact(
+            run,
+            {
+                **base,
+                "user": {"id": "U0OTHER"},
+                "actions": [{"action_id": "home_end", "value": value}],
+            },
+        )
+        await run.idle()
+        refused = [v for v in run.slack.views if v["method"] == "views.publish"][-1]
+        assert "U0CALLER&gt;, who started it" in json.dumps(refused["view"])
+        assert run.studio.runs["FN" + "d" * 32]["status"] == "active"
+
+        await interact(run, {**base, "actions": [{"action_id": "home_end", "value": value}]})
+        await run.idle()
+    last = [v for v in run.slack.views if v["method"] == "views.publish"][-1]
+    valid(last["view"])
+    assert "was ended" in json.dumps(last["view"])
+    assert "ended" in json.dumps(last["view"])
+    assert run.studio.runs["FN" + "d" * 32]["status"] == "ended"

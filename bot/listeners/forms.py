@@ -25,9 +25,10 @@ from bot.audit import Caller
 from bot.bulk_input import row_for
 from bot.forms import Forms, numbers_in, publish_home
 from bot.listeners.origin import origin_of
-from bot.messages.views import FLOW_SELECT, FORM, OPEN_FORM
+from bot.messages.views import FLOW_SELECT, FORM, HOME_END, HOME_REFRESH, OPEN_FORM
+from bot.runs import CardRef
 from bot.services import Services
-from bot.tasks import deliver
+from bot.tasks import Reply, deliver
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,16 @@ async def open_form(
         await client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.warning("views.open refused: %s", exc.response.get("error"))
+
+
+def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
+    """A ``Reply`` for the Home tab, which has no response_url: the Home redrawn with the
+    message's text as a note (a refusal, a failure)."""
+
+    async def note(message: messages.Message) -> None:
+        await publish_home(forms, client, caller, str(message.get("text", "")))
+
+    return note
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -129,6 +140,38 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()  # the modal closes; the ack (or the prompt) goes where the card will
         if origin.response_url:
             await deliver(reply, answer)
+
+    @app.action(HOME_REFRESH)
+    async def home_refresh(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A recent run's Refresh on the Home tab: its status now, the Home redrawn."""
+        await ack()
+        origin = origin_of(body)
+        if (ref := CardRef.decode(origin.value)) is None:
+            return
+        caller = origin.caller
+        said = home_note(forms, client, caller)
+
+        async def work() -> None:
+            if snapshot := await services.runs.look(ref, caller, said):
+                await forms.set_status(caller.user_id, ref.sid, snapshot.run.status or "unknown")
+                await publish_home(forms, client, caller)
+
+        services.engager.tasks.spawn(work(), f"home:refresh:{ref.sid}")
+
+    @app.action(HOME_END)
+    async def home_end(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A recent run's End on the Home tab: the End rule, then the Home redrawn."""
+        await ack()
+        origin = origin_of(body)
+        if (ref := CardRef.decode(origin.value)) is None:
+            return
+        caller = origin.caller
+
+        async def ended(message: messages.Message) -> None:
+            await forms.set_status(caller.user_id, ref.sid, "ended")
+            await publish_home(forms, client, caller, f"{ref.sid} was ended.")
+
+        services.runs.end(ref, caller, ended, home_note(forms, client, caller))
 
     @app.event("app_home_opened")
     async def home_opened(body: dict[str, Any], client: AsyncWebClient) -> None:

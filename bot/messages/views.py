@@ -21,19 +21,22 @@ from bot.messages.blocks import (
     actions,
     button,
     clip,
+    confirm_dialog,
     context,
     escape,
     md,
     plain,
     section,
 )
-from bot.messages.text import label, parameters_line
+from bot.messages.text import end_confirm_text, label, parameters_line
 from bot.phone import pretty
 from bot.studio import console_url
 
 FORM = "engage_form"  # the modal's callback_id
 FLOW_SELECT = "form_flow"  # dispatches: the form is redrawn for the chosen flow
 OPEN_FORM = "open_form"  # the Home tab's button
+HOME_REFRESH = "home_refresh"  # a recent run's Refresh, on the Home tab
+HOME_END = "home_end"  # a recent run's End, on the Home tab
 MAX_PARAMETERS = 40  # inputs; a modal holds 100 blocks
 View = dict[str, Any]
 
@@ -189,14 +192,23 @@ class RecentRun:
     when: int  # epoch seconds
 
 
-def home(flows: Sequence[FlowChoice], recent: Sequence[RecentRun]) -> View:
-    """The app's Home tab: a button to the form, your recent runs, the flows you may start."""
+def home(
+    flows: Sequence[FlowChoice],
+    recent: Sequence[RecentRun],
+    *,
+    user_id: str = "",
+    api: str = "v1",
+    note: str = "",
+) -> View:
+    """The app's Home tab: a button to the form, your recent runs with the card's buttons,
+    the flows you may start; ``note`` says what the last click did, if it said anything."""
     blocks: list[Block] = [
         section(text=md("*Studio flows*\nStart a flow for a contact, with a form or `/engage`.")),
         actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")]),
-        {"type": "divider"},
-        section(text=md("*Your recent runs*")),
     ]
+    if note:
+        blocks.append(context([md(escape(clip(note, 2900)))]))
+    blocks += [{"type": "divider"}, section(text=md("*Your recent runs*"))]
     if not recent:
         blocks.append(context([md("None yet.")]))
     for run in recent[:15]:
@@ -209,11 +221,31 @@ def home(flows: Sequence[FlowChoice], recent: Sequence[RecentRun]) -> View:
                 ),
             )
         )
-        blocks[-1]["accessory"] = button(
-            "Open in Twilio Console",
-            action_id=CONSOLE_ACTION,
-            url=console_url(run.flow_sid, run.sid),
-        )
+        ref = f"{run.flow_sid}:{run.sid}:{user_id}"
+        controls = [
+            button(
+                "Open in Twilio Console",
+                action_id=CONSOLE_ACTION,
+                url=console_url(run.flow_sid, run.sid),
+            ),
+            button("Refresh", action_id=HOME_REFRESH, value=ref),
+        ]
+        if run.status == "active":
+            controls.append(
+                button(
+                    "End",
+                    action_id=HOME_END,
+                    value=ref,
+                    style="danger",
+                    confirm=confirm_dialog(
+                        title="End this engagement?",
+                        text=end_confirm_text(api),
+                        confirm="End it",
+                        deny="Keep it",
+                    ),
+                )
+            )
+        blocks.append(actions(controls))
     blocks += [{"type": "divider"}, section(text=md("*Flows you may start*"))]
     for flow in flows[:20]:
         line = parameters_line(flow.info) if flow.info else "parameters not known yet"
