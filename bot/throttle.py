@@ -79,7 +79,7 @@ class Throttle:
             if not wait:
                 return True
             if not bulk:  # tell bulk runs, in every process, to stand aside a moment
-                await self.state.use(lambda store: store.set("pace:singles", "1", 1.0))
+                await self.state.use(lambda store: store.set("pace:singles", "1", 0.2))
             wait = max(0.01, wait)
             if time.monotonic() + wait > deadline:
                 return False
