@@ -382,8 +382,7 @@ class BulkRuns:
 
     async def _send_row(self, run_id: str, number: str) -> bool:
         """Send row ``number`` once, or settle it; False if the run is paused (not sent)."""
-        out = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
-        if number in out:
+        if await self.state.use(lambda s: s.hget(f"bulk:{run_id}:out", number)) is not None:
             return True  # already settled
         meta = await self._meta(run_id)
         if meta.get("status") == "running":  # wait for the row's turn, singles first
@@ -400,8 +399,9 @@ class BulkRuns:
         if meta.get("status") == "cancelled":
             await self._record(run_id, number, {"outcome": "cancelled"})
             return True
-        rows = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:rows"))
-        row = Row(**json.loads(rows[number]))
+        stored = await self.state.use(lambda s: s.hget(f"bulk:{run_id}:rows", number))
+        assert stored is not None  # every job is a row kept with the run
+        row = Row(**json.loads(stored))
         made = Plan(
             meta["flow_sid"],
             meta.get("flow_alias") or None,
@@ -459,11 +459,12 @@ class BulkRuns:
 
     async def _maybe_finish(self, run_id: str) -> None:
         meta = await self._meta(run_id)
-        out = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
-        if len(out) < int(meta.get("total", "0")):
+        settled = await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:out"))
+        if settled < int(meta.get("total", "0")):
             return
         if not await self.state.use(lambda s: s.add(f"bulk:{run_id}:finished", "1", KEEP_SECONDS)):
             return  # another process finished it
+        out = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
         final = "cancelled" if meta.get("status") == "cancelled" else "done"
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}", {"status": final}, KEEP_SECONDS))
         await self.state.use(lambda s: s.hdel(ACTIVE, run_id))

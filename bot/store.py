@@ -63,6 +63,12 @@ class Store(Protocol):
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""
 
+    async def hget(self, key: str, field: str) -> str | None:
+        """One field of the hash ``key``, or None."""
+
+    async def hlen(self, key: str) -> int:
+        """How many fields the hash ``key`` has."""
+
     async def hdel(self, key: str, field: str) -> None:
         """Remove ``field`` from the hash ``key``."""
 
@@ -114,6 +120,14 @@ class MemoryStore:
     async def hgetall(self, key: str) -> dict[str, str]:
         value = self._live(key)
         return dict(value) if isinstance(value, dict) else {}
+
+    async def hget(self, key: str, field: str) -> str | None:
+        value = self._live(key)
+        return value.get(field) if isinstance(value, dict) else None
+
+    async def hlen(self, key: str) -> int:
+        value = self._live(key)
+        return len(value) if isinstance(value, dict) else 0
 
     async def hdel(self, key: str, field: str) -> None:
         value = self._live(key)
@@ -180,6 +194,14 @@ class RedisStore:
     async def hgetall(self, key: str) -> dict[str, str]:
         value: dict[Any, Any] = await self._call(self._redis.hgetall(PREFIX + key))
         return {str(k): str(v) for k, v in value.items()}
+
+    async def hget(self, key: str, field: str) -> str | None:
+        value: Any = await self._call(self._redis.hget(PREFIX + key, field))
+        return str(value) if value is not None else None
+
+    async def hlen(self, key: str) -> int:
+        value: Any = await self._call(self._redis.hlen(PREFIX + key))
+        return int(value)
 
     async def hdel(self, key: str, field: str) -> None:
         await self._call(self._redis.hdel(PREFIX + key, field))

@@ -80,6 +80,8 @@ OPERATIONS: dict[str, Operation] = {
     "pop": lambda s: s.pop("k"),
     "hset": lambda s: s.hset("h", {"a": "1"}, 60),
     "hgetall": lambda s: s.hgetall("h"),
+    "hget": lambda s: s.hget("h", "a"),
+    "hlen": lambda s: s.hlen("h"),
 }
 
 
@@ -106,3 +108,12 @@ def test_redis_tls_verification_can_be_turned_off_for_self_signed_servers() -> N
     assert unchecked["ssl_cert_reqs"] == "none"
     plain = RedisStore("redis://127.0.0.1:6379/0", verify_tls=False)
     assert "ssl_cert_reqs" not in plain._redis.connection_pool.connection_kwargs
+
+
+async def test_single_fields_of_a_hash(store: Store) -> None:
+    await store.hset("h", {"a": "1", "b": "2"}, 60)
+    assert await store.hget("h", "a") == "1"
+    assert await store.hget("h", "z") is None
+    assert await store.hget("nothing", "a") is None
+    assert await store.hlen("h") == 2
+    assert await store.hlen("nothing") == 0
