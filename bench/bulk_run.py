@@ -14,32 +14,21 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from run import REPO, SECRET, bot_env, free_port, wait_port  # bench/run.py, beside this
 from slack_sdk.signature import SignatureVerifier
 
-REPO = Path(__file__).resolve().parent.parent
-SECRET = "bench-signing-secret"
-FLOW = "FW" + "b" * 32
 LIMIT = 20  # what the fake Studio allows a second, as Studio documents
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Peers:
@@ -158,30 +147,9 @@ def payload(data: dict[str, Any]) -> str:
 
 def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "TWILIO_", "STUDIO_"))
-        },
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "SLACK_BOT_TOKEN": "xoxb-bench",
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": f"{peers}/api/",
-        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
-        "TWILIO_AUTH_TOKEN": "bench-token",
-        "STUDIO_FLOW_SID": FLOW,
-        "STUDIO_FROM": "+16175550100",
-        "STUDIO_BASE_URL": peers,
-        "STUDIO_RATE_LIMIT": f"{LIMIT}/second",
-        "USER_RATE_LIMIT": "1000000/second",
-        "DUPLICATE_WINDOW_SECONDS": "0",
-        "FOLLOW_MINUTES": "0",
-        "FLOW_PARAMETER_CHECK": "off",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        **({"REDIS_URL": redis} if redis else {}),
-    }
+    env = bot_env(port, peers, STUDIO_RATE_LIMIT=f"{LIMIT}/second")
+    if redis:
+        env["REDIS_URL"] = redis
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot"],
         env=env,
@@ -189,15 +157,8 @@ def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the bot did not start")
+    wait_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:

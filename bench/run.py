@@ -43,6 +43,35 @@ def http(method: str, url: str) -> Any:
         return json.loads(response.read())
 
 
+def bot_env(port: int, peers: str, **overrides: str) -> dict[str, str]:
+    """The environment of a bot under test on ``port``, wired to ``peers``."""
+    return {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "TWILIO_", "STUDIO_"))
+        },
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": f"{peers}/api/",
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "bench-token",
+        "STUDIO_FLOW_SID": FLOW,
+        "STUDIO_FROM": "+16175550100",
+        "STUDIO_BASE_URL": peers,
+        "USER_RATE_LIMIT": "1000000/second",
+        "DUPLICATE_WINDOW_SECONDS": "0",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        # The start path as before: the card as a reply (the bench peers have no
+        # chat.postMessage) and no Flows API checks (they answer 404: checks off).
+        "FOLLOW_MINUTES": "0",
+        "FLOW_PARAMETER_CHECK": "off",
+        **overrides,
+    }
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -111,32 +140,8 @@ class App:
         self.name = name
         self.argv = argv
         self.port = free_port()
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("SLACK_", "TWILIO_", "STUDIO_"))
-            },
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": f"{peers}/api/",
-            "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
-            "TWILIO_AUTH_TOKEN": "bench-token",
-            "STUDIO_FLOW_SID": FLOW,
-            "STUDIO_FROM": "+16175550100",
-            "STUDIO_BASE_URL": peers,
-            # The load is many users at full speed: lift the guardrails' limits.
-            "USER_RATE_LIMIT": "1000000/second",
-            "STUDIO_RATE_LIMIT": "1000000/second",
-            "DUPLICATE_WINDOW_SECONDS": "0",
-            "SHUTDOWN_GRACE_SECONDS": "5",
-            # The start path as before: the card as a reply (the bench peers have no
-            # chat.postMessage) and no Flows API checks (they answer 404: checks off).
-            "FOLLOW_MINUTES": "0",
-            "FLOW_PARAMETER_CHECK": "off",
-        }
+        # The load is many users at full speed: lift the guardrails' limits.
+        self.env = bot_env(self.port, peers, STUDIO_RATE_LIMIT="1000000/second")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
