@@ -87,6 +87,16 @@ Publish = Callable[[EngageCommand, Engagement, Caller, Reply], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Admission:
+    """The ack for a Slack request, and what it stands for: the start was taken, the
+    person is asked to confirm, or (neither) it was refused."""
+
+    ack: Message
+    taken: bool = False
+    asked: bool = False
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a start ended: the run, or the error (and, if Twilio said the contact already
     has one, the active run when it was found)."""
@@ -131,20 +141,26 @@ class Engager:
 
     async def request(self, command: EngageCommand, caller: Caller, reply: Reply) -> Message:
         """Slack: apply the guardrails now and return the ack; the start runs after it."""
+        return (await self.admit(command, caller, reply)).ack
+
+    async def admit(self, command: EngageCommand, caller: Caller, reply: Reply) -> Admission:
+        """``request``, saying also whether the start was taken (a surface that answers
+        refusals its own way, like the form, needs to know)."""
         if not self.tasks.accepting:
-            return messages.shutting_down()
+            return Admission(messages.shutting_down())
         command = self._named(command)
         if no := await self._check(command, caller):
-            return no
+            return Admission(no)
         if not await self.throttle.claim(caller.user_id, command):
             try:
                 token = await self.confirmations.park(caller.user_id, command)
             except StateUnavailable:
-                return messages.state_unavailable()
+                return Admission(messages.state_unavailable())
             audit.record("duplicate", caller, command)
-            return messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
+            prompt = messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
+            return Admission(prompt, asked=True)
         self._submit(command, caller, reply)
-        return messages.starting(command)
+        return Admission(messages.starting(command), taken=True)
 
     async def start_now(
         self,

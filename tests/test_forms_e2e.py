@@ -259,3 +259,18 @@ async def test_the_home_tab_has_the_cards_buttons(monkeypatch: pytest.MonkeyPatc
     assert "was ended" in json.dumps(last["view"])
     assert "ended" in json.dumps(last["view"])
     assert run.studio.runs["FN" + "d" * 32]["status"] == "ended"
+
+
+async def test_a_second_submission_asks_as_the_command_would(run: Harness) -> None:
+    values = {
+        "flow": flow(FLOW_SID),
+        "contact": text("contact", "+16175551212"),
+        "p:first_name": text("value", "Zeke"),
+    }
+    await interact(run, submission(values, run))
+    await run.slack.wait_for_replies(2)  # "Starting…" and the card
+    response, _ = await interact(run, submission(values, run))
+    assert response.text in ("", "null")  # the modal closes: a question, not an error
+    prompt = (await run.slack.wait_for_replies(3))[2]
+    assert "Start it again?" in prompt["text"]
+    assert len(run.studio.creates()) == 1

@@ -131,15 +131,13 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack(response_action="errors", errors=errors)
             return
         reply = services.responder.reply(origin.response_url)
-        answer = await services.engager.request(command, origin.caller, reply)
-        if not any(b.get("type") == "actions" for b in answer.get("blocks", [])) and (
-            "Starting" not in answer.get("text", "")
-        ):  # refused: on the contact's field, nothing sent
-            await ack(response_action="errors", errors={"contact": answer["text"][:150]})
+        admission = await services.engager.admit(command, origin.caller, reply)
+        if not (admission.taken or admission.asked):  # refused: on its field, nothing sent
+            await ack(response_action="errors", errors={"contact": admission.ack["text"][:150]})
             return
         await ack()  # the modal closes; the ack (or the prompt) goes where the card will
         if origin.response_url:
-            await deliver(reply, answer)
+            await deliver(reply, admission.ack)
 
     @app.action(HOME_REFRESH)
     async def home_refresh(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
