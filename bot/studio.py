@@ -35,6 +35,7 @@ from bot.errors import (
     StudioError,
     StudioOutcomeUnknown,
 )
+from bot.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ USER_AGENT = (
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
+# Enough connections for a burst of engagements in flight at once: a request waiting
+# for a connection is an ack that reports late.
+POOL_LIMITS = httpx.Limits(max_connections=256)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -209,10 +213,8 @@ class StudioClient:
             auth=httpx.BasicAuth(username, password.get_secret_value()),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=timeout,
-            transport=transport,
-            # Enough connections for a burst of engagements in flight at once: a
-            # request waiting for a connection is an ack that reports late.
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            # aiohttp's pool under httpx's API (bot/transport.py says why).
+            transport=transport or AiohttpTransport(POOL_LIMITS),
             follow_redirects=False,
         )
 

@@ -3,6 +3,10 @@
 Against a fake Studio on loopback (real HTTP) for every answer a server can give:
 Twilio's error bodies, garbled bodies, 429 with Retry-After; against respx only for
 what a peer cannot produce on demand: timeouts, resets, connections that never open.
+respx patches httpx's own transport, so those tests give the client that one: they
+test how the client treats each httpx exception. How bot/transport.py turns real
+socket failures into those exceptions is tested against real sockets in
+test_transport.py.
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ def sleeps() -> Sleeps:
 async def studio(sleeps: Sleeps) -> AsyncIterator[StudioClient]:
     """A client for respx: only transport failures are mocked."""
     async with StudioClient(
-        base_url=BASE, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN), sleep=sleeps
+        base_url=BASE,
+        username=ACCOUNT_SID,
+        password=SecretStr(AUTH_TOKEN),
+        sleep=sleeps,
+        transport=httpx.AsyncHTTPTransport(),
     ) as client:
         yield client
 
