@@ -24,6 +24,11 @@ Pure: no I/O, no imports from the rest of the bot.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
+
 
 class CommandError(ValueError):
     """The text is not a valid ``/engage`` command. ``str()`` is the message for the user."""
@@ -127,3 +132,12 @@ class StudioBusy(StudioError):
             "too many requests to Studio across the account right now (STUDIO_RATE_LIMIT);"
             " nothing was sent, try again in a moment"
         )
+
+
+def slack_refusal(exc: SlackApiError) -> str:
+    """What Slack's Web API said in refusing a call: its error code (``not_in_channel``),
+    or the HTTP status where the answer was not Slack's JSON (an edge's 503 page)."""
+    data = exc.response.data
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {exc.response.status_code}"

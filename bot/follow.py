@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.audit import Caller
 from bot.command import EngageCommand
-from bot.errors import StateUnavailable, StudioError
+from bot.errors import StateUnavailable, StudioError, slack_refusal
 from bot.flow_catalog import FlowCatalog
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
@@ -218,7 +218,7 @@ class Follower:
                 channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts
             )
         except SlackApiError as exc:
-            log.info("chat.postMessage refused in %s: %s", channel, exc.response.get("error"))
+            log.info("chat.postMessage refused in %s: %s", channel, slack_refusal(exc))
             return None
         except Exception as exc:  # the network: the response_url is still there
             log.warning("chat.postMessage failed: %s", type(exc).__name__)

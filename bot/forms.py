@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand
 from bot.engage import Engager
-from bot.errors import PhoneError, StateUnavailable
+from bot.errors import PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FETCH_SECONDS
 from bot.messages.text import configured_flows, label
 from bot.messages.views import FlowChoice, RecentRun, View, form, home
@@ -197,7 +197,9 @@ async def publish_home(
     try:
         await client.views_publish(user_id=caller.user_id, view=await forms.home(caller, note))
     except SlackApiError as exc:
-        log.info("views.publish refused: %s", exc.response.get("error"))
+        log.info("views.publish refused: %s", slack_refusal(exc))
+    except Exception as exc:  # the network; the Home tab is redrawn when next opened
+        log.warning("views.publish failed: %s", type(exc).__name__)
 
 
 def started_hook(

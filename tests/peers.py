@@ -264,6 +264,7 @@ class FakeSlack:
     # chat.postMessage / chat.update, as sent (with "method" and the form or JSON fields)
     posts: list[dict[str, Any]] = field(default_factory=list)
     refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
+    down: set[str] = field(default_factory=set)  # methods answered by an edge's 503 page
     # files: what the bot may download (name -> bytes), and what it uploaded (files.uploadV2)
     files: dict[str, bytes] = field(default_factory=dict)
     uploads: list[dict[str, Any]] = field(default_factory=list)
@@ -286,6 +287,8 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         self.api_calls.append(method)
+        if method in self.down:
+            return web.Response(status=503, text="<html>no healthy upstream</html>")
         if method == "apps.connections.open":
             if request.headers.get("Authorization") != f"Bearer {APP_TOKEN}":
                 return web.json_response({"ok": False, "error": "invalid_auth"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -168,6 +169,23 @@ async def test_a_private_channel_without_the_bot_falls_back_to_the_response_url(
     assert len(run.slack.replies) == follow.RESPONSE_URL_USES  # never more than Slack allows
     assert all(r.get("replace_original") for r in run.slack.replies[2:])
     assert updates(run.slack) == []
+
+
+async def test_a_slack_outage_page_still_shows_the_card_through_the_response_url(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack's edge answers 503 with an HTML page, not Slack's JSON: the card still
+    reaches the channel, and neither the post nor the Home tab's redraw is a defect."""
+    slack = FakeSlack(down={"chat.postMessage", "views.publish"})
+    async with wired(monkeypatch, FakeStudio(), slack, env=FOLLOW) as run:
+        await run.command("+16175551212")
+        card, *_ = await run.slack.wait_for_replies(1)
+        await run.idle()
+    assert card["response_type"] == "in_channel"
+    assert {"chat.postMessage", "views.publish"} <= set(slack.api_calls)
+    assert "chat.postMessage refused in C0CHANNEL: HTTP 503" in caplog.text
+    assert "views.publish refused: HTTP 503" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # --- Event Streams ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.audit import Caller
 from bot.bulk_input import row_for
+from bot.errors import slack_refusal
 from bot.forms import Forms, numbers_in, publish_home
 from bot.listeners.origin import origin_of
 from bot.messages.views import FLOW_SELECT, FORM, HOME_END, HOME_REFRESH, OPEN_FORM
@@ -54,7 +55,7 @@ async def open_form(
     try:
         await client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
-        log.warning("views.open refused: %s", exc.response.get("error"))
+        log.warning("views.open refused: %s", slack_refusal(exc))
 
 
 def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
@@ -120,7 +121,7 @@ def register(app: AsyncApp, services: Services) -> None:
         try:
             await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=redrawn)
         except SlackApiError as exc:
-            log.info("views.update refused: %s", exc.response.get("error"))
+            log.info("views.update refused: %s", slack_refusal(exc))
 
     @app.view(FORM)
     async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
