@@ -12,6 +12,15 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.errors import SlackReplyError
 from bot.messages import Message
 
+REPLY_TIMEOUT_SECONDS = 10
+
+
+def slack_session() -> aiohttp.ClientSession:
+    """One pool for every call to Slack (replies and the Web API): Bolt's ``respond()``
+    and slack_sdk's clients otherwise open a session, and a TLS connection, per call.
+    Call on the running loop."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+
 
 class ResponseUrlReply:
     """A ``Reply`` through one ``response_url`` (which it keeps, for later edits)."""
@@ -31,18 +40,18 @@ class ResponseUrlReply:
 
 
 class Responder:
-    def __init__(self, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+    """Posts to ``response_url``s over ``session``: the process's one pool for Slack,
+    which it closes (one of its own, opened at first use, if none is given)."""
+
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        self._session = session
 
     async def post(self, url: str, message: Message) -> int:
         """Send ``message``; returns Slack's HTTP status."""
         if self._session is None:  # created on the running loop, at first use
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                connector=aiohttp.TCPConnector(limit=200),
-            )
-        response = await AsyncWebhookClient(url, session=self._session).send_dict(message)
+            self._session = slack_session()
+        client = AsyncWebhookClient(url, timeout=REPLY_TIMEOUT_SECONDS, session=self._session)
+        response = await client.send_dict(message)
         return int(response.status_code)
 
     def reply(self, url: str, *, replace: bool = False) -> ResponseUrlReply:

@@ -16,7 +16,7 @@ from bot.flow_catalog import FlowCatalog
 from bot.follow import Follower
 from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
-from bot.responder import Responder
+from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
@@ -35,15 +35,22 @@ class Services:
     forms: Forms | None = None  # the form, the shortcuts, the Home tab
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
+    slack: AsyncWebClient | None = None  # Slack's Web API, over the responder's pool
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
+        """Call on the running loop (the Slack pool is opened here)."""
         store = state_store(settings)
         aliases = {spec.sid: alias for alias, spec in settings.studio_flows.items()}
         catalog = FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds)
-        responder = Responder()
+        session = slack_session()
+        responder = Responder(session)  # closes the session in aclose()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        slack = AsyncWebClient(token=token, base_url=settings.slack_api_url) if token else None
+        slack = (
+            AsyncWebClient(token=token, base_url=settings.slack_api_url, session=session)
+            if token
+            else None
+        )
         follower = Follower(
             studio,
             slack=slack,
@@ -88,6 +95,7 @@ class Services:
             forms,
             settings.twilio_events_url,
             auth.get_secret_value() if auth else None,
+            slack,
         )
 
     def start(self) -> None:
