@@ -7,6 +7,7 @@ saying why it is not one.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -149,6 +150,7 @@ def looks_like_phone(token: str) -> bool:
 _PHONE_CHUNK = re.compile(r"^[+(]?[\d().\-\u2010-\u2015\u2212/ ]+$")
 
 
+@functools.lru_cache(maxsize=4096)  # several times per start (ack, card, audit): 0.1 ms each
 def pretty(address: str) -> str:
     """Format a normalised address for people: ``+1 617-555-1212``, or
     ``Messaging Service MG…`` for a Messaging Service SID."""
