@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from run import REPO, SECRET, bot_env, free_port, wait_port  # bench/run.py, beside this
+from run import REPO, SECRET, bot_env, free_port, redis_server, wait_port  # bench/run.py
 from slack_sdk.signature import SignatureVerifier
 
 LIMIT = 20  # what the fake Studio allows a second, as Studio documents
@@ -234,28 +233,15 @@ def main() -> None:
     parser.add_argument("--two", action="store_true", help="two bot processes on one Redis")
     args = parser.parse_args()
     base = f"http://127.0.0.1:{free_port()}"
-    redis_proc, redis = None, None
-    if args.two:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is missing (scripts/setup --dev installs it)")
-        redis_port = free_port()
-        redis_proc = subprocess.Popen(
-            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        redis = f"redis://127.0.0.1:{redis_port}/0"
-        time.sleep(0.3)
-    procs = [start_bot(base, redis) for _ in range(2 if args.two else 1)]
-    try:
-        result = asyncio.run(scenario(args.rows, base, procs[0][1] + "/slack/events"))
-    finally:
-        for proc, _ in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
-        if redis_proc is not None:
-            redis_proc.terminate()
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server()) if args.two else None
+        procs = [start_bot(base, redis) for _ in range(2 if args.two else 1)]
+        try:
+            result = asyncio.run(scenario(args.rows, base, procs[0][1] + "/slack/events"))
+        finally:
+            for proc, _ in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
     print(json.dumps({**result, "bots": len(procs)}))
 
 

@@ -74,7 +74,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     }
                 started = time.perf_counter()
                 try:
-                    async with session.post(args.url, data=body, headers=headers) as response:
+                    url = args.url[i % len(args.url)]
+                    async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                         key = str(response.status)
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -103,7 +104,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
+    parser.add_argument(
+        "--url", required=True, action="append", help="again for more: commands take turns"
+    )
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--total", type=int, default=1)
     parser.add_argument("--offset", type=int, default=0)

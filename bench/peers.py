@@ -1,5 +1,5 @@
 """Loopback peers for the benchmark, in their own process: a fake Studio (configurable
-latency), a response_url sink that timestamps every reply, and Slack's auth.test.
+latency), a response_url sink that timestamps every reply, and Slack's Web API.
 
     python bench/peers.py --port 8700
 
@@ -22,8 +22,9 @@ class Peers:
     def __init__(self) -> None:
         self.latency = 0.0
         self.creates = 0
-        self.replies: list[float] = []  # time.time() of each reply received
+        self.replies: list[tuple[int, float]] = []  # (command number, time.time()) of each
         self.reply_kinds: dict[str, int] = {}
+        self.api_calls: dict[str, int] = {}
 
     async def create(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -49,12 +50,19 @@ class Peers:
 
     async def respond(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.replies.append(time.time())
+        self.replies.append((int(request.match_info["id"]), time.time()))
         kind = str(body.get("response_type", "?"))
         self.reply_kinds[kind] = self.reply_kinds.get(kind, 0) + 1
         return web.Response(text="ok")
 
-    async def auth_test(self, request: web.Request) -> web.Response:
+    async def api(self, request: web.Request) -> web.Response:
+        """Slack's Web API: auth.test as Slack answers it, anything else (the Home tab's
+        views.publish after each start) a plain ok, counted."""
+        method = request.match_info["method"]
+        self.api_calls[method] = self.api_calls.get(method, 0) + 1
+        if method != "auth.test":
+            await request.read()
+            return web.json_response({"ok": True})
         return web.json_response(
             {
                 "ok": True,
@@ -67,7 +75,12 @@ class Peers:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"creates": self.creates, "replies": self.replies, "kinds": self.reply_kinds}
+            {
+                "creates": self.creates,
+                "replies": self.replies,
+                "kinds": self.reply_kinds,
+                "api_calls": self.api_calls,
+            }
         )
 
     async def reset(self, request: web.Request) -> web.Response:
@@ -75,6 +88,7 @@ class Peers:
         self.creates = 0
         self.replies = []
         self.reply_kinds = {}
+        self.api_calls = {}
         return web.json_response({"ok": True})
 
     def app(self) -> web.Application:
@@ -82,7 +96,7 @@ class Peers:
         app.router.add_post("/v1/Flows/{flow}/Engagements", self.create)
         app.router.add_post("/v2/Flows/{flow}/Executions", self.create)
         app.router.add_post("/respond/{id}", self.respond)
-        app.router.add_post("/api/auth.test", self.auth_test)
+        app.router.add_post("/api/{method}", self.api)
         app.router.add_get("/stats", self.stats)
         app.router.add_post("/reset", self.reset)
         return app

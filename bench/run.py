@@ -15,14 +15,20 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from slack_sdk.signature import SignatureVerifier
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -85,8 +91,48 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> No
     raise RuntimeError(f"nothing listened on {port}")
 
 
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on loopback; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is missing (scripts/setup --dev installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def signed_command(url: str, respond: str) -> int:
+    """One slash command, signed as Slack signs it, from this process; its status."""
+    from load import command_body  # bench/load.py, beside this
+
+    body = command_body(9_000_000, respond).encode()
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def load(
-    url: str,
+    urls: list[str],
     concurrency: int,
     total: int,
     offset: int,
@@ -98,8 +144,7 @@ def load(
     args = [
         PY,
         str(HERE / "load.py"),
-        "--url",
-        url,
+        *(arg for url in urls for arg in ("--url", url)),
         "--concurrency",
         str(concurrency),
         "--total",
@@ -136,12 +181,12 @@ def rss_peak_mib(pid: int) -> float:
 class App:
     """One app under test, as a process on its own port."""
 
-    def __init__(self, name: str, argv: list[str], peers: str) -> None:
+    def __init__(self, name: str, argv: list[str], peers: str, **env: str) -> None:
         self.name = name
         self.argv = argv
         self.port = free_port()
         # The load is many users at full speed: lift the guardrails' limits.
-        self.env = bot_env(self.port, peers, STUDIO_RATE_LIMIT="1000000/second")
+        self.env = bot_env(self.port, peers, STUDIO_RATE_LIMIT="1000000/second", **env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,17 +194,16 @@ class App:
         return f"http://127.0.0.1:{self.port}/slack/events"
 
     def start(self, peers: str) -> float:
-        """Start the process; seconds from spawn to its first acknowledged command."""
+        """Start the process; seconds from spawn to its first acknowledged command
+        (sent from here the moment the port takes connections)."""
         spawned = time.perf_counter()
         self.proc = subprocess.Popen(
             self.argv, env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_port(self.port, self.proc)
-        while True:
-            result = load(self.url, 1, 1, 9_000_000, f"{peers}/respond")
-            if result["statuses"].get("200"):
-                return time.perf_counter() - spawned
-            time.sleep(0.01)
+        while signed_command(self.url, f"{peers}/respond") != 200:
+            time.sleep(0.005)
+        return time.perf_counter() - spawned
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -171,12 +215,21 @@ class App:
 
 
 def scenario(
-    app: App, peers: str, latency: float, concurrency: int, total: int, offset: int, waves: int = 0
+    apps: App | list[App],
+    peers: str,
+    latency: float,
+    concurrency: int,
+    total: int,
+    offset: int,
+    waves: int = 0,
+    expect_replies: bool = True,
 ) -> dict[str, Any]:
-    """``waves``: bursts of ``concurrency`` commands at once; 0: a closed loop (saturation)."""
+    """``waves``: bursts of ``concurrency`` commands at once; 0: a closed loop (saturation).
+    Several apps: the commands take turns between them. ``expect_replies=False``: one that
+    only acks (the ceiling); nothing to wait for after the last ack."""
     http("POST", f"{peers}/reset?latency={latency}")
     result = load(
-        app.url,
+        [app.url for app in (apps if isinstance(apps, list) else [apps])],
         concurrency,
         total,
         offset,
@@ -185,13 +238,14 @@ def scenario(
         gap=max(0.2, latency + 0.5),
     )
     acked = result["statuses"].get("200", 0)
-    deadline = time.monotonic() + max(30.0, total * latency + 30)
+    deadline = time.monotonic() + (max(30.0, total * latency + 30) if expect_replies else 0)
     while True:
         stats = http("GET", f"{peers}/stats")
-        if len(stats["replies"]) >= acked or time.monotonic() > deadline:
+        # Only this scenario's commands: a reply to a start-up command may land late.
+        replies = [t for n, t in stats["replies"] if offset <= n < offset + total]
+        if len(replies) >= acked or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    replies = stats["replies"]
     last = max(replies) if replies else float("nan")
     lat = result["latencies"]
     return {
@@ -206,6 +260,7 @@ def scenario(
         "ack_max_ms": max(lat) * 1000 if lat else float("nan"),
         "all_reported_s": last - result["started_at"],
         "per_second": len(replies) / (last - result["started_at"]) if replies else 0.0,
+        "acks_per_second": acked / (result["finished_at"] - result["started_at"]),
         "errors": {k: v for k, v in result["statuses"].items() if k != "200"},
     }
 
@@ -248,6 +303,42 @@ def measure(app: App, peers: str, quick: bool) -> dict[str, Any]:
     return results
 
 
+def measure_ceiling(peers: str, total: int) -> dict[str, Any]:
+    """The stack's own ceiling (bench/ceiling_app.py): start-up and acks per second."""
+    app = App("ceiling", [PY, str(HERE / "ceiling_app.py")], peers)
+    try:
+        startup = app.start(peers)
+        # Ten times the commands: at its rate, the bot's count would be over too soon.
+        result = scenario(app, peers, 0.0, 50, 10 * total, 0, expect_replies=False)
+    finally:
+        app.stop()
+    return {"startup_s": startup, "throughput": result}
+
+
+def measure_shared(peers: str, total: int) -> dict[str, Any]:
+    """Saturation with the state in one Redis and the guardrails on (the limits at their
+    defaults, except Studio's pace, lifted yet still counted in Redis, and the duplicate
+    window at 60 s): one process, then two taking turns."""
+    results: dict[str, Any] = {}
+    with redis_server() as redis:
+        env = {
+            "REDIS_URL": redis,
+            "USER_RATE_LIMIT": "10/minute",  # each command of the load is another user
+            "DUPLICATE_WINDOW_SECONDS": "60",
+        }
+        # Numbers the other runs and the start-up command never use: no duplicates.
+        for key, count, offset in (("one", 1, 20_001), ("two", 2, 22_001)):
+            apps = [App(f"{key}-{n}", [PY, "-m", "bot"], peers, **env) for n in range(count)]
+            try:
+                for app in apps:
+                    app.start(peers)
+                results[key] = scenario(apps, peers, 0.0, 50, total, offset)
+            finally:
+                for app in apps:
+                    app.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer commands per cell")
@@ -264,8 +355,8 @@ def main() -> None:
     try:
         wait_port(peers_port, peers_proc)
         http("POST", f"{peers}/reset?latency=0")
-        ceiling = load(f"{peers}/v1/Flows/{FLOW}/Engagements", 50, 2000, 0, "", raw="form")
-        sink = load(f"{peers}/respond/0", 50, 2000, 0, "", raw="json")
+        ceiling = load([f"{peers}/v1/Flows/{FLOW}/Engagements"], 50, 2000, 0, "", raw="form")
+        sink = load([f"{peers}/respond/0"], 50, 2000, 0, "", raw="json")
 
         def span(result: dict[str, Any]) -> float:
             return float(result["finished_at"] - result["started_at"])
@@ -288,10 +379,20 @@ def main() -> None:
                 check=True,
             )
             report[key] = json.loads(done.stdout)
+        saturation = 500 if args.quick else 2000
+        transports = subprocess.run(
+            [PY, str(HERE / "transports.py"), "--studio", peers, "--total", str(saturation)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report["transports"] = json.loads(transports.stdout)
         apps = [App("studio-engage", [PY, "-m", "bot"], peers)]
         if not args.no_baseline:
             apps.append(App("baseline", [PY, str(HERE / "baseline_app.py")], peers))
         report["apps"] = {app.name: measure(app, peers, args.quick) for app in apps}
+        report["ceiling"] = measure_ceiling(peers, saturation)
+        report["shared"] = measure_shared(peers, saturation)
     finally:
         peers_proc.terminate()
         peers_proc.wait(timeout=10)
@@ -377,7 +478,29 @@ def render(report: dict[str, Any]) -> str:
         "≥ 400",
         better_low=False,
     )
-    lost = sum(g["sent"] - g["reported"] for g in ours["grid"] + [ours["throughput"]])
+    if top := report.get("ceiling"):
+        top_rate = top["throughput"]["acks_per_second"]
+        row("the stack's ceiling: fixed ack, no work", top_rate, None, "/s", "", better_low=False)
+        row(
+            "engagements/s as a share of the ceiling",
+            100 * t["per_second"] / top_rate,
+            None,
+            "%",
+            "≥ 50 %",
+            better_low=False,
+        )
+    for key, label in (("one", "1 process"), ("two", "2 processes")):
+        if run := report.get("shared", {}).get(key):
+            row(
+                f"engagements/s, {label}, one Redis, limits on",
+                run["per_second"],
+                None,
+                "/s",
+                "",
+                better_low=False,
+            )
+    shared = list(report.get("shared", {}).values())
+    lost = sum(g["sent"] - g["reported"] for g in ours["grid"] + [ours["throughput"]] + shared)
     lost_b = (
         sum(g["sent"] - g["reported"] for g in base["grid"] + [base["throughput"]])
         if base
@@ -397,6 +520,8 @@ def render(report: dict[str, Any]) -> str:
         "ms",
         "≤ baseline",
     )
+    if top:
+        row("start-up to first ack, the ceiling", top["startup_s"] * 1000, None, "ms", "")
     row(
         "import time",
         report["import_s"]["studio-engage"] * 1000,
@@ -427,6 +552,18 @@ def render(report: dict[str, Any]) -> str:
         f"peers' own ceiling: fake Studio {ceiling['studio']:.0f}/s, response_url sink {ceiling['sink']:.0f}/s (50 concurrent)",
         "ratio: how many times better studio-engage is (baseline ÷ ours for times, ours ÷ baseline for rates)",
     ]
+    if transports := report.get("transports"):
+        lines += [
+            "",
+            "the Studio client's transports (bench/transports.py; creates/s, CPU per create):",
+        ]
+        for name, by_concurrency in transports.items():
+            cells = "  ".join(
+                f"{c} at once: {r['per_second']:5.0f}/s {r['cpu_ms_per_create']:.2f} ms"
+                for c, r in by_concurrency.items()
+            )
+            lines.append(f"  {name:34}  {cells}")
+        lines.append("")
     for key, who in (("bulk_run", "one process"), ("bulk_two", "two processes on one Redis")):
         if run := report.get(key):
             lines.append(

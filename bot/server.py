@@ -27,13 +27,7 @@ from bot.engage import studio_client
 from bot.errors import BadRequest
 from bot.services import Services
 from bot.slack_app import build_app
-from bot.slack_http import (
-    MAX_BODY_BYTES,
-    SignedRequest,
-    check_headers,
-    parse_body,
-    verify,
-)
+from bot.slack_http import MAX_BODY_BYTES, signed_request
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +69,13 @@ def build_web_app(settings: Settings, services: Services) -> web.Application:
 async def _slack_events(request: web.Request) -> web.Response:
     """Slack's requests: checked cheapest first (see ``bot.slack_http``), then Bolt."""
     try:
-        signed = await _signed(request)
+        signed = await signed_request(request, request.app[_VERIFIER])
     except BadRequest as exc:
         if exc.status == 400:  # signed by Slack, yet unreadable: worth one line
             log.warning("refused a signed request to %s: %s", request.path, exc.reason)
         return web.json_response({"error": exc.reason}, status=exc.status)
     bolt_response = await request.app[_BOLT].async_dispatch(signed.to_bolt())
     return await to_aiohttp_response(bolt_response)
-
-
-async def _signed(request: web.Request) -> SignedRequest:
-    timestamp, signature = check_headers(request.headers)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadRequest(413, "body too large")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise BadRequest(413, "body too large") from None
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(413, "body too large")
-    verify(request.app[_VERIFIER], raw, timestamp, signature)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(400, "body is not UTF-8") from None
-    return SignedRequest(
-        text, parse_body(text, request.content_type), request.query_string, request.headers
-    )
 
 
 async def _twilio_events(request: web.Request) -> web.Response:

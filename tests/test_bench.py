@@ -71,3 +71,54 @@ def test_the_bulk_preview_figure_is_measured_and_printed() -> None:
     assert figure["rows"] == 200
     assert figure["valid"] == 200
     assert figure["seconds"] > 0
+
+
+def test_the_ceiling_the_shared_state_and_the_transports_are_reported() -> None:
+    ceiling = {"startup_s": 0.2, "throughput": {"acks_per_second": 2000.0}}
+    transports = {"ours": {"1": {"per_second": 2500.0, "cpu_ms_per_create": 0.31}}}
+    report = {
+        "machine": "x86_64 2 cores",
+        "date": "today",
+        "peers_ceiling_per_s": {"studio": 5000.0, "sink": 6000.0},
+        "import_s": {"studio-engage": 0.5, "baseline": 0.2},
+        "apps": {"studio-engage": result(2.0, 70.0)},  # 500/s, see cell()
+        "ceiling": ceiling,
+        "shared": {"one": cell(0.0, 50, 3.0), "two": {**cell(0.0, 50, 3.0), "per_second": 700.0}},
+        "transports": transports,
+    }
+    lines = bench.render(report).splitlines()
+
+    def line(start: str) -> str:
+        return next(row for row in lines if row.startswith(start))
+
+    assert "2000.0 /s" in line("the stack's ceiling")
+    share = line("engagements/s as a share of the ceiling")
+    assert "25.0 %" in share
+    assert "≥ 50 %" in share
+    assert "500.0 /s" in line("engagements/s, 1 process, one Redis")
+    assert "700.0 /s" in line("engagements/s, 2 processes, one Redis")
+    assert "200.0 ms" in line("start-up to first ack, the ceiling")
+    assert "2500/s 0.31 ms" in line("  ours")
+
+
+def test_the_ceiling_app_acks_what_slack_signed_and_refuses_the_rest() -> None:
+    import subprocess
+
+    import httpx
+
+    port = bench.free_port()
+    env = bench.bot_env(port, "http://127.0.0.1:9")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(bench.HERE) / "ceiling_app.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bench.wait_port(port, proc)
+        url = f"http://127.0.0.1:{port}/slack/events"
+        assert bench.signed_command(url, "http://127.0.0.1:9/respond") == 200
+        assert httpx.post(url, content=b"command=%2Fengage").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
