@@ -29,13 +29,16 @@ from bot.messages.text import configured_flows, label
 from bot.messages.views import FlowChoice, RecentRun, View, form, home
 from bot.phone import channel_mismatch, parse_address, pretty
 from bot.policy import access_refusal
-from bot.store import Durable, Store
+from bot.store import BestEffort, Durable, Store
 from bot.studio import Engagement
 
 log = logging.getLogger(__name__)
 
 RECENT = 15  # runs kept per person for the Home tab
 RECENT_SECONDS = 30 * 24 * 3600
+# A start redraws the starter's Home tab only if they opened it this recently: for
+# everyone else it is drawn fresh when opened, without a Slack call per start.
+HOME_WATCH_SECONDS = 3600
 
 
 def numbers_in(text: str, region: str | None) -> list[str]:
@@ -53,6 +56,7 @@ class Forms:
         self.engager = engager
         self.defaults = defaults
         self.state = Durable(store)
+        self.marks = BestEffort(store)  # who opened their Home tab lately
 
     # -- what the person may choose -------------------------------------------------
 
@@ -157,6 +161,14 @@ class Forms:
         except StateUnavailable:
             return
 
+    async def opened_home(self, user_id: str) -> None:
+        """``user_id`` opened their Home tab (``app_home_opened``)."""
+        await self.marks.use(lambda s: s.set(f"home:{user_id}", "1", HOME_WATCH_SECONDS))
+
+    async def watches_home(self, user_id: str) -> bool:
+        """Whether ``user_id`` opened their Home tab within ``HOME_WATCH_SECONDS``."""
+        return await self.marks.use(lambda s: s.get(f"home:{user_id}")) is not None
+
     async def recent(self, user_id: str) -> list[RecentRun]:
         value = await self.state.use(lambda s: s.get(f"recent:{user_id}"))
         return [RecentRun(**r) for r in json.loads(value)] if value else []
@@ -205,12 +217,13 @@ async def publish_home(
 def started_hook(
     forms: Forms, client: AsyncWebClient | None
 ) -> Callable[[EngageCommand, Engagement, Caller], Awaitable[None]]:
-    """After each start: keep it among the starter's recent runs, redraw their Home."""
+    """After each start: keep it among the starter's recent runs, and redraw their Home
+    tab if they have it open lately (see ``HOME_WATCH_SECONDS``)."""
 
     async def started(command: EngageCommand, engagement: Engagement, caller: Caller) -> None:
         run = forms.recent_run(command, engagement.sid, engagement.status or "unknown")
         await forms.remember(caller.user_id, run)
-        if client is not None:
+        if client is not None and await forms.watches_home(caller.user_id):
             await publish_home(forms, client, caller)
 
     return started

@@ -184,30 +184,48 @@ async def test_the_message_shortcut_fills_in_the_contact_or_opens_the_bulk_previ
     assert "2 valid" in preview["text"]
 
 
-async def test_the_home_tab_lists_recent_runs_and_the_flows(run: Harness) -> None:
+async def open_home(run: Harness, user: str = "U0CALLER") -> None:
+    """The ``app_home_opened`` event, signed, as Slack sends it."""
+    from tests.peers import signed_headers
+
     event = {
         "type": "event_callback",
         "team_id": "T0001",
         "api_app_id": "A0APP",
-        "event": {"type": "app_home_opened", "user": "U0CALLER", "tab": "home"},
+        "event": {"type": "app_home_opened", "user": user, "tab": "home"},
         "event_id": "Ev1",
         "event_time": int(time.time()),
     }
     body = json.dumps(event)
-    from tests.peers import signed_headers
-
     response, _ = await run.post(body, signed_headers(body) | {"Content-Type": "application/json"})
     assert response.status_code == 200
+
+
+async def test_the_home_tab_lists_recent_runs_and_the_flows(run: Harness) -> None:
+    await open_home(run)
     await run.command("+16175551212 first_name=Zeke")
     await run.slack.wait_for_replies(1)
     await run.idle()
     homes = [v for v in run.slack.views if v["method"] == "views.publish"]
-    assert len(homes) >= 2  # when opened, and after the start
+    assert len(homes) == 2  # when opened, and after the start
     last = valid(homes[-1]["view"])
     shown = json.dumps(last, ensure_ascii=False)
     assert "+1 617-555-1212" in shown
     assert "onboarding · Onboarding" in shown
     assert "needs first_name" in shown
+
+
+async def test_a_start_redraws_only_a_home_tab_opened_lately(run: Harness) -> None:
+    """No Slack call per start for people who never look at the Home tab; their runs
+    are there when they do."""
+    await run.command("+16175551212 first_name=Zeke")
+    await run.slack.wait_for_replies(1)
+    await run.idle()
+    assert [v for v in run.slack.views if v["method"] == "views.publish"] == []
+    await open_home(run)
+    await run.idle()
+    (home,) = [v for v in run.slack.views if v["method"] == "views.publish"]
+    assert "+1 617-555-1212" in json.dumps(home["view"], ensure_ascii=False)
 
 
 def test_numbers_in_messages() -> None:
@@ -222,6 +240,7 @@ def test_numbers_in_messages() -> None:
 async def test_the_home_tab_has_the_cards_buttons(monkeypatch: pytest.MonkeyPatch) -> None:
     async with harness(monkeypatch, studio_with_flows(), STUDIO_API="v2") as run:
         await run.idle()
+        await open_home(run)
         await run.command("+16175551212 first_name=Zeke")
         await run.slack.wait_for_replies(1)
         await run.idle()

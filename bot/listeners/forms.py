@@ -8,7 +8,8 @@
   parameter or a guardrail's refusal comes back on its field, nothing sent.
 - The message shortcut *Start a flow for this contact* finds the numbers in the
   message: one opens the form with it filled in; several open the bulk preview.
-- ``app_home_opened`` draws the Home tab (``views.publish``); so does each start.
+- ``app_home_opened`` draws the Home tab (``views.publish``); so does each start by
+  someone who opened it within the hour (``forms.HOME_WATCH_SECONDS``).
 """
 
 from __future__ import annotations
@@ -177,4 +178,6 @@ def register(app: AsyncApp, services: Services) -> None:
         event = body.get("event") or {}
         if event.get("tab", "home") != "home":
             return
-        await publish_home(forms, client, Caller(str(event.get("user", ""))))
+        caller = Caller(str(event.get("user", "")))
+        await forms.opened_home(caller.user_id)
+        await publish_home(forms, client, caller)
