@@ -15,10 +15,20 @@ The body is read here, inside that classification, before the response is return
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 
 import aiohttp
 import httpx
+
+
+@functools.lru_cache(maxsize=64)
+def env_proxy(scheme: str, host: str) -> str | None:
+    """The proxy for ``scheme://host``: HTTPS_PROXY/HTTP_PROXY unless NO_PROXY covers
+    the host, as httpx and slack_sdk read them; read once per scheme and host."""
+    if urllib.request.proxy_bypass(host):  # NO_PROXY
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -28,7 +38,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._ssl = httpx.create_ssl_context(verify=verify)
         self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -36,19 +45,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._limits.keepalive_expiry or 5.0,
             ssl=self._ssl,
         )
-        # No cookies kept between requests. Proxies: see _proxy_for (aiohttp's
+        # No cookies kept between requests. Proxies: see env_proxy (aiohttp's
         # trust_env would read the environment again on every request).
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-    def _proxy_for(self, url: httpx.URL) -> str | None:
-        """HTTPS_PROXY/HTTP_PROXY unless NO_PROXY covers the host, as httpx's own
-        transport would; read once per scheme and host."""
-        key = (url.scheme, url.host)
-        if key not in self._proxies:
-            proxies = urllib.request.getproxies()
-            bypass = urllib.request.proxy_bypass(url.host)  # NO_PROXY
-            self._proxies[key] = None if bypass else proxies.get(url.scheme)
-        return self._proxies[key]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
@@ -68,7 +67,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 str(request.url),
                 headers=request.headers.multi_items(),
                 data=request.content or None,
-                proxy=self._proxy_for(request.url),
+                proxy=env_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
                 auto_decompress=False,  # httpx decodes, as with its own transport
                 timeout=timeout,

@@ -178,6 +178,8 @@ async def test_a_slack_outage_page_still_shows_the_card_through_the_response_url
     reaches the channel, and neither the post nor the Home tab's redraw is a defect."""
     slack = FakeSlack(down={"chat.postMessage", "views.publish"})
     async with wired(monkeypatch, FakeStudio(), slack, env=FOLLOW) as run:
+        assert run.services.forms is not None
+        await run.services.forms.opened_home("U0CALLER")  # so the start redraws it
         await run.command("+16175551212")
         card, *_ = await run.slack.wait_for_replies(1)
         await run.idle()

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from bot.errors import StudioConnectionError, StudioOutcomeUnknown
 from bot.studio import POOL_LIMITS, StudioClient
-from bot.transport import AiohttpTransport
+from bot.transport import AiohttpTransport, env_proxy
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, CONTACT, FLOW_SID, SENDER, free_port, serve
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -184,15 +184,18 @@ async def test_proxies_from_the_environment_are_honoured(
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # dead
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
+        env_proxy.cache_clear()  # the environment is read once per process and host
         async with httpx.AsyncClient(transport=AiohttpTransport(POOL_LIMITS)) as http:
             with pytest.raises(httpx.ConnectError):  # through the dead proxy: never sent
                 await http.post(f"{url}/x", content=b"To=1")
         assert server.requests == 0
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        env_proxy.cache_clear()
         async with httpx.AsyncClient(transport=AiohttpTransport(POOL_LIMITS)) as http:
             with pytest.raises(httpx.RemoteProtocolError):  # straight to the server
                 await http.post(f"{url}/x", content=b"To=1")
         assert server.requests == 1
+    env_proxy.cache_clear()
 
 
 async def test_aclose_closes_the_pool_and_a_later_request_opens_another() -> None:
