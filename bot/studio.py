@@ -344,8 +344,8 @@ class StudioClient:
                 if connect_tries >= policy.connect_attempts:
                     raise StudioConnectionError(
                         f"could not connect to Studio at {self.base_url} after"
-                        f" {connect_tries} attempt(s) ({type(exc).__name__});"
-                        " nothing was sent, nothing started"
+                        f" {connect_tries} attempt(s) ({type(exc).__name__}); nothing was sent"
+                        + (", nothing started" if _is_create(request) else "")
                     ) from None
                 await self._sleep(policy.connect_backoff * 2 ** (connect_tries - 1))
                 continue
@@ -395,6 +395,11 @@ class StudioClient:
                     ) from None
                 raise StudioError(message, status=response.status_code) from None
         raise _api_error(response)
+
+
+def _is_create(request: httpx.Request) -> bool:
+    """A request that starts a run (POST to Engagements or Executions)."""
+    return request.method == "POST" and request.url.path.endswith(("/Engagements", "/Executions"))
 
 
 def _api_error(response: httpx.Response) -> StudioAPIError:

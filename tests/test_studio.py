@@ -355,3 +355,20 @@ async def test_no_secret_in_errors_or_reprs(real: StudioClient, peer: FakeStudio
     for text in texts:
         assert AUTH_TOKEN not in text
         assert json.dumps(AUTH_TOKEN) not in text
+
+
+async def test_a_read_that_never_connected_does_not_speak_of_starting(sleeps: Sleeps) -> None:
+    from tests.peers import free_port
+
+    async with StudioClient(
+        base_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        username=ACCOUNT_SID,
+        password=SecretStr(AUTH_TOKEN),
+        sleep=sleeps,
+    ) as client:
+        with pytest.raises(StudioConnectionError) as read:
+            await client.fetch_flow(FLOW_SID)
+        with pytest.raises(StudioConnectionError) as started:
+            await create(client)
+    assert str(read.value).endswith("nothing was sent")
+    assert str(started.value).endswith("nothing was sent, nothing started")
