@@ -47,6 +47,10 @@ from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
+NOT_POSTED: tuple[str | None, str] = (None, "")
+# chat.postMessage refusals that inviting the bot would cure
+NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
+
 INDEX = "follow:index"  # hash: run SID -> "1", every run followed by any process
 COALESCE_SECONDS = 3.0
 FIRST_POLL, MAX_POLL = 2.0, 60.0
@@ -170,7 +174,9 @@ class Follower:
         card goes through the command's response_url, as a reply)."""
         card = self._card_for_start(command, engagement, caller.user_id)
         message = messages.run_card(card, mask=self.mask_numbers)
-        ts = await self._post(caller.channel_id, message) if self.minutes > 0 else None
+        ts, refusal = (
+            await self._post(caller.channel_id, message) if self.minutes > 0 else NOT_POSTED
+        )
         now = time.time()
         followed = Followed(
             sid=engagement.sid,
@@ -186,7 +192,7 @@ class Follower:
         )
         if ts is None:
             await deliver(reply, message, engagement.sid)
-            if self.minutes > 0:  # Slack refused the post: say once how to get live updates
+            if refusal in NOT_A_MEMBER:  # the bot is not there: say once how to follow closely
                 await deliver(reply, messages.invite_for_updates(), engagement.sid)
                 followed = replace(followed, uses=2)
         try:
@@ -209,21 +215,23 @@ class Follower:
 
     async def _post(
         self, channel: str, message: Message, thread_ts: str | None = None
-    ) -> str | None:
-        """``chat.postMessage``; the message's ts, or None where Slack refused it."""
+    ) -> tuple[str | None, str]:
+        """``chat.postMessage``: the message's ts, or None and why (Slack's error code,
+        an HTTP status, or the network's exception) where it was not posted."""
         if self.slack is None or not channel:
-            return None
+            return NOT_POSTED
         try:
             response = await self.slack.chat_postMessage(
                 channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts
             )
         except SlackApiError as exc:
-            log.info("chat.postMessage refused in %s: %s", channel, slack_refusal(exc))
-            return None
+            refusal = slack_refusal(exc)
+            log.info("chat.postMessage refused in %s: %s", channel, refusal)
+            return None, refusal
         except Exception as exc:  # the network: the response_url is still there
             log.warning("chat.postMessage failed: %s", type(exc).__name__)
-            return None
-        return str(response.get("ts") or "") or None
+            return None, type(exc).__name__
+        return str(response.get("ts") or "") or None, ""
 
     # -- news -------------------------------------------------------------------
 

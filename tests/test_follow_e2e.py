@@ -184,6 +184,8 @@ async def test_a_slack_outage_page_still_shows_the_card_through_the_response_url
         card, *_ = await run.slack.wait_for_replies(1)
         await run.idle()
     assert card["response_type"] == "in_channel"
+    # Inviting the bot would not help: no such advice.
+    assert not any("Invite the bot" in text_of(r) for r in slack.replies)
     assert {"chat.postMessage", "views.publish"} <= set(slack.api_calls)
     assert "chat.postMessage refused in C0CHANNEL: HTTP 503" in caplog.text
     assert "views.publish refused: HTTP 503" in caplog.text
