@@ -24,8 +24,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from run import REPO, SECRET, bot_env, free_port, redis_server, wait_port  # bench/run.py
-from slack_sdk.signature import SignatureVerifier
+from run import REPO, bot_env, free_port, redis_server, signed_headers, wait_port  # bench/run.py
 
 LIMIT = 20  # what the fake Studio allows a second, as Studio documents
 
@@ -107,20 +106,9 @@ class Peers:
         return best
 
 
-def signed(body: str) -> dict[str, str]:
-    ts = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
-    assert signature is not None
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature,
-    }
-
-
 async def post(http: aiohttp.ClientSession, url: str, body: str) -> float:
     started = time.perf_counter()
-    async with http.post(url, data=body, headers=signed(body)) as response:
+    async with http.post(url, data=body, headers=signed_headers(body)) as response:
         await response.read()
         assert response.status == 200, response.status
     return time.perf_counter() - started

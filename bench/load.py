@@ -13,33 +13,12 @@ import argparse
 import asyncio
 import json
 import time
-from urllib.parse import urlencode
 
 import aiohttp
-from slack_sdk.signature import SignatureVerifier
-
-
-def command_body(i: int, respond: str) -> str:
-    return urlencode(
-        {
-            "token": "x",
-            "team_id": "T0001",
-            "team_domain": "bench",
-            "channel_id": "C0BENCH",
-            "channel_name": "bench",
-            "user_id": f"U{i:08d}",
-            "user_name": "bench",
-            "command": "/engage",
-            "text": f"+1617555{i % 10000:04d} first_name=Zeke n:={i}",
-            "api_app_id": "A0APP",
-            "response_url": f"{respond}/{i}",
-            "trigger_id": "1.2.3",
-        }
-    )
+from run import command_body, signed_headers  # bench/run.py, beside this
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    verifier = SignatureVerifier(args.secret)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -65,13 +44,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     headers = {"Content-Type": "application/json"}
                 else:
                     body = command_body(i, args.respond)
-                    ts = str(int(time.time()))
-                    headers = {
-                        "Content-Type": "application/x-www-form-urlencoded",
-                        "X-Slack-Request-Timestamp": ts,
-                        "X-Slack-Signature": verifier.generate_signature(timestamp=ts, body=body)
-                        or "",
-                    }
+                    headers = signed_headers(body, args.secret)
                 started = time.perf_counter()
                 try:
                     url = args.url[i % len(args.url)]

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
@@ -111,19 +112,43 @@ def redis_server() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def signed_command(url: str, respond: str) -> int:
-    """One slash command, signed as Slack signs it, from this process; its status."""
-    from load import command_body  # bench/load.py, beside this
+def command_body(i: int, respond: str) -> str:
+    return urlencode(
+        {
+            "token": "x",
+            "team_id": "T0001",
+            "team_domain": "bench",
+            "channel_id": "C0BENCH",
+            "channel_name": "bench",
+            "user_id": f"U{i:08d}",
+            "user_name": "bench",
+            "command": "/engage",
+            "text": f"+1617555{i % 10000:04d} first_name=Zeke n:={i}",
+            "api_app_id": "A0APP",
+            "response_url": f"{respond}/{i}",
+            "trigger_id": "1.2.3",
+        }
+    )
 
-    body = command_body(9_000_000, respond).encode()
+
+def signed_headers(body: str | bytes, secret: str = SECRET) -> dict[str, str]:
+    """A slash command's headers, signed as Slack signs them (the bench's secret)."""
     ts = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
-    headers = {
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
+    return {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature or "",
+        "X-Slack-Signature": signature,
     }
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+
+
+def signed_command(url: str, respond: str) -> int:
+    """One slash command, signed as Slack signs it, from this process; its status."""
+    body = command_body(9_000_000, respond)
+    request = urllib.request.Request(
+        url, data=body.encode(), headers=signed_headers(body), method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)

@@ -18,13 +18,12 @@ def build_app(settings: Settings, services: Services) -> AsyncApp:
     polling. Over HTTP the signature is checked before Bolt sees a request
     (``bot.slack_http``); Bolt checks it again.
     """
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
         name="studio-engage",  # else Bolt reads the caller's source to name the app (40 ms)
         signing_secret=signing_secret.get_secret_value() if signing_secret else "",
-        # The services' client (the token, one pool); a tokenless one where there is none.
-        client=services.slack or AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        # The services' client (the token, one pool); without a token, a tokenless one.
+        client=services.slack or AsyncWebClient(base_url=settings.slack_api_url),
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
     )
