@@ -13,14 +13,14 @@ ever escapes it, whatever the input.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
+from bot import parameters
 from bot.bulk_input import Row, row_for
-from bot.errors import CommandError, PhoneError
+from bot.errors import CommandError, ParameterError, PhoneError
 from bot.phone import (
     channel_mismatch,
     is_messaging_service,
@@ -35,9 +35,7 @@ USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
 RESERVED_WORDS = ("help", "flows", "status")  # subcommands; never flow aliases
-_KEY_SEGMENT = re.compile(r"^[\w-]+$")
 _OPTIONS = ("from", "flow")
-MAX_DEPTH = 32  # levels of nesting in the parameters (dotted keys plus JSON containers)
 
 # What Slack clients (and macOS/iOS autocorrect) do to typed text.
 _QUOTES = str.maketrans(
@@ -176,36 +174,6 @@ def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is too large a number for JSON")
-    return value
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
-
-
-def _depth(value: Any) -> int:
-    """How many JSON containers deep ``value`` is (0 for a scalar); no recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        children = (
-            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        )
-        if children is None:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 class _Scanner:
     """Splits the command into words, options, ``key=value`` items and JSON objects."""
 
@@ -331,7 +299,7 @@ class _Scanner:
         """Decode the JSON value at ``self.i``; it may contain spaces, quotes, brackets."""
         try:
             _, end = json.JSONDecoder().raw_decode(self.s, self.i)
-            value = _loads(unescape(self.s[self.i : end]))
+            value = parameters.loads(unescape(self.s[self.i : end]))
         except ValueError as exc:
             detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise CommandError(f"bad JSON: {detail}", self._rest_of_token(token_start)) from None
@@ -472,6 +440,28 @@ def _known_flows(defaults: Defaults) -> str:
     return "known flows: " + ", ".join(sorted(defaults.flows))
 
 
+def default_flow(defaults: Defaults) -> tuple[str, str | None] | None:
+    """The flow used when none is named, with its alias: STUDIO_FLOW_SID, else the only
+    configured flow; None when there is no one obvious flow. The one rule for every
+    surface (the command, the form, the shortcuts)."""
+    if defaults.flow_sid:
+        alias = next((a for a, sid in defaults.flows.items() if sid == defaults.flow_sid), None)
+        return defaults.flow_sid, alias
+    if len(defaults.flows) == 1:
+        ((alias, sid),) = defaults.flows.items()
+        return sid, alias
+    return None
+
+
+def flow_in_text(text: str, defaults: Defaults) -> tuple[str, str | None] | None:
+    """The flow a message names (its first word that is an alias), else the default."""
+    for word in text.split():
+        for alias, sid in defaults.flows.items():
+            if word.strip("*_`:,.").casefold() == alias.casefold():
+                return sid, alias
+    return default_flow(defaults)
+
+
 def _resolve_flow(
     word: str | None, option: _Option | None, defaults: Defaults
 ) -> tuple[str, str | None]:
@@ -480,12 +470,8 @@ def _resolve_flow(
         raise CommandError(f"the flow is given twice ({word!r} and --flow)", option.raw)
     name = word if word is not None else (option.value if option is not None else None)
     if name is None:
-        if defaults.flow_sid:
-            alias = next((a for a, sid in defaults.flows.items() if sid == defaults.flow_sid), None)
-            return defaults.flow_sid, alias
-        if len(defaults.flows) == 1:
-            ((alias, sid),) = defaults.flows.items()
-            return sid, alias
+        if found := default_flow(defaults):
+            return found
         if defaults.flows:
             raise CommandError(f"which flow? Name one first: {_known_flows(defaults)}")
         raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
@@ -560,53 +546,14 @@ def _contact(typed: str, defaults: Defaults) -> str:
 
 
 def _parameters(tokens: list[_Token]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    explicit: set[tuple[str, ...]] = set()
-    for token in tokens:
-        if isinstance(token, _Item):
-            segments = tuple(token.key.split("."))
-            if any(not s for s in segments):
-                raise CommandError(f"empty key in {token.raw!r}", token.raw)
-            bad = next((s for s in segments if not _KEY_SEGMENT.match(s)), None)
-            if bad is not None:
-                raise CommandError(
-                    f"bad key {token.key!r}: use letters, digits, _ and -, with dots to nest",
-                    token.raw,
-                )
-            _check_depth(len(segments) + _depth(token.value), token.raw)
-            _assign(params, explicit, segments, token.value, token.raw)
-        elif isinstance(token, _Object):
-            _check_depth(_depth(token.value), token.raw)
-            for key, value in token.value.items():
-                if not key:
-                    raise CommandError("empty key in the JSON object", token.raw)
-                _assign(params, explicit, (key,), value, token.raw)
-    return params
-
-
-def _check_depth(depth: int, raw: str) -> None:
-    if depth > MAX_DEPTH:
-        raise CommandError(
-            f"the parameters are nested too deeply ({depth} levels; at most {MAX_DEPTH})",
-            raw if len(raw) <= 200 else raw[:199] + "…",
-        )
-
-
-def _assign(
-    params: dict[str, Any],
-    explicit: set[tuple[str, ...]],
-    path: tuple[str, ...],
-    value: Any,
-    raw: str,
-) -> None:
-    """Set ``path`` in ``params``; a key set twice, or set and nested into, is an error."""
-    node = params
-    for depth, segment in enumerate(path[:-1], start=1):
-        prefix = path[:depth]
-        if prefix in explicit:
-            raise CommandError(f"conflicting keys: {'.'.join(prefix)!r} is already set", raw)
-        node = node.setdefault(segment, {})
-    if path in explicit or path[-1] in node:
-        raise CommandError(f"conflicting keys: {'.'.join(path)!r} is set twice", raw)
-    node[path[-1]] = value
-    explicit.add(path)
+    """The items and JSON objects, under ``bot.parameters``' rules."""
+    built = parameters.Builder()
+    try:
+        for token in tokens:
+            if isinstance(token, _Item):
+                built.set(token.key, token.value, token.raw)
+            elif isinstance(token, _Object):
+                built.merge(token.value, token.raw)
+    except ParameterError as exc:
+        raise CommandError(exc.problem, exc.token) from None
+    return built.value
