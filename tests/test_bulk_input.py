@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.bulk_input import TooManyRows, nest, read_csv
+from bot.bulk_input import decode, read_csv
 from bot.bulk_plan import Progress, bar, plan
+from bot.errors import CsvError, TooManyRows
 from bot.flows import analyse
 from bot.policy import Policy
 from tests import flow_definitions as defs
@@ -40,15 +41,14 @@ from tests.peers import SURVEY_SID
     ],
 )
 def test_csv_files(text: str, contacts: list[str], parameters: list[dict[str, object]]) -> None:
-    rows, problem = read_csv(text, region="US")
-    assert problem is None
+    rows = read_csv(text, region="US").rows
     assert [r.to for r in rows] == contacts
     assert [r.parameters for r in rows] == parameters
     assert rows[0].number == 2  # as in a spreadsheet: the header is row 1
 
 
 def test_bad_rows_are_kept_with_the_reason() -> None:
-    rows, _ = read_csv("to,x\n+16175551212,1\nnope,2\n,3\n", region="US")
+    rows = read_csv("to,x\n+16175551212,1\nnope,2\n,3\n", region="US").rows
     assert [r.to is None for r in rows] == [False, True, True]
     assert rows[1].problem
     assert rows[2].problem == "no contact in this row"
@@ -59,10 +59,8 @@ def test_bad_rows_are_kept_with_the_reason() -> None:
     [("", "empty"), ("to,x\n", "no rows"), ("a,b\nx,y\nz,w\n", "no contact column")],
 )
 def test_files_that_are_not_lists_of_contacts(text: str, problem: str) -> None:
-    rows, why = read_csv(text)
-    assert rows == []
-    assert why is not None
-    assert problem in why
+    with pytest.raises(CsvError, match=problem):
+        read_csv(text)
 
 
 def test_too_many_rows_says_so_before_reading_them() -> None:
@@ -72,18 +70,63 @@ def test_too_many_rows_says_so_before_reading_them() -> None:
     assert (caught.value.count, caught.value.limit) == (11, 10)
 
 
-def test_nesting_conflicts() -> None:
-    assert nest({"a.b": "1", "a.c": "2"}) == ({"a": {"b": "1", "c": "2"}}, None)
-    assert nest({"a": "1", "a.b": "2"})[1] is not None
-    assert nest({"a..b": "1"})[1] is not None
+def test_headers_that_cannot_name_parameters_refuse_the_file() -> None:
+    for header in ("to,a,a.b", "to,a..b", "to,$weird key!", "to,flow data"):
+        with pytest.raises(CsvError, match="header cannot name parameters"):
+            read_csv(f"{header}\n+16175551212,1,2\n")
+    sheet = read_csv("to,a.b,a.c\n+16175551212,1,2\n")
+    assert sheet.rows[0].parameters == {"a": {"b": "1", "c": "2"}}
+
+
+def test_a_header_nested_a_thousand_deep_is_refused_with_a_reason_not_a_crash() -> None:
+    deep = ".".join(f"k{i}" for i in range(1000))
+    with pytest.raises(CsvError, match="nested too deeply"):
+        read_csv(f"to,{deep}\n+16175551212,x\n")
+    at_cap = ".".join(f"k{i}" for i in range(32))
+    assert read_csv(f"to,{at_cap}\n+16175551212,x\n").rows[0].parameters
+    with pytest.raises(CsvError, match="at most 32"):
+        read_csv(f"to,{at_cap}.k32\n+16175551212,x\n")
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        ("to,name\n+16175551212,José Müller\n".encode(), "utf-8"),
+        ("to,name\n+16175551212,José Müller\n".encode("cp1252"), "cp1252"),
+        ("to\tname\r\n+16175551212\tJosé Müller\r\n".encode("utf-16"), "utf-16"),
+        ("to,name\n+16175551212,José Müller\n".encode("utf-8-sig"), "utf-8-sig"),
+        ("to,name\n+16175551212,José Müller\n".encode("utf-32"), "utf-32"),
+    ],
+)
+def test_excel_encodings_are_read_as_written_and_named(data: bytes, encoding: str) -> None:
+    sheet = read_csv(data, region="US")
+    assert sheet.encoding == encoding
+    assert sheet.rows[0].parameters == {"name": "José Müller"}
+    assert sheet.rows[0].to == "+16175551212"
+    assert sheet.encoding_name  # said in the preview
+
+
+def test_decode_refuses_a_file_that_lies_about_its_encoding() -> None:
+    with pytest.raises(CsvError):
+        decode(b"\xff\xfe\x00\xd8")  # a UTF-16 mark, then a lone surrogate
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["line1\n\nline3", "a\u2028b", "a\r\nb", "a\u0085b\u000cc", 'x,"y"\nz'],
+)
+def test_quoted_cells_keep_their_line_breaks_exactly(cell: str) -> None:
+    quoted = '"' + cell.replace('"', '""') + '"'
+    sheet = read_csv(f"to,note\r\n+16175551212,{quoted}\r\n+16175551213,plain\r\n".encode())
+    assert [r.parameters.get("note") for r in sheet.rows] == [cell.strip(), "plain"]
 
 
 def test_the_plan_sorts_rows_and_estimates_the_time() -> None:
-    rows, _ = read_csv(
+    rows = read_csv(
         "to,first_name\n+16175551212,Zeke\n+16175551212,Again\nnope,x\n+19005551234,P\n"
         "+16175551213,\n",
         region="US",
-    )
+    ).rows
     info_analysis = analyse(defs.SMS_SURVEY)
     from bot.flows import FlowInfo
 
