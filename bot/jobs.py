@@ -8,24 +8,36 @@ acknowledged (``XACK``). arq, saq or taskiq would add a dependency and a schedul
 for the same thing; none of them knows that a row which may have reached Twilio
 must never run again, which the bulk run keeps in its own state anyway.
 
+A run's rows are enqueued in one transaction (``put_many``): all of them or none.
+
+Idle workers do not poll: they wait on a wake-up (``Wakeups``), a stream every
+process reads with a blocking ``XREAD`` (memory: an ``asyncio.Event``), rung when a
+run starts or resumes.
+
 Without Redis, an ``asyncio.Queue`` in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from typing import Any, Protocol
 
 from bot.errors import StateUnavailable
-from bot.store import PREFIX, RedisStore
+from bot.store import PREFIX, RedisStore, Store
 
 GROUP = "workers"
 BLOCK_MS = 200  # under the store's socket timeout
+WAKE_STREAM = PREFIX + "bulk:wake"
 
 
 class Jobs(Protocol):
-    async def put(self, job: str) -> None: ...
+    async def put_many(self, jobs: list[str]) -> None:
+        """Enqueue ``jobs`` in one step: all of them, or (on an error) none."""
+
+    async def size(self) -> int:
+        """How many jobs were ever enqueued (taken or not)."""
 
     async def take(self) -> tuple[str, str] | None:
         """The next job (id, body), waiting briefly; None if there is none yet."""
@@ -40,14 +52,20 @@ class MemoryJobs:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._ids = itertools.count(1)
+        self._count = 0
 
-    async def put(self, job: str) -> None:
-        self._queue.put_nowait((str(next(self._ids)), job))
+    async def put_many(self, jobs: list[str]) -> None:
+        for job in jobs:
+            self._queue.put_nowait((str(next(self._ids)), job))
+        self._count += len(jobs)
+
+    async def size(self) -> int:
+        return self._count
 
     async def take(self) -> tuple[str, str] | None:
         try:
-            return await asyncio.wait_for(self._queue.get(), BLOCK_MS / 1000)
-        except TimeoutError:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
             return None
 
     async def ack(self, job_id: str) -> None:
@@ -62,8 +80,8 @@ class RedisJobs:
     this process in it."""
 
     def __init__(self, store: RedisStore, consumer: str, name: str) -> None:
-        self._redis: Any = store._redis
-        self._call = store._call
+        self._redis: Any = store.redis
+        self._call = store.call
         self.consumer = consumer
         self.stream = PREFIX + name
         self._ready = False
@@ -74,13 +92,19 @@ class RedisJobs:
         try:
             await self._call(self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True))
         except StateUnavailable as exc:
-            if "BUSYGROUP" not in str(exc) and "ResponseError" not in str(exc):
+            if "BUSYGROUP" not in str(exc.__cause__ or ""):  # the group exists: fine
                 raise
         self._ready = True
 
-    async def put(self, job: str) -> None:
+    async def put_many(self, jobs: list[str]) -> None:
         await self._group()
-        await self._call(self._redis.xadd(self.stream, {"job": job}))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for job in jobs:
+                pipe.xadd(self.stream, {"job": job})
+            await self._call(pipe.execute())
+
+    async def size(self) -> int:
+        return int(await self._call(self._redis.xlen(self.stream)))
 
     async def take(self) -> tuple[str, str] | None:
         await self._group()
@@ -110,3 +134,43 @@ class RedisJobs:
         )
         entries = answer[1] if answer else []
         return [(str(i), str(f.get("job", ""))) for i, f in entries if f]
+
+
+def jobs_for(store: Store, consumer: str, name: str) -> Jobs:
+    """The queue ``name``: a Redis stream with a Redis store, else this process's memory."""
+    return RedisJobs(store, consumer, name) if isinstance(store, RedisStore) else MemoryJobs()
+
+
+class Wakeups:
+    """Tells idle workers in every process that there is work (a run started or resumed),
+    so that they wait on it instead of polling."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store if isinstance(store, RedisStore) else None
+        self._event = asyncio.Event()
+        self._last = "$"  # the newest wake-up this process has seen
+
+    async def ring(self) -> None:
+        """Wake every worker (best effort: a worker also wakes on its own in a while)."""
+        self._event.set()
+        if self._store is not None:
+            with contextlib.suppress(StateUnavailable):
+                await self._store.call(
+                    self._store.redis.xadd(WAKE_STREAM, {"w": "1"}, maxlen=100, approximate=True)
+                )
+
+    async def wait(self, seconds: float) -> None:
+        """Return when rung, or after ``seconds``. Raises ``StateUnavailable``."""
+        if self._store is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), seconds)
+            self._event.clear()
+            return
+        answer = await self._store.call(
+            self._store.blocking.xread(
+                {WAKE_STREAM: self._last}, count=1, block=int(seconds * 1000)
+            )
+        )
+        for _, entries in answer or []:
+            for entry_id, _fields in entries:
+                self._last = str(entry_id)

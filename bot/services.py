@@ -18,9 +18,12 @@ from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
+from bot.slack_files import CsvFiles
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
 from bot.throttle import Throttle
+
+FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensible BULK_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Services:
             defaults=settings.command_defaults,
             bulk_users=settings.bulk_slack_users,
             max_rows=settings.bulk_max_rows,
+            files=CsvFiles(slack, session, settings.slack_api_url, limit=FILE_BYTES)
+            if slack
+            else None,
         )
         forms = Forms(engager, settings.command_defaults, store)
         follower.on_started = started_hook(forms, slack)
@@ -112,7 +118,10 @@ class Services:
 
     async def drain(self, grace: float) -> None:
         """Stop taking work and let what is in flight finish (see ``Tasks.drain``); the
-        runs followed are left in the state store for the next process."""
+        runs followed are left in the state store for the next process. Nothing new is
+        taken from the first moment: ``/healthz`` says 503 and commands are told to try
+        again while the follower and the bulk rows in flight wind down."""
+        self.engager.tasks.accepting = False
         if self.follower is not None:
             await self.follower.stop()
         if self.bulk is not None:

@@ -18,20 +18,24 @@ Without Redis both use the same memory, which ends with the process.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.errors import StateUnavailable
+from bot.logs import Outage
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 PREFIX = "studio-engage:"
+BLOCKING_SECONDS = 10.0  # the longest blocking read (a worker waiting for work)
 RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
 _OUTAGE = (StorageError, StateUnavailable, OSError, TimeoutError)
 
@@ -74,6 +78,10 @@ class Store(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove ``key``, whatever it holds."""
+
+    async def delete_if(self, key: str, value: str) -> bool:
+        """Remove ``key`` only if it holds ``value`` (atomically: a lease is released only
+        by its holder); True if it was removed."""
 
     async def aclose(self) -> None: ...
 
@@ -137,6 +145,12 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)
 
+    async def delete_if(self, key: str, value: str) -> bool:
+        if self._live(key) != value:
+            return False
+        self._items.pop(key, None)
+        return True
+
     async def aclose(self) -> None:
         return None
 
@@ -156,6 +170,10 @@ class RedisStore:
             # presents a self-signed one): REDIS_TLS_VERIFY=false.
             options["ssl_cert_reqs"] = "none"
         self._redis = Redis.from_url(url, decode_responses=True, **options)
+        # Blocking reads (a worker waiting for work) on connections of their own, whose
+        # timeout outlasts the wait; made at first use.
+        self._url, self._options = url, options
+        self._blocking: Any = None
         self.limiter: Storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
@@ -164,12 +182,30 @@ class RedisStore:
             **options,
         )
 
-    async def _call(self, operation: Awaitable[_T]) -> _T:
-        """Await a redis-py call; what redis-py raises becomes ``StateUnavailable``."""
+    @property
+    def redis(self) -> Any:
+        """The redis-py client (for the job queue's streams)."""
+        return self._redis
+
+    @property
+    def blocking(self) -> Any:
+        """A redis-py client for blocking reads of up to ``BLOCKING_SECONDS``."""
+        if self._blocking is None:
+            from redis.asyncio import Redis
+
+            options = {**self._options, "socket_timeout": BLOCKING_SECONDS + 5}
+            self._blocking = Redis.from_url(self._url, decode_responses=True, **options)
+        return self._blocking
+
+    async def call(self, operation: Awaitable[_T]) -> _T:
+        """Await a redis-py call; what redis-py raises becomes ``StateUnavailable``, with
+        redis-py's exception as its cause (``BUSYGROUP`` and the like stay readable)."""
         try:
             return await operation
         except self._errors as exc:
-            raise StateUnavailable(type(exc).__name__) from None
+            raise StateUnavailable(type(exc).__name__) from exc
+
+    _call = call
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(await self._call(self._redis.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
@@ -209,8 +245,21 @@ class RedisStore:
     async def delete(self, key: str) -> None:
         await self._call(self._redis.delete(PREFIX + key))
 
+    async def delete_if(self, key: str, value: str) -> bool:
+        removed = await self._call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
+        return bool(removed)
+
     async def aclose(self) -> None:
         await self._redis.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
+
+
+# Compare-and-delete in one step (Redis runs a script atomically).
+_DELETE_IF = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 def _ms(seconds: float) -> int:
@@ -253,6 +302,9 @@ class BestEffort:
         return await operation(self.memory)
 
 
+DURABLE_OUTAGE = Outage(log, "shared state (durable: confirmations, runs, bulk runs)")
+
+
 class Durable:
     """Use a store that must answer: a failure raises ``StateUnavailable``, logged."""
 
@@ -261,9 +313,46 @@ class Durable:
 
     async def use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
         try:
-            return await operation(self.store)
+            result = await operation(self.store)
         except _OUTAGE as exc:
-            log.error(
-                "shared state unavailable (%s): durable state not reached", type(exc).__name__
-            )
-            raise StateUnavailable(type(exc).__name__) from None
+            DURABLE_OUTAGE.failed(exc)  # logged when the outage starts, and when it ends
+            if isinstance(exc, StateUnavailable):
+                raise
+            raise StateUnavailable(type(exc).__name__) from exc
+        if DURABLE_OUTAGE.down:
+            DURABLE_OUTAGE.ok()
+        return result
+
+
+class Record(BaseModel):
+    """A typed record kept as a hash in the store: one field per attribute, each as text
+    (so one field can be set alone, atomically, by any process). Unknown fields are
+    ignored and missing ones take their defaults, so a record written by an older or a
+    newer version still reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def fields(self, *names: str) -> dict[str, str]:
+        """The record as hash fields (only ``names``, when given); None is left out."""
+        dumped = self.model_dump(mode="json", include=set(names) if names else None)
+        return {k: _text(v) for k, v in dumped.items() if v is not None}
+
+    @classmethod
+    def of(cls, data: Mapping[str, str]) -> Self | None:
+        """The record in ``data`` (a hash read from the store), or None if there is none
+        or it does not read as one."""
+        if not data:
+            return None
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError:
+            log.warning("a stored %s did not read; ignored", cls.__name__)
+            return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)

@@ -265,8 +265,19 @@ class FakeSlack:
     posts: list[dict[str, Any]] = field(default_factory=list)
     refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
     down: set[str] = field(default_factory=set)  # methods answered by an edge's 503 page
-    # files: what the bot may download (name -> bytes), and what it uploaded (files.uploadV2)
+    # files: what the bot may download (name -> bytes; files.info knows each as "F-<name>"),
+    # and what it uploaded (files.uploadV2)
     files: dict[str, bytes] = field(default_factory=dict)
+    file_urls: dict[str, str] = field(default_factory=dict)  # name -> a download URL to state
+    file_sizes: dict[str, int] = field(default_factory=dict)  # name -> a size to state
+    split_files: bool = False  # deliver each download in two pieces, a moment apart
+    cut_files: dict[str, int] = field(default_factory=dict)  # name -> bytes sent before hang-up
+    redirect_files: dict[str, str] = field(default_factory=dict)  # name -> 302 Location
+    downloads: list[dict[str, str]] = field(default_factory=list)  # path, authorization
+    # 429 + Retry-After: method -> how many of its next calls are answered so
+    limited: dict[str, int] = field(default_factory=dict)
+    retry_after: str = "1"
+    limited_calls: list[str] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
     _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -278,6 +289,7 @@ class FakeSlack:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/socket", self._socket)
         app.router.add_get("/files/{name}", self._download)
@@ -296,6 +308,29 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": f"ws://{host}:{port}/socket"})
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self.limited.get(method, 0) > 0:
+            self.limited[method] -= 1
+            self.limited_calls.append(method)
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": self.retry_after},
+            )
+        if method == "files.info":
+            asked = {**request.query, **(await request.post())}
+            name = str(asked.get("file", "")).removeprefix("F-")
+            if name not in self.files:
+                return web.json_response({"ok": False, "error": "file_not_found"})
+            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            url = self.file_urls.get(name, f"http://{host}:{port}/files/{name}")
+            info = {
+                "id": f"F-{name}",
+                "name": name,
+                "filetype": "csv" if name.endswith(".csv") else "text",
+                "size": self.file_sizes.get(name, len(self.files[name])),
+                "url_private_download": url,
+            }
+            return web.json_response({"ok": True, "file": info})
         if method in ("chat.postMessage", "chat.update"):
             return await self._chat(method, request)
         if method in ("views.open", "views.update", "views.publish"):
@@ -352,13 +387,34 @@ class FakeSlack:
         self._arrived.set()
         return web.json_response({"ok": True, "channel": channel, "ts": ts})
 
-    async def _download(self, request: web.Request) -> web.Response:
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.downloads.append(
+            {"path": request.path, "authorization": request.headers.get("Authorization", "")}
+        )
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.Response(status=403)
         name = request.match_info["name"]
-        return (
-            web.Response(body=self.files[name]) if name in self.files else web.Response(status=404)
-        )
+        if name in self.redirect_files:
+            raise web.HTTPFound(self.redirect_files[name])
+        if name not in self.files:
+            return web.Response(status=404)
+        body = self.files[name]
+        if not self.split_files and name not in self.cut_files:
+            return web.Response(body=body)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if name in self.cut_files:  # the connection ends early, as a broken network does
+            await response.write(body[: self.cut_files[name]])
+            await asyncio.sleep(0.05)
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        half = len(body) // 2
+        await response.write(body[:half])
+        await asyncio.sleep(0.2)  # the rest arrives a moment later
+        await response.write(body[half:])
+        await response.write_eof()
+        return response
 
     async def _upload(self, request: web.Request) -> web.Response:
         upload = self._pending_uploads.setdefault(request.match_info["file_id"], {})

@@ -12,11 +12,22 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
-from bot import bulk as bulk_module
+from bot.bulk import worker as worker_module
 from tests.harness import Harness, block_action, buttons, harness, text_of, wired
-from tests.peers import FakeSlack, FakeStudio, RedisServer
+from tests.peers import (
+    FakeSlack,
+    FakeStudio,
+    RedisServer,
+    bot_env,
+    free_port,
+    serve,
+    signed_headers,
+    slash_command,
+)
+from tests.test_server_process import running_bot, wait_healthy
 
 
 async def until(condition: Any, within: float = 15.0) -> None:
@@ -24,6 +35,28 @@ async def until(condition: Any, within: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def csv_shortcut(
+    run: Harness, text: str, name: str, *, user: str = "U0CALLER", url: str | None = None
+) -> None:
+    """The message shortcut *Start a flow for each row* on a message sharing ``name``
+    (``url``: what a crafted payload may claim the file's address is)."""
+    file: dict[str, Any] = {"id": f"F-{name}", "name": name, "filetype": "csv"}
+    if url is not None:
+        file["url_private_download"] = url
+    payload = {
+        "type": "message_action",
+        "callback_id": "bulk_csv",
+        "trigger_id": "1.2",
+        "team": {"id": "T0001"},
+        "user": {"id": user},
+        "channel": {"id": "C0CHANNEL"},
+        "response_url": f"{run.slack_url}/respond/1",
+        "message": {"text": text, "files": [file]},
+    }
+    response, _ = await run.post(urlencode({"payload": json.dumps(payload)}))
+    assert response.status_code == 200
 
 
 async def control(run: Harness, action: str, value: str) -> None:
@@ -130,30 +163,11 @@ async def test_a_csv_shared_in_slack_through_the_message_shortcut(
     slack = FakeSlack()
     slack.files["contacts.csv"] = b"\xef\xbb\xbfname;phone\nZeke;+16175551212\nAnn;+16175551213\n"
     async with wired(monkeypatch, FakeStudio(), slack) as run:
-        payload = {
-            "type": "message_action",
-            "callback_id": "bulk_csv",
-            "trigger_id": "1.2",
-            "team": {"id": "T0001"},
-            "user": {"id": "U0CALLER"},
-            "channel": {"id": "C0CHANNEL"},
-            "response_url": f"{run.slack_url}/respond/1",
-            "message": {
-                "text": "survey list for tomorrow",
-                "files": [
-                    {
-                        "name": "contacts.csv",
-                        "filetype": "csv",
-                        "url_private_download": f"{run.slack_url}/files/contacts.csv",
-                    }
-                ],
-            },
-        }
-        response, _ = await run.post(urlencode({"payload": json.dumps(payload)}))
-        assert response.status_code == 200
+        await csv_shortcut(run, "survey list for tomorrow", "contacts.csv")
         (shown,) = await run.slack.wait_for_replies(1)
     assert "survey" in shown["text"]
     assert "2 valid" in shown["text"]
+    assert "Read contacts.csv as UTF-8 (with a byte-order mark)" in text_of(shown)
     assert run.studio.creates() == []
 
 
@@ -170,26 +184,38 @@ async def test_too_many_rows_or_a_narrower_bulk_list_sends_nothing(
     assert run.studio.requests == []
 
 
-async def test_a_process_stopped_mid_run_and_another_finishing_it_sends_no_row_twice(
+async def test_a_process_killed_mid_run_and_another_finishing_it_sends_no_row_twice(
     monkeypatch: pytest.MonkeyPatch, redis: RedisServer
 ) -> None:
-    monkeypatch.setattr(bulk_module, "RECLAIM_AFTER", 0.5)
-    monkeypatch.setattr(bulk_module, "CONCURRENCY", 2)
+    """A real ``python -m bot`` is killed (SIGKILL) while rows are in flight; a second
+    bot on the same Redis finishes the run: no contact twice, every row accounted for."""
+    monkeypatch.setattr(worker_module, "RECLAIM_AFTER", 0.5)
     studio, slack = FakeStudio(latency=0.4), FakeSlack()
     env = {"REDIS_URL": redis.url.replace("/0", "/4"), "STUDIO_RATE_LIMIT": "5/second"}
     contacts = " ".join(f"+1617555121{i}" for i in range(8))
-    async with wired(monkeypatch, studio, slack, env=env) as first:
-        shown = await preview(first, contacts)
-        await first.click("bulk_start", buttons(shown)["bulk_start"]["value"])
-        await until(lambda: len(studio.creates()) >= 2)
-        bulk = first.services.bulk
-        assert bulk is not None
-        assert bulk._loop is not None
-        bulk._loop.cancel()  # the process dies: its loop and its rows in flight stop
-        for task in list(bulk._rows):
-            task.cancel()
-        await asyncio.sleep(0.1)
-        bulk._loop = None
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        port = free_port()
+        process_env = bot_env(studio_url, slack_url, PORT=str(port), **env)
+        async with running_bot(process_env) as proc:
+            bot_url = f"http://127.0.0.1:{port}"
+            await wait_healthy(bot_url, proc)
+            async with httpx.AsyncClient() as http:
+                body = slash_command(contacts, response_url=f"{slack_url}/respond/1")
+                await http.post(
+                    f"{bot_url}/slack/events", content=body, headers=signed_headers(body)
+                )
+                (shown,) = await slack.wait_for_replies(1)
+                click = block_action(
+                    "bulk_start",
+                    buttons(shown)["bulk_start"]["value"],
+                    response_url=f"{slack_url}/respond/2",
+                )
+                await http.post(
+                    f"{bot_url}/slack/events", content=click, headers=signed_headers(click)
+                )
+                await until(lambda: len(studio.creates()) >= 2)
+            proc.kill()  # the process dies: no drain, no goodbye
+            await proc.wait()
     sent_before = len(studio.creates())
     async with wired(monkeypatch, studio, slack, env=env):
         await until(lambda: slack.uploads, within=30)
@@ -197,11 +223,70 @@ async def test_a_process_stopped_mid_run_and_another_finishing_it_sends_no_row_t
     assert len(rows) == 8
     to = [c["form"]["To"] for c in studio.creates()]
     assert len(to) == len(set(to))  # no contact was sent twice
-    unknown = [r for r in rows if r["outcome"] == "unknown"]
+    outcomes = {r["outcome"] for r in rows}
+    assert outcomes <= {"started", "unknown"}
     started = [r for r in rows if r["outcome"] == "started"]
-    assert len(started) + len(unknown) == 8
-    assert len(to) == len(started) + len(unknown) or len(to) >= len(started)
-    assert sent_before >= 1
+    assert len(started) == len(to) - sum(r["outcome"] == "unknown" for r in rows)
+    assert sent_before >= 2
+
+
+@pytest.mark.parametrize("dies", ["after_listing", "after_posting", "while_enqueueing"])
+async def test_a_start_interrupted_at_any_point_is_taken_up_by_another_process(
+    monkeypatch: pytest.MonkeyPatch, redis: RedisServer, dies: str
+) -> None:
+    """The process handling Start dies at each point between listing the run and
+    marking it running: another process takes the run up, every row is sent once."""
+    monkeypatch.setattr(worker_module, "START_GRACE", 0.5)
+    studio, slack = FakeStudio(), FakeSlack()
+    env = {"REDIS_URL": redis.url.replace("/0", f"/{5 + len(dies) % 7}")}
+    contacts = " ".join(f"+1617555121{i}" for i in range(4))
+
+    class Died(BaseException):
+        """The process's end, as seen from the code it interrupts."""
+
+    async with wired(monkeypatch, studio, slack, env=env) as first:
+        bulk = first.services.bulk
+        assert bulk is not None
+        if dies == "after_listing":
+            monkeypatch.setattr(bulk.reporter, "post", _raise(Died))
+        elif dies == "after_posting":
+            monkeypatch.setattr(bulk.worker, "launch", _raise(Died))
+        else:
+            jobs = bulk.worker.queue  # the enqueue transaction breaks off: nothing queued
+
+            def broken(run_id: str) -> Any:
+                queue = jobs(run_id)
+                monkeypatch.setattr(queue, "put_many", _raise(Died))
+                return queue
+
+            monkeypatch.setattr(bulk.worker, "queue", broken)
+        shown = await preview(first, contacts)
+        with pytest.raises(Died):
+            await bulk.start(buttons(shown)["bulk_start"]["value"], _caller(), _ignore)
+        assert studio.creates() == []
+    async with wired(monkeypatch, studio, slack, env=env):
+        await until(lambda: slack.uploads, within=30)
+    assert sorted(c["form"]["To"] for c in studio.creates()) == sorted(contacts.split())
+    assert [r["outcome"] for r in results(slack)] == ["started"] * 4
+    final = [p for p in slack.posts if p["method"] in ("chat.postMessage", "chat.update")][-1]
+    assert "done" in text_of(final["blocks"])
+
+
+def _raise(kind: type[BaseException]) -> Any:
+    async def dies(*args: Any, **kwargs: Any) -> Any:
+        raise kind
+
+    return dies
+
+
+def _caller() -> Any:
+    from bot.audit import Caller
+
+    return Caller("U0CALLER", "C0CHANNEL", "T0001")
+
+
+async def _ignore(message: Any) -> None:
+    return None
 
 
 async def test_without_redis_sigterm_pauses_the_run_and_says_so(

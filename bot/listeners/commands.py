@@ -38,7 +38,7 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     try:
         command = parse(str(body.get("text", "")), services.defaults)
     except CommandError as exc:
-        audit.record("invalid", origin.caller, detail=exc.problem)
+        audit.record("invalid", origin.caller, detail=exc.problem, typed=exc.token)
         return messages.invalid_command(exc)
     name = str(body.get("command") or "/engage")
     if isinstance(command, HelpCommand):
@@ -52,5 +52,5 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     if isinstance(command, BulkCommand):
         if services.bulk is None:
             return messages.refused("bulk runs are not available here")
-        return await services.bulk.preview_command(command, origin.caller, reply)
+        return (await services.bulk.preview_command(command, origin.caller, reply)).ack
     return await services.engager.request(command, origin.caller, reply)

@@ -23,7 +23,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.audit import Caller
-from bot.bulk_input import row_for
 from bot.errors import slack_refusal
 from bot.forms import Forms, numbers_in, publish_home
 from bot.listeners.origin import origin_of
@@ -96,14 +95,8 @@ def register(app: AsyncApp, services: Services) -> None:
         if len(found) == 1:
             await open_form(services, forms, client, origin.trigger_id, origin.caller, found[0])
         elif found and services.bulk is not None:
-            rows = [row_for(i, n, services.defaults.region, {}) for i, n in enumerate(found, 1)]
-            flow = services.defaults.flow_sid or next(iter(services.defaults.flows.values()), "")
-            alias = next((a for a, s in services.defaults.flows.items() if s == flow), None)
-            sender = services.defaults.flow_senders.get(flow) or services.defaults.sender or ""
-            ack_message = await services.bulk.preview(
-                rows, flow, alias, sender, {}, origin.caller, reply
-            )
-            await deliver(reply, ack_message)
+            admission = await services.bulk.preview_numbers(found, origin.caller, reply)
+            await deliver(reply, admission.ack)
         else:
             await deliver(reply, messages.refused("there is no phone number in this message"))
 

@@ -41,8 +41,9 @@ def _listed(title: str, lines: list[str]) -> str:
     return f"*{title}* ({len(lines)})\n" + "\n".join(lines[:SHOWN]) + more
 
 
-def bulk_preview(plan: Plan, run_id: str, pace: str) -> Message:
-    """Only to whoever asked: what would be sent, what would not and why; Start or Cancel."""
+def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Message:
+    """Only to whoever asked: what would be sent, what would not and why; Start or Cancel.
+    ``source``: how the contacts were read (a file's name and encoding), when from a file."""
     flow = label(plan.flow_alias, plan.flow_sid, plan.flow_name)
     count = len(plan.valid)
     head = (
@@ -51,6 +52,8 @@ def bulk_preview(plan: Plan, run_id: str, pace: str) -> Message:
         f" About {_about(plan.seconds)} at {pace}. Nothing has been sent."
     )
     blocks: list[Block] = [section(text=md(f":clipboard: {escape(head)}"))]
+    if source:
+        blocks.append(context([md(escape(source))]))
     kinds = [
         (
             "Invalid",

@@ -1,0 +1,113 @@
+"""One flow for many contacts: preview, start, pace, pause, resume, cancel, report.
+
+One module per job:
+
+- ``preview``: what would be sent and what would not, only to whoever asked, from a
+  command's list, a message's numbers or a CSV file shared in Slack; kept, not sent.
+- ``controls``: who may start and steer a run; Start, Cancel, Pause, Resume.
+- ``worker``: every process takes rows from the runs' queues (``bot.jobs``: a Redis
+  Stream with a consumer group, or memory) and sends each at most once, at the
+  account's pace, singles first.
+- ``report``: the progress message in the channel and the results file in its
+  thread; their final state always reaches Slack, or the starter is told.
+- ``state``: the run's record, rows, outcomes and claims, in ``Durable`` state.
+
+**Restarts.** With Redis the run lives there: SIGTERM stops this process's worker after
+the rows in flight, and any process carries on. Without Redis, SIGTERM pauses the run
+and says so in its progress message: it ends with the process.
+"""
+
+from __future__ import annotations
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import Caller
+from bot.bulk.controls import Controls
+from bot.bulk.preview import Previews
+from bot.bulk.report import Reporter
+from bot.bulk.state import BulkState
+from bot.bulk.worker import Worker
+from bot.command import BulkCommand, Defaults
+from bot.engage import Admission, Engager
+from bot.jobs import Wakeups
+from bot.slack_files import CsvFiles
+from bot.store import Durable, RedisStore, Store
+from bot.tasks import Reply
+
+
+class BulkRuns:
+    """The bulk-run use-cases, as the listeners and the services see them."""
+
+    def __init__(
+        self,
+        engager: Engager,
+        *,
+        store: Store,
+        slack: AsyncWebClient | None,
+        defaults: Defaults,
+        bulk_users: frozenset[str] | None = None,
+        max_rows: int = 5000,
+        files: CsvFiles | None = None,
+    ) -> None:
+        self.store = store
+        self.state = BulkState(Durable(store))
+        self.reporter = Reporter(self.state, slack)
+        self.worker = Worker(engager, self.state, self.reporter, store, Wakeups(store))
+        self.controls = Controls(engager, self.state, self.worker, self.reporter)
+        self.previews = Previews(
+            engager,
+            self.state,
+            defaults,
+            bulk_users=bulk_users,
+            max_rows=max_rows,
+            files=files,
+        )
+
+    @property
+    def max_rows(self) -> int:
+        return self.previews.max_rows
+
+    # -- previews -------------------------------------------------------------------
+
+    async def preview_command(
+        self, command: BulkCommand, caller: Caller, reply: Reply
+    ) -> Admission:
+        return await self.previews.from_command(command, caller, reply)
+
+    async def preview_numbers(self, numbers: list[str], caller: Caller, reply: Reply) -> Admission:
+        return await self.previews.from_numbers(numbers, caller, reply)
+
+    async def preview_file(
+        self, file_ids: list[str], text: str, caller: Caller, reply: Reply
+    ) -> Admission:
+        return await self.previews.from_file(file_ids, text, caller, reply)
+
+    # -- controls -------------------------------------------------------------------
+
+    async def start(self, run_id: str, caller: Caller, replace_preview: Reply) -> None:
+        await self.controls.start(run_id, caller, replace_preview)
+
+    async def drop(self, run_id: str, caller: Caller, replace_preview: Reply) -> None:
+        await self.controls.drop(run_id, caller, replace_preview)
+
+    async def control(self, run_id: str, action: str, caller: Caller, notify: Reply) -> None:
+        await self.controls.control(run_id, action, caller, notify)
+
+    # -- the process's worker ---------------------------------------------------------
+
+    def start_worker(self) -> None:
+        """Work the runs in the background (takes up runs left by a process that stopped)."""
+        self.worker.start()
+
+    async def stop(self) -> None:
+        """SIGTERM: take no more rows, let those in flight finish. With Redis the run stays
+        for the next process; without it, it is paused and says so."""
+        await self.worker.stop()
+        if isinstance(self.store, RedisStore):
+            return
+        note = "paused: the bot restarted, and without Redis this run lived in its memory"
+        for run_id in await self.state.listed():
+            meta = await self.state.meta(run_id)
+            if meta is not None and meta.status == "running" and not meta.finished:
+                await self.state.update(run_id, status="paused", note=note)
+                await self.reporter.edit(run_id, force=True)

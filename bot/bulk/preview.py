@@ -1,0 +1,162 @@
+"""The preview of a bulk run, only to whoever asked: what would be sent, what would not
+and why, from a command's list, a message's numbers or a CSV file shared in Slack.
+Nothing is sent; the run is kept for its Start button (``PREVIEW_SECONDS``)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from bot import audit, messages
+from bot.audit import Caller
+from bot.bulk.controls import may_start
+from bot.bulk.state import BulkState
+from bot.bulk_input import Row, row_for
+from bot.bulk_plan import plan
+from bot.command import BulkCommand, Defaults, default_flow, flow_in_text
+from bot.engage import Admission, Engager
+from bot.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
+from bot.messages.bulk import bulk_preview
+from bot.slack_files import CsvFiles
+from bot.tasks import Reply, deliver
+
+WHICH_FLOW = "which flow? Name it in the message (e.g. survey) or set STUDIO_FLOW_SID"
+
+
+class Previews:
+    def __init__(
+        self,
+        engager: Engager,
+        state: BulkState,
+        defaults: Defaults,
+        *,
+        bulk_users: frozenset[str] | None,
+        max_rows: int,
+        files: CsvFiles | None,
+    ) -> None:
+        self.engager = engager
+        self.state = state
+        self.defaults = defaults
+        self.bulk_users = bulk_users
+        self.max_rows = max_rows
+        self.files = files
+
+    def _refusal(self, caller: Caller, flow_sid: str, alias: str | None) -> Admission | None:
+        if not self.engager.tasks.accepting:
+            return Admission(messages.shutting_down())
+        if reason := may_start(self.engager, self.bulk_users, caller, flow_sid, alias):
+            audit.record("refused", caller, detail=f"bulk: {reason}")
+            return Admission(messages.refused(reason))
+        return None
+
+    def _sender(self, flow_sid: str) -> str:
+        return self.defaults.flow_senders.get(flow_sid) or self.defaults.sender or ""
+
+    async def from_command(self, command: BulkCommand, caller: Caller, reply: Reply) -> Admission:
+        """``/engage survey +1… +1…``: the preview follows through ``reply``."""
+        return await self.preview(
+            command.rows(self.defaults.region),
+            command.flow_sid,
+            command.flow_alias,
+            command.sender,
+            command.parameters,
+            caller,
+            reply,
+        )
+
+    async def from_numbers(self, numbers: list[str], caller: Caller, reply: Reply) -> Admission:
+        """The message shortcut on a message with several numbers: the default flow."""
+        found = default_flow(self.defaults)
+        if found is None:
+            return Admission(messages.refused(WHICH_FLOW))
+        sid, alias = found
+        rows = [row_for(i, n, self.defaults.region, {}) for i, n in enumerate(numbers, 1)]
+        return await self.preview(rows, sid, alias, self._sender(sid), {}, caller, reply)
+
+    async def from_file(
+        self, file_ids: list[str], text: str, caller: Caller, reply: Reply
+    ) -> Admission:
+        """The message shortcut on a message with a CSV file: who may start a bulk run is
+        checked first, then the file is asked of Slack by its ID and read whole (the bot
+        token goes only to Slack's file host), then previewed (through ``reply``)."""
+        found = flow_in_text(text, self.defaults)
+        if found is None:
+            return Admission(messages.refused(WHICH_FLOW))
+        flow_sid, alias = found
+        if refused := self._refusal(caller, flow_sid, alias):
+            return refused
+        if not file_ids:
+            return Admission(messages.refused("this message has no CSV file to start a flow for"))
+        if self.files is None:
+            return Admission(messages.refused("the bot cannot read files here (no bot token)"))
+        files = self.files
+
+        async def work() -> None:
+            try:
+                sheet, name = await files.read_csv(file_ids, self.defaults.region, self.max_rows)
+            except TooManyRows as exc:
+                await deliver(
+                    reply,
+                    messages.refused(
+                        f"the file has {exc.count} rows, more than BULK_MAX_ROWS={exc.limit};"
+                        " nothing was sent. Split it, or ask an admin to raise the limit"
+                    ),
+                )
+                return
+            except (SlackFileError, CsvError) as exc:
+                await deliver(reply, messages.refused(str(exc)))
+                return
+            source = f"Read {name} as {sheet.encoding_name}."
+            admission = await self.preview(
+                sheet.rows, flow_sid, alias, self._sender(flow_sid), {}, caller, reply, source
+            )
+            if not admission.taken:
+                await deliver(reply, admission.ack)
+
+        self.engager.tasks.spawn(work(), "bulk:file")
+        return Admission(messages.notice_message(":inbox_tray:", "Reading the file…"), taken=True)
+
+    async def preview(
+        self,
+        rows: list[Row],
+        flow_sid: str,
+        alias: str | None,
+        sender: str,
+        shared: dict[str, Any],
+        caller: Caller,
+        reply: Reply,
+        source: str = "",
+    ) -> Admission:
+        """The rules now (the ack); the preview, after asking Studio about the flow."""
+        if refused := self._refusal(caller, flow_sid, alias):
+            return refused
+        if len(rows) > self.max_rows:
+            return Admission(
+                messages.refused(f"{len(rows)} contacts is more than BULK_MAX_ROWS={self.max_rows}")
+            )
+
+        async def work() -> None:
+            catalog = self.engager.catalog
+            info = await catalog.get(flow_sid) if catalog else None
+            made = plan(
+                rows,
+                flow_sid=flow_sid,
+                flow_alias=alias,
+                sender=sender,
+                shared=shared,
+                policy=self.engager.policy,
+                info=info,
+                per_second=self.engager.throttle.per_second,
+            )
+            run_id = secrets.token_hex(6)
+            try:
+                await self.state.keep_preview(run_id, made, caller)
+            except StateUnavailable:
+                await deliver(reply, messages.state_unavailable())
+                return
+            pace = self.engager.throttle.studio_rate
+            await deliver(reply, bulk_preview(made, run_id, pace, source))
+
+        self.engager.tasks.spawn(work(), "bulk:preview")
+        preparing = messages.notice_message(":hourglass_flowing_sand:", "Preparing the preview…")
+        return Admission(preparing, taken=True)
