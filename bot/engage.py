@@ -33,7 +33,13 @@ from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, HelpCommand
 from bot.config import Settings
 from bot.confirmations import Confirmations
-from bot.errors import StateUnavailable, StudioBusy, StudioError, StudioOutcomeUnknown
+from bot.errors import (
+    StateUnavailable,
+    StudioBusy,
+    StudioError,
+    StudioNotSent,
+    StudioOutcomeUnknown,
+)
 from bot.flow_catalog import FlowCatalog
 from bot.flows import Findings, FlowInfo, findings
 from bot.messages import Message
@@ -126,7 +132,6 @@ class Engager:
         self.studio = studio
         self.policy = policy or Policy()
         self.throttle = throttle or Throttle()
-        studio.before_retry = self.throttle.pace  # a 429's retry takes its turn too
         state = state or Durable(self.throttle.state.memory)
         self.confirmations = Confirmations(state)
         self.registry = RunRegistry(state)
@@ -306,7 +311,9 @@ class Engager:
                 )
                 return messages.not_allowed_to_end(starter)
             try:
-                await self.studio.end_engagement(command.flow_sid, parked.active_sid)
+                await self.studio.end_engagement(
+                    command.flow_sid, parked.active_sid, before_retry=self.throttle.pace
+                )
             except StudioError as exc:
                 return messages.action_failed(f"end {parked.active_sid}", exc)
             audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
@@ -332,12 +339,16 @@ class Engager:
             return messages.rate_limited(wait, self.throttle.user_rate)
         return None
 
-    async def starter_of(self, sid: str) -> str | None:
-        """Who started run ``sid`` from this bot; None if unknown or unreadable now."""
+    async def shown(self, sid: str) -> Shown | None:
+        """Who started run ``sid`` from this bot and where; None if unknown or unreadable."""
         try:
-            shown = await self.registry.lookup(sid)
+            return await self.registry.lookup(sid)
         except StateUnavailable:
             return None
+
+    async def starter_of(self, sid: str) -> str | None:
+        """Who started run ``sid`` from this bot; None if unknown or unreadable now."""
+        shown = await self.shown(sid)
         return shown.starter if shown else None
 
     def _submit(
@@ -439,6 +450,7 @@ class Engager:
                 to=command.to,
                 sender=command.sender,
                 parameters=command.parameters,
+                before_retry=self.throttle.pace,  # a 429's retry takes its turn too
             )
         except StudioError as exc:
             return await self._failed(exc, command, caller, ms())
@@ -459,7 +471,7 @@ class Engager:
             defect = (
                 StudioOutcomeUnknown(f"the bot failed after sending ({type(exc).__name__})")
                 if sent
-                else StudioError(f"the bot failed before sending ({type(exc).__name__})")
+                else StudioNotSent(f"the bot failed before sending ({type(exc).__name__})")
             )
             return await self._failed(defect, command, caller, ms())
         try:
@@ -474,7 +486,7 @@ class Engager:
     def _stopped(sent: bool) -> StudioError:
         if sent:
             return StudioOutcomeUnknown("the bot was stopped while waiting for Twilio's answer")
-        return StudioError(
+        return StudioNotSent(
             "the bot was restarting before the request was sent (it was waiting for its turn"
             " under STUDIO_RATE_LIMIT); nothing was sent, try again in a minute"
         )

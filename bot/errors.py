@@ -3,16 +3,23 @@
     Exception
     ├── ValueError
     │   ├── CommandError        the /engage text does not parse (str() is the message)
+    │   ├── ParameterError      a parameter breaks the rules of bot.parameters (.token)
+    │   ├── CsvError            a CSV file cannot be read as contacts (str() says why)
+    │   │   └── TooManyRows     more rows than BULK_MAX_ROWS (.count, .limit)
     │   ├── PhoneError          not a number Twilio can reach (str() says why)
     │   └── BadRequest          a request to /slack/events that is not Slack's (.status)
     ├── ConfigError             the configuration cannot start the bot (.problems, by name)
-    ├── StateUnavailable        the shared store (Redis) did not answer where it must
+    ├── StateUnavailable        the shared store (Redis) did not answer (cause: redis-py's)
     ├── SlackReplyError         Slack refused a reply (response_url or Web API)
+    ├── SlackFileError          a file shared in Slack cannot be read (str() says why)
     └── StudioError             talking to Studio failed (.code, .more_info, .status)
-        ├── StudioAPIError      Twilio answered with an error status (a 5xx: outcome unknown)
-        ├── StudioConnectionError   nothing reached Twilio: nothing started
+        ├── StudioNotSent       nothing left the bot: nothing started
+        │   ├── StudioConnectionError   no connection to Twilio could be opened
+        │   └── StudioBusy      no room under STUDIO_RATE_LIMIT in time
+        ├── StudioAPIError      Twilio answered with an error status
+        │   └── StudioServerError   a 5xx: the flow may have started (also OutcomeUnknown)
         ├── StudioOutcomeUnknown    sent, no usable answer: the flow may have started
-        └── StudioBusy          no room under STUDIO_RATE_LIMIT in time: nothing was sent
+        └── StudioBadAnswer     a read's answer is not what the spec says
 
 Where each is caught: ``CommandError`` by the listeners and the CLI (an ephemeral
 error, exit 2); ``ConfigError`` at start-up (exit 2); ``StudioError`` by the use-case,
@@ -37,6 +44,29 @@ class CommandError(ValueError):
         self.problem = problem
         self.token = token  # the part of the text at fault, when there is one
         super().__init__(problem)
+
+
+class ParameterError(ValueError):
+    """A parameter key or value breaks the rules (``bot.parameters``); ``str()`` is the
+    message, ``token`` the part of the input at fault."""
+
+    def __init__(self, problem: str, token: str | None = None) -> None:
+        self.problem = problem
+        self.token = token
+        super().__init__(problem)
+
+
+class CsvError(ValueError):
+    """A file cannot be read as a bulk run's contacts; ``str()`` says why, for people."""
+
+
+class TooManyRows(CsvError):
+    """More rows than BULK_MAX_ROWS: nothing is read further, nothing is sent."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} rows is more than BULK_MAX_ROWS={limit}")
+        self.count = count
+        self.limit = limit
 
 
 class PhoneError(ValueError):
@@ -72,6 +102,11 @@ class SlackReplyError(Exception):
     """Slack did not take a reply: ``response_url`` answered an error, or the Web API did."""
 
 
+class SlackFileError(Exception):
+    """A file shared in Slack cannot be read whole from Slack's file host; ``str()`` says
+    why, for people (never a URL or a token)."""
+
+
 class StudioError(Exception):
     """Any failure talking to Studio. ``str()`` is a sentence for people."""
 
@@ -99,8 +134,13 @@ class StudioError(Exception):
         )
 
 
+class StudioNotSent(StudioError):
+    """Nothing left the bot (it stopped, or failed, before sending): nothing started."""
+
+
 class StudioAPIError(StudioError):
-    """Twilio answered with an error status. A 4xx started nothing; a 5xx may have."""
+    """Twilio answered with an error status. A 4xx started nothing (``StudioServerError``
+    is the 5xx, which may have)."""
 
     def __init__(
         self,
@@ -111,10 +151,9 @@ class StudioAPIError(StudioError):
         more_info: str | None = None,
     ) -> None:
         super().__init__(message, status=status, code=code, more_info=more_info)
-        self.outcome_unknown = status >= 500
 
 
-class StudioConnectionError(StudioError):
+class StudioConnectionError(StudioNotSent):
     """The request never reached Twilio: nothing was started."""
 
 
@@ -124,7 +163,15 @@ class StudioOutcomeUnknown(StudioError):
     outcome_unknown = True
 
 
-class StudioBusy(StudioError):
+class StudioServerError(StudioAPIError, StudioOutcomeUnknown):
+    """Twilio answered 5xx: the request arrived, and the flow may have started anyway."""
+
+
+class StudioBadAnswer(StudioError):
+    """A read (not a start) was answered with a body that is not what Twilio documents."""
+
+
+class StudioBusy(StudioNotSent):
     """No room under STUDIO_RATE_LIMIT within the wait allowed: nothing was sent."""
 
     def __init__(self) -> None:
@@ -141,3 +188,17 @@ def slack_refusal(exc: SlackApiError) -> str:
     if isinstance(data, dict) and data.get("error"):
         return str(data["error"])
     return f"HTTP {exc.response.status_code}"
+
+
+def slack_retry_after(exc: SlackApiError) -> float | None:
+    """Seconds Slack asked to wait (a 429's ``Retry-After``), or None if it did not."""
+    if exc.response.status_code != 429:
+        return None
+    headers = exc.response.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except (TypeError, ValueError):
+        return 1.0

@@ -25,9 +25,8 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -35,12 +34,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.audit import Caller
 from bot.command import EngageCommand
-from bot.errors import StateUnavailable, StudioError, slack_refusal
+from bot.errors import StateUnavailable, StudioError, slack_refusal, slack_retry_after
 from bot.flow_catalog import FlowCatalog
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
 from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, fetch
-from bot.store import Durable
+from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
 from bot.tasks import Reply, deliver
 from bot.throttle import Throttle
@@ -55,13 +54,17 @@ INDEX = "follow:index"  # hash: run SID -> "1", every run followed by any proces
 COALESCE_SECONDS = 3.0
 FIRST_POLL, MAX_POLL = 2.0, 60.0
 TICK_SECONDS = 1.0
-LEASE_SECONDS = 30.0
+# One poll (the read pace's wait, three reads with their timeouts and 429 retries, the
+# card's edit) is cut off after POLL_SECONDS; the lease outlives it, so two processes
+# never poll one run at once, and it is released only by its holder.
+POLL_SECONDS = 120.0
+LEASE_SECONDS = POLL_SECONDS + 30.0
+FINAL_DEADLINE = 15 * 60.0  # how long the card's last state is retried when Slack refuses
 RESPONSE_URL_USES, RESPONSE_URL_SECONDS = 5, 30 * 60
 SEEN_SECONDS = 24 * 3600  # how long an Event Streams event ID is remembered
 
 
-@dataclass(frozen=True)
-class Followed:
+class Followed(Record):
     """A run being followed, and where and how its card was last shown."""
 
     sid: str
@@ -77,24 +80,7 @@ class Followed:
     next_poll: float = 0.0
     interval: float = FIRST_POLL
     last_edit: float = 0.0
-
-    def dumps(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def loads(cls, data: dict[str, str]) -> Followed | None:
-        try:
-            values: dict[str, Any] = {}
-            for f in fields(cls):
-                raw = data.get(f.name)
-                if raw is None:
-                    continue
-                values[f.name] = (
-                    float(raw) if f.type == "float" else int(raw) if f.type == "int" else raw
-                )
-            return cls(**values)
-        except (KeyError, TypeError, ValueError):
-            return None
+    final_since: float = 0.0  # when showing the run's end was first refused (0: never)
 
 
 def rank(snapshot: Snapshot) -> str:
@@ -194,7 +180,7 @@ class Follower:
             await deliver(reply, message, engagement.sid)
             if refusal in NOT_A_MEMBER:  # the bot is not there: say once how to follow closely
                 await deliver(reply, messages.invite_for_updates(), engagement.sid)
-                followed = replace(followed, uses=2)
+                followed = followed.model_copy(update={"uses": 2})
         try:
             await self.registry.remember(
                 engagement.sid, Shown(caller.user_id, command.flow_sid, caller.channel_id, ts or "")
@@ -244,7 +230,9 @@ class Follower:
                 return  # a duplicate delivery
             followed = await self._load(sid)
             if followed is not None:
-                await self._save(replace(followed, next_poll=0.0, interval=FIRST_POLL))
+                await self._save(
+                    followed.model_copy(update={"next_poll": 0.0, "interval": FIRST_POLL})
+                )
         except StateUnavailable:
             return  # the poller is the safety net
 
@@ -280,62 +268,102 @@ class Follower:
             if now < followed.next_poll or not await self._lease(sid):
                 continue
             try:
-                await self._poll(followed, now)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._poll(followed, now)
+            except TimeoutError:
+                log.warning("following %s: a poll took over %.0f s; cut off", sid, POLL_SECONDS)
             finally:
                 await self._release(sid)
 
     async def _poll(self, followed: Followed, now: float) -> None:
-        if now > followed.until:
+        if now > followed.until and not followed.final_since:
             await self._forget(followed.sid)
             return
         if not await self.reads.pace(SNAPSHOT_REQUESTS):
             return  # no reads left this moment: next round
         try:
-            snapshot = await fetch(self.studio, followed.flow_sid, followed.sid)
+            pace = self.reads.pace  # a 429's retry paces under STUDIO_READ_RATE_LIMIT only
+            snapshot = await fetch(self.studio, followed.flow_sid, followed.sid, before_retry=pace)
         except StudioError as exc:
             log.info("following %s: %s", followed.sid, exc.message)
             interval = min(followed.interval * 2, MAX_POLL)
-            await self._save(replace(followed, next_poll=now + interval, interval=interval))
+            await self._save(followed.model_copy(update=_next(now, interval)))
             return
         current = await self._load(followed.sid) or followed  # another process may have shown more
         ended = snapshot.run.status == "ended"
         newer = _order(rank(snapshot)) > _order(current.rank)
         if newer and not ended and now - current.last_edit < COALESCE_SECONDS:
-            await self._save(replace(current, next_poll=current.last_edit + COALESCE_SECONDS))
+            due = current.last_edit + COALESCE_SECONDS
+            await self._save(current.model_copy(update={"next_poll": due}))
             return
         if newer:
-            current = await self._show(current, snapshot, now)
+            shown, wait = await self._show(current, snapshot, now)
+            if shown is None:  # Slack refused the edit (a 429): the card is not there yet
+                await self._not_shown(current, snapshot, ended, now, wait)
+                return
+            current = shown
         if ended:
             await self._announce_end(current, snapshot)
             await self._forget(current.sid)
             return
         interval = FIRST_POLL if newer else min(current.interval * 2, MAX_POLL)
-        await self._save(replace(current, next_poll=now + interval, interval=interval))
+        await self._save(current.model_copy(update=_next(now, interval)))
 
-    async def _show(self, followed: Followed, snapshot: Snapshot, now: float) -> Followed:
-        """Edit the card to ``snapshot`` (chat.update, or the response_url while it lasts)."""
+    async def _not_shown(
+        self, followed: Followed, snapshot: Snapshot, ended: bool, now: float, wait: float
+    ) -> None:
+        """The card could not be edited: try again after Slack's Retry-After (or a pause);
+        a run that ended is tried until ``FINAL_DEADLINE``, then the starter is told."""
+        pause = max(wait, min(followed.interval * 2, MAX_POLL))
+        if not ended:
+            await self._save(followed.model_copy(update=_next(now, pause)))
+            return
+        since = followed.final_since or now
+        if now - since > FINAL_DEADLINE:
+            log.error("run %s: gave up showing its end on the card", followed.sid)
+            text = (
+                f"<@{followed.starter}> {followed.sid} {ending(snapshot)}, but Slack did not"
+                f" let the bot update its card in <#{followed.channel}> (rate limited)."
+            )
+            await self._post(followed.starter, messages.thread_note(text))
+            await self._announce_end(followed, snapshot)
+            await self._forget(followed.sid)
+            return
+        await self._save(followed.model_copy(update={**_next(now, pause), "final_since": since}))
+
+    async def _show(
+        self, followed: Followed, snapshot: Snapshot, now: float
+    ) -> tuple[Followed | None, float]:
+        """Edit the card to ``snapshot`` (chat.update, or the response_url while it lasts):
+        the run as now shown, or None and how long Slack asked to wait (0 if it did not)."""
         message = self.render(followed, snapshot)
         ended = snapshot.run.status == "ended"
         if followed.ts:
+            if self.slack is None:
+                return followed, 0.0
             try:
-                assert self.slack is not None
                 await self.slack.chat_update(
                     channel=followed.channel,
                     ts=followed.ts,
                     text=message["text"],
                     blocks=message["blocks"],
                 )
-            except (SlackApiError, AssertionError) as exc:
-                log.info("chat.update of %s refused: %s", followed.sid, type(exc).__name__)
-                return followed
+            except SlackApiError as exc:
+                log.info("chat.update of %s refused: %s", followed.sid, slack_refusal(exc))
+                if (wait := slack_retry_after(exc)) is not None:
+                    return None, wait
+                return followed, 0.0  # refused for good (deleted, archived): nothing to retry
+            except Exception as exc:  # the network: tried again
+                log.info("chat.update of %s failed: %s", followed.sid, type(exc).__name__)
+                return None, 0.0
         else:
             fresh = now - followed.started < RESPONSE_URL_SECONDS
             keep = 0 if ended else 1  # one use kept for the end
             if not fresh or followed.uses + keep >= RESPONSE_URL_USES:
-                return followed
+                return followed, 0.0
             await deliver(self.responder.reply(followed.response_url, replace=True), message)
-            followed = replace(followed, uses=followed.uses + 1)
-        return replace(followed, rank=rank(snapshot), last_edit=now)
+            followed = followed.model_copy(update={"uses": followed.uses + 1})
+        return followed.model_copy(update={"rank": rank(snapshot), "last_edit": now}), 0.0
 
     async def _announce_end(self, followed: Followed, snapshot: Snapshot) -> None:
         """Tell the starter how it ended, once across every process."""
@@ -372,12 +400,11 @@ class Follower:
     # -- state ------------------------------------------------------------------
 
     async def _load(self, sid: str) -> Followed | None:
-        data = await self.state.use(lambda s: s.hgetall(f"follow:{sid}"))
-        return Followed.loads(data) if data else None
+        return Followed.of(await self.state.use(lambda s: s.hgetall(f"follow:{sid}")))
 
     async def _save(self, followed: Followed) -> None:
-        ttl = max(60.0, followed.until - time.time() + 3600)
-        await self.state.use(lambda s: s.hset(f"follow:{followed.sid}", followed.dumps(), ttl))
+        ttl = max(60.0, followed.until - time.time() + 3600 + FINAL_DEADLINE)
+        await self.state.use(lambda s: s.hset(f"follow:{followed.sid}", followed.fields(), ttl))
 
     async def _forget(self, sid: str) -> None:
         await self.state.use(lambda s: s.hdel(INDEX, sid))
@@ -387,7 +414,12 @@ class Follower:
         return await self.state.use(lambda s: s.add(f"lease:{sid}", self.me, LEASE_SECONDS))
 
     async def _release(self, sid: str) -> None:
-        await self.state.use(lambda s: s.delete(f"lease:{sid}"))
+        """Release this process's lease, never another's (if ours ran out meanwhile)."""
+        await self.state.use(lambda s: s.delete_if(f"lease:{sid}", self.me))
+
+
+def _next(now: float, interval: float) -> dict[str, float]:
+    return {"next_poll": now + interval, "interval": interval}
 
 
 def _url_of(reply: Reply) -> str:

@@ -57,7 +57,11 @@ class RunActions:
         return allowed, None
 
     async def _allowed(self, ref: CardRef, caller: Caller, what: str, notify: Reply) -> bool:
-        """Whether ``caller`` may act on the card's run; if not, says why, privately."""
+        """Whether ``caller`` may act on the card's run; if not, says why, privately. From
+        the Home tab (no channel), the channel rules apply to where the run's card is."""
+        if not caller.channel_id:
+            shown = await self.engager.shown(ref.sid)
+            caller = replace(caller, channel_id=shown.channel if shown else "")
         _, refused = await self._refusal((ref.flow_sid,), caller, ref.sid, what)
         if refused:
             await deliver(notify, refused, ref.sid)
@@ -67,7 +71,7 @@ class RunActions:
         """The run now, paced like starts. Raises ``StudioError`` (``StudioBusy``)."""
         if not await self.throttle.pace(SNAPSHOT_REQUESTS):
             raise StudioBusy
-        return await fetch(self.studio, flow_sid, sid)
+        return await fetch(self.studio, flow_sid, sid, before_retry=self.throttle.pace)
 
     # -- /engage status ----------------------------------------------------------
 
@@ -140,7 +144,9 @@ class RunActions:
                 snapshot = await self._snapshot(ref.flow_sid, ref.sid)
                 if not await self.throttle.pace():
                     raise StudioBusy
-                ended = await self.studio.end_engagement(ref.flow_sid, ref.sid)
+                ended = await self.studio.end_engagement(
+                    ref.flow_sid, ref.sid, before_retry=self.throttle.pace
+                )
             except StudioError as exc:
                 await deliver(notify, messages.action_failed(f"end {ref.sid}", exc), ref.sid)
                 return

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.command import FLOW_SID, RUN_SID
+from bot.phone import normal_sid
 from bot.store import Durable
-from bot.studio import Engagement, Step, StudioClient, subobject
+from bot.studio import Engagement, Pace, Step, StudioClient, subobject
 
 REMEMBER_SECONDS = 30 * 24 * 3600  # how long the bot remembers who started a run
 SNAPSHOT_REQUESTS = 3  # a run, its steps, its context
@@ -51,11 +52,14 @@ class Snapshot:
         return self.run.date_updated or self.run.date_created
 
 
-async def fetch(studio: StudioClient, flow_sid: str, sid: str) -> Snapshot:
-    """The run now: ``SNAPSHOT_REQUESTS`` requests. Raises ``StudioError``."""
-    run = await studio.fetch_engagement(flow_sid, sid)
-    steps = await studio.steps(flow_sid, sid)
-    context = await studio.context(flow_sid, sid)
+async def fetch(
+    studio: StudioClient, flow_sid: str, sid: str, *, before_retry: Pace | None = None
+) -> Snapshot:
+    """The run now: ``SNAPSHOT_REQUESTS`` requests, each 429's retry paced by the caller's
+    ``before_retry``. Raises ``StudioError``."""
+    run = await studio.fetch_engagement(flow_sid, sid, before_retry=before_retry)
+    steps = await studio.steps(flow_sid, sid, before_retry=before_retry)
+    context = await studio.context(flow_sid, sid, before_retry=before_retry)
     return Snapshot(flow_sid, run, steps, context)
 
 
@@ -76,7 +80,7 @@ class CardRef:
         parts = value.split(":")
         if len(parts) != 3 or not FLOW_SID.match(parts[0]) or not RUN_SID.match(parts[1]):
             return None
-        return cls(parts[0], parts[1], parts[2])
+        return cls(normal_sid(parts[0]), normal_sid(parts[1]), parts[2])
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,12 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from bot import __version__
 from bot.errors import (
     StudioAPIError,
+    StudioBadAnswer,
     StudioConnectionError,
     StudioError,
+    StudioNotSent,
     StudioOutcomeUnknown,
+    StudioServerError,
 )
 from bot.transport import AiohttpTransport
 
@@ -181,6 +184,7 @@ class RetryPolicy:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+Pace = Callable[[], Awaitable[object]]  # a caller's pacing, awaited before a 429's retry
 
 # Exceptions raised before a single byte of the request left: safe to retry.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -203,9 +207,6 @@ class StudioClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api: Api = api
-        # Awaited before a 429's retry goes out, after Retry-After: the caller's pacing
-        # (STUDIO_RATE_LIMIT), so that retries take their turn instead of bursting.
-        self.before_retry: Callable[[], Awaitable[object]] | None = None
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._http = httpx.AsyncClient(
@@ -251,42 +252,59 @@ class StudioClient:
                     parameters, ensure_ascii=False, separators=(",", ":"), allow_nan=False
                 )
             except (ValueError, TypeError, RecursionError) as exc:
-                raise StudioError(
+                raise StudioNotSent(
                     f"the parameters cannot be sent as JSON ({type(exc).__name__});"
                     " nothing was sent"
                 ) from None
         return self._http.build_request("POST", self._runs(flow_sid), data=form)
 
     async def create_engagement(
-        self, flow_sid: str, *, to: str, sender: str, parameters: dict[str, Any]
+        self,
+        flow_sid: str,
+        *,
+        to: str,
+        sender: str,
+        parameters: dict[str, Any],
+        before_retry: Pace | None = None,
     ) -> Engagement:
-        """Start ``flow_sid`` for ``to``. Never sends twice what may have reached Twilio."""
+        """Start ``flow_sid`` for ``to``. Never sends twice what may have reached Twilio.
+        ``before_retry``: awaited before a 429's retry goes out (after Retry-After), so
+        that it takes its turn under the caller's pace instead of bursting."""
         request = self.engagement_request(flow_sid, to=to, sender=sender, parameters=parameters)
-        response = await self._send(request)
+        response = await self._send(request, before_retry)
         return self._parse(response, Engagement, started=True)
 
-    async def fetch_engagement(self, flow_sid: str, sid: str) -> Engagement:
+    async def fetch_engagement(
+        self, flow_sid: str, sid: str, *, before_retry: Pace | None = None
+    ) -> Engagement:
         """The run ``sid`` of ``flow_sid`` as it is now."""
-        return await self._get(self._run(flow_sid, sid), Engagement)
+        return await self._get(self._run(flow_sid, sid), Engagement, before_retry)
 
-    async def steps(self, flow_sid: str, sid: str, *, limit: int = 50) -> list[Step]:
+    async def steps(
+        self, flow_sid: str, sid: str, *, limit: int = 50, before_retry: Pace | None = None
+    ) -> list[Step]:
         """The run's steps so far, oldest first (at most ``limit``)."""
-        page = await self._get(f"{self._run(flow_sid, sid)}/Steps?PageSize={limit}", _StepPage)
+        path = f"{self._run(flow_sid, sid)}/Steps?PageSize={limit}"
+        page = await self._get(path, _StepPage, before_retry)
         return sorted(page.steps, key=lambda s: (s.date_created is None, s.date_created))
 
-    async def context(self, flow_sid: str, sid: str) -> Any:
+    async def context(self, flow_sid: str, sid: str, *, before_retry: Pace | None = None) -> Any:
         """The run's flow context (``flow.data`` holds the parameters it was started with)."""
-        return (await self._get(f"{self._run(flow_sid, sid)}/Context", Context)).context
+        path = f"{self._run(flow_sid, sid)}/Context"
+        return (await self._get(path, Context, before_retry)).context
 
-    async def end_engagement(self, flow_sid: str, sid: str) -> Engagement | None:
+    async def end_engagement(
+        self, flow_sid: str, sid: str, *, before_retry: Pace | None = None
+    ) -> Engagement | None:
         """End a run: v2 sets ``Status=ended`` (returns the run); v1 cannot, so it deletes
         the engagement and its steps (returns None)."""
         if self.api == "v2":
             request = self._http.build_request(
                 "POST", self._run(flow_sid, sid), data={"Status": "ended"}
             )
-            return self._parse(await self._send(request), Engagement, started=False)
-        response = await self._send(self._http.build_request("DELETE", self._run(flow_sid, sid)))
+            return self._parse(await self._send(request, before_retry), Engagement, started=False)
+        delete = self._http.build_request("DELETE", self._run(flow_sid, sid))
+        response = await self._send(delete, before_retry)
         if not response.is_success:
             raise _api_error(response)
         return None
@@ -325,13 +343,17 @@ class StudioClient:
             url = _relative(page.meta.next_page_url)
         return flows
 
-    async def _get(self, path: str, model: type[_Model]) -> _Model:
-        response = await self._send(self._http.build_request("GET", path))
+    async def _get(
+        self, path: str, model: type[_Model], before_retry: Pace | None = None
+    ) -> _Model:
+        response = await self._send(self._http.build_request("GET", path), before_retry)
         return self._parse(response, model, started=False)
 
     # -- transport and errors ---------------------------------------------
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, before_retry: Pace | None = None
+    ) -> httpx.Response:
         """Send with the retry rules; raise ``StudioError`` for every failure."""
         policy = self.retry
         connect_tries = rate_tries = 0
@@ -376,8 +398,8 @@ class StudioClient:
             log.info("studio answered 429; retrying after %.1f s", wait)
             waited += wait
             await self._sleep(wait)
-            if self.before_retry is not None:
-                await self.before_retry()
+            if before_retry is not None:
+                await before_retry()
 
     @staticmethod
     def _parse(response: httpx.Response, model: type[_Model], *, started: bool) -> _Model:
@@ -393,7 +415,7 @@ class StudioClient:
                     raise StudioOutcomeUnknown(
                         message + "; the flow has probably started", status=response.status_code
                     ) from None
-                raise StudioError(message, status=response.status_code) from None
+                raise StudioBadAnswer(message, status=response.status_code) from None
         raise _api_error(response)
 
 
@@ -403,8 +425,10 @@ def _is_create(request: httpx.Request) -> bool:
 
 
 def _api_error(response: httpx.Response) -> StudioAPIError:
-    """Twilio's error body ``{code, message, more_info, status}`` -> ``StudioAPIError``."""
+    """Twilio's error body ``{code, message, more_info, status}`` -> ``StudioAPIError``
+    (``StudioServerError`` for a 5xx, which may have started the flow)."""
     status = response.status_code
+    kind = StudioServerError if status >= 500 else StudioAPIError
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
@@ -412,14 +436,14 @@ def _api_error(response: httpx.Response) -> StudioAPIError:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         code = body.get("code")
         more_info = body.get("more_info")
-        return StudioAPIError(
+        return kind(
             body["message"],
             status=status,
             code=code if isinstance(code, int) and not isinstance(code, bool) else None,
             more_info=more_info if isinstance(more_info, str) else None,
         )
     reason = response.reason_phrase or "error"
-    return StudioAPIError(
+    return kind(
         f"Studio answered HTTP {status} {reason} without a Twilio error body", status=status
     )
 

@@ -10,7 +10,13 @@ from slack_sdk.models.blocks import Block, ButtonElement
 
 from bot import messages
 from bot.command import Defaults, EngageCommand
-from bot.errors import CommandError, StudioAPIError, StudioConnectionError, StudioOutcomeUnknown
+from bot.errors import (
+    CommandError,
+    StudioAPIError,
+    StudioConnectionError,
+    StudioOutcomeUnknown,
+    StudioServerError,
+)
 from bot.messages.blocks import FALLBACK_TEXT_MAX, clip
 from bot.policy import Policy
 from bot.runs import Snapshot
@@ -122,7 +128,7 @@ def test_any_input_stays_within_block_kit_limits(params: dict[str, str], alias: 
             ["outcome is unknown"],
         ),
         (
-            StudioAPIError(
+            StudioServerError(
                 "Studio answered HTTP 502 Bad Gateway without a Twilio error body", status=502
             ),
             ["Not sure whether", "HTTP 502", "outcome is unknown"],

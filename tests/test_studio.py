@@ -187,6 +187,7 @@ async def test_twilio_error_bodies(
     assert (error.status, error.code, error.more_info) == (status, code, more_info)
     assert error.message == body["message"]
     assert error.outcome_unknown is unknown
+    assert isinstance(error, StudioOutcomeUnknown) is unknown  # caught by the class, too
     assert len(peer.creates()) == 1  # neither a 4xx nor a 5xx is ever retried
 
 
@@ -211,6 +212,7 @@ async def test_garbled_error_bodies_keep_the_status(
     assert caught.value.code is None
     assert f"HTTP {status}" in caught.value.message
     assert caught.value.outcome_unknown is unknown
+    assert isinstance(caught.value, StudioOutcomeUnknown) is unknown
 
 
 @pytest.mark.parametrize("content", [b"not json", b"{}", b'{"sid": 5}', b"[]"])
@@ -372,3 +374,27 @@ async def test_a_read_that_never_connected_does_not_speak_of_starting(sleeps: Sl
             await create(client)
     assert str(read.value).endswith("nothing was sent")
     assert str(started.value).endswith("nothing was sent, nothing started")
+
+
+def test_the_error_tree_says_what_each_failure_means() -> None:
+    """``except StudioOutcomeUnknown`` catches every failure that may have started a flow
+    (a 5xx included), ``except StudioNotSent`` every one that certainly did not."""
+    from bot.errors import (
+        StudioAPIError,
+        StudioBusy,
+        StudioConnectionError,
+        StudioNotSent,
+        StudioOutcomeUnknown,
+        StudioServerError,
+    )
+
+    server = StudioServerError("bad gateway", status=502)
+    assert isinstance(server, StudioAPIError)
+    assert isinstance(server, StudioOutcomeUnknown)
+    assert server.outcome_unknown
+    client = StudioAPIError("bad number", status=400, code=21211)
+    assert not isinstance(client, StudioOutcomeUnknown)
+    assert not client.outcome_unknown
+    for not_sent in (StudioBusy(), StudioConnectionError("refused")):
+        assert isinstance(not_sent, StudioNotSent)
+        assert not not_sent.outcome_unknown
