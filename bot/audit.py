@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.command import EngageCommand
-from bot.phone import mask, mask_digits
+from bot.phone import mask, mask_digits, mask_typed
 
 log = logging.getLogger("bot.audit")
 
@@ -36,8 +36,13 @@ def record(
     code: int | None = None,
     latency_ms: float | None = None,
     detail: str | None = None,
+    typed: str | None = None,
 ) -> None:
-    """Log one outcome: started, failed, unknown, invalid, refused, rate_limited, duplicate…"""
+    """Log one outcome: started, failed, unknown, invalid, refused, rate_limited, duplicate…
+    ``typed``: the part of the user's text at fault, masked wherever ``detail`` quotes it
+    (it may be a number however mangled)."""
+    if detail and typed:
+        detail = detail.replace(typed, mask_typed(typed))
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": "engage",

@@ -125,6 +125,9 @@ def check_redis_url(url: str) -> None:
         raise ValueError("is not a valid URL: its port is not a number" + encode) from None
     if parts.fragment:
         raise ValueError("is not a valid URL: it holds a #" + encode)
+    if parts.netloc.count("@") > 1 or "@" in parts.path + parts.query:
+        # e.g. redis://default:6380?x@127.0.0.1:6379 reads as host "default", port 6380
+        raise ValueError("is ambiguous: an @ stands where the host should end" + encode)
     if parts.scheme != "unix":
         if not parts.hostname:
             raise ValueError("is not a valid URL: it names no host" + encode)

@@ -20,10 +20,11 @@ import phonenumbers
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import parameters
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand
 from bot.engage import Engager
-from bot.errors import PhoneError, StateUnavailable, slack_refusal
+from bot.errors import ParameterError, PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FETCH_SECONDS
 from bot.messages.text import configured_flows, label
 from bot.messages.views import FlowChoice, RecentRun, View, form, home
@@ -65,7 +66,10 @@ class Forms:
         catalog, policy = self.engager.catalog, self.engager.policy
         allowed = []
         for alias, sid in configured_flows(self.defaults):
-            if access_refusal(policy, sid, alias, caller.user_id, caller.channel_id) is None:
+            # Where the form was opened without a channel (the Home tab, a global
+            # shortcut), the channel is chosen in it and checked on submission.
+            where = caller.channel_id or None
+            if access_refusal(policy, sid, alias, caller.user_id, where) is None:
                 allowed.append(FlowChoice(sid, alias, catalog.peek(sid) if catalog else None))
         return allowed
 
@@ -123,22 +127,18 @@ class Forms:
         except PhoneError as exc:
             errors["contact"] = str(exc)[:150]
             to = ""
-        parameters: dict[str, Any] = {}
+        built = parameters.Builder()
         for block in values:
             if block.startswith("p:") and (given := value(block)):
-                node = parameters
-                *path, last = block[2:].split(".")
-                for part in path:
-                    node = node.setdefault(part, {})
-                node[last] = given
-        for line in value("more").splitlines():
-            key, sep, given = line.partition("=")
-            if not line.strip():
-                continue
-            if not sep or not key.strip():
-                errors["more"] = f"Write one key=value a line ({line.strip()[:40]!r} is not)."
-                break
-            parameters[key.strip()] = given.strip()
+                try:
+                    built.set(block[2:], given)
+                except ParameterError as exc:  # a tampered view: the flow's own fields
+                    errors["more"] = f"{exc.problem[:140]}."
+        try:
+            parameters.parse_lines(value("more"), into=built)
+        except ParameterError as exc:
+            errors["more"] = f"{exc.problem[:1].upper()}{exc.problem[1:140]}."
+        found = built.value
         senders = self.senders(flow_sid)
         sender = value("sender") if "sender" in values else (senders[0] if senders else "")
         if to and sender and (mismatch := channel_mismatch(to, sender)):
@@ -147,7 +147,7 @@ class Forms:
             if not sender:
                 errors.setdefault("flow", "No sender is configured (STUDIO_FROM).")
             return None, errors
-        return EngageCommand(flow_sid, choice[0], to, sender, parameters), {}
+        return EngageCommand(flow_sid, choice[0], to, sender, found), {}
 
     # -- the Home tab's record -----------------------------------------------------
 

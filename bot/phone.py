@@ -207,8 +207,24 @@ def mask(address: str) -> str:
     return f"{prefix}{country} {''.join(out)}"
 
 
-# Digits with the punctuation people type between them, not inside a word (a SID, an ID).
-_DIGIT_RUN = re.compile(r"(?<!\w)\d(?:[\s().\-\u2010-\u2015\u2212/]*\d)+(?!\w)")
+# Digits with the punctuation people type between them (underscores too), not inside a
+# word (a SID, an ID).
+_DIGIT_RUN = re.compile(r"(?<!\w)\d(?:[\s().\-\u2010-\u2015\u2212/_]*\d)+(?!\w)")
+
+
+def mask_typed(typed: str) -> str:
+    """What a person typed where a number was expected, with every digit but the last four
+    hidden when it holds six or more (``+1_617_555_1212``, ``+16175551212abc``)."""
+    total = sum(ch.isdigit() for ch in typed)
+    if total < 6:
+        return typed
+    seen, out = 0, []
+    for ch in typed:
+        if ch.isdigit():
+            seen += 1
+            ch = ch if seen > total - 4 else "\u2022"
+        out.append(ch)
+    return "".join(out)
 
 
 def mask_digits(text: str) -> str:
@@ -216,16 +232,6 @@ def mask_digits(text: str) -> str:
     but for its last four digits: for free text that may quote what a person typed."""
 
     def hide(match: re.Match[str]) -> str:
-        run = match.group(0)
-        total = sum(ch.isdigit() for ch in run)
-        if total < 6:
-            return run
-        seen, out = 0, []
-        for ch in run:
-            if ch.isdigit():
-                seen += 1
-                ch = ch if seen > total - 4 else "\u2022"
-            out.append(ch)
-        return "".join(out)
+        return mask_typed(match.group(0))
 
     return _DIGIT_RUN.sub(hide, text)

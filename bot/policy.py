@@ -49,9 +49,12 @@ def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:
 
 
 def access_refusal(
-    policy: Policy, flow_sid: str, name: str | None, user_id: str, channel_id: str
+    policy: Policy, flow_sid: str, name: str | None, user_id: str, channel_id: str | None
 ) -> str | None:
-    """Why ``user_id`` may not use ``flow_sid`` (named ``name``) in ``channel_id``, or None."""
+    """Why ``user_id`` may not use ``flow_sid`` (named ``name``) in ``channel_id``, or None.
+    ``channel_id`` None: not known yet (a form opened from the Home tab, where the channel
+    is chosen in the form): only the user rules apply, and the channel is checked when
+    the form is submitted."""
     rules = [("ALLOWED_SLACK_USERS", "ALLOWED_SLACK_CHANNELS", policy.everywhere)]
     narrower = policy.per_flow.get(flow_sid)
     if narrower is not None:
@@ -60,7 +63,11 @@ def access_refusal(
     for users_rule, channels_rule, access in rules:
         if access.users is not None and user_id not in access.users:
             return f"you are not allowed to use this flow ({users_rule}); ask an admin"
-        if access.channels is not None and channel_id not in access.channels:
+        if (
+            channel_id is not None
+            and access.channels is not None
+            and (channel_id not in access.channels)
+        ):
             return f"this flow cannot be used from this channel ({channels_rule})"
     return None
 

@@ -25,6 +25,7 @@ from bot import event_streams as events
 from bot.config import Settings
 from bot.engage import studio_client
 from bot.errors import BadRequest
+from bot.logs import Repeats
 from bot.services import Services
 from bot.slack_app import build_app
 from bot.slack_http import MAX_BODY_BYTES, signed_request
@@ -37,6 +38,8 @@ HEALTH_PATH = "/healthz"
 _SERVICES = web.AppKey("services", Services)
 _BOLT = web.AppKey("bolt", AsyncApp)
 _VERIFIER = web.AppKey("verifier", SignatureVerifier)
+# Forged or broken requests: one log line a minute per kind, however many arrive.
+_REFUSALS = web.AppKey("refusals", Repeats)
 
 
 def build_web_app(settings: Settings, services: Services) -> web.Application:
@@ -47,6 +50,7 @@ def build_web_app(settings: Settings, services: Services) -> web.Application:
     web_app[_SERVICES] = services
     web_app[_BOLT] = build_app(settings, services)
     web_app[_VERIFIER] = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+    web_app[_REFUSALS] = Repeats(log)
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_post(events.EVENTS_PATH, _twilio_events)
     web_app.router.add_get(HEALTH_PATH, _health)
@@ -72,7 +76,9 @@ async def _slack_events(request: web.Request) -> web.Response:
         signed = await signed_request(request, request.app[_VERIFIER])
     except BadRequest as exc:
         if exc.status == 400:  # signed by Slack, yet unreadable: worth one line
-            log.warning("refused a signed request to %s: %s", request.path, exc.reason)
+            request.app[_REFUSALS].warning(
+                "slack:unreadable", "refused a signed request to %s: %s", request.path, exc.reason
+            )
         return web.json_response({"error": exc.reason}, status=exc.status)
     bolt_response = await request.app[_BOLT].async_dispatch(signed.to_bolt())
     return await to_aiohttp_response(bolt_response)
@@ -95,15 +101,18 @@ async def _twilio_events(request: web.Request) -> web.Response:
     if not events.signature_valid(
         events.signed_url(url, request.query_string), raw, signature, token
     ):
-        log.warning("refused an Event Streams delivery: bad signature")
+        refusals = request.app[_REFUSALS]
+        refusals.warning("events:signature", "refused an Event Streams delivery: bad signature")
         return web.json_response({"error": "bad signature"}, status=401)
     found = events.runs_in(raw, time.time())
     if found is None:
-        log.warning("refused a signed Event Streams delivery: not a CloudEvents batch")
+        request.app[_REFUSALS].warning(
+            "events:malformed", "refused a signed Event Streams delivery: not a CloudEvents batch"
+        )
         return web.json_response({"error": "malformed body"}, status=400)
     runs, stale = found
     if stale:
-        log.warning("refused a stale Event Streams delivery")
+        request.app[_REFUSALS].warning("events:stale", "refused a stale Event Streams delivery")
         return web.json_response({"error": "stale"}, status=401)
 
     async def nudge() -> None:

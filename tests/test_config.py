@@ -243,6 +243,8 @@ MG = "MG" + "ab" * 16
         "redis://user:Zk/Qy@127.0.0.1:6379",
         "redis://:1/Qy@h",
         "redis://127.0.0.1:6379/ZkQy",
+        "redis://default:6380?ZkQy@127.0.0.1:6379",  # would connect to host "default"
+        "redis://:Zk@Qy@127.0.0.1:6379",
     ],
 )
 def test_a_redis_url_that_would_split_inside_the_password_is_a_named_problem(

@@ -121,11 +121,7 @@ async def test_submitting_runs_what_the_command_would(run: Harness) -> None:
     }
     response, _ = await interact(run, submission(values, run))
     assert response.text in ("", "null")
-    (card,) = (
-        await run.slack.wait_for_replies(2)[:1]
-        if False
-        else (await run.slack.wait_for_replies(2))[1:]
-    )
+    (card,) = (await run.slack.wait_for_replies(2))[1:]
     assert card["response_type"] == "in_channel"
     (create,) = run.studio.creates()
     assert create["form"]["To"] == "+16175551212"
@@ -293,3 +289,109 @@ async def test_a_second_submission_asks_as_the_command_would(run: Harness) -> No
     prompt = (await run.slack.wait_for_replies(3))[2]
     assert "Start it again?" in prompt["text"]
     assert len(run.studio.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"p:$weird key!": text("value", "x")}, "bad key"),
+        ({"p:a..b": text("value", "x")}, "empty key"),
+        ({"more": text("value", "$weird key!=x")}, "bad key"),
+        ({"more": text("value", "first_name=again")}, "conflicting keys"),
+        ({"more": text("value", "n:=NaN")}, "bad json"),
+    ],
+)
+async def test_a_tampered_submission_meets_the_commands_key_rules(
+    run: Harness, values: dict[str, Any], problem: str
+) -> None:
+    values = {
+        "flow": flow(FLOW_SID),
+        "contact": text("contact", "+16175551212"),
+        "p:first_name": text("value", "Zeke"),
+        **values,
+    }
+    response, _ = await interact(run, submission(values, run))
+    answer = response.json()
+    assert answer["response_action"] == "errors"
+    assert problem in answer["errors"]["more"].lower()
+    await run.idle()
+    assert run.studio.creates() == []
+
+
+async def test_the_forms_dotted_keys_reach_studio_as_the_commands_do(run: Harness) -> None:
+    values = {  # the survey flow reads anything: no parameter is questioned
+        "flow": flow(SURVEY_SID),
+        "contact": text("contact", "+16175551212"),
+        "more": text("value", "first_name=Zeke\nflow.data=x\ncustomer.tier=gold\nscore:=3"),
+    }
+    await interact(run, submission(values, run))
+    await run.slack.wait_for_replies(2)
+    (create,) = run.studio.creates()
+    assert json.loads(create["form"]["Parameters"]) == {
+        "first_name": "Zeke",
+        "flow": {"data": "x"},
+        "customer": {"tier": "gold"},
+        "score": 3,
+    }
+
+
+async def test_with_allowed_channels_the_home_tab_and_the_form_still_work_where_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"STUDIO_API": "v2", "ALLOWED_SLACK_CHANNELS": "C0CHANNEL"}
+    async with harness(monkeypatch, studio_with_flows(), **env) as run:
+        await run.idle()
+        # The form from the Home tab (no channel yet) lists the flows; the channel is
+        # chosen in it and checked on submission.
+        await interact(run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9"})
+        opened = run.slack.views[-1]["view"]
+        assert "onboarding · Onboarding" in json.dumps(opened, ensure_ascii=False)
+        values = {
+            "flow": flow(FLOW_SID),
+            "contact": text("contact", "+16175551212"),
+            "p:first_name": text("value", "Zeke"),
+        }
+        elsewhere = submission(values, run)
+        elsewhere["response_urls"][0]["channel_id"] = "C0OTHER"
+        answer = (await interact(run, elsewhere))[0].json()
+        assert "cannot be used from this channel" in answer["errors"]["contact"]
+        await interact(run, submission(values, run))
+        await run.slack.wait_for_replies(2)
+        await open_home(run)
+        await run.idle()
+        home_view = [v for v in run.slack.views if v["method"] == "views.publish"][-1]["view"]
+        value = next(
+            e["value"]
+            for b in home_view["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e.get("action_id") == "home_end"
+        )
+        home = {"type": "home", "id": "VHOME"}
+        base = {"type": "block_actions", "view": home, "container": {"type": "view"}}
+        # Refresh and End from the Home tab: judged by the card's channel, C0CHANNEL.
+        await interact(run, {**base, "actions": [{"action_id": "home_refresh", "value": value}]})
+        await run.idle()
+        refreshed = [v for v in run.slack.views if v["method"] == "views.publish"][-1]
+        assert "cannot be used from this channel" not in json.dumps(refreshed["view"])
+        await interact(run, {**base, "actions": [{"action_id": "home_end", "value": value}]})
+        await run.idle()
+    assert run.studio.runs["FN" + "d" * 32]["status"] == "ended"
+
+
+async def test_an_upper_case_flow_sid_in_a_button_does_not_bypass_a_flows_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"STUDIO_FLOWS": f"onboarding={FLOW_SID};users=U0CALLER,survey={SURVEY_SID}"}
+    async with harness(monkeypatch, studio_with_flows(), **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)  # the card
+        forged = f"FW{FLOW_SID[2:].upper()}:{'FN' + 'D' * 32}:U0CALLER"
+        await run.click("engage_refresh", forged, user="U0OTHER", n=2)
+        await run.idle()
+    (said,) = run.slack.replies[1:]
+    assert "not allowed to use this flow" in said["text"]
+    assert [
+        r for r in run.studio.requests if r["method"] == "GET" and "/Engagements/" in r["path"]
+    ] == []
