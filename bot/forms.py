@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import parameters
 from bot.audit import Caller
-from bot.command import Defaults, EngageCommand
+from bot.command import Defaults, EngageCommand, default_flow
 from bot.engage import Engager
 from bot.errors import ParameterError, PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FETCH_SECONDS
@@ -73,9 +73,17 @@ class Forms:
                 allowed.append(FlowChoice(sid, alias, catalog.peek(sid) if catalog else None))
         return allowed
 
+    def default_choice(self, choices: list[FlowChoice]) -> FlowChoice | None:
+        """The flow the form starts on: the default flow (``command.default_flow``, the
+        rule every surface uses) if this person may start it, else the only one they may."""
+        found = default_flow(self.defaults)
+        default = next((c for c in choices if found and c.sid == found[0]), None)
+        return default or (choices[0] if len(choices) == 1 else None)
+
     async def chosen(self, choices: list[FlowChoice], sid: str | None) -> FlowChoice | None:
         """The choice for ``sid`` (or the default flow), with Studio asked if need be."""
-        wanted = sid or self.defaults.flow_sid or (choices[0].sid if len(choices) == 1 else "")
+        default = self.default_choice(choices)
+        wanted = sid or (default.sid if default else "")
         for choice in choices:
             if choice.sid == wanted:
                 catalog = self.engager.catalog

@@ -64,7 +64,7 @@ async def run(monkeypatch: pytest.MonkeyPatch) -> Any:
 async def test_engage_with_no_text_opens_the_form_with_the_flows_parameters(run: Harness) -> None:
     response, elapsed = await run.command("")
     assert response.status_code == 200
-    (opened,) = run.slack.views
+    (opened,) = await run.slack.wait_for_views(1)
     assert opened["method"] == "views.open"
     assert opened["trigger_id"] == "1.2.3"
     view = valid(opened["view"])
@@ -90,6 +90,7 @@ async def test_the_form_opens_within_3_s_even_with_a_slow_studio(
     async with harness(monkeypatch, studio) as run:
         started = time.monotonic()
         await interact(run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9.9"})
+        await run.slack.wait_for_views(1)
         assert run.slack.views[0]["trigger_id"] == "9.9"
         assert time.monotonic() - started < 3
         valid(run.slack.views[0]["view"])
@@ -172,6 +173,7 @@ async def test_the_message_shortcut_fills_in_the_contact_or_opens_the_bulk_previ
         "message": {"text": "Please call Zeke back on +1 (617) 555-1212 today"},
     }
     await interact(run, one)
+    await run.slack.wait_for_views(1)
     blocks = {b.get("block_id"): b for b in valid(run.slack.views[0]["view"])["blocks"]}
     assert blocks["contact"]["element"]["initial_value"] == "+16175551212"
     several = {**one, "message": {"text": "+16175551212 and +16175551213 asked"}}
@@ -344,7 +346,7 @@ async def test_with_allowed_channels_the_home_tab_and_the_form_still_work_where_
         # The form from the Home tab (no channel yet) lists the flows; the channel is
         # chosen in it and checked on submission.
         await interact(run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9"})
-        opened = run.slack.views[-1]["view"]
+        opened = (await run.slack.wait_for_views(1))[-1]["view"]
         assert "onboarding · Onboarding" in json.dumps(opened, ensure_ascii=False)
         values = {
             "flow": flow(FLOW_SID),
@@ -395,3 +397,65 @@ async def test_an_upper_case_flow_sid_in_a_button_does_not_bypass_a_flows_users(
     assert [
         r for r in run.studio.requests if r["method"] == "GET" and "/Engagements/" in r["path"]
     ] == []
+
+
+async def test_every_interaction_is_acked_within_3_s_while_the_flows_api_takes_5(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Listeners ack first: Studio describing a flow slowly, or Slack's views, never hold
+    the HTTP answer Slack is waiting for."""
+    studio = studio_with_flows()
+    studio.flow_latency = 5.0
+    async with harness(monkeypatch, studio) as run:
+        elapsed = {}
+        response, elapsed["/engage (the form)"] = await run.command("")
+        assert response.status_code == 200
+        _, elapsed["global shortcut"] = await interact(
+            run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9.9"}
+        )
+        home = {"type": "home", "id": "VHOME"}
+        _, elapsed["Home tab's button"] = await interact(
+            run,
+            {
+                "type": "block_actions",
+                "view": home,
+                "container": {"type": "view"},
+                "trigger_id": "8.8",
+                "actions": [{"action_id": "open_form", "value": "open"}],
+            },
+        )
+        _, elapsed["choosing a flow"] = await interact(
+            run,
+            {
+                "type": "block_actions",
+                "view": {"id": "V1", "hash": "h1", "state": {"values": {}}},
+                "container": {"type": "view"},
+                "actions": [{"action_id": "form_flow", "selected_option": {"value": SURVEY_SID}}],
+            },
+        )
+        _, elapsed["the contact shortcut"] = await interact(
+            run,
+            {
+                "type": "message_action",
+                "callback_id": "engage_contact",
+                "trigger_id": "7.7",
+                "channel": {"id": "C0CHANNEL"},
+                "response_url": f"{run.slack_url}/respond/5",
+                "message": {"text": "call +1 617 555 1212 and +1 617 555 1213"},
+            },
+        )
+        values = {
+            "flow": flow(FLOW_SID),
+            "contact": text("contact", "+16175551212"),
+            "p:first_name": text("value", "Zeke"),
+        }
+        _, elapsed["submitting"] = await interact(run, submission(values, run))
+        started = time.monotonic()
+        await open_home(run)
+        elapsed["opening the Home tab"] = time.monotonic() - started
+        await run.idle()
+    slow = {what: round(seconds, 2) for what, seconds in elapsed.items() if seconds >= 3}
+    assert slow == {}
+    opened = [v for v in run.slack.views if v["method"] == "views.open"]
+    assert len(opened) == 3  # the form was still opened each time
+    assert any(v["method"] == "views.update" for v in run.slack.views)

@@ -24,9 +24,9 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.command(ANY_COMMAND)
     async def engage_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         if not str(body.get("text", "")).strip() and services.forms is not None:
-            origin = origin_of(body)  # no text: the form, for those who do not type grammar
-            await open_form(services, services.forms, client, origin.trigger_id, origin.caller)
-            await ack()
+            await ack()  # no text: the form, for those who do not type grammar
+            origin = origin_of(body)
+            open_form(services, services.forms, client, origin.trigger_id, origin.caller)
             return
         await ack(**await handle_engage(body, services))
 

@@ -1,9 +1,12 @@
 """The form, the shortcuts and the Home tab: Slack's own surfaces for the same starts.
 
 - ``/engage`` with no text, the global shortcut *Start a Studio flow* and the Home
-  tab's button open the form (``views.open`` with the request's ``trigger_id``, within
-  Slack's 3 s: nothing slow comes before it).
-- Choosing a flow redraws the form with its parameters (``views.update``).
+  tab's button open the form (``views.open`` with the request's ``trigger_id``, as a
+  task right after the ack, within Slack's 3 s: nothing slow comes before it).
+- Choosing a flow redraws the form with its parameters (``views.update``, after the
+  ack: Studio may take seconds to describe the flow).
+
+Every listener acks first; what waits on the network is a task the use-case owns.
 - Submitting runs exactly what the slash command would; a bad contact, a missing
   parameter or a guardrail's refusal comes back on its field, nothing sent.
 - The message shortcut *Start a flow for this contact* finds the numbers in the
@@ -37,7 +40,7 @@ START_SHORTCUT = "start_flow"  # global shortcut: Start a Studio flow
 CONTACT_SHORTCUT = "engage_contact"  # message shortcut: Start a flow for this contact
 
 
-async def open_form(
+def open_form(
     services: Services,
     forms: Forms,
     client: AsyncWebClient,
@@ -45,17 +48,20 @@ async def open_form(
     caller: Caller,
     contact: str = "",
 ) -> None:
-    """``views.open`` at once (the trigger lasts 3 s): the default flow's parameters come
-    from what is known now; choosing a flow asks Studio."""
-    choices = forms.choices(caller)
-    default = next((c for c in choices if c.sid == services.defaults.flow_sid), None)
-    if default is None and len(choices) == 1:
-        default = choices[0]
-    view = forms.view(caller, default, contact=contact, channel=caller.channel_id)
-    try:
-        await client.views_open(trigger_id=trigger_id, view=view)
-    except SlackApiError as exc:
-        log.warning("views.open refused: %s", slack_refusal(exc))
+    """``views.open`` as a task, right after the ack (the trigger lasts 3 s): the default
+    flow's parameters come from what is known now; choosing a flow asks Studio."""
+
+    async def work() -> None:
+        choices = forms.choices(caller)
+        view = forms.view(
+            caller, forms.default_choice(choices), contact=contact, channel=caller.channel_id
+        )
+        try:
+            await client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("views.open refused: %s", slack_refusal(exc))
+
+    services.engager.tasks.spawn(work(), "form:open")
 
 
 def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
@@ -73,17 +79,19 @@ def register(app: AsyncApp, services: Services) -> None:
     if forms is None:
         return
 
+    tasks = services.engager.tasks
+
     @app.shortcut(START_SHORTCUT)
     async def start_shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         origin = origin_of(body)
-        await open_form(services, forms, client, origin.trigger_id, origin.caller)
+        open_form(services, forms, client, origin.trigger_id, origin.caller)
 
     @app.action(OPEN_FORM)
     async def from_home(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         origin = origin_of(body)
-        await open_form(services, forms, client, origin.trigger_id, origin.caller)
+        open_form(services, forms, client, origin.trigger_id, origin.caller)
 
     @app.shortcut(CONTACT_SHORTCUT)
     async def contact_shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -93,29 +101,39 @@ def register(app: AsyncApp, services: Services) -> None:
         found = numbers_in(text, services.defaults.region)
         reply = services.responder.reply(origin.response_url)
         if len(found) == 1:
-            await open_form(services, forms, client, origin.trigger_id, origin.caller, found[0])
-        elif found and services.bulk is not None:
-            admission = await services.bulk.preview_numbers(found, origin.caller, reply)
-            await deliver(reply, admission.ack)
-        else:
-            await deliver(reply, messages.refused("there is no phone number in this message"))
+            open_form(services, forms, client, origin.trigger_id, origin.caller, found[0])
+            return
+
+        async def work() -> None:
+            if found and services.bulk is not None:
+                admission = await services.bulk.preview_numbers(found, origin.caller, reply)
+                await deliver(reply, admission.ack)
+            else:
+                await deliver(reply, messages.refused("there is no phone number in this message"))
+
+        tasks.spawn(work(), "form:contact")
 
     @app.action(FLOW_SELECT)
     async def flow_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+        await ack()  # Studio may be slow to describe the flow: the redraw follows
         view = body.get("view") or {}
         origin = origin_of(body)
         chosen = (body.get("actions") or [{}])[0].get("selected_option", {}).get("value")
-        choices = forms.choices(origin.caller)
-        choice = await forms.chosen(choices, chosen)
         values: dict[str, dict[str, Any]] = view.get("state", {}).get("values", {})
         typed: dict[str, Any] = next(iter(values.get("contact", {}).values()), {})
         contact = str(typed.get("value") or "")
-        redrawn = forms.view(origin.caller, choice, contact=contact)
-        try:
-            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=redrawn)
-        except SlackApiError as exc:
-            log.info("views.update refused: %s", slack_refusal(exc))
+
+        async def work() -> None:
+            choice = await forms.chosen(forms.choices(origin.caller), chosen)
+            redrawn = forms.view(origin.caller, choice, contact=contact)
+            try:
+                await client.views_update(
+                    view_id=view.get("id"), hash=view.get("hash"), view=redrawn
+                )
+            except SlackApiError as exc:
+                log.info("views.update refused: %s", slack_refusal(exc))
+
+        tasks.spawn(work(), "form:flow")
 
     @app.view(FORM)
     async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -132,7 +150,7 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         await ack()  # the modal closes; the ack (or the prompt) goes where the card will
         if origin.response_url:
-            await deliver(reply, admission.ack)
+            tasks.spawn(deliver(reply, admission.ack), "form:ack")
 
     @app.action(HOME_REFRESH)
     async def home_refresh(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -172,5 +190,9 @@ def register(app: AsyncApp, services: Services) -> None:
         if event.get("tab", "home") != "home":
             return
         caller = Caller(str(event.get("user", "")))
-        await forms.opened_home(caller.user_id)
-        await publish_home(forms, client, caller)
+
+        async def work() -> None:  # Bolt answers the event when this listener returns
+            await forms.opened_home(caller.user_id)
+            await publish_home(forms, client, caller)
+
+        tasks.spawn(work(), "home:opened")
