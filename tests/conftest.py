@@ -27,7 +27,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncGenerator[Store, None]:
         return
     server: RedisServer = request.getfixturevalue("redis")
     redis_store = RedisStore(server.url)
-    await redis_store._redis.flushdb()
+    await redis_store.redis.flushdb()
     yield redis_store
     await redis_store.aclose()
 

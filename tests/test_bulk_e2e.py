@@ -142,7 +142,12 @@ async def test_pause_resume_and_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
         assert "only the person who started" in run.slack.replies[2]["text"]
         await control(run, "bulk_pause", controls["bulk_pause"]["value"])
         await until(lambda: "paused" in text_of(run.slack.posts[-1]["blocks"]))
-        await asyncio.sleep(0.6)  # a row already past its turn may still go
+        # A row already past its turn may still go: wait until every create has its outcome.
+        bulk = run.services.bulk
+        assert bulk is not None
+        run_id = controls["bulk_pause"]["value"]
+        while len(await bulk.state.outcomes(run_id)) < len(studio.creates()):
+            await asyncio.sleep(0.02)
         paused_at = len(studio.creates())
         await asyncio.sleep(1.5)
         assert len(studio.creates()) == paused_at  # nothing sent while paused

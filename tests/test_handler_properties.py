@@ -78,8 +78,12 @@ USERS = st.sampled_from(["U0ALLOWED", "U0OTHER", "U0STRANGER", ""])
 CHANNELS = st.sampled_from(["C0OPS", "C0GENERAL", ""])
 
 
-async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, Any]], int]:
+async def run_once(
+    text: str, user: str, channel: str
+) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+    """The ack, how many requests reached Studio, and the replies that followed the ack."""
     requests: list[httpx.Request] = []
+    replies: list[dict[str, Any]] = []
 
     def studio_peer(request: httpx.Request) -> httpx.Response:
         requests.append(request)
@@ -96,7 +100,7 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
     class Responder:
         def reply(self, url: str, *, replace: bool = False) -> Any:
             async def reply(message: dict[str, Any]) -> None:
-                return None
+                replies.append(message)
 
             return reply
 
@@ -108,10 +112,10 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
         "command": "/engage",
     }
     services = Services(DEFAULTS, engager, RunActions(engager), Responder(), MemoryStore())  # type: ignore[arg-type]
-    acks = [await handle_engage(body, services)]
+    ack = await handle_engage(body, services)
     await services.drain(grace=5)
     await studio.aclose()
-    return acks, len(requests)
+    return ack, len(requests), replies
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,18 +123,25 @@ async def run_once(text: str, user: str, channel: str) -> tuple[list[dict[str, A
 def test_every_command_gets_one_reply_and_refused_input_never_reaches_studio(
     text: str, user: str, channel: str
 ) -> None:
-    acks, studio_requests = asyncio.run(run_once(text, user, channel))
-    assert len(acks) == 1
-    assert acks[0]["text"]
+    ack, studio_requests, replies = asyncio.run(run_once(text, user, channel))
+    assert ack["text"]  # the ack always says something
     try:
         command = parse(text, DEFAULTS)
     except CommandError:
         event("invalid")
         assert studio_requests == 0
+        assert replies == []  # the ack was the whole answer
         return
-    if not isinstance(command, EngageCommand) or refusal(POLICY, command, user, channel):
-        event("refused or help")
+    if not isinstance(command, EngageCommand):
+        event("help, flows, status or bulk")
         assert studio_requests == 0
+    elif refusal(POLICY, command, user, channel):
+        event("refused")
+        assert studio_requests == 0
+        assert replies == []
     else:
         event("sent to Studio")
         assert studio_requests == 1
+        assert "Starting" in ack["text"]
+        (card,) = replies  # one card, after the ack
+        assert card["response_type"] == "in_channel"

@@ -79,7 +79,7 @@ async def test_an_admin_may_read_a_flow_that_is_not_configured(
         )
         assert "Looking up" in response.json()["text"]
         answer = (await run.slack.wait_for_replies(2))[1]
-    assert "No engagement" in answer["text"] or "Could not" in answer["text"]  # not in that flow
+    assert answer["text"].startswith(f"No engagement {ENGAGEMENT_SID}")  # not in that flow
 
 
 @pytest.mark.parametrize(("user", "masked"), [("U0CALLER", False), ("U0OTHER", True)])

@@ -28,7 +28,8 @@ async def test_sigterm_during_a_bulk_run_stops_taking_commands_at_once(
         await run.click("bulk_start", buttons(shown)["bulk_start"]["value"])
         await until(lambda: studio.creates())  # a paced row is in flight
         draining = asyncio.create_task(run.services.drain(10))  # SIGTERM
-        await asyncio.sleep(0.05)
+        await until(lambda: not run.services.engager.tasks.accepting)
+        assert not draining.done()  # still winding down the row in flight
         async with httpx.AsyncClient() as http:
             health = await http.get(f"{run.bot_url}/healthz")
         ack = (await run.command("+16175559999"))[0].json()
