@@ -146,7 +146,9 @@ async def test_pause_resume_and_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
         bulk = run.services.bulk
         assert bulk is not None
         run_id = controls["bulk_pause"]["value"]
+        deadline = time.monotonic() + 10
         while len(await bulk.state.outcomes(run_id)) < len(studio.creates()):
+            assert time.monotonic() < deadline, "rows in flight did not settle"
             await asyncio.sleep(0.02)
         paused_at = len(studio.creates())
         await asyncio.sleep(1.5)
