@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Iterable
 
+from pydantic import TypeAdapter, ValidationError
+
 from bot.errors import StudioError
 from bot.flows import FlowInfo, analyse
 from bot.store import BestEffort
@@ -24,6 +26,19 @@ log = logging.getLogger(__name__)
 
 FETCH_SECONDS = 5.0  # a start waits at most this long for a definition, then goes unchecked
 RETRY_FAILED_SECONDS = 60.0  # after a failure, Studio is not asked again for this long
+
+
+# How a flow is kept in the shared store: pydantic's reading of the dataclass, so the
+# shape is checked on the way back in.
+STORED_FLOW = TypeAdapter(FlowInfo)
+
+
+def stored_flow(value: str) -> FlowInfo | None:
+    """A flow as kept in the store, or None if it does not read as one (an older shape)."""
+    try:
+        return STORED_FLOW.validate_json(value)
+    except ValidationError:
+        return None
 
 
 class FlowCatalog:
@@ -56,8 +71,7 @@ class FlowCatalog:
         if off and time.monotonic() - off[1] < min(self.ttl, RETRY_FAILED_SECONDS):
             return stale  # failed a moment ago: do not make every command wait for it
         shared = await self.state.use(lambda s: s.get(f"flow:{sid}"))
-        if shared is not None:
-            info = FlowInfo.loads(shared)
+        if shared is not None and (info := stored_flow(shared)) is not None:
             self._known[sid] = (info, time.monotonic())
             return info
         try:
@@ -77,7 +91,8 @@ class FlowCatalog:
             analysis = analyse(flow.definition)
         info = FlowInfo(sid, flow.friendly_name, flow.status, flow.revision, analysis)
         self._known[sid] = (info, time.monotonic())
-        await self.state.use(lambda s: s.set(f"flow:{sid}", info.dumps(), self.ttl))
+        value = STORED_FLOW.dump_json(info).decode()
+        await self.state.use(lambda s: s.set(f"flow:{sid}", value, self.ttl))
         return info
 
     async def warm(self, sids: Iterable[str]) -> None:

@@ -3,15 +3,17 @@
 - ``rest_ready``: the Trigger widget's REST API transition (``incomingRequest``) leads
   somewhere. If not, an execution started over the REST API ends at once and reaches
   nobody.
-- ``parameters_read``: every ``flow.data`` reference in the definition's Liquid
-  (``{{ … }}`` output and ``{% … %}`` tags, in any widget property: message bodies,
-  HTTP request bodies, Function and subflow parameters), dotted
-  (``flow.data.customer.name`` → ``customer.name``) or in brackets
-  (``flow.data['first-name']``). A reference is optional when it has a ``default``
-  filter or sits in a tag (a condition, a loop); otherwise the flow needs it. Where
-  the definition uses ``flow.data`` whole (``{{flow.data}}``) or with a key it
-  computes (``flow.data[name]``), the flow may read anything: then only missing
-  parameters are checked, never unknown ones.
+- ``parameters_read``: every ``flow.data`` reference in the definition's Liquid, read
+  from python-liquid's syntax tree of each template (``{{ … }}`` output and
+  ``{% … %}`` tags, in any widget property: message bodies, HTTP request bodies,
+  Function and subflow parameters), dotted (``flow.data.customer.name`` →
+  ``customer.name``) or in brackets (``flow.data['first-name']``), also through a
+  name it was ``assign``ed to. A reference is optional when it has a ``default``
+  filter, sits in a tag (a condition, a loop) or is a filter's argument; otherwise
+  the flow needs it. Where the definition uses ``flow.data`` whole (``{{flow.data}}``)
+  or with a key it computes (``flow.data[name]``), or in Liquid the parser cannot
+  read, the flow may read anything: then only missing parameters are checked, never
+  unknown ones.
 - ``findings``: what a command's parameters lack, and what they give that the flow
   never reads (with the closest name the flow does read).
 
@@ -21,18 +23,42 @@ Nothing here raises, whatever JSON it is given.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-# Liquid: {{ output }} and {% tag %} (with the -whitespace control forms).
-_SEGMENT = re.compile(r"\{\{-?(?P<output>.*?)-?\}\}|\{%-?(?P<tag>.*?)-?%\}", re.S)
+if TYPE_CHECKING:
+    from liquid.builtin.expressions import Path
+    from liquid.expression import Expression
+
+
+@cache
+def _liquid() -> SimpleNamespace:
+    """python-liquid's parser and the node classes read here: templates are parsed into
+    a syntax tree, never rendered. Imported at first use: it takes a third of a second
+    (Babel, pytz), which start-up need not wait for."""
+    from liquid import Environment, RenderContext
+    from liquid.builtin.expressions import FilteredExpression, Path
+    from liquid.builtin.output import OutputNode
+    from liquid.builtin.tags.assign_tag import AssignNode
+    from liquid.exceptions import LiquidError
+
+    return SimpleNamespace(
+        environment=Environment(),
+        RenderContext=RenderContext,
+        FilteredExpression=FilteredExpression,
+        Path=Path,
+        OutputNode=OutputNode,
+        AssignNode=AssignNode,
+        LiquidError=LiquidError,
+    )
+
+
+# A mention of flow.data, in text Liquid could not parse.
 _FLOW_DATA = re.compile(r"(?<![\w.])flow\s*\.\s*data(?![\w-])")
-_DOT_KEY = re.compile(r"\s*\.\s*([A-Za-z_][\w-]*)")
-_BRACKET = re.compile(r"\s*\[\s*(?:'([^']*)'|\"([^\"]*)\"|(-?\d+)|([^\]]*))\s*\]")
-_DEFAULT = re.compile(r"\|\s*default\b")
 # Liquid's own properties of arrays and strings: the path ends before them.
 _PROPERTIES = frozenset({"size", "first", "last"})
 
@@ -104,52 +130,116 @@ def _strings(value: Any) -> Iterator[str]:
             stack.extend(node)
 
 
-def _path(text: str, start: int) -> tuple[str | None, bool]:
-    """The dotted path after ``flow.data`` at ``start``: (path, computed). None: whole."""
+def _data_path(path: Path) -> tuple[str | None, bool] | None:
+    """For a Liquid path into ``flow.data``: (the dotted path it reads, or None for the
+    whole object; whether a key is computed at run time). None for any other path."""
+    segments = path.path
+    if len(segments) < 2 or segments[0] != "flow" or segments[1] != "data":
+        return None
     keys: list[str] = []
-    position = start
-    while True:
-        if dot := _DOT_KEY.match(text, position):
-            if dot.group(1) in _PROPERTIES and keys:
-                break
-            keys.append(dot.group(1))
-            position = dot.end()
-            continue
-        if bracket := _BRACKET.match(text, position):
-            quoted = bracket.group(1) if bracket.group(1) is not None else bracket.group(2)
-            if quoted is not None and quoted:
-                keys.append(quoted)
-                position = bracket.end()
-                continue
-            if bracket.group(3) is not None and keys:
-                break  # an index into a list: the path is the list
-            return None, True  # a key computed at run time
-        break
+    for segment in segments[2:]:
+        if isinstance(segment, str) and segment:
+            if segment in _PROPERTIES and keys:
+                break  # Liquid's own property of the array or string read so far
+            keys.append(segment)
+        elif isinstance(segment, int) and not isinstance(segment, bool) and keys:
+            break  # an index into a list: the path is the list
+        else:
+            return None, True  # a key computed at run time (or an index into flow.data)
     return (".".join(keys) if keys else None), False
+
+
+def _paths(expression: Expression) -> Iterator[Path]:
+    """Every path an expression reads (filter arguments, conditions' operands…)."""
+    path_type = _liquid().Path
+    stack = [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, path_type):
+            yield node
+        stack.extend(node.children())
+
+
+class _Reads:
+    """What one template reads of ``flow.data``, following ``assign``ed names."""
+
+    def __init__(self) -> None:
+        self.required: set[str] = set()
+        self.optional: set[str] = set()
+        self.anything = False
+        self.aliases: dict[str, list[tuple[str | None, bool, bool]]] = {}  # name -> reads
+
+    def _resolved(self, path: Path, defaulted: bool) -> list[tuple[str | None, bool, bool]]:
+        """(data path, computed, defaulted) for a path, through assigned names."""
+        found = _data_path(path)
+        if found is not None:
+            return [(*found, defaulted)]
+        root = path.path[0] if path.path else None
+        if isinstance(root, str) and root in self.aliases:
+            return [(p, c, d or defaulted) for p, c, d in self.aliases[root]]
+        return []
+
+    def read(self, expression: Expression, *, output: bool) -> list[tuple[str | None, bool, bool]]:
+        """Record what ``expression`` reads: needed when it is output whole without a
+        ``default`` filter; optional in a tag (a condition, a loop) or a filter's
+        argument. Returns the reads of its value (for ``assign``)."""
+        value, defaulted = expression, False
+        arguments: list[Expression] = []
+        if isinstance(expression, _liquid().FilteredExpression):
+            value = expression.left
+            filters = expression.filters or []
+            defaulted = any(f.name == "default" for f in filters)
+            for used in filters:
+                arguments.extend(arg.value for arg in used.args)
+        reads = [r for path in _paths(value) for r in self._resolved(path, defaulted)]
+        optional = [r for arg in arguments for p in _paths(arg) for r in self._resolved(p, True)]
+        for path, computed, soft in reads:
+            self._note(path, computed, required=output and not soft)
+        for path, computed, _soft in optional:
+            self._note(path, computed, required=False)
+        return reads
+
+    def _note(self, path: str | None, computed: bool, *, required: bool) -> None:
+        if computed or path is None:
+            self.anything = True
+        elif required:
+            self.required.add(path)
+        else:
+            self.optional.add(path)
+
+
+def _read_template(text: str, reads: _Reads) -> bool:
+    """Add what ``text`` reads to ``reads``; False if Liquid cannot parse it."""
+    liquid = _liquid()
+    try:
+        template = liquid.environment.from_string(text)
+    except liquid.LiquidError:
+        return False
+    context = liquid.RenderContext(template)
+    stack = list(reversed(template.nodes))
+    while stack:  # in document order, so that an assign is seen before its use
+        node = stack.pop()
+        if isinstance(node, liquid.OutputNode):
+            reads.read(node.expression, output=True)
+        elif isinstance(node, liquid.AssignNode):
+            reads.aliases[str(node.name)] = reads.read(node.expression, output=False)
+        else:
+            for expression in node.expressions():
+                reads.read(expression, output=False)
+        stack.extend(reversed(list(node.children(context, include_partials=False))))
+    return True
 
 
 def parameters_read(definition: Any) -> Parameters:
     """Every ``flow.data`` reference in the definition's Liquid (see the module)."""
-    required: set[str] = set()
-    optional: set[str] = set()
-    anything = False
+    reads = _Reads()
     for text in _strings(definition):
-        if "flow" not in text:
+        if "flow" not in text or ("{{" not in text and "{%" not in text):
             continue
-        for segment in _SEGMENT.finditer(text):
-            body = segment.group("output")
-            in_tag = body is None
-            body = segment.group("tag") if in_tag else body
-            defaulted = in_tag or bool(_DEFAULT.search(body or ""))
-            for reference in _FLOW_DATA.finditer(body or ""):
-                path, computed = _path(body or "", reference.end())
-                if computed or path is None:
-                    anything = True
-                elif defaulted:
-                    optional.add(path)
-                else:
-                    required.add(path)
-    return Parameters(frozenset(required), frozenset(optional - required), anything)
+        if not _read_template(text, reads) and _FLOW_DATA.search(text):
+            reads.anything = True  # Liquid this cannot read: the flow may read anything
+    required = frozenset(reads.required)
+    return Parameters(required, frozenset(reads.optional - required), reads.anything)
 
 
 def leaf_paths(parameters: Mapping[str, Any]) -> set[str]:
@@ -205,32 +295,3 @@ class FlowInfo:
     status: str | None  # draft | published
     revision: int
     analysis: Analysis
-
-    def dumps(self) -> str:
-        read = self.analysis.parameters
-        return json.dumps(
-            {
-                "sid": self.sid,
-                "name": self.name,
-                "status": self.status,
-                "revision": self.revision,
-                "rest_ready": self.analysis.rest_ready,
-                "required": sorted(read.required),
-                "optional": sorted(read.optional),
-                "anything": read.reads_anything,
-            }
-        )
-
-    @classmethod
-    def loads(cls, text: str) -> FlowInfo:
-        data = json.loads(text)
-        read = Parameters(
-            frozenset(data["required"]), frozenset(data["optional"]), bool(data["anything"])
-        )
-        return cls(
-            data["sid"],
-            data["name"],
-            data["status"],
-            int(data["revision"]),
-            Analysis(data["rest_ready"], read),
-        )

@@ -9,7 +9,6 @@ asked: the form's inputs instead of ``key=value``, and errors shown on their fie
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import phonenumbers
+from pydantic import TypeAdapter, ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -40,6 +40,7 @@ RECENT_SECONDS = 30 * 24 * 3600
 # A start redraws the starter's Home tab only if they opened it this recently: for
 # everyone else it is drawn fresh when opened, without a Slack call per start.
 HOME_WATCH_SECONDS = 3600
+RECENT_RUNS = TypeAdapter(list[RecentRun])  # how a person's recent runs are kept
 
 
 def numbers_in(text: str, region: str | None) -> list[str]:
@@ -164,7 +165,7 @@ class Forms:
         try:
             recent = await self.recent(user_id)
             fresh = [run] + [r for r in recent if r.sid != run.sid]
-            value = json.dumps([vars(r) for r in fresh[:RECENT]])
+            value = RECENT_RUNS.dump_json(fresh[:RECENT]).decode()
             await self.state.use(lambda s: s.set(f"recent:{user_id}", value, RECENT_SECONDS))
         except StateUnavailable:
             return
@@ -179,7 +180,12 @@ class Forms:
 
     async def recent(self, user_id: str) -> list[RecentRun]:
         value = await self.state.use(lambda s: s.get(f"recent:{user_id}"))
-        return [RecentRun(**r) for r in json.loads(value)] if value else []
+        if not value:
+            return []
+        try:
+            return RECENT_RUNS.validate_json(value)
+        except ValidationError:
+            return []  # kept by an older version in another shape: started afresh
 
     async def home(self, caller: Caller, note: str = "") -> View:
         try:
@@ -193,7 +199,7 @@ class Forms:
         """A recent run's status, as last seen (Refresh, End)."""
         recent = await self.recent(user_id)
         fresh = [replace(r, status=status) if r.sid == sid else r for r in recent]
-        value = json.dumps([vars(r) for r in fresh])
+        value = RECENT_RUNS.dump_json(fresh).decode()
         await self.state.use(lambda s: s.set(f"recent:{user_id}", value, RECENT_SECONDS))
 
     def recent_run(self, command: EngageCommand, sid: str, status: str) -> RecentRun:

@@ -105,6 +105,8 @@ class FakeStudio:
     latency: float = 0.0
     # (status, JSON body | text | bytes[, headers]) answered to creates, in order
     answers: list[tuple[Any, ...]] = field(default_factory=list)
+    # (status, JSON body[, headers]) answered to reads of a run, in order, before the run
+    read_answers: list[tuple[Any, ...]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -221,6 +223,9 @@ class FakeStudio:
 
     async def _fetch(self, request: web.Request) -> web.Response:
         self._record(request)
+        if self.read_answers:
+            status, body, *more = self.read_answers.pop(0)
+            return web.json_response(body, status=status, headers=more[0] if more else None)
         run = self._run(request)
         return web.json_response(run) if run else self._not_found()
 

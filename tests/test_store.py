@@ -33,6 +33,15 @@ async def test_keys_and_hashes(store: Store) -> None:
     assert await store.hgetall("nothing") == {}
 
 
+async def test_a_lease_is_released_only_by_its_holder(store: Store) -> None:
+    assert await store.add("lease:r", "me", 60)
+    assert not await store.delete_if("lease:r", "another")  # not theirs to release
+    assert await store.get("lease:r") == "me"
+    assert await store.delete_if("lease:r", "me")
+    assert await store.get("lease:r") is None
+    assert not await store.delete_if("lease:r", "me")  # gone already
+
+
 async def test_keys_and_hashes_expire(store: Store) -> None:
     assert await store.add("k", "v", 0.05)
     await store.hset("h", {"a": "1"}, 0.05)

@@ -302,6 +302,31 @@ async def test_429_waits_for_retry_after(
     assert sleeps.waits == [2.0, 1.0]
 
 
+async def test_a_429s_retry_waits_for_the_pace_of_whoever_asked(
+    real: StudioClient, peer: FakeStudio, sleeps: Sleeps
+) -> None:
+    """One client serves starts and the follower's reads: the hook that paces a 429's
+    retry comes with each call, so a read's retry never takes a start's slot."""
+    paced: list[str] = []
+
+    async def starts() -> None:
+        paced.append("STUDIO_RATE_LIMIT")
+
+    async def reads() -> None:
+        paced.append("STUDIO_READ_RATE_LIMIT")
+
+    peer.answers.append(too_many("1"))
+    run = await real.create_engagement(
+        FLOW_SID, to=CONTACT, sender=SENDER, parameters={}, before_retry=starts
+    )
+    peer.read_answers.append(too_many("1"))
+    await real.fetch_engagement(FLOW_SID, run.sid, before_retry=reads)
+    peer.read_answers.append(too_many("1"))
+    await real.fetch_engagement(FLOW_SID, run.sid)  # no pace given: none taken
+    assert paced == ["STUDIO_RATE_LIMIT", "STUDIO_READ_RATE_LIMIT"]
+    assert sleeps.waits == [1.0, 1.0, 1.0]
+
+
 async def test_429_accepts_an_http_date(
     real: StudioClient, peer: FakeStudio, sleeps: Sleeps
 ) -> None:
