@@ -20,11 +20,18 @@ from bot.audit import Caller, LogFormatter
 from bot.command import USAGE as COMMAND_USAGE
 from bot.command import EngageCommand, HelpCommand, parse
 from bot.config import Settings, load_settings
-from bot.engage import Engager, engagement_request, state_store, studio_client, throttle
+from bot.engage import (
+    Engager,
+    Refused,
+    engagement_request,
+    state_store,
+    studio_client,
+    throttle,
+)
 from bot.errors import CommandError, ConfigError
 from bot.flow_catalog import FlowCatalog
 from bot.messages import describe_error, flow_label, help_text, outcome_note
-from bot.messages.text import configured_flows, findings_text, flow_summary
+from bot.messages.text import configured_flows, findings_text, flow_summary, refusal_text
 from bot.phone import pretty
 from bot.policy import destination_refusal
 from bot.store import BestEffort
@@ -171,8 +178,8 @@ async def _trigger(
             outcome = await engager.start_now(command, caller, force=force)
         finally:
             await store.aclose()
-    if isinstance(outcome, dict):  # refused: the message says why
-        print(f"error: {outcome['text']}", file=err)
+    if isinstance(outcome, Refused):
+        print(f"error: not started: {refusal_text(command, outcome)}; nothing was sent", file=err)
         return EXIT_USAGE
     if outcome.error is not None:
         print(f"error: {describe_error(outcome.error)}", file=err)

@@ -6,8 +6,13 @@ same pacing and the same audit line:
 - ``request`` (Slack): the rules and the duplicate window now, for the ack; the
   start itself runs after the ack as a task (``bot.tasks``) and reports through
   its ``Reply``.
-- ``start_now`` (the terminal, and any surface that waits for the outcome): the
-  rules, then the start, returning the ``Outcome``.
+- ``start_now`` (the terminal, bulk rows, and any surface that waits for the
+  outcome): the rules, then the start, returning a domain result, the ``Outcome``
+  or why it was ``Refused``, which each surface renders (text for the terminal and
+  the results file, ``messages.refusal`` for Slack).
+
+What the use-cases share (the rules, the limits, the tasks, the flow catalog, who
+started which run) is built once in ``bot.services`` and handed to each of them.
 
 Before the create request (after the ack), ``_preflight`` asks the flow catalog:
 a flow whose REST API trigger is not connected is refused, and parameters the flow
@@ -25,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
+from typing import Literal
 
 import httpx
 
@@ -103,6 +109,19 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A start stopped before anything was sent: by the rules (who, where, which contact:
+    ``reason``), the per-user limit (``wait`` seconds), a flow whose REST API trigger is
+    not connected, or parameters the flow does not fit (``findings``). Each surface says
+    it its own way (``messages.refusal`` for Slack, ``refusal_text`` for text)."""
+
+    kind: Literal["rules", "rate_limited", "not_rest_ready", "parameters"]
+    reason: str = ""
+    wait: float = 0.0
+    findings: Findings | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a start ended: the run, or the error (and, if Twilio said the contact already
     has one, the active run when it was found)."""
@@ -123,6 +142,7 @@ class Engager:
         throttle: Throttle | None = None,
         state: Durable | None = None,
         tasks: Tasks | None = None,
+        registry: RunRegistry | None = None,
         mask_numbers: bool = False,
         aliases: Mapping[str, str] | None = None,
         catalog: FlowCatalog | None = None,
@@ -134,8 +154,8 @@ class Engager:
         self.throttle = throttle or Throttle()
         state = state or Durable(self.throttle.state.memory)
         self.confirmations = Confirmations(state)
-        self.registry = RunRegistry(state)
-        self.tasks = tasks or Tasks()
+        self.registry = registry or RunRegistry(state)
+        self.tasks = tasks if tasks is not None else Tasks()  # an empty Tasks is falsy
         self.mask_numbers = mask_numbers
         self.aliases = dict(aliases or {})  # flow SID -> alias
         self.catalog = catalog  # None: flows are not checked (as before the Flows API)
@@ -155,7 +175,7 @@ class Engager:
             return Admission(messages.shutting_down())
         command = self._named(command)
         if no := await self._check(command, caller):
-            return Admission(no)
+            return Admission(self.refusal(command, no))
         if not await self.throttle.claim(caller.user_id, command):
             try:
                 token = await self.confirmations.park(caller.user_id, command)
@@ -175,16 +195,16 @@ class Engager:
         force: bool = False,
         bulk: bool = False,
         paced: bool = False,
-    ) -> Outcome | Message:
+    ) -> Outcome | Refused:
         """Apply the guardrails and the flow checks, then start and wait for the outcome;
-        or the refusal. With ``force``, parameter findings do not stop it. A ``bulk`` row
+        or why not. With ``force``, parameter findings do not stop it. A ``bulk`` row
         (previewed and confirmed as a whole, counted as one use when it started) skips
         the per-user limit and the parameter prompt, and lets single commands go first;
         ``paced``: its slot under STUDIO_RATE_LIMIT was taken already (``Throttle.pace``)."""
         if bulk:
             if reason := destination_refusal(self.policy, command):
                 audit.record("refused", caller, command, detail=reason)
-                return messages.refused(reason)
+                return Refused("rules", reason)
             return await self._launch(command, caller, bulk=True, paced=paced)
         if no := await self._check(command, caller):
             return no
@@ -193,7 +213,7 @@ class Engager:
             return refused
         if found:  # no one to ask: refused, unless forced
             audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
-            return messages.parameters_refused(command, found)
+            return Refused("parameters", findings=found)
         return await self._launch(command, caller)
 
     # -- the flows, as Studio knows them -----------------------------------------
@@ -212,7 +232,7 @@ class Engager:
 
     async def _preflight(
         self, command: EngageCommand, caller: Caller, *, checked: bool
-    ) -> tuple[EngageCommand, Message | None, Findings | None]:
+    ) -> tuple[EngageCommand, Refused | None, Findings | None]:
         """The flow checks before the create request: (the command, named; a refusal;
         findings to confirm). Nothing is checked when Studio cannot be asked."""
         info = await self.catalog.get(command.flow_sid) if self.catalog else None
@@ -222,13 +242,13 @@ class Engager:
             command = replace_fields(command, flow_name=info.name)
         if info.analysis.rest_ready is False:
             audit.record("refused", caller, command, detail="REST API trigger not connected")
-            return command, messages.not_rest_ready(command), None
+            return command, Refused("not_rest_ready"), None
         if checked or self.parameter_check == "off":
             return command, None, None
         found = findings(info.analysis.parameters, command.parameters)
         if found and self.parameter_check == "refuse":
             audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
-            return command, messages.parameters_refused(command, found), None
+            return command, Refused("parameters", findings=found), None
         return command, None, found or None
 
     async def describe_flows(self, defaults: Defaults, reply: Reply) -> Message:
@@ -298,7 +318,7 @@ class Engager:
         if parked.user_id != caller.user_id:
             return messages.refused("only the person who typed the command can confirm it")
         if no := await self._check(command, caller):
-            return no
+            return self.refusal(command, no)
         if parked.active_sid:
             starter = await self.starter_of(parked.active_sid)
             if not may_end(self.policy, caller.user_id, starter):
@@ -323,7 +343,11 @@ class Engager:
 
     # -- the rules, the start, the report ---------------------------------------
 
-    async def _check(self, command: EngageCommand, caller: Caller) -> Message | None:
+    def refusal(self, command: EngageCommand, refused: Refused) -> Message:
+        """A refusal as Slack shows it, only to the person who asked."""
+        return messages.refusal(command, refused, self.throttle.user_rate)
+
+    async def _check(self, command: EngageCommand, caller: Caller) -> Refused | None:
         """The refusal for a command the rules or the user's rate limit forbid (audited);
         counts a use. The terminal has only the destination rules."""
         reason = (
@@ -333,23 +357,15 @@ class Engager:
         )
         if reason:
             audit.record("refused", caller, command, detail=reason)
-            return messages.refused(reason)
+            return Refused("rules", reason)
         if not caller.terminal and (wait := await self.throttle.user_wait(caller.user_id)):
             audit.record("rate_limited", caller, command, detail=self.throttle.user_rate)
-            return messages.rate_limited(wait, self.throttle.user_rate)
+            return Refused("rate_limited", wait=wait)
         return None
-
-    async def shown(self, sid: str) -> Shown | None:
-        """Who started run ``sid`` from this bot and where; None if unknown or unreadable."""
-        try:
-            return await self.registry.lookup(sid)
-        except StateUnavailable:
-            return None
 
     async def starter_of(self, sid: str) -> str | None:
         """Who started run ``sid`` from this bot; None if unknown or unreadable now."""
-        shown = await self.shown(sid)
-        return shown.starter if shown else None
+        return await self.registry.starter(sid)
 
     def _submit(
         self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
@@ -365,9 +381,11 @@ class Engager:
         if refused or found:
             await self.throttle.release(caller.user_id, command)  # nothing was sent
             if found:
-                refused = await self._confirm_parameters(command, caller, found)
-            assert refused is not None
-            await deliver(reply, refused, command.flow_sid)
+                said = await self._confirm_parameters(command, caller, found)
+            else:
+                assert refused is not None
+                said = self.refusal(command, refused)
+            await deliver(reply, said, command.flow_sid)
             return
         outcome = await self._launch(command, caller, last_word=reply)
         if outcome.engagement is not None and self.publish is not None:

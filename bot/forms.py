@@ -23,13 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import parameters
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, default_flow
-from bot.engage import Engager
 from bot.errors import ParameterError, PhoneError, StateUnavailable, slack_refusal
-from bot.flow_catalog import FETCH_SECONDS
+from bot.flow_catalog import FETCH_SECONDS, FlowCatalog
 from bot.messages.text import configured_flows, label
 from bot.messages.views import FlowChoice, RecentRun, View, form, home
 from bot.phone import channel_mismatch, parse_address, pretty
-from bot.policy import access_refusal
+from bot.policy import Policy, access_refusal
 from bot.store import BestEffort, Durable, Store
 from bot.studio import Engagement
 
@@ -54,9 +53,19 @@ def numbers_in(text: str, region: str | None) -> list[str]:
 
 
 class Forms:
-    def __init__(self, engager: Engager, defaults: Defaults, store: Store) -> None:
-        self.engager = engager
+    def __init__(
+        self,
+        defaults: Defaults,
+        store: Store,
+        *,
+        policy: Policy,
+        catalog: FlowCatalog | None = None,
+        api: str = "v1",
+    ) -> None:
         self.defaults = defaults
+        self.policy = policy
+        self.catalog = catalog
+        self.api = api  # STUDIO_API: the Home tab's links
         self.state = Durable(store)
         self.marks = BestEffort(store)  # who opened their Home tab lately
 
@@ -64,7 +73,7 @@ class Forms:
 
     def choices(self, caller: Caller) -> list[FlowChoice]:
         """The configured flows ``caller`` may start here (Studio's names when known)."""
-        catalog, policy = self.engager.catalog, self.engager.policy
+        catalog, policy = self.catalog, self.policy
         allowed = []
         for alias, sid in configured_flows(self.defaults):
             # Where the form was opened without a channel (the Home tab, a global
@@ -87,7 +96,7 @@ class Forms:
         wanted = sid or (default.sid if default else "")
         for choice in choices:
             if choice.sid == wanted:
-                catalog = self.engager.catalog
+                catalog = self.catalog
                 if choice.info is None and catalog is not None:
                     try:
                         info = await asyncio.wait_for(catalog.get(choice.sid), FETCH_SECONDS)
@@ -192,7 +201,7 @@ class Forms:
             recent = await self.recent(caller.user_id)
         except StateUnavailable:
             recent = []
-        api = self.engager.studio.api
+        api = self.api
         return home(self.choices(caller), recent, user_id=caller.user_id, api=api, note=note)
 
     async def set_status(self, user_id: str, sid: str, status: str) -> None:
@@ -204,7 +213,7 @@ class Forms:
 
     def recent_run(self, command: EngageCommand, sid: str, status: str) -> RecentRun:
         """A run as the starter's own Home tab lists it (in full: it is theirs)."""
-        info = self.engager.catalog.peek(command.flow_sid) if self.engager.catalog else None
+        info = self.catalog.peek(command.flow_sid) if self.catalog else None
         name = info.name if info else command.flow_name
         return RecentRun(
             sid,

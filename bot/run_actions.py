@@ -7,38 +7,56 @@ STUDIO_RATE_LIMIT, then a message rendered from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from bot import audit, messages
 from bot.audit import Caller
 from bot.command import StatusCommand
-from bot.engage import Engager
 from bot.errors import StudioAPIError, StudioBusy, StudioError
+from bot.flow_catalog import FlowCatalog
 from bot.messages import Message
 from bot.messages.text import label
-from bot.policy import may_end, read_refusal
-from bot.runs import SNAPSHOT_REQUESTS, CardRef, Snapshot, fetch
-from bot.tasks import Reply, deliver
+from bot.policy import Policy, may_end, read_refusal
+from bot.runs import SNAPSHOT_REQUESTS, CardRef, RunRegistry, Snapshot, fetch
+from bot.studio import StudioClient
+from bot.tasks import Reply, Tasks, deliver
+from bot.throttle import Throttle
 
 _ACTIONS = "actions"  # the per-user count of looks at runs, apart from starts
 
 
 class RunActions:
-    """Status, Refresh and End, on the Engager's client, rules, limits and tasks."""
+    """Status, Refresh and End: the same rules, limits and tasks as starts (given by
+    ``bot.services``), on the same Studio client."""
 
-    def __init__(self, engager: Engager) -> None:
-        self.engager = engager
-        self.studio = engager.studio
-        self.policy = engager.policy
-        self.throttle = engager.throttle
-        self.tasks = engager.tasks
+    def __init__(
+        self,
+        studio: StudioClient,
+        *,
+        policy: Policy,
+        throttle: Throttle,
+        tasks: Tasks,
+        registry: RunRegistry,
+        catalog: FlowCatalog | None = None,
+        aliases: Mapping[str, str] | None = None,
+        mask_numbers: bool = False,
+    ) -> None:
+        self.studio = studio
+        self.policy = policy
+        self.throttle = throttle
+        self.tasks = tasks
+        self.registry = registry
+        self.catalog = catalog
+        self.aliases = dict(aliases or {})  # flow SID -> alias
+        self.mask_numbers = mask_numbers
 
     async def _refusal(
         self, flow_sids: tuple[str, ...], caller: Caller, sid: str, what: str
     ) -> tuple[tuple[str, ...], Message | None]:
         """The flows ``caller`` may act on among ``flow_sids``, or the refusal: the access
         rules, then the per-user limit on looks at runs. Audited when refused."""
-        aliases = self.engager.aliases
+        aliases = self.aliases
         reasons = {
             flow: read_refusal(
                 self.policy, flow, aliases.get(flow), caller.user_id, caller.channel_id
@@ -60,7 +78,7 @@ class RunActions:
         """Whether ``caller`` may act on the card's run; if not, says why, privately. From
         the Home tab (no channel), the channel rules apply to where the run's card is."""
         if not caller.channel_id:
-            shown = await self.engager.shown(ref.sid)
+            shown = await self.registry.find(ref.sid)
             caller = replace(caller, channel_id=shown.channel if shown else "")
         _, refused = await self._refusal((ref.flow_sid,), caller, ref.sid, what)
         if refused:
@@ -97,10 +115,8 @@ class RunActions:
             except StudioError as exc:
                 await deliver(reply, messages.lookup_failed(sid, exc), sid)
                 return
-            name = label(self.engager.aliases.get(flow_sid), flow_sid, self._name(flow_sid))
-            mask = self.engager.mask_numbers and (
-                await self.engager.starter_of(sid) != caller.user_id
-            )
+            name = label(self.aliases.get(flow_sid), flow_sid, self._name(flow_sid))
+            mask = self.mask_numbers and (await self.registry.starter(sid) != caller.user_id)
             await deliver(reply, messages.status_message(snapshot, name, mask=mask), sid)
             return
         await deliver(reply, messages.lookup_failed(sid, None), sid)
@@ -133,7 +149,7 @@ class RunActions:
             if not await self._allowed(ref, caller, "end", notify):
                 return
             # Who started it, as the bot recorded it; the button's word only if unrecorded.
-            starter = await self.engager.starter_of(ref.sid) or ref.starter
+            starter = await self.registry.starter(ref.sid) or ref.starter
             if not may_end(self.policy, caller.user_id, starter):
                 audit.record(
                     "refused", caller, sid=ref.sid, detail="end: not the starter or an admin"
@@ -156,21 +172,21 @@ class RunActions:
             )
             status = (ended.status or "ended") if ended is not None else card.status
             card = replace(card, status=status, ended_by=caller.user_id, deleted=ended is None)
-            await deliver(replace_card, messages.run_card(card, mask=self.engager.mask_numbers))
+            await deliver(replace_card, messages.run_card(card, mask=self.mask_numbers))
 
         self.tasks.spawn(work(), f"end:{ref.sid}")
 
     def _name(self, flow_sid: str) -> str | None:
         """Studio's name for the flow, if known (never waits for Studio)."""
-        catalog = self.engager.catalog
+        catalog = self.catalog
         info = catalog.peek(flow_sid) if catalog else None
         return info.name if info else None
 
     def _alias(self, ref: CardRef) -> str | None:
-        return self.engager.aliases.get(ref.flow_sid)
+        return self.aliases.get(ref.flow_sid)
 
     def _card(self, snapshot: Snapshot, ref: CardRef) -> Message:
         card = messages.card_of(
             snapshot, self._alias(ref), ref.starter, self.studio.api, self._name(ref.flow_sid)
         )
-        return messages.run_card(card, mask=self.engager.mask_numbers)
+        return messages.run_card(card, mask=self.mask_numbers)

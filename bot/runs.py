@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.command import FLOW_SID, RUN_SID
+from bot.errors import StateUnavailable
 from bot.phone import normal_sid
 from bot.store import Durable
 from bot.studio import Engagement, Pace, Step, StudioClient, subobject
@@ -102,6 +103,18 @@ class RunRegistry:
     async def remember(self, sid: str, shown: Shown) -> None:
         fields = {k: v for k, v in vars(shown).items() if v}
         await self.state.use(lambda s: s.hset(f"run:{sid}", fields, REMEMBER_SECONDS))
+
+    async def find(self, sid: str) -> Shown | None:
+        """``lookup``, or None while the shared state does not answer (best effort)."""
+        try:
+            return await self.lookup(sid)
+        except StateUnavailable:
+            return None
+
+    async def starter(self, sid: str) -> str | None:
+        """Who started run ``sid`` from this bot; None if unknown or unreadable now."""
+        shown = await self.find(sid)
+        return shown.starter if shown else None
 
     async def lookup(self, sid: str) -> Shown | None:
         fields = await self.state.use(lambda s: s.hgetall(f"run:{sid}"))

@@ -119,12 +119,12 @@ async def _twilio_events(request: web.Request) -> web.Response:
         for event_id, sid in runs:
             await follower.nudge(event_id, sid)
 
-    services.engager.tasks.spawn(nudge(), "events")
+    services.tasks.spawn(nudge(), "events")
     return web.json_response({"ok": True, "events": len(runs)})
 
 
 async def _health(request: web.Request) -> web.Response:
-    tasks = request.app[_SERVICES].engager.tasks
+    tasks = request.app[_SERVICES].tasks
     body = {"ok": tasks.accepting, "version": __version__, "in_flight": len(tasks)}
     return web.json_response(body, status=200 if tasks.accepting else 503)
 
@@ -178,7 +178,7 @@ async def _run_socket_mode(settings: Settings) -> None:
     services.start()
     log.info("connected to Slack over Socket Mode")
     await stop.wait()
-    services.engager.tasks.accepting = False
+    services.tasks.accepting = False
     with suppress(Exception):
         await handler.disconnect_async()  # type: ignore[no-untyped-call]
     await services.drain(settings.shutdown_grace_seconds)

@@ -18,9 +18,11 @@ from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
+from bot.runs import RunRegistry
 from bot.slack_files import CsvFiles
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
+from bot.tasks import Tasks
 from bot.throttle import Throttle
 
 FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensible BULK_MAX_ROWS
@@ -33,6 +35,9 @@ class Services:
     runs: RunActions  # status, Refresh, End
     responder: Responder  # replies through response_url
     store: Store  # shared state (memory or Redis)
+    tasks: Tasks  # the work after acks, which shutdown waits for
+    studio: StudioClient  # the one Studio client
+    catalog: FlowCatalog | None = None  # the flows, as Studio describes them
     follower: Follower | None = None  # cards that follow their runs
     bulk: BulkRuns | None = None  # one flow for many contacts
     forms: Forms | None = None  # the form, the shortcuts, the Home tab
@@ -42,8 +47,15 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
-        """Call on the running loop (the Slack pool is opened here)."""
+        """Every use-case, wired to what they share: one store, one set of rules and
+        limits, one task set, one flow catalog. Call on the running loop (the Slack pool
+        is opened here)."""
         store = state_store(settings)
+        state = Durable(store)
+        tasks = Tasks()
+        policy = settings.policy
+        limits = throttle(settings, store)
+        registry = RunRegistry(state)
         aliases = {spec.sid: alias for alias, spec in settings.studio_flows.items()}
         catalog = FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds)
         session = slack_session()
@@ -58,7 +70,7 @@ class Services:
             studio,
             slack=slack,
             responder=responder,
-            state=Durable(store),
+            state=state,
             reads=Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit),
             catalog=catalog,
             aliases=aliases,
@@ -67,35 +79,56 @@ class Services:
         )
         engager = Engager(
             studio,
-            policy=settings.policy,
-            throttle=throttle(settings, store),
-            state=Durable(store),
+            policy=policy,
+            throttle=limits,
+            state=state,
+            tasks=tasks,
+            registry=registry,
             mask_numbers=settings.mask_numbers,
             aliases=aliases,
             catalog=catalog,
             parameter_check=settings.flow_parameter_check,
             publish=follower.publish,
         )
+        runs = RunActions(
+            studio,
+            policy=policy,
+            throttle=limits,
+            tasks=tasks,
+            registry=registry,
+            catalog=catalog,
+            aliases=aliases,
+            mask_numbers=settings.mask_numbers,
+        )
         bulk = BulkRuns(
             engager,
             store=store,
             slack=slack,
             defaults=settings.command_defaults,
+            policy=policy,
+            throttle=limits,
+            tasks=tasks,
+            catalog=catalog,
             bulk_users=settings.bulk_slack_users,
             max_rows=settings.bulk_max_rows,
             files=CsvFiles(slack, session, settings.slack_api_url, limit=FILE_BYTES)
             if slack
             else None,
         )
-        forms = Forms(engager, settings.command_defaults, store)
+        forms = Forms(
+            settings.command_defaults, store, policy=policy, catalog=catalog, api=studio.api
+        )
         follower.on_started = started_hook(forms, slack)
         auth = settings.twilio_auth_token
         return cls(
             settings.command_defaults,
             engager,
-            RunActions(engager),
+            runs,
             responder,
             store,
+            tasks,
+            studio,
+            catalog,
             follower,
             bulk,
             forms,
@@ -107,10 +140,9 @@ class Services:
     def start(self) -> None:
         """In the background, never delaying readiness: read the configured flows from
         Studio, and follow the runs shown (this process's and those left by others)."""
-        catalog = self.engager.catalog
-        if catalog is not None:
+        if self.catalog is not None:
             sids = [sid for _, sid in configured_flows(self.defaults)]
-            self.engager.tasks.spawn(catalog.warm(sids), "flows:warm")
+            self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
         if self.follower is not None:
             self.follower.start()
         if self.bulk is not None:
@@ -121,15 +153,15 @@ class Services:
         runs followed are left in the state store for the next process. Nothing new is
         taken from the first moment: ``/healthz`` says 503 and commands are told to try
         again while the follower and the bulk rows in flight wind down."""
-        self.engager.tasks.accepting = False
+        self.tasks.accepting = False
         if self.follower is not None:
             await self.follower.stop()
         if self.bulk is not None:
             await self.bulk.stop()
-        await self.engager.tasks.drain(grace)
+        await self.tasks.drain(grace)
 
     async def aclose(self) -> None:
         """Close every connection pool (after ``drain``)."""
-        await self.engager.studio.aclose()
+        await self.studio.aclose()
         await self.store.aclose()
         await self.responder.aclose()

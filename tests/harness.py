@@ -30,7 +30,7 @@ class Harness:
 
     async def idle(self) -> None:
         """Wait until the bot has finished all work after its acks."""
-        await self.services.engager.tasks.idle()
+        await self.services.tasks.idle()
 
     async def post(
         self, body: str, headers: dict[str, str] | None = None

@@ -123,6 +123,9 @@ def test_a_real_trigger_goes_through_the_same_rules_and_audit() -> None:
     assert "premium-rate" in result.stderr
     assert '"outcome": "refused"' in result.stderr
     assert result.stdout == ""
+    said = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert said.startswith("error: not started: the contact is")
+    assert ":no_entry:" not in said  # the terminal gets text, not Slack's mrkdwn
 
 
 def test_bad_command_exits_2_and_names_the_token() -> None:

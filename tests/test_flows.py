@@ -153,11 +153,13 @@ def test_flow_info_round_trips_through_the_store() -> None:
     assert stored_flow('{"sid": "FW1", "required": []}') is None  # an older shape: read again
 
 
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    _containers,
     max_leaves=30,
 )
 LIQUID = st.lists(

@@ -111,7 +111,22 @@ async def run_once(
         "team_id": "T1",
         "command": "/engage",
     }
-    services = Services(DEFAULTS, engager, RunActions(engager), Responder(), MemoryStore())  # type: ignore[arg-type]
+    runs = RunActions(
+        studio,
+        policy=POLICY,
+        throttle=engager.throttle,
+        tasks=engager.tasks,
+        registry=engager.registry,
+    )
+    services = Services(
+        DEFAULTS,
+        engager,
+        runs,
+        Responder(),  # type: ignore[arg-type]
+        MemoryStore(),
+        engager.tasks,
+        studio,
+    )
     ack = await handle_engage(body, services)
     await services.drain(grace=5)
     await studio.aclose()

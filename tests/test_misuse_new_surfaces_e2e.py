@@ -12,8 +12,9 @@ import logging
 import httpx
 import pytest
 
+from bot.bulk import worker
 from tests.harness import buttons, harness
-from tests.peers import FakeStudio
+from tests.peers import FakeStudio, free_port
 from tests.test_bulk_e2e import preview, until
 from tests.test_follow_e2e import FOLLOW, cloud_event, post_events
 
@@ -28,7 +29,7 @@ async def test_sigterm_during_a_bulk_run_stops_taking_commands_at_once(
         await run.click("bulk_start", buttons(shown)["bulk_start"]["value"])
         await until(lambda: studio.creates())  # a paced row is in flight
         draining = asyncio.create_task(run.services.drain(10))  # SIGTERM
-        await until(lambda: not run.services.engager.tasks.accepting)
+        await until(lambda: not run.services.tasks.accepting)
         assert not draining.done()  # still winding down the row in flight
         async with httpx.AsyncClient() as http:
             health = await http.get(f"{run.bot_url}/healthz")
@@ -67,3 +68,20 @@ async def test_a_flood_of_forged_deliveries_is_summarised_not_logged_line_by_lin
             assert response.status_code == 401
     lines = [r.getMessage() for r in caplog.records if r.name == "bot.server"]
     assert lines == ["refused an Event Streams delivery: bad signature"]
+
+
+async def test_with_redis_down_the_bulk_worker_logs_the_outage_once_not_every_round(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(worker, "OUTAGE_PAUSE", 0.02)  # many attempts in the time below
+    caplog.set_level(logging.DEBUG)
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with harness(monkeypatch, FakeStudio(), REDIS_URL=dead) as run:
+        bulk = run.services.bulk
+        assert bulk is not None
+        await asyncio.sleep(1.0)
+        attempts = bulk.worker.outage.failures
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert attempts >= 10  # the worker kept trying
+    assert len([r for r in errors if r.name == "bot.bulk.worker"]) == 1
+    assert not any(r.exc_info for r in errors)  # no traceback per attempt

@@ -29,14 +29,18 @@ from bot.bulk.state import BulkState
 from bot.bulk.worker import Worker
 from bot.command import BulkCommand, Defaults
 from bot.engage import Admission, Engager
+from bot.flow_catalog import FlowCatalog
 from bot.jobs import Wakeups
+from bot.policy import Policy
 from bot.slack_files import CsvFiles
 from bot.store import Durable, RedisStore, Store
-from bot.tasks import Reply
+from bot.tasks import Reply, Tasks
+from bot.throttle import Throttle
 
 
 class BulkRuns:
-    """The bulk-run use-cases, as the listeners and the services see them."""
+    """The bulk-run use-cases, as the listeners and the services see them; each row
+    starts through ``engager`` (the one use-case for every start)."""
 
     def __init__(
         self,
@@ -45,6 +49,10 @@ class BulkRuns:
         store: Store,
         slack: AsyncWebClient | None,
         defaults: Defaults,
+        policy: Policy,
+        throttle: Throttle,
+        tasks: Tasks,
+        catalog: FlowCatalog | None = None,
         bulk_users: frozenset[str] | None = None,
         max_rows: int = 5000,
         files: CsvFiles | None = None,
@@ -52,12 +60,15 @@ class BulkRuns:
         self.store = store
         self.state = BulkState(Durable(store))
         self.reporter = Reporter(self.state, slack)
-        self.worker = Worker(engager, self.state, self.reporter, store, Wakeups(store))
-        self.controls = Controls(engager, self.state, self.worker, self.reporter)
+        self.worker = Worker(engager, throttle, self.state, self.reporter, store, Wakeups(store))
+        self.controls = Controls(policy, self.state, self.worker, self.reporter)
         self.previews = Previews(
-            engager,
             self.state,
             defaults,
+            policy=policy,
+            throttle=throttle,
+            tasks=tasks,
+            catalog=catalog,
             bulk_users=bulk_users,
             max_rows=max_rows,
             files=files,

@@ -11,9 +11,8 @@ from bot.audit import Caller
 from bot.bulk.report import Reporter, Undelivered
 from bot.bulk.state import BulkState
 from bot.bulk.worker import Worker
-from bot.engage import Engager
 from bot.errors import StateUnavailable
-from bot.policy import access_refusal
+from bot.policy import Policy, access_refusal
 from bot.tasks import Reply, deliver
 
 STATUS_AFTER = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
@@ -21,7 +20,7 @@ DONE_BY = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
 def may_start(
-    engager: Engager,
+    policy: Policy,
     bulk_users: frozenset[str] | None,
     caller: Caller,
     flow_sid: str,
@@ -30,14 +29,14 @@ def may_start(
     """Why ``caller`` may not start a bulk run of ``flow_sid`` here, or None."""
     if bulk_users is not None and caller.user_id not in bulk_users:
         return "you are not allowed to start bulk runs (BULK_SLACK_USERS); ask an admin"
-    return access_refusal(engager.policy, flow_sid, alias, caller.user_id, caller.channel_id)
+    return access_refusal(policy, flow_sid, alias, caller.user_id, caller.channel_id)
 
 
 class Controls:
     def __init__(
-        self, engager: Engager, state: BulkState, worker: Worker, reporter: Reporter
+        self, policy: Policy, state: BulkState, worker: Worker, reporter: Reporter
     ) -> None:
-        self.engager = engager
+        self.policy = policy
         self.state = state
         self.worker = worker
         self.reporter = reporter
@@ -91,7 +90,7 @@ class Controls:
             if meta is None:
                 await deliver(notify, messages.expired())
                 return
-            admins = self.engager.policy.admins
+            admins = self.policy.admins
             if caller.user_id != meta.requester and caller.user_id not in admins:
                 reason = "only the person who started this bulk run, or an admin, can change it"
                 await deliver(notify, messages.not_allowed(reason))

@@ -14,11 +14,14 @@ from bot.bulk.state import BulkState
 from bot.bulk_input import Row, row_for
 from bot.bulk_plan import plan
 from bot.command import BulkCommand, Defaults, default_flow, flow_in_text
-from bot.engage import Admission, Engager
+from bot.engage import Admission
 from bot.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
+from bot.flow_catalog import FlowCatalog
 from bot.messages.bulk import bulk_preview
+from bot.policy import Policy
 from bot.slack_files import CsvFiles
-from bot.tasks import Reply, deliver
+from bot.tasks import Reply, Tasks, deliver
+from bot.throttle import Throttle
 
 WHICH_FLOW = "which flow? Name it in the message (e.g. survey) or set STUDIO_FLOW_SID"
 
@@ -26,15 +29,21 @@ WHICH_FLOW = "which flow? Name it in the message (e.g. survey) or set STUDIO_FLO
 class Previews:
     def __init__(
         self,
-        engager: Engager,
         state: BulkState,
         defaults: Defaults,
         *,
+        policy: Policy,
+        throttle: Throttle,
+        tasks: Tasks,
+        catalog: FlowCatalog | None,
         bulk_users: frozenset[str] | None,
         max_rows: int,
         files: CsvFiles | None,
     ) -> None:
-        self.engager = engager
+        self.policy = policy
+        self.throttle = throttle
+        self.tasks = tasks
+        self.catalog = catalog
         self.state = state
         self.defaults = defaults
         self.bulk_users = bulk_users
@@ -42,9 +51,9 @@ class Previews:
         self.files = files
 
     def _refusal(self, caller: Caller, flow_sid: str, alias: str | None) -> Admission | None:
-        if not self.engager.tasks.accepting:
+        if not self.tasks.accepting:
             return Admission(messages.shutting_down())
-        if reason := may_start(self.engager, self.bulk_users, caller, flow_sid, alias):
+        if reason := may_start(self.policy, self.bulk_users, caller, flow_sid, alias):
             audit.record("refused", caller, detail=f"bulk: {reason}")
             return Admission(messages.refused(reason))
         return None
@@ -113,7 +122,7 @@ class Previews:
             if not admission.taken:
                 await deliver(reply, admission.ack)
 
-        self.engager.tasks.spawn(work(), "bulk:file")
+        self.tasks.spawn(work(), "bulk:file")
         return Admission(messages.notice_message(":inbox_tray:", "Reading the file…"), taken=True)
 
     async def preview(
@@ -136,17 +145,16 @@ class Previews:
             )
 
         async def work() -> None:
-            catalog = self.engager.catalog
-            info = await catalog.get(flow_sid) if catalog else None
+            info = await self.catalog.get(flow_sid) if self.catalog else None
             made = plan(
                 rows,
                 flow_sid=flow_sid,
                 flow_alias=alias,
                 sender=sender,
                 shared=shared,
-                policy=self.engager.policy,
+                policy=self.policy,
                 info=info,
-                per_second=self.engager.throttle.per_second,
+                per_second=self.throttle.per_second,
             )
             run_id = secrets.token_hex(6)
             try:
@@ -154,9 +162,9 @@ class Previews:
             except StateUnavailable:
                 await deliver(reply, messages.state_unavailable())
                 return
-            pace = self.engager.throttle.studio_rate
+            pace = self.throttle.studio_rate
             await deliver(reply, bulk_preview(made, run_id, pace, source))
 
-        self.engager.tasks.spawn(work(), "bulk:preview")
+        self.tasks.spawn(work(), "bulk:preview")
         preparing = messages.notice_message(":hourglass_flowing_sand:", "Preparing the preview…")
         return Admission(preparing, taken=True)

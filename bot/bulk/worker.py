@@ -23,13 +23,15 @@ import time
 from bot import audit
 from bot.bulk.report import Reporter, results_file
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
-from bot.engage import Engager, Outcome
+from bot.command import EngageCommand
+from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, Wakeups, jobs_for
 from bot.logs import Outage, Repeats
-from bot.messages import Message
+from bot.messages.text import refusal_text
 from bot.store import Store
 from bot.studio import is_already_active
+from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,14 @@ class Worker:
     def __init__(
         self,
         engager: Engager,
+        throttle: Throttle,
         state: BulkState,
         reporter: Reporter,
         store: Store,
         wakeups: Wakeups,
     ) -> None:
-        self.engager = engager
+        self.engager = engager  # every row starts through the one use-case for starts
+        self.throttle = throttle
         self.state = state
         self.reporter = reporter
         self.store = store
@@ -203,7 +207,7 @@ class Worker:
         if meta is None:
             return True  # the run's state is gone: nothing to send it with
         if meta.status == "running":  # wait for the row's turn, singles first
-            await self.engager.throttle.pace(bulk=True)
+            await self.throttle.pace(bulk=True)
             meta = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
         if meta.status == "paused" or self.stopping:
             return False
@@ -218,10 +222,9 @@ class Worker:
             return True
         row = await self.state.row(run_id, number)
         assert row is not None  # every job is a row kept with the run
-        outcome = await self.engager.start_now(
-            meta.plan.command(row), meta.caller, bulk=True, paced=True
-        )
-        await self.state.settle(run_id, number, row_outcome(outcome))
+        command = meta.plan.command(row)
+        outcome = await self.engager.start_now(command, meta.caller, bulk=True, paced=True)
+        await self.state.settle(run_id, number, row_outcome(command, outcome))
         return True
 
     async def cancel_rest(self, run_id: str) -> None:
@@ -261,10 +264,11 @@ class Worker:
             await self.state.unlist(run_id)
 
 
-def row_outcome(outcome: Outcome | Message) -> RowOutcome:
+def row_outcome(command: EngageCommand, outcome: Outcome | Refused) -> RowOutcome:
     """A row's outcome for the results file."""
-    if isinstance(outcome, dict):
-        return RowOutcome(outcome="failed", message=str(outcome.get("text", "")))
+    if isinstance(outcome, Refused):
+        reason = refusal_text(command, outcome)
+        return RowOutcome(outcome="failed", message=f"not started: {reason}")
     if outcome.engagement is not None:
         return RowOutcome(outcome="started", sid=outcome.engagement.sid)
     error = outcome.error

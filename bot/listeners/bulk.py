@@ -32,7 +32,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack()
             origin = origin_of(body)
             replace = responder.reply(origin.response_url, replace=True)
-            services.engager.tasks.spawn(decide(origin.value, origin.caller, replace), "bulk")
+            services.tasks.spawn(decide(origin.value, origin.caller, replace), "bulk")
 
         return listener
 
@@ -48,7 +48,7 @@ def register(app: AsyncApp, services: Services) -> None:
             work = bulk.control(
                 origin.value, verb, origin.caller, responder.reply(origin.response_url)
             )
-            services.engager.tasks.spawn(work, f"bulk:{verb}")
+            services.tasks.spawn(work, f"bulk:{verb}")
 
         return listener
 
@@ -70,4 +70,4 @@ def register(app: AsyncApp, services: Services) -> None:
             if not admission.taken:
                 await deliver(reply, admission.ack)
 
-        services.engager.tasks.spawn(work(), "bulk:csv")
+        services.tasks.spawn(work(), "bulk:csv")

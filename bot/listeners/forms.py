@@ -61,7 +61,7 @@ def open_form(
         except SlackApiError as exc:
             log.warning("views.open refused: %s", slack_refusal(exc))
 
-    services.engager.tasks.spawn(work(), "form:open")
+    services.tasks.spawn(work(), "form:open")
 
 
 def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
@@ -79,7 +79,7 @@ def register(app: AsyncApp, services: Services) -> None:
     if forms is None:
         return
 
-    tasks = services.engager.tasks
+    tasks = services.tasks
 
     @app.shortcut(START_SHORTCUT)
     async def start_shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -167,7 +167,7 @@ def register(app: AsyncApp, services: Services) -> None:
                 await forms.set_status(caller.user_id, ref.sid, snapshot.run.status or "unknown")
                 await publish_home(forms, client, caller)
 
-        services.engager.tasks.spawn(work(), f"home:refresh:{ref.sid}")
+        services.tasks.spawn(work(), f"home:refresh:{ref.sid}")
 
     @app.action(HOME_END)
     async def home_end(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:

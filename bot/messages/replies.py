@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from bot.command import USAGE, Defaults, EngageCommand
 from bot.errors import CommandError, StudioError
@@ -32,6 +33,9 @@ from bot.messages.text import (
 )
 from bot.phone import pretty
 from bot.policy import Policy
+
+if TYPE_CHECKING:
+    from bot.engage import Refused
 
 
 def starting(command: EngageCommand) -> Message:
@@ -85,6 +89,17 @@ def notice_message(emoji: str, text: str) -> Message:
 def refused(reason: str) -> Message:
     """Only to the caller: a guardrail forbids this command; nothing was sent."""
     return notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")
+
+
+def refusal(command: EngageCommand, why: Refused, rate: str) -> Message:
+    """Only to the caller: why a start was stopped (``engage.Refused``); nothing was sent."""
+    if why.kind == "rate_limited":
+        return rate_limited(why.wait, rate)
+    if why.kind == "not_rest_ready":
+        return not_rest_ready(command)
+    if why.kind == "parameters" and why.findings is not None:
+        return parameters_refused(command, why.findings)
+    return refused(why.reason)
 
 
 def not_allowed(reason: str) -> Message:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.command import USAGE, Defaults, EngageCommand
 from bot.errors import StudioError
 from bot.flows import Findings, FlowInfo
 from bot.phone import pretty
 from bot.studio import Step
+
+if TYPE_CHECKING:
+    from bot.engage import Refused
 
 
 def label(alias: str | None, flow_sid: str, name: str | None = None) -> str:
@@ -155,12 +160,27 @@ def flow_summary(alias: str | None, sid: str, info: FlowInfo | None, *, default:
     return "\n".join(lines)
 
 
-def findings_text(found: Findings) -> str:
-    """What is wrong with a command's parameters, in one sentence per kind."""
+def findings_text(found: Findings, quote: str = "`") -> str:
+    """What is wrong with a command's parameters, in one sentence per kind (names in
+    ``quote``: Slack's code marks, or plain quotes for a terminal)."""
+    q = quote
     parts = []
     if found.missing:
-        parts.append("it needs " + ", ".join(f"`{p}`" for p in found.missing) + ", not given")
+        parts.append("it needs " + ", ".join(f"{q}{p}{q}" for p in found.missing) + ", not given")
     for given, close in found.unknown:
-        hint = f" (did you mean `{close}`?)" if close else ""
-        parts.append(f"it never reads `{given}`{hint}")
+        hint = f" (did you mean {q}{close}{q}?)" if close else ""
+        parts.append(f"it never reads {q}{given}{q}{hint}")
     return "; ".join(parts)
+
+
+def refusal_text(command: EngageCommand, why: Refused, rate: str = "") -> str:
+    """Why a start was stopped (``engage.Refused``), as plain text: for a terminal, a
+    results file, a workflow step's output. Nothing was sent."""
+    flow = flow_label(command)
+    if why.kind == "rate_limited":
+        return f"the limit of {rate or 'USER_RATE_LIMIT'} is reached; try again in {max(1, round(why.wait))} s"
+    if why.kind == "not_rest_ready":
+        return f"the REST API trigger of {flow} is not connected, so a run would reach nobody. {REST_FIX}"
+    if why.kind == "parameters" and why.findings is not None:
+        return f"{flow} does not fit these parameters: {findings_text(why.findings, quote=chr(39))}"
+    return why.reason
