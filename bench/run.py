@@ -376,6 +376,8 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "commit": commit(),
+        "quick": args.quick,
     }
     try:
         wait_port(peers_port, peers_proc)
@@ -425,6 +427,40 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2))
     print(render(report))
+    if not args.quick and not args.no_baseline:
+        write_docs(render(report), report)
+        print(f"\nwritten to {DOCS.relative_to(HERE.parent)}")
+
+
+DOCS = HERE.parent / "docs" / "performance.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def commit() -> str:
+    """The commit measured (with ``+dirty`` when the work tree differs from it)."""
+    git = shutil.which("git") or "git"
+    try:
+        sha = subprocess.run(
+            [git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run([git, "diff", "--quiet", "HEAD", "--", "bot"], check=False)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty.returncode else "")
+
+
+def write_docs(table: str, report: dict[str, Any]) -> None:
+    """Put a full run's table into docs/performance.md, between its markers: the page's
+    figures are the bench's own output, never pasted by hand."""
+    page = DOCS.read_text()
+    head, _, rest = page.partition(START)
+    _, _, tail = rest.partition(END)
+    body = (
+        f"Measured by `bash scripts/bench` on commit `{report['commit']}`,"
+        f" {report['date']}, {report['machine']}.\n\n"
+        + "\n".join("    " + line if line else "" for line in table.splitlines())
+    )
+    DOCS.write_text(f"{head}{START}\n{body}\n{END}{tail}")
 
 
 def render(report: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import limits
 import phonenumbers
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
@@ -182,49 +182,169 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str = "https://slack.com/api/"
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="`xoxb-…` bot token", json_schema_extra={"needed": "to serve"}
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="verifies every request from Slack (unsigned, wrongly signed or older"
+        " than 5 minutes: 401)",
+        json_schema_extra={"needed": "HTTP mode"},
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="`xapp-…` with `connections:write`; when set, the bot connects by Socket"
+        " Mode instead of listening on HTTP",
+        json_schema_extra={"needed": "Socket Mode"},
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="Slack Web API base (proxies, tests); the bot token is sent for file"
+        " downloads only to `files.slack.com` (or this URL's host, when it is not Slack's)",
+    )
 
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_api_key: str | None = None
-    twilio_api_secret: SecretStr | None = None
-    twilio_region: str | None = None
-    twilio_edge: str | None = None
+    twilio_account_sid: str | None = Field(
+        default=None, description="the account SID, `AC…`", json_schema_extra={"needed": "yes"}
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="the account's auth token (or the API key pair below); also verifies"
+        " Event Streams deliveries",
+        json_schema_extra={"needed": "one of"},
+    )
+    twilio_api_key: str | None = Field(
+        default=None,
+        description="an `SK…` API key, Twilio's recommended credential (used when its"
+        " secret is set too)",
+        json_schema_extra={"needed": "one of"},
+    )
+    twilio_api_secret: SecretStr | None = Field(
+        default=None, description="the API key's secret", json_schema_extra={"needed": "one of"}
+    )
+    twilio_region: str | None = Field(
+        default=None,
+        description="as Twilio's own libraries: `studio.{edge}.{region}.twilio.com`",
+    )
+    twilio_edge: str | None = Field(default=None, description="an edge alone implies region `us1`")
 
-    studio_flow_sid: str | None = None
-    studio_flows: Annotated[dict[str, FlowSpec], NoDecode] = {}
-    studio_from: str | None = None
-    studio_base_url: str | None = None
-    studio_api: Literal["v1", "v2"] = "v1"
+    studio_flow_sid: str | None = Field(
+        default=None,
+        description="the default flow, `FW…` (or `STUDIO_FLOWS`: with one named flow it is"
+        " the default, with several a command must name one)",
+        json_schema_extra={"needed": "yes*"},
+    )
+    studio_flows: Annotated[dict[str, FlowSpec], NoDecode] = Field(
+        default={},
+        description="named flows: `onboarding=FW…,survey=FW…`; a flow may be narrowed to some"
+        " users or channels and have its own sender:"
+        " `survey=FW…;users=U01|U02;channels=C01;from=MG…`",
+    )
+    studio_from: str | None = Field(
+        default=None,
+        description="default sender: a Twilio number (E.164), `whatsapp:+…`, or a Messaging"
+        " Service SID `MG…` (`STUDIO_API=v2` only)",
+        json_schema_extra={"needed": "yes"},
+    )
+    studio_base_url: str | None = Field(
+        default=None,
+        description="Studio's base URL, default `https://studio.twilio.com`; overrides"
+        " region and edge (proxies, tests)",
+    )
+    studio_api: Literal["v1", "v2"] = Field(
+        default="v1",
+        description="`v1` (Engagements) or `v2` (Executions, recommended: only v2 can end a"
+        " run; v1's End deletes it)",
+    )
 
-    phone_default_region: str | None = None
-    host: str = "0.0.0.0"
-    port: int = 3000
-    shutdown_grace_seconds: float = 25.0
+    phone_default_region: str | None = Field(
+        default=None,
+        description="ISO country (`US`) for numbers typed without `+`; unset, a `+` is needed",
+    )
+    host: str = Field(default="0.0.0.0", description="the HTTP listener's address")
+    port: int = Field(default=3000, description="the HTTP listener's port (a PaaS sets `$PORT`)")
+    shutdown_grace_seconds: float = Field(
+        default=25.0,
+        description="after SIGTERM, how long work in flight may take to finish and report"
+        " (a PaaS kills at about 30)",
+    )
 
     # -- guardrails -----------------------------------------------------------
-    admin_slack_users: Annotated[frozenset[str] | None, NoDecode] = None
-    allowed_slack_users: Annotated[frozenset[str] | None, NoDecode] = None
-    allowed_slack_channels: Annotated[frozenset[str] | None, NoDecode] = None
-    allowed_countries: Annotated[frozenset[str] | None, NoDecode] = None
-    allow_premium_numbers: bool = False
-    mask_numbers: bool = False
-    user_rate_limit: str = "10/minute"
-    studio_rate_limit: str = "20/second"
-    pacing_max_wait_seconds: float = 10.0
-    duplicate_window_seconds: float = 60.0
-    redis_url: SecretStr | None = None
-    flow_parameter_check: Literal["confirm", "refuse", "off"] = "confirm"
-    flow_cache_seconds: float = 300.0
-    bulk_slack_users: Annotated[frozenset[str] | None, NoDecode] = None  # narrows bulk starts
-    bulk_max_rows: int = 5000
-    follow_minutes: float = 60.0  # 0: cards do not follow their runs
-    studio_read_rate_limit: str = "5/second"  # following's reads, apart from starts
-    twilio_events_url: str | None = None  # the public URL of /twilio/events, as Twilio has it
-    redis_tls_verify: bool = True  # false: rediss:// without checking the certificate
+    admin_slack_users: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None,
+        description="user IDs who may end anyone's run and read flows not configured here",
+    )
+    allowed_slack_users: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None, description="user IDs (`U…`, not names) who may start flows; unset: everyone"
+    )
+    allowed_slack_channels: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None,
+        description="channel IDs (`C…`/`G…`/`D…`) where flows may be started; unset: everywhere",
+    )
+    allowed_countries: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None,
+        description="ISO codes of the countries contacts may be in (`US,CA`); unset: any",
+    )
+    allow_premium_numbers: bool = Field(
+        default=False, description="`true` allows premium-rate and shared-cost contacts"
+    )
+    mask_numbers: bool = Field(
+        default=False,
+        description="`true` shows contacts as `+1 617-•••-1212` in the channel (the starter"
+        " still sees the whole number)",
+    )
+    user_rate_limit: str = Field(
+        default="10/minute",
+        description="starts one user may make (`limits` notation: `5/minute`, `100/day`)",
+    )
+    studio_rate_limit: str = Field(
+        default="20/second",
+        description="account-wide pace of Studio requests (Studio's documented limit);"
+        " excess waits in a queue",
+    )
+    pacing_max_wait_seconds: float = Field(
+        default=10.0, description="how long a start may wait in that queue before it is refused"
+    )
+    duplicate_window_seconds: float = Field(
+        default=60.0,
+        description="the same user, flow and contact again within this asks first; `0`: off",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="`redis://…` or `rediss://…`: state shared by every process (limits,"
+        " confirmations, followed runs, bulk runs); unset: this process's memory. A"
+        " password holding `/ # ? @ :` must be URL-encoded",
+    )
+    flow_parameter_check: Literal["confirm", "refuse", "off"] = Field(
+        default="confirm",
+        description="parameters a flow lacks or never reads: `confirm` (ask first), `refuse`"
+        " or `off`",
+    )
+    flow_cache_seconds: float = Field(
+        default=300.0,
+        description="how long a flow's definition is kept before Studio is asked again",
+    )
+    bulk_slack_users: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None,
+        description="user IDs who may start bulk runs; unset: whoever may start the flow",
+    )
+    bulk_max_rows: int = Field(default=5000, description="the most contacts in one bulk run")
+    follow_minutes: float = Field(
+        default=60.0, description="how long a card follows its run; `0` turns following off"
+    )
+    studio_read_rate_limit: str = Field(
+        default="5/second",
+        description="account-wide pace of the reads that follow runs, apart from starts",
+    )
+    twilio_events_url: str | None = Field(
+        default=None,
+        description="the public URL of `/twilio/events` as the Event Streams sink has it"
+        " (needs `TWILIO_AUTH_TOKEN`); unset: runs are followed by polling",
+    )
+    redis_tls_verify: bool = Field(
+        default=True,
+        description="`false` uses a `rediss://` URL without checking the server's certificate"
+        " (Heroku Redis's is self-signed)",
+    )
 
     # -- field shapes (each reported by name; values are never echoed) --------
 
