@@ -201,6 +201,7 @@ async def open_home(run: Harness, user: str = "U0CALLER") -> None:
 
 async def test_the_home_tab_lists_recent_runs_and_the_flows(run: Harness) -> None:
     await open_home(run)
+    await run.idle()  # the Home tab is drawn (after the ack) before the person types
     await run.command("+16175551212 first_name=Zeke")
     await run.slack.wait_for_replies(1)
     await run.idle()
