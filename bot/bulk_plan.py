@@ -83,6 +83,39 @@ def plan(
 
 
 @dataclass(frozen=True)
+class Ends:
+    """How a bulk run's started runs are going, from their records: ended (by the widget
+    they ended at), failed, still active (checked every ``every`` seconds by the sweep,
+    0 when events tell), no longer followed."""
+
+    ended: tuple[tuple[str, int], ...] = ()  # (widget, count), most first
+    failed: int = 0
+    active: int = 0
+    unfollowed: int = 0
+    every: float = 0.0
+
+    @property
+    def ended_count(self) -> int:
+        return sum(count for _, count in self.ended)
+
+
+def ends_of(states: list[tuple[str, str]], started: int, every: float = 0.0) -> Ends:
+    """The tally of (state, widget) pairs of the runs that ended, of ``started``. Pure."""
+    widgets: dict[str, int] = {}
+    failed = unfollowed = 0
+    for state, widget in states:
+        if state == "ended":
+            widgets[widget or "?"] = widgets.get(widget or "?", 0) + 1
+        elif state == "failed":
+            failed += 1
+        elif state == "unfollowed":
+            unfollowed += 1
+    ended = tuple(sorted(widgets.items(), key=lambda item: (-item[1], item[0])))
+    active = max(0, started - len(states))
+    return Ends(ended, failed, active, unfollowed, every)
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far a bulk run has got, as its progress message shows it."""
 
@@ -97,6 +130,7 @@ class Progress:
     status: str = "running"  # running | paused | cancelled | done
     elapsed: float = 0.0  # seconds since the start
     note: str = ""  # e.g. why it paused
+    ends: Ends | None = None  # how the started runs are going, once any has ended
 
     @property
     def done(self) -> int:

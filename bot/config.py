@@ -40,9 +40,11 @@ class FlowSpec:
     users: frozenset[str] | None = None  # Slack user IDs; None: whoever ALLOWED_SLACK_USERS lets in
     channels: frozenset[str] | None = None  # Slack channel IDs; likewise
     sender: str | None = None  # the flow's own default sender; None: STUDIO_FROM
+    collect: tuple[str, ...] = ()  # context paths kept as answers when a run ends
 
 
 _FLOW_OPTIONS = {"users": _SLACK_USER, "channels": _SLACK_CHANNEL}
+_CONTEXT_PATH = re.compile(r"^(flow|widgets|trigger)(\.[\w-]+)+$")
 
 
 def parse_studio_sender(value: str) -> str:
@@ -81,8 +83,18 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             raise ValueError(f"alias {alias!r} is used twice or is reserved")
         narrowed: dict[str, frozenset[str]] = {}
         sender: str | None = None
+        collect: tuple[str, ...] = ()
         for option in options:
             name, _, value = (part.strip() for part in option.partition("="))
+            if name == "collect":
+                paths = tuple(p.strip() for p in value.split("|") if p.strip())
+                if not paths or not all(_CONTEXT_PATH.match(p) for p in paths):
+                    raise ValueError(
+                        f"flow {alias!r} collect: context paths such as flow.variables.score,"
+                        " separated by |"
+                    )
+                collect = paths
+                continue
             if name == "from":
                 try:
                     sender = parse_studio_sender(value)
@@ -92,11 +104,12 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             pattern = _FLOW_OPTIONS.get(name)
             if pattern is None:
                 raise ValueError(
-                    f"flow {alias!r}: unknown option; use ;users=U…|U…, ;channels=C…|C… or ;from=+…"
+                    f"flow {alias!r}: unknown option; use ;users=U…|U…, ;channels=C…|C…,"
+                    " ;from=+… or ;collect=flow.variables.x|…"
                 )
             narrowed[name] = parse_ids(value.replace("|", ","), pattern, f"flow {alias!r} {name}")
         flows[alias] = FlowSpec(
-            normal_sid(sid), narrowed.get("users"), narrowed.get("channels"), sender
+            normal_sid(sid), narrowed.get("users"), narrowed.get("channels"), sender, collect
         )
     return flows
 
@@ -340,6 +353,16 @@ class Settings(BaseSettings):
         description="the public URL of `/twilio/events` as the Event Streams sink has it"
         " (needs `TWILIO_AUTH_TOKEN`); unset: runs are followed by polling",
     )
+    run_record_days: float = Field(
+        default=90.0,
+        description="how long a record of each start (how it ended, its answers) is kept;"
+        " longer than Studio's 30 days",
+    )
+    bulk_follow_hours: float = Field(
+        default=48.0,
+        description="how long runs are followed to their end for their records (flows wait"
+        " hours for replies); a run still active then is reported as such",
+    )
     redis_tls_verify: bool = Field(
         default=True,
         description="`false` uses a `rediss://` URL without checking the server's certificate"
@@ -460,6 +483,20 @@ class Settings(BaseSettings):
     def _max_rows(cls, value: int) -> int:
         if not 1 <= value <= 100_000:
             raise ValueError("must be a number of rows, 1-100000")
+        return value
+
+    @field_validator("run_record_days")
+    @classmethod
+    def _record_days(cls, value: float) -> float:
+        if not 1 <= value <= 3650:
+            raise ValueError("must be a number of days, 1-3650")
+        return value
+
+    @field_validator("bulk_follow_hours")
+    @classmethod
+    def _follow_hours(cls, value: float) -> float:
+        if not 0 <= value <= 24 * 30:
+            raise ValueError("must be a number of hours, 0-720")
         return value
 
     @field_validator("follow_minutes")

@@ -25,6 +25,7 @@ the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -51,6 +52,7 @@ from bot.flows import Findings, FlowInfo, findings
 from bot.messages import Message
 from bot.messages.text import configured_flows, findings_text
 from bot.policy import Policy, destination_refusal, may_end, refusal
+from bot.records import Records
 from bot.runs import RunRegistry, Shown
 from bot.store import BestEffort, Durable, Store, open_store
 from bot.studio import Engagement, StudioClient, is_already_active
@@ -143,6 +145,7 @@ class Engager:
         state: Durable | None = None,
         tasks: Tasks | None = None,
         registry: RunRegistry | None = None,
+        records: Records | None = None,
         mask_numbers: bool = False,
         aliases: Mapping[str, str] | None = None,
         catalog: FlowCatalog | None = None,
@@ -155,6 +158,7 @@ class Engager:
         state = state or Durable(self.throttle.state.memory)
         self.confirmations = Confirmations(state)
         self.registry = registry or RunRegistry(state)
+        self.records = records  # every start, kept (RUN_RECORD_DAYS); None: not kept
         self.tasks = tasks if tasks is not None else Tasks()  # an empty Tasks is falsy
         self.mask_numbers = mask_numbers
         self.aliases = dict(aliases or {})  # flow SID -> alias
@@ -195,6 +199,8 @@ class Engager:
         force: bool = False,
         bulk: bool = False,
         paced: bool = False,
+        bulk_run: str = "",
+        row: str = "",
     ) -> Outcome | Refused:
         """Apply the guardrails and the flow checks, then start and wait for the outcome;
         or why not. With ``force``, parameter findings do not stop it. A ``bulk`` row
@@ -205,7 +211,9 @@ class Engager:
             if reason := destination_refusal(self.policy, command):
                 audit.record("refused", caller, command, detail=reason)
                 return Refused("rules", reason)
-            return await self._launch(command, caller, bulk=True, paced=paced)
+            return await self._launch(
+                command, caller, bulk=True, paced=paced, origin=(bulk_run, row)
+            )
         if no := await self._check(command, caller):
             return no
         command, refused, found = await self._preflight(command, caller, checked=force)
@@ -446,6 +454,7 @@ class Engager:
         last_word: Reply | None = None,
         bulk: bool = False,
         paced: bool = False,
+        origin: tuple[str, str] = ("", ""),
     ) -> Outcome:
         """Pace, start, audit, remember: every start ends here, whatever happens.
 
@@ -471,7 +480,7 @@ class Engager:
                 before_retry=self.throttle.pace,  # a 429's retry takes its turn too
             )
         except StudioError as exc:
-            return await self._failed(exc, command, caller, ms())
+            return await self._failed(exc, command, caller, ms(), origin)
         except asyncio.CancelledError:
             stopped = self._stopped(sent)
             if not stopped.outcome_unknown:
@@ -491,13 +500,19 @@ class Engager:
                 if sent
                 else StudioNotSent(f"the bot failed before sending ({type(exc).__name__})")
             )
-            return await self._failed(defect, command, caller, ms())
+            return await self._failed(defect, command, caller, ms(), origin)
         try:
             shown = Shown(caller.user_id, command.flow_sid, caller.channel_id)
             await self.registry.remember(engagement.sid, shown)
         except StateUnavailable:
             pass  # logged by the store; the End rule then falls back to admins and the card
         audit.record("started", caller, command, sid=engagement.sid, latency_ms=ms())
+        if self.records is not None:
+            bulk_run, row = origin
+            with contextlib.suppress(StateUnavailable):  # logged; the start stands
+                await self.records.started(
+                    engagement.sid, command, caller, bulk_run=bulk_run, row=row
+                )
         return Outcome(engagement=engagement)
 
     @staticmethod
@@ -510,8 +525,17 @@ class Engager:
         )
 
     async def _failed(
-        self, exc: StudioError, command: EngageCommand, caller: Caller, ms: float
+        self,
+        exc: StudioError,
+        command: EngageCommand,
+        caller: Caller,
+        ms: float,
+        origin: tuple[str, str] = ("", ""),
     ) -> Outcome:
+        if self.records is not None and not isinstance(exc, StudioNotSent):
+            bulk_run, row = origin  # Twilio refused it, or may have started it: kept
+            with contextlib.suppress(StateUnavailable):
+                await self.records.not_started(command, caller, exc, bulk_run=bulk_run, row=row)
         active = None
         if is_already_active(exc):
             await self.throttle.release(caller.user_id, command)  # nothing new started

@@ -7,8 +7,9 @@ where the URL is the one Twilio was given (``TWILIO_EVENTS_URL``: a PaaS router
 changes scheme and host, so the request's own URL cannot be trusted) with its
 ``bodySHA256`` query parameter, which must be the SHA-256 of the body. Forged,
 unsigned or stale deliveries (every event older than ``MAX_EVENT_AGE``) get 401 and
-change nothing. Each event only nudges the follower (``bot.follow``) to read the
-run now; events for runs nobody follows are acknowledged and dropped.
+change nothing. Each event nudges the follower (``bot.follow``) to read the run now,
+and moves or ends the run's record (``bot.outcomes``); events for runs nobody follows
+or recorded are acknowledged and dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -95,9 +97,33 @@ def _age(event: dict[str, Any], now: float) -> float | None:
     return now - when.timestamp()
 
 
-def runs_in(body: bytes, now: float) -> tuple[list[tuple[str, str]], bool] | None:
-    """The (event ID, run SID) pairs of a delivery's Studio events, and whether it is stale;
-    None if the body is not a CloudEvents batch. Pure."""
+@dataclass(frozen=True)
+class StudioEvent:
+    """One Studio event: its ID, the run, its kind (``execution.ended``…), when it
+    happened (epoch seconds, 0 if not said) and, for a step, the widget it left."""
+
+    id: str
+    sid: str
+    kind: str
+    when: float = 0.0
+    widget: str = ""
+
+
+def _widget(data: Any) -> str:
+    """The widget a step event is about (field names as Studio's Steps resource has them;
+    not yet confirmed against live Event Streams deliveries)."""
+    if not isinstance(data, dict):
+        return ""
+    for key in ("transitioned_from", "widget", "name"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def events_in(body: bytes, now: float) -> tuple[list[StudioEvent], bool] | None:
+    """A delivery's Studio events, and whether it is stale; None if the body is not a
+    CloudEvents batch. Pure."""
     try:
         events = json.loads(body)
     except (ValueError, RecursionError):
@@ -106,16 +132,30 @@ def runs_in(body: bytes, now: float) -> tuple[list[tuple[str, str]], bool] | Non
         events = [events]
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return None
-    runs = []
+    found = []
     ages = []
     for event in events:
         age = _age(event, now)
         if age is not None:
             ages.append(age)
-        if event.get("type") in STUDIO_EVENTS and (sid := _run_sid(event.get("data"))):
-            runs.append((str(event.get("id", "")), sid))
+        kind = event.get("type")
+        if kind in STUDIO_EVENTS and (sid := _run_sid(event.get("data"))):
+            short = str(kind).removeprefix("com.twilio.studio.flow.")
+            widget = _widget(event.get("data")) if short == "step.ended" else ""
+            when = now - age if age is not None else 0.0
+            found.append(StudioEvent(str(event.get("id", "")), sid, short, when, widget))
     stale = bool(ages) and min(ages) > MAX_EVENT_AGE
-    return runs, stale
+    return found, stale
+
+
+def runs_in(body: bytes, now: float) -> tuple[list[tuple[str, str]], bool] | None:
+    """The (event ID, run SID) pairs of a delivery's Studio events, and whether it is stale;
+    None if the body is not a CloudEvents batch. Pure."""
+    found = events_in(body, now)
+    if found is None:
+        return None
+    events, stale = found
+    return [(e.id, e.sid) for e in events], stale
 
 
 Nudge = Callable[[str, str], Awaitable[None]]  # (event ID, run SID)

@@ -23,6 +23,7 @@ Nothing here raises, whatever JSON it is given.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class Analysis:
 
     rest_ready: bool | None  # None: the definition has no Trigger widget to judge by
     parameters: Parameters = field(default_factory=Parameters)
+    # (widget, type) of every widget that waits for the contact's answer
+    answers: tuple[tuple[str, str], ...] = ()
 
 
 def analyse(definition: Any) -> Analysis:
@@ -90,7 +93,61 @@ def analyse(definition: Any) -> Analysis:
     ready = rest_ready(definition)
     if ready is None:
         return Analysis(None, Parameters(reads_anything=True))
-    return Analysis(ready, parameters_read(definition))
+    return Analysis(ready, parameters_read(definition), answer_widgets(definition))
+
+
+# Widgets that wait for the contact, and where their answer is in a run's context.
+ANSWER_PATHS = {
+    "send-and-wait-for-reply": (("inbound", "Body"),),
+    "gather-input-on-call": (("Digits",), ("SpeechResult",)),
+}
+MAX_ANSWER_CHARS = 500
+
+
+def answer_widgets(definition: Any) -> tuple[tuple[str, str], ...]:
+    """(name, type) of every widget that waits for the contact's reply, in order."""
+    states = definition.get("states") if isinstance(definition, dict) else None
+    found = []
+    for state in states if isinstance(states, list) else []:
+        if isinstance(state, dict) and state.get("type") in ANSWER_PATHS:
+            name = state.get("name")
+            if isinstance(name, str) and name:
+                found.append((name, str(state["type"])))
+    return tuple(found)
+
+
+def _at(context: Any, path: tuple[str, ...]) -> Any:
+    node = context
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def collect_answers(
+    context: Any, widgets: tuple[tuple[str, str], ...], paths: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The answers in a run's context: each waiting widget's reply (by the widget's name)
+    and each configured context path (by the path), as text clipped to
+    ``MAX_ANSWER_CHARS``; what the run never reached is left out. Pure."""
+    found: dict[str, str] = {}
+    for name, kind in widgets:
+        for inner in ANSWER_PATHS.get(kind, ()):
+            value = _at(context, ("widgets", name, *inner))
+            if value is not None and value != "":
+                found[name] = _text(value)
+                break
+    for path in paths:
+        value = _at(context, tuple(path.split(".")))
+        if value is not None and value != "":
+            found[path] = _text(value)
+    return found
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= MAX_ANSWER_CHARS else text[: MAX_ANSWER_CHARS - 1] + "…"
 
 
 def rest_ready(definition: Any) -> bool | None:

@@ -38,7 +38,7 @@ from bot.errors import StateUnavailable, StudioError, slack_refusal, slack_retry
 from bot.flow_catalog import FlowCatalog
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
-from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, fetch
+from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, end_of, fetch
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
 from bot.tasks import Reply, deliver
@@ -105,14 +105,9 @@ def duration(seconds: float) -> str:
 
 def ending(snapshot: Snapshot) -> str:
     """How a run ended: ``ended at `send_survey` after 3 min 12 s`` or ``failed at …``."""
-    last = snapshot.latest_step
-    verb = "ended"
-    where = ""
-    if last is not None:
-        widget = last.transitioned_from or last.name or last.sid
-        if "fail" in (last.name or "").lower():
-            verb = "failed"
-        where = f" at `{widget}`"
+    widget, failed = end_of(snapshot.steps)
+    verb = "failed" if failed else "ended"
+    where = f" at `{widget}`" if widget else ""
     run = snapshot.run
     took = ""
     if run.date_created and snapshot.updated:
@@ -150,6 +145,8 @@ class Follower:
         self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
             None
         )
+        # Told of every run seen to end, with what was read (its record keeps it).
+        self.on_ended: Callable[[Snapshot], Awaitable[None]] | None = None
 
     # -- publishing a started run ------------------------------------------------
 
@@ -367,6 +364,8 @@ class Follower:
 
     async def _announce_end(self, followed: Followed, snapshot: Snapshot) -> None:
         """Tell the starter how it ended, once across every process."""
+        if self.on_ended is not None:
+            await self.on_ended(snapshot)
         if not await self.state.use(lambda s: s.add(f"ended:{followed.sid}", "1", SEEN_SECONDS)):
             return
         card = self._card(followed, snapshot)

@@ -53,6 +53,15 @@ class Snapshot:
         return self.run.date_updated or self.run.date_created
 
 
+def end_of(steps: list[Step]) -> tuple[str, bool]:
+    """Where a run ended, by its last step: (the widget, whether it ended in failure). Pure."""
+    last = steps[-1] if steps else None
+    if last is None:
+        return "", False
+    widget = last.transitioned_from or last.name or last.sid
+    return widget, "fail" in (last.name or "").lower()
+
+
 async def fetch(
     studio: StudioClient, flow_sid: str, sid: str, *, before_retry: Pace | None = None
 ) -> Snapshot:

@@ -104,23 +104,27 @@ async def _twilio_events(request: web.Request) -> web.Response:
         refusals = request.app[_REFUSALS]
         refusals.warning("events:signature", "refused an Event Streams delivery: bad signature")
         return web.json_response({"error": "bad signature"}, status=401)
-    found = events.runs_in(raw, time.time())
+    found = events.events_in(raw, time.time())
     if found is None:
         request.app[_REFUSALS].warning(
             "events:malformed", "refused a signed Event Streams delivery: not a CloudEvents batch"
         )
         return web.json_response({"error": "malformed body"}, status=400)
-    runs, stale = found
+    studio_events, stale = found
     if stale:
         request.app[_REFUSALS].warning("events:stale", "refused a stale Event Streams delivery")
         return web.json_response({"error": "stale"}, status=401)
 
     async def nudge() -> None:
-        for event_id, sid in runs:
-            await follower.nudge(event_id, sid)
+        for event in studio_events:
+            await follower.nudge(event.id, event.sid)
+            if services.outcomes is not None:
+                await services.outcomes.event(
+                    event.kind, event.sid, widget=event.widget, when=event.when
+                )
 
     services.tasks.spawn(nudge(), "events")
-    return web.json_response({"ok": True, "events": len(runs)})
+    return web.json_response({"ok": True, "events": len(studio_events)})
 
 
 async def _health(request: web.Request) -> web.Response:

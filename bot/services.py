@@ -16,6 +16,8 @@ from bot.flow_catalog import FlowCatalog
 from bot.follow import Follower
 from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
+from bot.outcomes import Outcomes
+from bot.records import Records
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.runs import RunRegistry
@@ -38,6 +40,8 @@ class Services:
     tasks: Tasks  # the work after acks, which shutdown waits for
     studio: StudioClient  # the one Studio client
     catalog: FlowCatalog | None = None  # the flows, as Studio describes them
+    records: Records | None = None  # every start, kept (RUN_RECORD_DAYS)
+    outcomes: Outcomes | None = None  # follows every recorded run to its end
     follower: Follower | None = None  # cards that follow their runs
     bulk: BulkRuns | None = None  # one flow for many contacts
     forms: Forms | None = None  # the form, the shortcuts, the Home tab
@@ -66,12 +70,23 @@ class Services:
             if token
             else None
         )
+        reads = Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit)
+        records = Records(
+            state, days=settings.run_record_days, follow_hours=settings.bulk_follow_hours
+        )
+        outcomes = Outcomes(
+            studio,
+            records,
+            reads=reads,
+            catalog=catalog,
+            collect={spec.sid: spec.collect for spec in settings.studio_flows.values()},
+        )
         follower = Follower(
             studio,
             slack=slack,
             responder=responder,
             state=state,
-            reads=Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit),
+            reads=reads,
             catalog=catalog,
             aliases=aliases,
             mask_numbers=settings.mask_numbers,
@@ -84,6 +99,7 @@ class Services:
             state=state,
             tasks=tasks,
             registry=registry,
+            records=records,
             mask_numbers=settings.mask_numbers,
             aliases=aliases,
             catalog=catalog,
@@ -114,11 +130,18 @@ class Services:
             files=CsvFiles(slack, session, settings.slack_api_url, limit=FILE_BYTES)
             if slack
             else None,
+            records=records,
+            # With Event Streams a run's end arrives as it happens; else the sweep's pace.
+            checked_every=(lambda: 0.0)
+            if settings.twilio_events_url
+            else (lambda: outcomes.interval),
         )
         forms = Forms(
             settings.command_defaults, store, policy=policy, catalog=catalog, api=studio.api
         )
         follower.on_started = started_hook(forms, slack)
+        follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
+        outcomes.on_bulk = bulk.outcomes_changed
         auth = settings.twilio_auth_token
         return cls(
             settings.command_defaults,
@@ -129,6 +152,8 @@ class Services:
             tasks,
             studio,
             catalog,
+            records,
+            outcomes,
             follower,
             bulk,
             forms,
@@ -145,6 +170,8 @@ class Services:
             self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
         if self.follower is not None:
             self.follower.start()
+        if self.outcomes is not None:
+            self.outcomes.start()
         if self.bulk is not None:
             self.bulk.start_worker()  # takes up runs left by a process that stopped
 
@@ -156,6 +183,8 @@ class Services:
         self.tasks.accepting = False
         if self.follower is not None:
             await self.follower.stop()
+        if self.outcomes is not None:
+            await self.outcomes.stop()
         if self.bulk is not None:
             await self.bulk.stop()
         await self.tasks.drain(grace)

@@ -83,6 +83,23 @@ class Store(Protocol):
         """Remove ``key`` only if it holds ``value`` (atomically: a lease is released only
         by its holder); True if it was removed."""
 
+    async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
+        """Add (or re-score) ``members`` of the sorted set ``key``; (re)start its TTL."""
+
+    async def zrange(
+        self, key: str, low: float, high: float, limit: int | None = None
+    ) -> list[str]:
+        """The members scored ``low``..``high`` (inclusive), lowest first, at most ``limit``."""
+
+    async def zrem(self, key: str, *members: str) -> None:
+        """Remove ``members`` from the sorted set ``key``."""
+
+    async def zcard(self, key: str) -> int:
+        """How many members the sorted set ``key`` has."""
+
+    async def zremrange(self, key: str, low: float, high: float) -> None:
+        """Remove the members scored ``low``..``high``."""
+
     async def aclose(self) -> None: ...
 
 
@@ -150,6 +167,36 @@ class MemoryStore:
             return False
         self._items.pop(key, None)
         return True
+
+    def _zset(self, key: str) -> dict[str, float]:
+        value = self._live(key)
+        return value if isinstance(value, dict) else {}
+
+    async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
+        merged = {**self._zset(key), **{m: float(v) for m, v in members.items()}}
+        self._items[key] = (merged, time.monotonic() + ttl)
+
+    async def zrange(
+        self, key: str, low: float, high: float, limit: int | None = None
+    ) -> list[str]:
+        found = sorted(
+            ((score, member) for member, score in self._zset(key).items() if low <= score <= high)
+        )
+        members = [member for _, member in found]
+        return members[:limit] if limit is not None else members
+
+    async def zrem(self, key: str, *members: str) -> None:
+        zset = self._zset(key)
+        for member in members:
+            zset.pop(member, None)
+
+    async def zcard(self, key: str) -> int:
+        return len(self._zset(key))
+
+    async def zremrange(self, key: str, low: float, high: float) -> None:
+        zset = self._zset(key)
+        for member in [m for m, score in zset.items() if low <= score <= high]:
+            del zset[member]
 
     async def aclose(self) -> None:
         return None
@@ -248,6 +295,31 @@ class RedisStore:
     async def delete_if(self, key: str, value: str) -> bool:
         removed = await self._call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
         return bool(removed)
+
+    async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(PREFIX + key, dict(members))
+            pipe.pexpire(PREFIX + key, _ms(ttl))
+            await self._call(pipe.execute())
+
+    async def zrange(
+        self, key: str, low: float, high: float, limit: int | None = None
+    ) -> list[str]:
+        start, num = (0, limit) if limit is not None else (None, None)
+        found: list[Any] = await self._call(
+            self._redis.zrangebyscore(PREFIX + key, low, high, start=start, num=num)
+        )
+        return [str(member) for member in found]
+
+    async def zrem(self, key: str, *members: str) -> None:
+        if members:
+            await self._call(self._redis.zrem(PREFIX + key, *members))
+
+    async def zcard(self, key: str) -> int:
+        return int(await self._call(self._redis.zcard(PREFIX + key)))
+
+    async def zremrange(self, key: str, low: float, high: float) -> None:
+        await self._call(self._redis.zremrangebyscore(PREFIX + key, low, high))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

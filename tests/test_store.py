@@ -126,3 +126,16 @@ async def test_single_fields_of_a_hash(store: Store) -> None:
     assert await store.hget("nothing", "a") is None
     assert await store.hlen("h") == 2
     assert await store.hlen("nothing") == 0
+
+
+async def test_sorted_sets(store: Store) -> None:
+    await store.zadd("z", {"a": 3.0, "b": 1.0, "c": 2.0}, 60)
+    await store.zadd("z", {"a": 0.5}, 60)  # re-scored
+    assert await store.zrange("z", float("-inf"), float("inf")) == ["a", "b", "c"]
+    assert await store.zrange("z", 1.0, 2.0) == ["b", "c"]
+    assert await store.zrange("z", 0, 10, limit=2) == ["a", "b"]
+    assert await store.zcard("z") == 3
+    await store.zrem("z", "b")
+    await store.zremrange("z", 2.0, 2.0)
+    assert await store.zrange("z", float("-inf"), float("inf")) == ["a"]
+    assert await store.zcard("nothing") == 0

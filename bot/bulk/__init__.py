@@ -19,19 +19,24 @@ and says so in its progress message: it ends with the process.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import Caller
 from bot.bulk.controls import Controls
 from bot.bulk.preview import Previews
 from bot.bulk.report import Reporter
-from bot.bulk.state import BulkState
+from bot.bulk.state import KEEP_SECONDS, BulkState
 from bot.bulk.worker import Worker
 from bot.command import BulkCommand, Defaults
 from bot.engage import Admission, Engager
+from bot.errors import StateUnavailable
 from bot.flow_catalog import FlowCatalog
 from bot.jobs import Wakeups
 from bot.policy import Policy
+from bot.records import Records, RunRecord
 from bot.slack_files import CsvFiles
 from bot.store import Durable, RedisStore, Store
 from bot.tasks import Reply, Tasks
@@ -56,10 +61,12 @@ class BulkRuns:
         bulk_users: frozenset[str] | None = None,
         max_rows: int = 5000,
         files: CsvFiles | None = None,
+        records: Records | None = None,
+        checked_every: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
         self.state = BulkState(Durable(store))
-        self.reporter = Reporter(self.state, slack)
+        self.reporter = Reporter(self.state, slack, records, checked_every)
         self.worker = Worker(engager, throttle, self.state, self.reporter, store, Wakeups(store))
         self.controls = Controls(policy, self.state, self.worker, self.reporter)
         self.previews = Previews(
@@ -103,6 +110,37 @@ class BulkRuns:
 
     async def control(self, run_id: str, action: str, caller: Caller, notify: Reply) -> None:
         await self.controls.control(run_id, action, caller, notify)
+
+    # -- how the started runs end ----------------------------------------------------
+
+    async def outcomes_changed(self, record: RunRecord) -> None:
+        """A run of this bulk run ended (``bot.outcomes``): the second tally moves, and
+        once every started run has ended (or is no longer followed) after the starts
+        finished, the results file is uploaded again, marked final."""
+        run_id = record.bulk_run
+        try:
+            await self.state.run_ended(run_id, record.id, record.state, record.widget)
+            await self.reporter.edit(run_id)
+            meta = await self.state.meta(run_id)
+            if meta is None or not meta.finished or meta.final:
+                return
+            content, all_ended = await self.reporter.results(run_id)
+            if not all_ended or not await self.state.claim_once(run_id, "final", KEEP_SECONDS):
+                return
+            await self.state.keep_results(run_id, content)
+            await self.state.update(
+                run_id,
+                final=True,
+                shown_final=False,
+                uploaded=False,
+                deliver_tries=0,
+                deliver_after=0.0,
+                finished_at=time.time(),
+            )
+            await self.state.enlist(run_id)  # the worker delivers it
+            await self.worker.wakeups.ring()
+        except StateUnavailable:
+            return  # logged by the store; the next run to end tries again
 
     # -- the process's worker ---------------------------------------------------------
 

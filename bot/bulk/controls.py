@@ -59,7 +59,7 @@ class Controls:
                 return  # a double click
             began = time.time()
             await self.state.update(run_id, status="starting", began=began)
-            await self.state.list(run_id)
+            await self.state.enlist(run_id)
             meta = meta.model_copy(update={"status": "starting", "began": began})
             with contextlib.suppress(Undelivered):  # else by the next edit, or at the end
                 await self.reporter.post(run_id, meta)

@@ -14,16 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
-from bot.bulk_plan import Progress
+from bot.bulk_plan import Ends, Progress, ends_of
 from bot.errors import slack_refusal, slack_retry_after
 from bot.messages import Message
 from bot.messages.bulk import bulk_progress
 from bot.messages.text import label
+from bot.records import FINAL, Records, RunRecord
 from bot.spreadsheet import csv_text
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ FINAL_DEADLINE = 15 * 60.0  # how long the final state and the results file are 
 MAX_PAUSE = 60.0  # between attempts at them, unless Slack asks for longer
 POSTING_SECONDS = 30.0  # one process posts a missing progress message at a time
 RESULTS_HEADER = ("row", "contact", "outcome", "run_sid", "code", "message")
+STATUS_HEADER = ("status", "ended_at", "duration_s")
 
 
 class Undelivered(Exception):
@@ -43,7 +47,9 @@ class Undelivered(Exception):
         self.retry_after = retry_after
 
 
-def progress_of(run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome]) -> Progress:
+def progress_of(
+    run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome], ends: Ends | None = None
+) -> Progress:
     counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0}
     for outcome in outcomes.values():
         counts[outcome.outcome] += 1
@@ -56,24 +62,83 @@ def progress_of(run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome]) -> 
         status=status,
         elapsed=time.time() - (meta.began or time.time()),
         note=meta.note,
+        ends=ends,
         **counts,
     )
 
 
-def results_file(rows: dict[str, str], outcomes: dict[str, RowOutcome]) -> str:
-    """The results CSV, one row each, safe to open in a spreadsheet."""
+def results_file(
+    rows: dict[str, str], outcomes: dict[str, RowOutcome], records: dict[str, RunRecord]
+) -> str:
+    """The results CSV, one row each, safe to open in a spreadsheet: how each start went,
+    then (from its record) how its run ended, when, after how long, and one column per
+    answer collected."""
+    fields: list[str] = []
+    for kept in records.values():
+        fields += [k for k in kept.answered if k not in fields]
     lines = []
     for number in sorted(outcomes, key=int):
         result = outcomes[number]
         contact = json.loads(rows[number])["to"] if number in rows else ""
-        lines.append((number, contact, result.outcome, result.sid, result.code, result.message))
-    return csv_text(RESULTS_HEADER, lines)
+        record = records.get(number)
+        answers = record.answered if record else {}
+        ended = (
+            datetime.fromtimestamp(record.ended_at, UTC).isoformat(timespec="seconds")
+            if record and record.ended_at
+            else ""
+        )
+        lines.append(
+            (
+                number,
+                contact,
+                result.outcome,
+                result.sid,
+                result.code,
+                result.message,
+                record.state if record and result.outcome == "started" else "",
+                ended,
+                record.duration_s if record and record.ended_at else "",
+                *(answers.get(k, "") for k in fields),
+            )
+        )
+    return csv_text((*RESULTS_HEADER, *STATUS_HEADER, *fields), lines)
 
 
 class Reporter:
-    def __init__(self, state: BulkState, slack: AsyncWebClient | None) -> None:
+    def __init__(
+        self,
+        state: BulkState,
+        slack: AsyncWebClient | None,
+        records: Records | None = None,
+        checked_every: Callable[[], float] | None = None,
+    ) -> None:
         self.state = state
         self.slack = slack
+        self.records = records  # how each started run ended (None: not kept)
+        self.checked_every = checked_every  # seconds between checks of an active run
+
+    async def results(self, run_id: str) -> tuple[str, bool]:
+        """The results file as things stand, and whether every started run has ended."""
+        rows = await self.state.rows(run_id)
+        outcomes = await self.state.outcomes(run_id)
+        records = (
+            {r.row: r for r in await self.records.of_bulk(run_id) if r.row}
+            if self.records is not None
+            else {}
+        )
+        started = [n for n, o in outcomes.items() if o.outcome == "started"]
+        done = all(n in records and records[n].state in FINAL for n in started)
+        return results_file(rows, outcomes, records), done and self.records is not None
+
+    async def ends(self, run_id: str, outcomes: dict[str, RowOutcome]) -> Ends | None:
+        """The second tally, once there are records to count."""
+        if self.records is None:
+            return None
+        started = sum(o.outcome == "started" for o in outcomes.values())
+        if not started:
+            return None
+        every = self.checked_every() if self.checked_every else 0.0
+        return ends_of(await self.state.run_ends(run_id), started, every)
 
     async def _call(self, what: str, method: str, **arguments: object) -> dict[str, object]:
         """One Web API call; raises ``Undelivered`` (with Slack's Retry-After, if any)."""
@@ -90,7 +155,8 @@ class Reporter:
         return dict(answer.data) if isinstance(answer.data, dict) else {}
 
     async def _message(self, run_id: str, meta: RunMeta) -> Message:
-        return bulk_progress(progress_of(run_id, meta, await self.state.outcomes(run_id)))
+        outcomes = await self.state.outcomes(run_id)
+        return bulk_progress(progress_of(run_id, meta, outcomes, await self.ends(run_id, outcomes)))
 
     async def post(self, run_id: str, meta: RunMeta) -> str:
         """Post the progress message if it is not there yet (one process at a time);
@@ -185,12 +251,13 @@ class Reporter:
         if content is None:  # kept at the end; gone only if the run's state expired
             log.error("bulk run %s: the results file was not kept", run_id)
             return
+        final = " (final: every run followed to its end)" if meta.final else ""
         arguments: dict[str, object] = {
             "channel": meta.channel,
             "content": content,
-            "filename": f"bulk-{run_id}.csv",
-            "title": f"Results of bulk run {run_id}",
-            "initial_comment": f"<@{meta.requester}> the results, one row each.",
+            "filename": f"bulk-{run_id}{'-final' if meta.final else ''}.csv",
+            "title": f"Results of bulk run {run_id}{final}",
+            "initial_comment": f"<@{meta.requester}> the results{final}, one row each.",
         }
         if meta.ts:
             arguments["thread_ts"] = meta.ts

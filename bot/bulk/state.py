@@ -40,6 +40,7 @@ class RunMeta(Record):
     deliver_tries: int = 0  # attempts at the final message and the results file
     deliver_after: float = 0.0  # epoch seconds: the next attempt, not before
     finished_at: float = 0.0
+    final: bool = False  # the results file shows every run followed to its end
 
     @property
     def caller(self) -> Caller:
@@ -102,7 +103,7 @@ class BulkState:
     async def listed(self) -> list[str]:
         return list(await self.state.use(lambda s: s.hgetall(ACTIVE)))
 
-    async def list(self, run_id: str) -> None:
+    async def enlist(self, run_id: str) -> None:
         await self.state.use(lambda s: s.hset(ACTIVE, {run_id: "1"}, KEEP_SECONDS))
 
     async def unlist(self, run_id: str) -> None:
@@ -135,6 +136,18 @@ class BulkState:
     async def outcomes(self, run_id: str) -> dict[str, RowOutcome]:
         stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
         return {n: RowOutcome.model_validate_json(v) for n, v in stored.items()}
+
+    async def run_ended(self, run_id: str, record_id: str, state: str, widget: str) -> None:
+        """One started run's end, for the second tally (idempotent per run)."""
+        value = f"{state}|{widget}"
+        await self.state.use(
+            lambda s: s.hset(f"bulk:{run_id}:ends", {record_id: value}, KEEP_SECONDS)
+        )
+
+    async def run_ends(self, run_id: str) -> list[tuple[str, str]]:
+        """(state, widget) of every started run that ended."""
+        stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:ends"))
+        return [(v.partition("|")[0], v.partition("|")[2]) for v in stored.values()]
 
     async def keep_results(self, run_id: str, content: str) -> None:
         """The results file, kept until it reaches Slack (a restart does not lose it)."""

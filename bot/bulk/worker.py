@@ -21,7 +21,7 @@ import secrets
 import time
 
 from bot import audit
-from bot.bulk.report import Reporter, results_file
+from bot.bulk.report import Reporter
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
 from bot.command import EngageCommand
 from bot.engage import Engager, Outcome, Refused
@@ -223,7 +223,9 @@ class Worker:
         row = await self.state.row(run_id, number)
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
-        outcome = await self.engager.start_now(command, meta.caller, bulk=True, paced=True)
+        outcome = await self.engager.start_now(
+            command, meta.caller, bulk=True, paced=True, bulk_run=run_id, row=number
+        )
         await self.state.settle(run_id, number, row_outcome(command, outcome))
         return True
 
@@ -246,8 +248,11 @@ class Worker:
             return  # another process finished it
         outcomes = await self.state.outcomes(run_id)
         final = "cancelled" if meta.status == "cancelled" else "done"
-        await self.state.keep_results(run_id, results_file(await self.state.rows(run_id), outcomes))
-        await self.state.update(run_id, status=final, finished=True, finished_at=time.time())
+        content, all_ended = await self.reporter.results(run_id)
+        await self.state.keep_results(run_id, content)
+        await self.state.update(
+            run_id, status=final, finished=True, finished_at=time.time(), final=all_ended
+        )
         counts = {k: 0 for k in ("started", "failed", "unknown", "cancelled")}
         for result in outcomes.values():
             counts[result.outcome] += 1

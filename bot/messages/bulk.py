@@ -3,7 +3,7 @@ message in the channel. Pure: no I/O."""
 
 from __future__ import annotations
 
-from bot.bulk_plan import Plan, Progress, bar
+from bot.bulk_plan import Ends, Plan, Progress, bar
 from bot.messages.blocks import (
     SECTION_TEXT_MAX,
     Block,
@@ -99,6 +99,20 @@ def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Messag
     return message("ephemeral", head, blocks)
 
 
+def ends_line(ends: Ends) -> str:
+    """The second tally: how the started runs ended (by end widget), failed, are still
+    active (and how often each is checked), or are no longer followed."""
+    by_widget = ", ".join(f"{widget} {count}" for widget, count in ends.ended[:8])
+    more = " …" if len(ends.ended) > 8 else ""
+    parts = [f"Runs: {ends.ended_count} ended" + (f" ({by_widget}{more})" if by_widget else "")]
+    parts.append(f"{ends.failed} failed")
+    every = f", checked every {_about(ends.every)}" if ends.every and ends.active else ""
+    parts.append(f"{ends.active} still active{every}")
+    if ends.unfollowed:
+        parts.append(f"{ends.unfollowed} no longer followed")
+    return " · ".join(parts)
+
+
 def bulk_progress(progress: Progress) -> Message:
     """In the channel: the bar, the counts, the rate, the time left, and the controls."""
     p = progress
@@ -115,6 +129,8 @@ def bulk_progress(progress: Progress) -> Message:
         f" · {p.cancelled} cancelled · {p.left} left · {p.rate:.1f}/s{left_time}"
     )
     blocks: list[Block] = [section(text=md(head)), section(text=md(escape(counts)))]
+    if p.ends is not None:
+        blocks.append(section(text=md(clip(escape(ends_line(p.ends)), SECTION_TEXT_MAX))))
     if p.note:  # the bot's own words, with a mention
         blocks.append(context([md(p.note)]))
     if p.status in ("running", "paused"):

@@ -1,0 +1,194 @@
+"""Every recorded run followed to its end, and its answers collected.
+
+- **Events.** With Event Streams (``TWILIO_EVENTS_URL``), a ``step.ended`` delivery
+  moves the record to its widget (no read), and ``execution.ended`` ends it at once
+  with one read: the run's context, for the answers.
+- **The sweep.** Otherwise, and as a safety net, each process sweeps the records
+  still active whose check is due: one read (the run) while it is active; when it
+  has ended, its steps (where it ended) and its context (the answers). Checks are
+  spread so that the sweep stays within its share of ``STUDIO_READ_RATE_LIMIT``
+  whatever the number of runs: each run is checked every ``interval`` seconds
+  (``check_interval``), which the bulk progress message states.
+- **Following stops** ``BULK_FOLLOW_HOURS`` after the start (flows wait hours for
+  replies): a run still active then is recorded as *unfollowed*.
+- **Answers**: the reply of every widget that waits for one (``flows.answer_widgets``)
+  and the context paths a flow's ``;collect=`` names, as text (``collect_answers``).
+  They are stored with the record and never logged.
+
+A record that ends which belongs to a bulk run tells the bulk run (``on_bulk``), whose
+progress message and final results file show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from bot.errors import StateUnavailable, StudioAPIError, StudioError
+from bot.flow_catalog import FlowCatalog
+from bot.flows import collect_answers
+from bot.logs import Outage
+from bot.records import FINAL, Records, RunRecord, State
+from bot.runs import Snapshot, end_of
+from bot.studio import StudioClient
+from bot.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 2.0
+BATCH = 50  # records looked at per round, the most overdue first
+MIN_INTERVAL = 60.0  # no run is checked more often than this by the sweep
+SHARE = 0.5  # of STUDIO_READ_RATE_LIMIT, for the sweep (cards being followed use the rest)
+
+OnBulk = Callable[[RunRecord], Awaitable[None]]  # a bulk run's row ended
+
+
+def check_interval(active: int, reads_per_second: float) -> float:
+    """Seconds between two checks of one run, so that checking ``active`` runs stays
+    within the sweep's share of the read budget. Pure."""
+    budget = max(reads_per_second * SHARE, 1e-6)
+    return max(MIN_INTERVAL, active / budget)
+
+
+class Outcomes:
+    def __init__(
+        self,
+        studio: StudioClient,
+        records: Records,
+        *,
+        reads: Throttle,
+        catalog: FlowCatalog | None = None,
+        collect: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.studio = studio
+        self.records = records
+        self.reads = reads  # STUDIO_READ_RATE_LIMIT, shared with the cards being followed
+        self.catalog = catalog
+        self.collect = dict(collect or {})  # flow SID -> its ;collect= context paths
+        self.on_bulk: OnBulk | None = None
+        self.outage = Outage(log, "run records: shared state")
+        self.interval = MIN_INTERVAL  # seconds between two checks of a run, as last set
+        self._loop: asyncio.Task[None] | None = None
+
+    # -- the sweep ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._run(), name="outcomes")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.wait({self._loop}, timeout=5)
+            self._loop = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+                self.outage.ok()
+            except StateUnavailable as exc:
+                self.outage.failed(exc)
+            except Exception:
+                log.exception("following run records failed this round")
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def sweep(self) -> int:
+        """One round over the records whose check is due; how many were checked."""
+        now = time.time()
+        active = await self.records.active_count()
+        self.interval = check_interval(active, self.reads.per_second)
+        checked = 0
+        for record in await self.records.due(now, BATCH):
+            if now > record.follow_until:
+                await self._finished(await self.records.finish(record, "unfollowed"))
+                continue
+            if not await self.reads.pace():
+                break  # no reads left this moment: the rest next round
+            await self.records.check_later(record.id, now + self.interval)  # claimed
+            checked += 1
+            try:
+                run = await self.studio.fetch_engagement(
+                    record.flow_sid, record.sid, before_retry=self.reads.pace
+                )
+            except StudioAPIError as exc:
+                if exc.status == 404:  # deleted (v1's End) or gone: it ended
+                    await self._finished(await self.records.finish(record, "ended"))
+                continue
+            except StudioError as exc:
+                log.info("checking run %s: %s", record.sid, exc.message)
+                continue
+            if run.status == "ended":
+                await self._read_end(record)
+        return checked
+
+    async def _read_end(self, record: RunRecord, *, widget: str = "", when: float = 0.0) -> None:
+        """Where an ended run ended (unless known) and its answers; then recorded."""
+        failed = False
+        try:
+            if not widget:
+                await self.reads.pace()
+                steps = await self.studio.steps(
+                    record.flow_sid, record.sid, before_retry=self.reads.pace
+                )
+                widget, failed = end_of(steps)
+            await self.reads.pace()
+            context = await self.studio.context(
+                record.flow_sid, record.sid, before_retry=self.reads.pace
+            )
+        except StudioError as exc:
+            log.info("reading the end of run %s: %s", record.sid, exc.message)
+            return  # checked again at its next turn
+        answers = await self._answers(record.flow_sid, context)
+        state: State = "failed" if failed else "ended"
+        await self._finished(
+            await self.records.finish(record, state, widget=widget, ended_at=when, answers=answers)
+        )
+
+    async def _answers(self, flow_sid: str, context: object) -> dict[str, str]:
+        info = await self.catalog.get(flow_sid) if self.catalog else None
+        widgets = info.analysis.answers if info else ()
+        return collect_answers(context, widgets, self.collect.get(flow_sid, ()))
+
+    async def _finished(self, record: RunRecord) -> None:
+        if record.bulk_run and self.on_bulk is not None:
+            await self.on_bulk(record)
+
+    # -- news from elsewhere -------------------------------------------------------
+
+    async def event(self, kind: str, sid: str, *, widget: str = "", when: float = 0.0) -> None:
+        """An Event Streams delivery about ``sid``: a step moves the record, an end ends
+        it (one read, the context). Events for runs the bot did not record are dropped."""
+        try:
+            record = await self.records.get(sid)
+            if record is None or record.state in FINAL:
+                return
+            if kind.endswith("step.ended") and widget:
+                await self.records.moved(sid, widget)
+            elif kind.endswith("execution.ended"):
+                await self._read_end(record, widget=record.widget, when=when)
+        except StateUnavailable as exc:
+            self.outage.failed(exc)  # the sweep is the safety net
+
+    async def seen_end(self, snapshot: Snapshot) -> None:
+        """A card saw its run end (``bot.follow``): recorded from what it read, no more reads."""
+        try:
+            record = await self.records.get(snapshot.run.sid)
+            if record is None or record.state in FINAL:
+                return
+            widget, failed = end_of(snapshot.steps)
+            updated = snapshot.updated.timestamp() if snapshot.updated else 0.0
+            answers = await self._answers(record.flow_sid, snapshot.context)
+            await self._finished(
+                await self.records.finish(
+                    record,
+                    "failed" if failed else "ended",
+                    widget=widget,
+                    ended_at=updated,
+                    answers=answers,
+                )
+            )
+        except StateUnavailable as exc:
+            self.outage.failed(exc)

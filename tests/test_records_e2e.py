@@ -1,0 +1,231 @@
+"""Run records (issue 24): every start recorded, followed to its end by the sweep or by
+Event Streams, its answers collected, bulk runs' second tally and final results file,
+records kept across a restart on a real Redis; v1 and v2."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from typing import Any
+
+import pytest
+
+from bot import outcomes as outcomes_module
+from bot.bulk import report, worker
+from bot.flows import collect_answers
+from tests import flow_definitions as defs
+from tests.harness import Harness, buttons, harness, text_of, wired
+from tests.peers import ENGAGEMENT_SID, FLOW_SID, FakeSlack, FakeStudio, RedisServer
+from tests.test_bulk_e2e import preview, until
+from tests.test_follow_e2e import EVENTS_URL, cloud_event, post_events, step
+
+FAST = {"STUDIO_READ_RATE_LIMIT": "1000/second"}  # a check is due again at once
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outcomes_module, "MIN_INTERVAL", 0.0)  # check at every sweep
+    monkeypatch.setattr(outcomes_module, "TICK_SECONDS", 3600.0)  # sweeps run by the tests
+    monkeypatch.setattr(report, "MAX_PAUSE", 0.2)
+    monkeypatch.setattr(worker, "IDLE_SECONDS", 0.2)
+
+
+def survey_studio() -> FakeStudio:
+    studio = FakeStudio()
+    studio.flows[FLOW_SID] = {"friendly_name": "Survey", "definition": defs.SMS_SURVEY}
+    return studio
+
+
+def end(studio: FakeStudio, sid: str, reply: str | None, *, widget: str = "thanks") -> None:
+    """The run answers (or not) and ends at ``widget``."""
+    run = studio.runs[sid]
+    run["status"] = "ended"
+    run["date_updated"] = "2026-11-23T10:05:00Z"
+    if reply is not None:
+        run["context"]["widgets"] = {"start": {"inbound": {"Body": reply}}}
+    studio.steps[:] = [
+        {**step(1, "start"), "transitioned_from": "start", "transitioned_to": "check"},
+        {**step(2, "Ended", "sent"), "transitioned_from": widget, "transitioned_to": "Ended"},
+    ]
+
+
+def reads_of(studio: FakeStudio, sid: str) -> list[str]:
+    return [r["path"] for r in studio.requests if r["method"] == "GET" and sid in r["path"]]
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_a_start_is_recorded_and_followed_to_its_end_with_its_answer(
+    monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    studio = survey_studio()
+    async with harness(monkeypatch, studio, STUDIO_API=api, **FAST) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        records, outcomes = run.services.records, run.services.outcomes
+        assert records is not None
+        assert outcomes is not None
+        kept = await records.get(ENGAGEMENT_SID)
+        assert kept is not None
+        assert (kept.state, kept.flow_sid, kept.starter) == ("active", FLOW_SID, "U0CALLER")
+        assert kept.contact == "+1 617-•••-1212"  # as the audit keeps it
+        await outcomes.sweep()  # still active: one read
+        assert len(reads_of(studio, ENGAGEMENT_SID)) == 1
+        end(studio, ENGAGEMENT_SID, "5")
+        await outcomes.sweep()  # ended: the run, its steps, its context
+        done = await records.get(ENGAGEMENT_SID)
+    assert done is not None
+    assert (done.state, done.widget) == ("ended", "thanks")
+    assert done.answered == {"start": "5"}
+    assert done.duration_s >= 0
+    assert len(reads_of(studio, ENGAGEMENT_SID)) == 4
+
+
+async def test_event_streams_end_a_record_with_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    studio = survey_studio()
+    env = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST}
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        end(studio, ENGAGEMENT_SID, "4", widget="no_reply")
+        studio.requests.clear()
+        moved = cloud_event("step.ended")
+        moved["data"]["transitioned_from"] = "no_reply"
+        await post_events(run, [moved, cloud_event("execution.ended")])
+        await run.idle()
+        records = run.services.records
+        assert records is not None
+        done = await records.get(ENGAGEMENT_SID)
+    assert done is not None
+    assert (done.state, done.widget, done.answered) == ("ended", "no_reply", {"start": "4"})
+    assert reads_of(studio, ENGAGEMENT_SID) == [
+        f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context"
+    ]
+
+
+async def test_a_start_twilio_refused_is_recorded_with_its_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = (400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})
+    async with harness(monkeypatch, FakeStudio(answers=[refused])) as run:
+        await run.command("+16175551212")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        records = run.services.records
+        assert records is not None
+        (kept,) = await records.in_window(0)
+    assert (kept.state, kept.code, kept.sid) == ("not_started", "21211", "")
+
+
+async def test_following_stops_after_bulk_follow_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with harness(monkeypatch, FakeStudio(), BULK_FOLLOW_HOURS="0", **FAST) as run:
+        await run.command("+16175551212")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        records, outcomes = run.services.records, run.services.outcomes
+        assert records is not None
+        assert outcomes is not None
+        await outcomes.sweep()
+        kept = await records.get(ENGAGEMENT_SID)
+    assert kept is not None
+    assert kept.state == "unfollowed"
+
+
+def final_results(slack: FakeSlack) -> list[dict[str, str]]:
+    upload = next(u for u in reversed(slack.uploads) if "final" in u.get("title", ""))
+    content = upload["content"].decode()
+    return list(csv.DictReader(io.StringIO(content[content.index("row,") :])))
+
+
+async def sweep_until(run: Harness, condition: Any) -> None:
+    outcomes = run.services.outcomes
+    assert outcomes is not None
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await outcomes.sweep()
+        await run.idle()
+        await asyncio.sleep(0.1)  # the worker delivers the final file on its own round
+
+
+async def test_a_bulk_run_tallies_its_ends_and_uploads_a_final_results_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    studio = survey_studio()
+    async with harness(monkeypatch, studio, **FAST) as run:
+        await run.idle()
+        shown = await preview(run, "+16175551212 +16175551213 +16175551214 first_name=Zeke")
+        await run.click("bulk_start", buttons(shown)["bulk_start"]["value"])
+        await until(lambda: run.slack.uploads)  # the starts are done: the first results
+        first = run.slack.uploads[0]
+        assert "final" not in first["title"]
+        sids = list(studio.runs)
+        end(studio, sids[0], "5")
+        end(studio, sids[1], "=1+1")  # an answer a spreadsheet would run
+        studio.runs[sids[2]]["status"] = "ended"  # ended without answering
+        await sweep_until(run, lambda: len(run.slack.uploads) >= 2)
+    rows = {r["contact"]: r for r in final_results(run.slack)}
+    assert [rows[c]["status"] for c in ("'+16175551212", "'+16175551213", "'+16175551214")] == [
+        "ended",
+        "ended",
+        "ended",
+    ]
+    assert rows["'+16175551212"]["start"] == "5"
+    assert rows["'+16175551213"]["start"] == "'=1+1"  # neutralised
+    assert rows["'+16175551214"]["start"] == ""
+    assert all(r["ended_at"] and r["duration_s"] for r in rows.values())
+    last = [p for p in run.slack.posts if "Bulk run" in str(p.get("text"))][-1]
+    assert "Runs: 3 ended" in text_of(last["blocks"])
+    assert "0 still active" in text_of(last["blocks"])
+
+
+async def test_records_survive_a_restart_on_redis(
+    monkeypatch: pytest.MonkeyPatch, redis: RedisServer
+) -> None:
+    studio, slack = survey_studio(), FakeSlack()
+    env = {"REDIS_URL": redis.url.replace("/0", "/8"), **FAST}
+    async with wired(monkeypatch, studio, slack, env=env) as first:
+        await first.idle()
+        await first.command("+16175551212 first_name=Zeke")
+        await slack.wait_for_replies(1)
+        await first.idle()
+    end(studio, ENGAGEMENT_SID, "3")
+    async with wired(monkeypatch, studio, slack, env=env) as second:
+        outcomes, records = second.services.outcomes, second.services.records
+        assert outcomes is not None
+        assert records is not None
+        await outcomes.sweep()
+        kept = await records.get(ENGAGEMENT_SID)
+    assert kept is not None
+    assert (kept.state, kept.answered) == ("ended", {"start": "3"})
+
+
+def test_answers_are_collected_from_the_widgets_and_the_configured_paths() -> None:
+    context = {
+        "widgets": {
+            "ask": {"inbound": {"Body": "yes"}},
+            "menu": {"Digits": "2"},
+            "talk": {"SpeechResult": "call me " * 200},
+            "never": {},
+        },
+        "flow": {"variables": {"score": 9}},
+    }
+    widgets = (
+        ("ask", "send-and-wait-for-reply"),
+        ("menu", "gather-input-on-call"),
+        ("talk", "gather-input-on-call"),
+        ("never", "send-and-wait-for-reply"),
+    )
+    found = collect_answers(context, widgets, ("flow.variables.score", "flow.variables.none"))
+    assert found["ask"] == "yes"
+    assert found["menu"] == "2"
+    assert len(found["talk"]) == 500
+    assert found["talk"].endswith("…")
+    assert found["flow.variables.score"] == "9"
+    assert "never" not in found
+    assert "flow.variables.none" not in found
