@@ -8,6 +8,7 @@ ever escapes it, whatever the input.
     /engage <alias> <to> [...]
     /engage <to> {"json": "object"}
     /engage help
+    /engage report [flow] [--since 7d] [--csv]
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [
 
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
-RESERVED_WORDS = ("help", "flows", "status")  # subcommands; never flow aliases
-_OPTIONS = ("from", "flow")
+RESERVED_WORDS = ("help", "flows", "status", "report")  # subcommands; never flow aliases
+_OPTIONS = ("from", "flow", "since", "csv")
+_FLAGS = ("csv",)  # options that take no value
+_START_OPTIONS = ("from", "flow")  # what a start takes
+_SPAN = re.compile(r"^(\d{1,4})\s*([mhdw])$")
+_SPAN_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_REPORT_DAYS = 366
 
 # What Slack clients (and macOS/iOS autocorrect) do to typed text.
 _QUOTES = str.maketrans(
@@ -120,7 +126,18 @@ class BulkCommand:
         return [row_for(i, typed, region, {}) for i, typed in enumerate(self.contacts, 1)]
 
 
-Command = EngageCommand | BulkCommand | HelpCommand | FlowsCommand | StatusCommand
+@dataclass(frozen=True)
+class ReportCommand:
+    """``/engage report [flow] [--since 7d] [--csv]``: what the runs started in the window
+    did. ``flow_sids`` empty: every flow the asker may read."""
+
+    flow_sids: tuple[str, ...]
+    since_seconds: float = 7 * 86400
+    csv: bool = False
+    flow_alias: str | None = None
+
+
+Command = EngageCommand | BulkCommand | HelpCommand | FlowsCommand | StatusCommand | ReportCommand
 
 
 # --- tokens -------------------------------------------------------------------
@@ -240,6 +257,11 @@ class _Scanner:
                 f"unknown option --{name}: the options are --from and --flow",
                 self._rest_of_token(start),
             )
+        if name in _FLAGS:
+            self.i = j
+            if not self._at_end_of_token():
+                raise CommandError(f"--{name} takes no value", self._rest_of_token(start))
+            return _Option(name, "", self.s[start:j])
         if j < len(self.s) and self.s[j] == "=":
             self.i = j + 1
         else:
@@ -325,6 +347,14 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
         return FlowsCommand()
     if first == "status":
         return _status(tokens[1:], defaults)
+    if first == "report":
+        return _report(tokens[1:], defaults)
+    if other := next(
+        (t for t in tokens if isinstance(t, _Option) and t.name not in _START_OPTIONS), None
+    ):
+        raise CommandError(
+            f"unknown option --{other.name}: the options are --from and --flow", other.raw
+        )
     words = [t.text for t in tokens if isinstance(t, _Word)]
 
     options: dict[str, _Option] = {}
@@ -432,6 +462,39 @@ def _status(tokens: list[_Token], defaults: Defaults) -> StatusCommand:
     if not candidates:
         raise CommandError("no flow is configured: ask an admin to set STUDIO_FLOW_SID")
     return StatusCommand(sid, tuple(candidates))
+
+
+def _report(tokens: list[_Token], defaults: Defaults) -> ReportCommand:
+    usage = "usage: /engage report [flow] [--since 7d] [--csv]"
+    words = [t.text for t in tokens if isinstance(t, _Word)]
+    options = [t for t in tokens if isinstance(t, _Option)]
+    other = [t for t in tokens if isinstance(t, _Item | _Object)] + [
+        o for o in options if o.name not in ("since", "csv", "flow")
+    ]
+    if other:
+        raise CommandError(f"unexpected {_raw(other[0])!r}; {usage}", _raw(other[0]))
+    named: dict[str, _Option] = {}
+    for option in options:
+        if option.name in named:
+            raise CommandError(f"--{option.name} is given twice; {usage}", option.raw)
+        named[option.name] = option
+    if len(words) > 1:
+        raise CommandError(f"name at most one flow; {usage}", words[1])
+    since = 7 * 86400.0
+    if "since" in named:
+        span = _SPAN.match(named["since"].value.strip().lower())
+        seconds = int(span.group(1)) * _SPAN_SECONDS[span.group(2)] if span else 0
+        if not seconds or seconds > MAX_REPORT_DAYS * 86400:
+            raise CommandError(
+                f"--since takes a span such as 90m, 24h, 7d or 4w (at most {MAX_REPORT_DAYS}d)",
+                named["since"].raw,
+            )
+        since = float(seconds)
+    csv_wanted = "csv" in named
+    if words or "flow" in named:
+        sid, alias = _resolve_flow(words[0] if words else None, named.get("flow"), defaults)
+        return ReportCommand((sid,), since, csv_wanted, alias)
+    return ReportCommand((), since, csv_wanted)
 
 
 def _known_flows(defaults: Defaults) -> str:

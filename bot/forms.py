@@ -29,6 +29,7 @@ from bot.messages.text import configured_flows, label
 from bot.messages.views import FlowChoice, RecentRun, View, form, home
 from bot.phone import channel_mismatch, parse_address, pretty
 from bot.policy import Policy, access_refusal
+from bot.report import Reports
 from bot.store import BestEffort, Durable, Store
 from bot.studio import Engagement
 
@@ -61,11 +62,13 @@ class Forms:
         policy: Policy,
         catalog: FlowCatalog | None = None,
         api: str = "v1",
+        reports: Reports | None = None,
     ) -> None:
         self.defaults = defaults
         self.policy = policy
         self.catalog = catalog
         self.api = api  # STUDIO_API: the Home tab's links
+        self.reports = reports  # the Home tab's counts of the last 7 days
         self.state = Durable(store)
         self.marks = BestEffort(store)  # who opened their Home tab lately
 
@@ -201,8 +204,20 @@ class Forms:
             recent = await self.recent(caller.user_id)
         except StateUnavailable:
             recent = []
-        api = self.api
-        return home(self.choices(caller), recent, user_id=caller.user_id, api=api, note=note)
+        choices = self.choices(caller)
+        week = None
+        if self.reports is not None:
+            stats = await self.reports.stats(c.sid for c in choices)
+            week = {
+                sid: (
+                    s.total - dict(s.by_state).get("not_started", 0),
+                    dict(s.by_state).get("ended", 0),
+                    dict(s.by_state).get("failed", 0),
+                    s.answered,
+                )
+                for sid, s in stats.items()
+            }
+        return home(choices, recent, user_id=caller.user_id, api=self.api, note=note, week=week)
 
     async def set_status(self, user_id: str, sid: str, status: str) -> None:
         """A recent run's status, as last seen (Refresh, End)."""

@@ -51,10 +51,10 @@ class RunActions:
         self.aliases = dict(aliases or {})  # flow SID -> alias
         self.mask_numbers = mask_numbers
 
-    async def _refusal(
-        self, flow_sids: tuple[str, ...], caller: Caller, sid: str, what: str
+    async def readable(
+        self, flow_sids: tuple[str, ...], caller: Caller, what: str, sid: str | None = None
     ) -> tuple[tuple[str, ...], Message | None]:
-        """The flows ``caller`` may act on among ``flow_sids``, or the refusal: the access
+        """The flows ``caller`` may read among ``flow_sids``, or the refusal: the access
         rules, then the per-user limit on looks at runs. Audited when refused."""
         aliases = self.aliases
         reasons = {
@@ -68,11 +68,17 @@ class RunActions:
             reason = next(r for r in reasons.values() if r)
             audit.record("refused", caller, sid=sid, detail=f"{what}: {reason}")
             return (), messages.not_allowed(reason)
+        if limited := await self.limited(caller, what, sid):
+            return (), limited
+        return allowed, None
+
+    async def limited(self, caller: Caller, what: str, sid: str | None = None) -> Message | None:
+        """Count one look at runs for ``caller``; the refusal past USER_RATE_LIMIT."""
         if wait := await self.throttle.user_wait(caller.user_id, _ACTIONS):
             rate = self.throttle.user_rate
             audit.record("rate_limited", caller, sid=sid, detail=f"{what}: {rate}")
-            return (), messages.rate_limited(wait, rate, starting=False)
-        return allowed, None
+            return messages.rate_limited(wait, rate, starting=False)
+        return None
 
     async def _allowed(self, ref: CardRef, caller: Caller, what: str, notify: Reply) -> bool:
         """Whether ``caller`` may act on the card's run; if not, says why, privately. From
@@ -80,7 +86,7 @@ class RunActions:
         if not caller.channel_id:
             shown = await self.registry.find(ref.sid)
             caller = replace(caller, channel_id=shown.channel if shown else "")
-        _, refused = await self._refusal((ref.flow_sid,), caller, ref.sid, what)
+        _, refused = await self.readable((ref.flow_sid,), caller, what, ref.sid)
         if refused:
             await deliver(notify, refused, ref.sid)
         return refused is None
@@ -95,7 +101,7 @@ class RunActions:
 
     async def status(self, command: StatusCommand, caller: Caller, reply: Reply) -> Message:
         """The rules and the limit now (the ack); the run follows through ``reply``."""
-        flows, refused = await self._refusal(command.flow_sids, caller, command.sid, "status")
+        flows, refused = await self.readable(command.flow_sids, caller, "status", command.sid)
         if refused:
             return refused
         self.tasks.spawn(self._status(command.sid, flows, caller, reply), f"status:{command.sid}")

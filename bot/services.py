@@ -18,6 +18,7 @@ from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
 from bot.outcomes import Outcomes
 from bot.records import Records
+from bot.report import Reports
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.runs import RunRegistry
@@ -42,6 +43,7 @@ class Services:
     catalog: FlowCatalog | None = None  # the flows, as Studio describes them
     records: Records | None = None  # every start, kept (RUN_RECORD_DAYS)
     outcomes: Outcomes | None = None  # follows every recorded run to its end
+    reports: Reports | None = None  # /engage report, the Home tab's counts
     follower: Follower | None = None  # cards that follow their runs
     bulk: BulkRuns | None = None  # one flow for many contacts
     forms: Forms | None = None  # the form, the shortcuts, the Home tab
@@ -136,8 +138,21 @@ class Services:
             if settings.twilio_events_url
             else (lambda: outcomes.interval),
         )
+        reports = Reports(
+            records,
+            runs,
+            policy=policy,
+            tasks=tasks,
+            slack=slack,
+            names=aliases,
+        )
         forms = Forms(
-            settings.command_defaults, store, policy=policy, catalog=catalog, api=studio.api
+            settings.command_defaults,
+            store,
+            policy=policy,
+            catalog=catalog,
+            api=studio.api,
+            reports=reports,
         )
         follower.on_started = started_hook(forms, slack)
         follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
@@ -154,6 +169,7 @@ class Services:
             catalog,
             records,
             outcomes,
+            reports,
             follower,
             bulk,
             forms,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot import outcomes as outcomes_module
+from bot import report as report_module
 from bot.bulk import report, worker
 from bot.flows import collect_answers
 from tests import flow_definitions as defs
@@ -30,6 +31,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outcomes_module, "TICK_SECONDS", 3600.0)  # sweeps run by the tests
     monkeypatch.setattr(report, "MAX_PAUSE", 0.2)
     monkeypatch.setattr(worker, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(report_module, "STATS_SECONDS", 0.0)  # the Home tab counts afresh
 
 
 def survey_studio() -> FakeStudio:
@@ -229,3 +231,98 @@ def test_answers_are_collected_from_the_widgets_and_the_configured_paths() -> No
     assert found["flow.variables.score"] == "9"
     assert "never" not in found
     assert "flow.variables.none" not in found
+
+
+def test_the_funnel_arithmetic() -> None:
+    from bot.records import RunRecord
+    from bot.report import summarise
+
+    def rec(state: str, widget: str = "", code: str = "", answers: str = "") -> RunRecord:
+        return RunRecord(
+            id=f"x{state}{widget}{code}{answers}",
+            flow_sid=FLOW_SID,
+            contact="+1 617-•••-1212",
+            starter="U1",
+            started_at=1.0,
+            state=state,  # type: ignore[arg-type]
+            widget=widget,
+            code=code,
+            answers=answers,
+        )
+
+    summary = summarise(
+        [
+            rec("ended", "thanks", answers='{"start": "5"}'),
+            rec("ended", "thanks", answers='{"start": "4"}'),
+            rec("ended", "no_reply"),
+            rec("failed", "call"),
+            rec("active"),
+            rec("not_started", code="21211"),
+            rec("unknown", code="500"),
+        ]
+    )
+    assert summary.total == 7
+    assert dict(summary.by_state) == {
+        "ended": 3,
+        "failed": 1,
+        "active": 1,
+        "not_started": 1,
+        "unknown": 1,
+    }
+    assert summary.funnel == (("thanks", 2), ("call", 1), ("no_reply", 1))
+    assert summary.answers == (("start", (("4", 1), ("5", 1))),)
+    assert summary.failures == (("21211", 1), ("500", 1))
+    assert summary.answered == 2
+
+
+async def test_the_report_and_its_csv_only_to_the_asker_under_the_status_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    studio = survey_studio()
+    env = {**FAST, "STUDIO_FLOWS": "onboarding=" + FLOW_SID + ";users=U0CALLER"}
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("onboarding +16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        end(studio, ENGAGEMENT_SID, "=cmd|' /C calc'!A0")
+        outcomes = run.services.outcomes
+        assert outcomes is not None
+        await outcomes.sweep()
+        refused = (await run.command("report onboarding", user_id="U0OTHER"))[0].json()
+        ack = (await run.command("report onboarding --since 24h --csv"))[0].json()
+        (shown,) = (await run.slack.wait_for_replies(2))[1:]
+        await until(lambda: run.slack.uploads)
+    assert "not allowed" in refused["text"]
+    assert "Counting" in ack["text"]
+    assert shown["response_type"] == "ephemeral"
+    text = text_of(shown)
+    assert "1 run(s) started" in text
+    assert "`thanks`: 1 (100%)" in text
+    (upload,) = run.slack.uploads
+    assert upload["channel_id"] == "U0CALLER"  # to the asker, directly
+    content = upload["content"].decode()
+    assert "+1 617-•••-1212" in content  # masked, as the audit keeps it
+    assert "6175551212" not in content
+    assert "'=cmd" in content  # the answer, neutralised
+
+
+async def test_the_home_tab_counts_the_last_7_days_per_flow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_forms_e2e import open_home
+
+    studio = survey_studio()
+    async with harness(monkeypatch, studio, **FAST) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        end(studio, ENGAGEMENT_SID, "5")
+        outcomes = run.services.outcomes
+        assert outcomes is not None
+        await outcomes.sweep()
+        await open_home(run)
+        await run.idle()
+    home = [v for v in run.slack.views if v["method"] == "views.publish"][-1]
+    assert "Last 7 days: 1 started · 1 ended · 0 failed · 1 answered" in text_of(home["view"])

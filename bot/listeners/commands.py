@@ -9,7 +9,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import audit, messages
-from bot.command import BulkCommand, FlowsCommand, HelpCommand, StatusCommand, parse
+from bot.command import (
+    BulkCommand,
+    FlowsCommand,
+    HelpCommand,
+    ReportCommand,
+    StatusCommand,
+    parse,
+)
 from bot.errors import CommandError
 from bot.listeners.forms import open_form
 from bot.listeners.origin import origin_of
@@ -49,6 +56,10 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
         return await services.engager.describe_flows(services.defaults, reply)
     if isinstance(command, StatusCommand):
         return await services.runs.status(command, origin.caller, reply)
+    if isinstance(command, ReportCommand):
+        if services.reports is None:
+            return messages.refused("reports are not available here")
+        return await services.reports.report(command, origin.caller, reply)
     if isinstance(command, BulkCommand):
         if services.bulk is None:
             return messages.refused("bulk runs are not available here")

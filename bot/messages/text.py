@@ -90,6 +90,9 @@ def help_text(defaults: Defaults, command: str = "/engage") -> str:
         "key=value sends a string, key:=json a JSON value; dots nest (customer.name=Zeke).",
         "Each key reaches the flow as {{flow.data.key}}.",
         "",
+        f"Also: {command} status FN… · {command} flows · {command} help <flow>",
+        f"      {command} report [flow] [--since 7d] [--csv]  (how the runs went: only you see it)",
+        "",
         "Flows:",
     ]
     for alias, sid in sorted(defaults.flows.items()):

@@ -10,7 +10,7 @@ when the flow may read anything, ``sender`` when there is a choice, and ``channe
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,9 +199,11 @@ def home(
     user_id: str = "",
     api: str = "v1",
     note: str = "",
+    week: Mapping[str, tuple[int, int, int, int]] | None = None,
 ) -> View:
     """The app's Home tab: a button to the form, your recent runs with the card's buttons,
-    the flows you may start; ``note`` says what the last click did, if it said anything."""
+    the flows you may start (with ``week``: per flow SID, the last 7 days' started, ended,
+    failed and answered runs); ``note`` says what the last click did, if it said anything."""
     blocks: list[Block] = [
         section(text=md("*Studio flows*\nStart a flow for a contact, with a form or `/engage`.")),
         actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")]),
@@ -249,7 +251,14 @@ def home(
     blocks += [{"type": "divider"}, section(text=md("*Flows you may start*"))]
     for flow in flows[:20]:
         line = parameters_line(flow.info) if flow.info else "parameters not known yet"
-        blocks.append(section(text=md(f"*{escape(flow.label)}*\n{escape(line)}")))
+        counts = ""
+        if week is not None and flow.sid in week:
+            started, ended, failed, answered = week[flow.sid]
+            counts = (
+                f"\nLast 7 days: {started} started · {ended} ended · {failed} failed"
+                f" · {answered} answered"
+            )
+        blocks.append(section(text=md(f"*{escape(flow.label)}*\n{escape(line)}{counts}")))
     if not flows:
         blocks.append(context([md("No flow is open to you here; ask an admin.")]))
     return {"type": "home", "blocks": blocks[:100]}
