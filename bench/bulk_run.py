@@ -61,6 +61,16 @@ class Peers:
 
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if method == "files.info":  # the CSV file, asked for by its ID
+            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+            info = {
+                "id": "F1",
+                "name": "contacts.csv",
+                "filetype": "csv",
+                "size": len(self.csv),
+                "url_private_download": f"http://{host}:{port}/files/contacts.csv",
+            }
+            return web.json_response({"ok": True, "file": info})
         if method == "files.getUploadURLExternal":
             host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
             return web.json_response(
@@ -90,6 +100,7 @@ class Peers:
         app.router.add_post("/v1/Flows/{flow}/Engagements", self.create)
         app.router.add_get("/v2/Flows/{flow}", self.not_found)
         app.router.add_post("/api/{method}", self.api)
+        app.router.add_get("/api/{method}", self.api)
         app.router.add_post("/upload", self.upload)
         app.router.add_post("/respond/{id}", self.respond)
         app.router.add_get("/files/contacts.csv", self.file)
@@ -165,15 +176,7 @@ async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
                 "callback_id": "bulk_csv",
                 "trigger_id": "1.2",
                 "response_url": f"{base}/respond/preview",
-                "message": {
-                    "text": "list",
-                    "files": [
-                        {
-                            "name": "contacts.csv",
-                            "url_private_download": f"{base}/files/contacts.csv",
-                        }
-                    ],
-                },
+                "message": {"text": "list", "files": [{"id": "F1", "name": "contacts.csv"}]},
             }
             await post(http, url, payload(shortcut))
             for _ in range(600):  # the preview, within 30 s

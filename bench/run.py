@@ -406,6 +406,15 @@ def main() -> None:
                 check=True,
             )
             report[key] = json.loads(done.stdout)
+        records_rows = "500" if args.quick else "5000"
+        for key, extra in (("outcomes_events", []), ("outcomes_polling", ["--polling"])):
+            done = subprocess.run(
+                [PY, str(HERE / "outcomes_run.py"), "--rows", records_rows, *extra],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            report[key] = json.loads(done.stdout)
         saturation = 500 if args.quick else 2000
         transports = subprocess.run(
             [PY, str(HERE / "transports.py"), "--studio", peers, "--total", str(saturation)],
@@ -633,6 +642,20 @@ def render(report: dict[str, Any]) -> str:
                 f" at most {run['max_sent_per_second']} creates in a second (pace 20);"
                 f" single acks p99 {run['during_ack_p99_ms']:.1f} ms during it,"
                 f" {run['idle_ack_p99_ms']:.1f} ms idle (target ≤ 2× idle)"
+            )
+    for key in ("outcomes_events", "outcomes_polling"):
+        if out := report.get(key):
+            after = out["final_results_after_last_end_s"]
+            lines.append(
+                f"run records, {out['path']}: {out['runs']:,} runs followed to their end:"
+                f" {out['studio_reads_per_run']:.2f} Studio reads per run"
+                + (" (target ≤ 1.05)" if out["path"] == "event streams" else "")
+                + f", at most {out['max_reads_per_second']} reads in a second"
+                f" (STUDIO_READ_RATE_LIMIT {out['read_rate_limit']:g}/s),"
+                + (f" final results {after:.1f} s after the last end" if after else " no final")
+                + (" (target ≤ 10 s)" if out["path"] == "event streams" else "")
+                + f", peak RSS {out['peak_rss_mib']:.0f} MiB (target ≤ 120 MiB),"
+                f" Redis {out['redis_bytes_per_record']:.0f} B per record (target ≤ 1 KiB)"
             )
     if bulk := report.get("bulk_preview"):
         lines.append(

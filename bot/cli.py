@@ -34,7 +34,8 @@ from bot.messages import describe_error, flow_label, help_text, outcome_note
 from bot.messages.text import configured_flows, findings_text, flow_summary, refusal_text
 from bot.phone import pretty
 from bot.policy import destination_refusal
-from bot.store import BestEffort
+from bot.records import Records
+from bot.store import BestEffort, Durable
 from bot.studio import console_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -167,6 +168,12 @@ async def _trigger(
             throttle=throttle(settings, store),
             catalog=FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds),
             parameter_check="off" if settings.flow_parameter_check == "off" else "refuse",
+            # kept with the bot's records (through REDIS_URL), followed by the bot
+            records=Records(
+                Durable(store),
+                days=settings.run_record_days,
+                follow_hours=settings.bulk_follow_hours,
+            ),
         )
         try:
             if dry_run:

@@ -40,16 +40,19 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 2.0
 BATCH = 50  # records looked at per round, the most overdue first
 MIN_INTERVAL = 60.0  # no run is checked more often than this by the sweep
+# With Event Streams the sweep is only a safety net (a delivery lost): it looks this late.
+SAFETY_NET_INTERVAL = 30 * 60.0
 SHARE = 0.5  # of STUDIO_READ_RATE_LIMIT, for the sweep (cards being followed use the rest)
 
 OnBulk = Callable[[RunRecord], Awaitable[None]]  # a bulk run's row ended
 
 
-def check_interval(active: int, reads_per_second: float) -> float:
+def check_interval(active: int, reads_per_second: float, *, events: bool = False) -> float:
     """Seconds between two checks of one run, so that checking ``active`` runs stays
-    within the sweep's share of the read budget. Pure."""
+    within the sweep's share of the read budget (with Event Streams, the sweep is a
+    safety net and waits longer). Pure."""
     budget = max(reads_per_second * SHARE, 1e-6)
-    return max(MIN_INTERVAL, active / budget)
+    return max(SAFETY_NET_INTERVAL if events else MIN_INTERVAL, active / budget)
 
 
 class Outcomes:
@@ -61,15 +64,18 @@ class Outcomes:
         reads: Throttle,
         catalog: FlowCatalog | None = None,
         collect: Mapping[str, tuple[str, ...]] | None = None,
+        events: bool = False,
     ) -> None:
         self.studio = studio
+        self.events = events  # Event Streams tell of ends: the sweep is a safety net
         self.records = records
         self.reads = reads  # STUDIO_READ_RATE_LIMIT, shared with the cards being followed
         self.catalog = catalog
         self.collect = dict(collect or {})  # flow SID -> its ;collect= context paths
         self.on_bulk: OnBulk | None = None
         self.outage = Outage(log, "run records: shared state")
-        self.interval = MIN_INTERVAL  # seconds between two checks of a run, as last set
+        # seconds between two checks of a run, as last set
+        self.interval = check_interval(0, reads.per_second, events=events)
         self._loop: asyncio.Task[None] | None = None
 
     # -- the sweep ------------------------------------------------------------------
@@ -99,7 +105,7 @@ class Outcomes:
         """One round over the records whose check is due; how many were checked."""
         now = time.time()
         active = await self.records.active_count()
-        self.interval = check_interval(active, self.reads.per_second)
+        self.interval = check_interval(active, self.reads.per_second, events=self.events)
         checked = 0
         for record in await self.records.due(now, BATCH):
             if now > record.follow_until:
@@ -127,14 +133,14 @@ class Outcomes:
     async def _read_end(self, record: RunRecord, *, widget: str = "", when: float = 0.0) -> None:
         """Where an ended run ended (unless known) and its answers; then recorded."""
         failed = False
-        try:
+        try:  # each read waits for its turn under STUDIO_READ_RATE_LIMIT, however long
             if not widget:
-                await self.reads.pace()
+                await self.reads.pace(bulk=True)
                 steps = await self.studio.steps(
                     record.flow_sid, record.sid, before_retry=self.reads.pace
                 )
                 widget, failed = end_of(steps)
-            await self.reads.pace()
+            await self.reads.pace(bulk=True)
             context = await self.studio.context(
                 record.flow_sid, record.sid, before_retry=self.reads.pace
             )

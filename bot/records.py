@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from bot.audit import Caller
@@ -69,10 +70,19 @@ class RunRecord(Record):
 class Records:
     """The records, over ``Durable`` state. Raises ``StateUnavailable``."""
 
-    def __init__(self, state: Durable, *, days: float = 90.0, follow_hours: float = 48.0) -> None:
+    def __init__(
+        self,
+        state: Durable,
+        *,
+        days: float = 90.0,
+        follow_hours: float = 48.0,
+        first_check: Callable[[], float] | None = None,
+    ) -> None:
         self.state = state
         self.keep = days * DAY
         self.follow_hours = follow_hours
+        # seconds after a start before the sweep first looks (None: at once)
+        self.first_check = first_check
 
     async def _put(self, record: RunRecord) -> None:
         await self.state.use(lambda s: s.hset(f"rec:{record.id}", record.fields(), self.keep))
@@ -100,7 +110,8 @@ class Records:
             follow_until=now + self.follow_hours * 3600,
         )
         await self._put(record)
-        await self.state.use(lambda s: s.zadd(ACTIVE, {sid: now}, self.keep))
+        check = now + (self.first_check() if self.first_check else 0.0)
+        await self.state.use(lambda s: s.zadd(ACTIVE, {sid: check}, self.keep))
         return record
 
     async def not_started(

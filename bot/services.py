@@ -74,7 +74,10 @@ class Services:
         )
         reads = Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit)
         records = Records(
-            state, days=settings.run_record_days, follow_hours=settings.bulk_follow_hours
+            state,
+            days=settings.run_record_days,
+            follow_hours=settings.bulk_follow_hours,
+            first_check=lambda: outcomes.interval,  # the sweep's own pace
         )
         outcomes = Outcomes(
             studio,
@@ -82,6 +85,7 @@ class Services:
             reads=reads,
             catalog=catalog,
             collect={spec.sid: spec.collect for spec in settings.studio_flows.values()},
+            events=bool(settings.twilio_events_url),
         )
         follower = Follower(
             studio,
