@@ -72,7 +72,9 @@ class Services:
             if token
             else None
         )
-        reads = Throttle(BestEffort(store), studio_rate=settings.studio_read_rate_limit)
+        reads = Throttle(
+            BestEffort(store), studio_rate=settings.studio_read_rate_limit, name="reads"
+        )
         records = Records(
             state,
             days=settings.run_record_days,

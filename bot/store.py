@@ -83,6 +83,12 @@ class Store(Protocol):
         """Remove ``key`` only if it holds ``value`` (atomically: a lease is released only
         by its holder); True if it was removed."""
 
+    async def reserve(self, key: str, interval: float, horizon: float) -> float:
+        """A send time on the schedule ``key`` (GCRA with no burst: one send every
+        ``interval`` seconds, atomically across processes): the seconds to wait for it,
+        reserved; or, if it is more than ``horizon`` seconds away, minus that wait,
+        nothing reserved."""
+
     async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
         """Add (or re-score) ``members`` of the sorted set ``key``; (re)start its TTL."""
 
@@ -167,6 +173,16 @@ class MemoryStore:
             return False
         self._items.pop(key, None)
         return True
+
+    async def reserve(self, key: str, interval: float, horizon: float) -> float:
+        now = time.monotonic()
+        stored = self._live(key)
+        tat = max(float(stored) if isinstance(stored, str) else 0.0, now)
+        wait = tat - now
+        if wait > horizon:
+            return -wait
+        self._items[key] = (repr(tat + interval), now + wait + interval + 60)
+        return wait
 
     def _zset(self, key: str) -> dict[str, float]:
         value = self._live(key)
@@ -296,6 +312,12 @@ class RedisStore:
         removed = await self._call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
         return bool(removed)
 
+    async def reserve(self, key: str, interval: float, horizon: float) -> float:
+        answer = await self._call(
+            self._redis.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
+        )
+        return float(answer)
+
     async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(PREFIX + key, dict(members))
@@ -331,6 +353,21 @@ class RedisStore:
 _DELETE_IF = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+
+
+# The next send time of a schedule, by Redis's own clock (one clock for every process):
+# GCRA with no burst. Numbers go back as strings (a Lua number would be truncated).
+_RESERVE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < t then tat = t end
+local wait = tat - t
+if wait > tonumber(ARGV[2]) then return tostring(-wait) end
+local keep = math.ceil((wait + tonumber(ARGV[1])) * 1000) + 60000
+redis.call('SET', KEYS[1], string.format('%.6f', tat + tonumber(ARGV[1])), 'PX', keep)
+return string.format('%.6f', wait)
 """
 
 

@@ -27,6 +27,10 @@ async def _hit(store: Store, item: limits.RateLimitItem, *ids: str, cost: int = 
     return max(1e-6, stats.reset_time - time.time())
 
 
+SPACING = 1.05  # send a little slower than the limit: requests arrive with jitter
+BULK_HORIZON = 0.1  # seconds ahead a bulk row may reserve (single commands go first)
+
+
 class Throttle:
     """The "how often" guardrails."""
 
@@ -38,7 +42,9 @@ class Throttle:
         studio_rate: str = "20/second",
         max_wait: float = 10.0,
         duplicate_window: float = 60.0,
+        name: str = "studio",
     ) -> None:
+        self.name = name  # the schedule's key: starts and reads pace apart
         self.state = state or BestEffort()
         self.user_rate = user_rate
         self.studio_rate = studio_rate
@@ -61,29 +67,27 @@ class Throttle:
         return self._studio_item.amount / self._studio_item.get_expiry()
 
     async def pace(self, requests: int = 1, *, bulk: bool = False) -> bool:
-        """Wait for ``requests`` slots under STUDIO_RATE_LIMIT (account-wide); False after
-        ``max_wait``. A ``bulk`` row waits as long as it takes, and lets single commands
-        waiting anywhere go first."""
-        deadline = time.monotonic() + (float("inf") if bulk else self.max_wait)
+        """Wait for a send time under STUDIO_RATE_LIMIT (account-wide): a schedule with
+        one send every ``1 / rate`` seconds (a little more: arrivals jitter), shared by
+        every process through the store, so that no second ever carries more than the
+        rate, whichever process sends. False when the slot is more than ``max_wait``
+        away (nothing reserved). A ``bulk`` row waits as long as it takes, reserving
+        only the next moments' slots, so that a single command asking meanwhile is
+        served right after them."""
         cost = max(1, min(requests, self._studio_item.amount))
-
+        interval = cost * SPACING / self.per_second
+        horizon = BULK_HORIZON if bulk else self.max_wait
         while True:
-            if bulk:
-                singles: str | None = await self.state.use(lambda s: s.get("pace:singles"))
-                if singles:
-                    await asyncio.sleep(0.05)  # a single command is waiting: it goes first
-                    continue
             wait = await self.state.use(
-                lambda store: _hit(store, self._studio_item, "studio", cost=cost)
+                lambda store: store.reserve(f"pace:{self.name}", interval, horizon)
             )
-            if not wait:
+            if wait >= 0:
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 return True
-            if not bulk:  # tell bulk runs, in every process, to stand aside a moment
-                await self.state.use(lambda store: store.set("pace:singles", "1", 0.2))
-            wait = max(0.01, wait)
-            if time.monotonic() + wait > deadline:
+            if not bulk:
                 return False
-            await asyncio.sleep(min(wait, 0.25))
+            await asyncio.sleep(min(-wait - horizon, 0.25))
 
     @staticmethod
     def _duplicate_key(user_id: str, command: EngageCommand) -> str:

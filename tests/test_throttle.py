@@ -59,16 +59,63 @@ async def test_pacing_queues_briefly_instead_of_failing(store: Store) -> None:
 async def test_pacing_gives_up_after_max_wait(store: Store) -> None:
     throttle = Throttle(BestEffort(store), studio_rate="2/minute", max_wait=0.2)
     assert await throttle.pace()
-    assert await throttle.pace()
     started = time.monotonic()
-    assert not await throttle.pace()
+    assert not await throttle.pace()  # the next send time is 31 s away
     assert time.monotonic() - started < 1
+
+
+def most_in_a_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_two_processes_pace_smoothly_on_one_schedule(redis: RedisServer) -> None:
+    """Sends are spaced, not bunched at the start of each second, across processes."""
+    stores = [RedisStore(redis.url.replace("/0", "/9")) for _ in range(2)]
+    await stores[0].redis.flushdb()
+    throttles = [Throttle(BestEffort(s), studio_rate="10/second", max_wait=10) for s in stores]
+    sent: list[float] = []
+
+    async def send(throttle: Throttle) -> None:
+        assert await throttle.pace(bulk=True)
+        sent.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(send(throttles[i % 2]) for i in range(25)))
+    took = time.monotonic() - started
+    for store in stores:
+        await store.aclose()
+    assert most_in_a_second(sent) <= 10
+    assert 2.2 < took < 4.0  # 25 sends at 10 a second (a little under): about 2.5 s
+    gaps = [b - a for a, b in zip(sorted(sent), sorted(sent)[1:], strict=False)]
+    assert min(gaps) > 0.05  # spaced, never a burst
+
+
+async def test_a_single_command_goes_first_while_bulk_rows_wait(store: Store) -> None:
+    throttle = Throttle(BestEffort(store), studio_rate="5/second", max_wait=10)
+
+    async def bulk_rows() -> None:
+        for _ in range(20):
+            await throttle.pace(bulk=True)
+
+    rows = asyncio.create_task(bulk_rows())
+    await asyncio.sleep(0.5)  # the rows have the schedule to themselves a moment
+    started = time.monotonic()
+    assert await throttle.pace()
+    waited = time.monotonic() - started
+    rows.cancel()
+    assert waited < 0.6  # behind the next moments' rows, not behind all twenty
 
 
 async def test_two_processes_share_one_redis(redis: RedisServer) -> None:
     a = Throttle(BestEffort(RedisStore(redis.url)), user_rate="2/minute")
     b = Throttle(BestEffort(RedisStore(redis.url)), user_rate="2/minute")
-    await a.state.store._redis.flushdb()  # type: ignore[attr-defined]
+    await a.state.store.redis.flushdb()  # type: ignore[attr-defined]
     assert await a.user_wait("U9") == 0.0
     assert await b.user_wait("U9") == 0.0
     assert await a.user_wait("U9") > 0
