@@ -145,8 +145,9 @@ class Follower:
         self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
             None
         )
-        # Told of every run seen to end, with what was read (its record keeps it).
-        self.on_ended: Callable[[Snapshot], Awaitable[None]] | None = None
+        # Told of every run seen to end, with what was read; answers what its record
+        # kept of it (the answers collected), for the note that announces the end.
+        self.on_ended: Callable[[Snapshot], Awaitable[dict[str, str]]] | None = None
 
     # -- publishing a started run ------------------------------------------------
 
@@ -364,12 +365,14 @@ class Follower:
 
     async def _announce_end(self, followed: Followed, snapshot: Snapshot) -> None:
         """Tell the starter how it ended, once across every process."""
-        if self.on_ended is not None:
-            await self.on_ended(snapshot)
+        answers = await self.on_ended(snapshot) if self.on_ended is not None else {}
         if not await self.state.use(lambda s: s.add(f"ended:{followed.sid}", "1", SEEN_SECONDS)):
             return
         card = self._card(followed, snapshot)
         text = f"<@{followed.starter}> {card.flow_label}: {followed.sid} {ending(snapshot)}."
+        if answers:  # from the run's record: what the contact answered
+            said = "; ".join(f"{field}: “{value[:100]}”" for field, value in answers.items())
+            text += f" Answers: {said}."
         if followed.ts:
             await self._post(followed.channel, messages.thread_note(text), thread_ts=followed.ts)
 

@@ -178,23 +178,27 @@ class Outcomes:
         except StateUnavailable as exc:
             self.outage.failed(exc)  # the sweep is the safety net
 
-    async def seen_end(self, snapshot: Snapshot) -> None:
-        """A card saw its run end (``bot.follow``): recorded from what it read, no more reads."""
+    async def seen_end(self, snapshot: Snapshot) -> dict[str, str]:
+        """A card saw its run end (``bot.follow``): recorded from what it read, no more
+        reads. Returns the answers its record keeps (for the card's closing note)."""
         try:
             record = await self.records.get(snapshot.run.sid)
-            if record is None or record.state in FINAL:
-                return
+            if record is None:
+                return {}
+            if record.state in FINAL:
+                return record.answered
             widget, failed = end_of(snapshot.steps)
             updated = snapshot.updated.timestamp() if snapshot.updated else 0.0
             answers = await self._answers(record.flow_sid, snapshot.context)
-            await self._finished(
-                await self.records.finish(
-                    record,
-                    "failed" if failed else "ended",
-                    widget=widget,
-                    ended_at=updated,
-                    answers=answers,
-                )
+            done = await self.records.finish(
+                record,
+                "failed" if failed else "ended",
+                widget=widget,
+                ended_at=updated,
+                answers=answers,
             )
+            await self._finished(done)
+            return done.answered
         except StateUnavailable as exc:
             self.outage.failed(exc)
+            return {}

@@ -20,13 +20,16 @@ from tests import flow_definitions as defs
 from tests.harness import Harness, buttons, harness, text_of, wired
 from tests.peers import ENGAGEMENT_SID, FLOW_SID, FakeSlack, FakeStudio, RedisServer
 from tests.test_bulk_e2e import preview, until
-from tests.test_follow_e2e import EVENTS_URL, cloud_event, post_events, step
+from tests.test_follow_e2e import EVENTS_URL, cloud_event, post_events, quick, step
+
+__all__ = ["quick"]  # following's faster clock, a fixture shared with test_follow_e2e
 
 FAST = {"STUDIO_READ_RATE_LIMIT": "1000000/second"}  # a check is due again at once
 
 
 @pytest.fixture(autouse=True)
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_records(monkeypatch: pytest.MonkeyPatch, quick: None) -> None:
+    """Following's faster clock (``quick``, shared with test_follow_e2e), and records'."""
     monkeypatch.setattr(outcomes_module, "MIN_INTERVAL", 0.0)  # check at every sweep
     monkeypatch.setattr(outcomes_module, "TICK_SECONDS", 3600.0)  # sweeps run by the tests
     monkeypatch.setattr(report, "MAX_PAUSE", 0.2)
@@ -326,3 +329,24 @@ async def test_the_home_tab_counts_the_last_7_days_per_flow(
         await run.idle()
     home = [v for v in run.slack.views if v["method"] == "views.publish"][-1]
     assert "Last 7 days: 1 started · 1 ended · 0 failed · 1 answered" in text_of(home["view"])
+
+
+async def test_a_followed_card_ends_with_the_answers_its_record_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    studio = survey_studio()
+    async with harness(monkeypatch, studio, FOLLOW_MINUTES="60", **FAST) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_posts(1)
+        end(studio, ENGAGEMENT_SID, "5")
+        await until(lambda: any(p.get("thread_ts") for p in run.slack.posts))
+        records = run.services.records
+        assert records is not None
+        kept = await records.get(ENGAGEMENT_SID)
+    (note,) = [p for p in run.slack.posts if p.get("thread_ts")]
+    assert "Answers: start: “5”" in text_of(note)
+    assert kept is not None
+    assert (kept.state, kept.answered) == ("ended", {"start": "5"})
+    reads = reads_of(studio, ENGAGEMENT_SID)
+    assert reads.count(f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context") >= 1
