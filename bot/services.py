@@ -23,6 +23,7 @@ from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.runs import RunRegistry
 from bot.slack_files import CsvFiles
+from bot.slack_identity import BotIdentity
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
 from bot.tasks import Tasks
@@ -50,6 +51,7 @@ class Services:
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
     slack: AsyncWebClient | None = None  # Slack's Web API, over the responder's pool
+    identity: BotIdentity | None = None  # auth.test, asked once at start-up
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
@@ -182,11 +184,14 @@ class Services:
             settings.twilio_events_url,
             auth.get_secret_value() if auth else None,
             slack,
+            BotIdentity(slack) if slack is not None else None,
         )
 
     def start(self) -> None:
         """In the background, never delaying readiness: read the configured flows from
         Studio, and follow the runs shown (this process's and those left by others)."""
+        if self.identity is not None:  # so that no command waits for auth.test
+            self.tasks.spawn(self.identity.warm(), "slack:identity")
         if self.catalog is not None:
             sids = [sid for _, sid in configured_flows(self.defaults)]
             self.tasks.spawn(self.catalog.warm(sids), "flows:warm")

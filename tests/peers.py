@@ -286,6 +286,8 @@ class FakeSlack:
     limited: dict[str, int] = field(default_factory=dict)
     retry_after: str = "1"
     limited_calls: list[str] = field(default_factory=list)
+    auth_latency: float = 0.0  # how long auth.test takes to answer
+    auth_answered: int = 0  # auth.test answers sent
     uploads: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
     _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -367,6 +369,8 @@ class FakeSlack:
             self._arrived.set()
             return web.json_response({"ok": True, "files": [{"id": "F1"}]})
         if method == "auth.test":
+            await asyncio.sleep(self.auth_latency)
+            self.auth_answered += 1
             return web.json_response(
                 {
                     "ok": True,

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Harness, block_action, harness
+from tests.harness import Harness, block_action, harness, wired
 from tests.peers import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -22,6 +22,7 @@ from tests.peers import (
     SENDER,
     SIGNING_SECRET,
     SURVEY_SID,
+    FakeSlack,
     FakeStudio,
     free_port,
     prism,
@@ -119,7 +120,7 @@ async def test_unverified_requests_get_401_and_reach_nothing(h: Harness, headers
     assert response.status_code == 401
     assert h.studio.requests == []
     assert h.slack.replies == []
-    assert h.slack.api_calls == []
+    assert [c for c in h.slack.api_calls if c != "auth.test"] == []  # only start-up's
 
 
 async def test_a_tampered_body_gets_401(h: Harness) -> None:
@@ -331,3 +332,35 @@ async def test_a_messaging_service_sender_on_v1_is_refused_before_sending(h: Har
     assert ack["response_type"] == "ephemeral"
     assert "STUDIO_API=v2" in ack["text"]
     assert h.studio.requests == []
+
+
+async def test_auth_test_is_asked_once_at_start_up_not_by_the_first_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bolt would call auth.test before the first command's ack (a round trip to Slack
+    on every start or deploy): the bot asks at start-up, once, and every command uses
+    the answer."""
+    async with harness(monkeypatch, FakeStudio()) as run:
+        await run.idle()  # start-up's background work is done: no command yet
+        asked_before = list(run.slack.api_calls)
+        for n in range(3):
+            await run.command(f"+1617555121{n}")
+        await run.slack.wait_for_replies(3)
+        identity = run.services.identity
+        assert identity is not None
+    assert asked_before == ["auth.test"]
+    assert run.slack.api_calls.count("auth.test") == 1
+    assert identity.asked == 1
+
+
+async def test_the_first_command_is_acked_without_waiting_for_auth_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slack = FakeSlack(auth_latency=2.0)  # Slack slow to say who the bot is
+    async with wired(monkeypatch, FakeStudio(), slack) as run:
+        response, _ = await run.command("+16175551212")
+        answered_at_ack = slack.auth_answered
+        assert response.status_code == 200
+        assert "Starting" in response.json()["text"]
+        await slack.wait_for_replies(1)
+    assert answered_at_ack == 0  # acked before auth.test had answered
