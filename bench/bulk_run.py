@@ -143,6 +143,35 @@ def payload(data: dict[str, Any]) -> str:
     return urlencode({"payload": json.dumps({**base, **data})})
 
 
+async def ask_preview(http: aiohttp.ClientSession, url: str, base: str, text: str) -> None:
+    """The message shortcut *Start a flow for each row* on a message sharing the CSV
+    file F1 (served by the peers at ``base``)."""
+    shortcut = {
+        "type": "message_action",
+        "callback_id": "bulk_csv",
+        "trigger_id": "1.2",
+        "response_url": f"{base}/respond/preview",
+        "message": {"text": text, "files": [{"id": "F1", "name": "contacts.csv"}]},
+    }
+    await post(http, url, payload(shortcut))
+
+
+async def start_click(replies: list[dict[str, Any]], base: str) -> str:
+    """The preview's Start, clicked, once the preview has arrived (within 2 minutes)."""
+    for _ in range(1200):
+        if any("bulk_start" in json.dumps(r) for r in replies):
+            break
+        await asyncio.sleep(0.1)
+    preview = next(r for r in replies if "bulk_start" in json.dumps(r))
+    actions = next(b for b in preview["blocks"] if b["type"] == "actions")
+    click = {
+        "type": "block_actions",
+        "response_url": f"{base}/respond/start",
+        "actions": [{"action_id": "bulk_start", "value": actions["elements"][0]["value"]}],
+    }
+    return payload(click)
+
+
 def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = bot_env(port, peers, STUDIO_RATE_LIMIT=f"{LIMIT}/second")
@@ -171,28 +200,10 @@ async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
             idle = [await post(http, url, command(i, f"{base}/respond")) for i in range(30)]
             await asyncio.sleep(1.5)  # their engagements take their turns before the run
             before = len(peers.accepted)
-            shortcut = {
-                "type": "message_action",
-                "callback_id": "bulk_csv",
-                "trigger_id": "1.2",
-                "response_url": f"{base}/respond/preview",
-                "message": {"text": "list", "files": [{"id": "F1", "name": "contacts.csv"}]},
-            }
-            await post(http, url, payload(shortcut))
-            for _ in range(600):  # the preview, within 30 s
-                if any("bulk_start" in json.dumps(r) for r in peers.replies):
-                    break
-                await asyncio.sleep(0.05)
-            preview = next(r for r in peers.replies if "bulk_start" in json.dumps(r))
-            actions = next(b for b in preview["blocks"] if b["type"] == "actions")
-            run_id = actions["elements"][0]["value"]
-            click = {
-                "type": "block_actions",
-                "response_url": f"{base}/respond/start",
-                "actions": [{"action_id": "bulk_start", "value": run_id, "type": "button"}],
-            }
+            await ask_preview(http, url, base, "list")
+            click = await start_click(peers.replies, base)
             started = time.monotonic()
-            await post(http, url, payload(click))
+            await post(http, url, click)
             during = []
             i = 1000
             while not peers.uploaded.is_set():

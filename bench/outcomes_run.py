@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from bulk_run import ask_preview, start_click
 from run import FLOW, REPO, bot_env, free_port, redis_server, signed_headers, wait_port
 
 TOKEN = "bench-token"  # bot_env's TWILIO_AUTH_TOKEN
@@ -205,11 +206,6 @@ def max_per_second(times: list[float]) -> int:
     return best
 
 
-def payload(data: dict[str, Any]) -> str:
-    base = {"team": {"id": "T0001"}, "user": {"id": "U0STARTER"}, "channel": {"id": "C0BENCH"}}
-    return urlencode({"payload": json.dumps({**base, **data})})
-
-
 async def post(http: aiohttp.ClientSession, url: str, body: str) -> None:
     async with http.post(url, data=body, headers=signed_headers(body)) as response:
         await response.read()
@@ -225,26 +221,9 @@ async def scenario(args: argparse.Namespace, base: str, bot: str, redis: str) ->
     events = f"{bot}/slack/events"
     try:
         async with aiohttp.ClientSession() as http:
-            shortcut = {
-                "type": "message_action",
-                "callback_id": "bulk_csv",
-                "trigger_id": "1.2",
-                "response_url": f"{base}/respond/preview",
-                "message": {"text": "survey", "files": [{"id": "F1", "name": "list.csv"}]},
-            }
-            await post(http, events, payload(shortcut))
-            for _ in range(1200):  # the preview, within 2 minutes
-                if any("bulk_start" in json.dumps(r) for r in slack.replies):
-                    break
-                await asyncio.sleep(0.1)
-            preview = next(r for r in slack.replies if "bulk_start" in json.dumps(r))
-            actions = next(b for b in preview["blocks"] if b["type"] == "actions")
-            click = {
-                "type": "block_actions",
-                "response_url": f"{base}/respond/start",
-                "actions": [{"action_id": "bulk_start", "value": actions["elements"][0]["value"]}],
-            }
-            await post(http, events, payload(click))
+            await ask_preview(http, events, base, "survey")
+            click = await start_click(slack.replies, base)
+            await post(http, events, click)
             window = args.minutes * 60 + 30 + args.rows / 100
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(slack.final.wait(), window)

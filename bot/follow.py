@@ -41,7 +41,7 @@ from bot.responder import Responder, ResponseUrlReply
 from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, end_of, fetch
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
-from bot.tasks import Reply, deliver
+from bot.tasks import Loop, Reply, deliver
 from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class Follower:
         self.mask_numbers = mask_numbers
         self.minutes = minutes
         self.me = secrets.token_hex(4)  # this process, for leases
-        self._loop: asyncio.Task[None] | None = None
+        self._loop = Loop("follow", self._run)
         # Told of every run shown (the Home tab's record); best effort.
         self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
             None
@@ -236,15 +236,12 @@ class Follower:
 
     def start(self) -> None:
         """Follow in the background until ``stop``."""
-        if self.minutes > 0 and self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._run(), name="follow")
+        if self.minutes > 0:
+            self._loop.start()
 
     async def stop(self) -> None:
         """Stop this process's loop; what is followed stays for the next process."""
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop}, timeout=5)
-            self._loop = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

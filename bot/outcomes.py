@@ -33,6 +33,7 @@ from bot.logs import Outage
 from bot.records import FINAL, Records, RunRecord, State
 from bot.runs import Snapshot, end_of
 from bot.studio import StudioClient
+from bot.tasks import Loop
 from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -76,19 +77,15 @@ class Outcomes:
         self.outage = Outage(log, "run records: shared state")
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)
-        self._loop: asyncio.Task[None] | None = None
+        self._loop = Loop("outcomes", self._run)
 
     # -- the sweep ------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._run(), name="outcomes")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop}, timeout=5)
-            self._loop = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

@@ -59,6 +59,27 @@ class Tasks:
             await asyncio.wait(still_running, timeout=LAST_WORD_SECONDS + 1)
 
 
+class Loop:
+    """One background task this process runs until ``stop`` (following cards, the sweep
+    of run records): started once, cancelled on shutdown with what it holds left in the
+    state store for the next process."""
+
+    def __init__(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.name = name
+        self.body = body
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.body(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=5)
+            self._task = None
+
+
 async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
     try:
         await work
