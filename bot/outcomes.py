@@ -132,12 +132,12 @@ class Outcomes:
         failed = False
         try:  # each read waits for its turn under STUDIO_READ_RATE_LIMIT, however long
             if not widget:
-                await self.reads.pace(bulk=True)
+                await self.reads.pace(queue=True)
                 steps = await self.studio.steps(
                     record.flow_sid, record.sid, before_retry=self.reads.pace
                 )
                 widget, failed = end_of(steps)
-            await self.reads.pace(bulk=True)
+            await self.reads.pace(queue=True)
             context = await self.studio.context(
                 record.flow_sid, record.sid, before_retry=self.reads.pace
             )

@@ -66,17 +66,18 @@ class Throttle:
         """STUDIO_RATE_LIMIT as requests per second."""
         return self._studio_item.amount / self._studio_item.get_expiry()
 
-    async def pace(self, requests: int = 1, *, bulk: bool = False) -> bool:
+    async def pace(self, requests: int = 1, *, bulk: bool = False, queue: bool = False) -> bool:
         """Wait for a send time under STUDIO_RATE_LIMIT (account-wide): a schedule with
         one send every ``1 / rate`` seconds (a little more: arrivals jitter), shared by
         every process through the store, so that no second ever carries more than the
         rate, whichever process sends. False when the slot is more than ``max_wait``
         away (nothing reserved). A ``bulk`` row waits as long as it takes, reserving
         only the next moments' slots, so that a single command asking meanwhile is
-        served right after them."""
+        served right after them. With ``queue``, the next free slot is taken however far
+        away it is, in one step, and waited for (reads that must happen, in order)."""
         cost = max(1, min(requests, self._studio_item.amount))
         interval = cost * SPACING / self.per_second
-        horizon = BULK_HORIZON if bulk else self.max_wait
+        horizon = float("inf") if queue else BULK_HORIZON if bulk else self.max_wait
         while True:
             wait = await self.state.use(
                 lambda store: store.reserve(f"pace:{self.name}", interval, horizon)

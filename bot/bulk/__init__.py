@@ -124,6 +124,8 @@ class BulkRuns:
             meta = await self.state.meta(run_id)
             if meta is None or not meta.finished or meta.final:
                 return
+            if await self.state.run_ends_count(run_id) < meta.started:
+                return  # runs still active: the results file waits for the last
             content, all_ended = await self.reporter.results(run_id)
             if not all_ended or not await self.state.claim_once(run_id, "final", KEEP_SECONDS):
                 return

@@ -41,6 +41,7 @@ class RunMeta(Record):
     deliver_after: float = 0.0  # epoch seconds: the next attempt, not before
     finished_at: float = 0.0
     final: bool = False  # the results file shows every run followed to its end
+    started: int = 0  # rows whose run started (known once the starts are finished)
 
     @property
     def caller(self) -> Caller:
@@ -143,6 +144,9 @@ class BulkState:
         await self.state.use(
             lambda s: s.hset(f"bulk:{run_id}:ends", {record_id: value}, KEEP_SECONDS)
         )
+
+    async def run_ends_count(self, run_id: str) -> int:
+        return await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:ends"))
 
     async def run_ends(self, run_id: str) -> list[tuple[str, str]]:
         """(state, widget) of every started run that ended."""

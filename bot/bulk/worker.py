@@ -250,8 +250,14 @@ class Worker:
         final = "cancelled" if meta.status == "cancelled" else "done"
         content, all_ended = await self.reporter.results(run_id)
         await self.state.keep_results(run_id, content)
+        started = sum(o.outcome == "started" for o in outcomes.values())
         await self.state.update(
-            run_id, status=final, finished=True, finished_at=time.time(), final=all_ended
+            run_id,
+            status=final,
+            finished=True,
+            finished_at=time.time(),
+            final=all_ended,
+            started=started,
         )
         counts = {k: 0 for k in ("started", "failed", "unknown", "cancelled")}
         for result in outcomes.values():
