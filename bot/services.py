@@ -22,6 +22,7 @@ from bot.report import Reports
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.runs import RunRegistry
+from bot.slack_engage import SlackEngage
 from bot.slack_files import CsvFiles
 from bot.slack_identity import BotIdentity
 from bot.store import BestEffort, Durable, Store
@@ -35,7 +36,8 @@ FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensibl
 @dataclass(frozen=True)
 class Services:
     defaults: Defaults  # what the /engage parser falls back on
-    engager: Engager  # starts: the rules, the start, the report
+    engager: Engager  # starts: the rules, the start, the records
+    starts: SlackEngage  # starts asked for in Slack: the ack, the prompts, the card
     runs: RunActions  # status, Refresh, End
     responder: Responder  # replies through response_url
     store: Store  # shared state (memory or Redis)
@@ -107,13 +109,17 @@ class Services:
             policy=policy,
             throttle=limits,
             state=state,
-            tasks=tasks,
             registry=registry,
             records=records,
-            mask_numbers=settings.mask_numbers,
             aliases=aliases,
             catalog=catalog,
             parameter_check=settings.flow_parameter_check,
+        )
+        starts = SlackEngage(
+            engager,
+            tasks=tasks,
+            state=state,
+            mask_numbers=settings.mask_numbers,
             publish=follower.publish,
         )
         runs = RunActions(
@@ -169,6 +175,7 @@ class Services:
         return cls(
             settings.command_defaults,
             engager,
+            starts,
             runs,
             responder,
             store,

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.engage import Engager
+from bot.slack_engage import SlackEngage
 from bot.studio import StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, CONTACT, FLOW_SID, SENDER, FakeStudio, serve
 
@@ -30,14 +31,15 @@ async def test_drain_waits_for_engagements_in_flight() -> None:
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        assert "Starting" in (await engager.request(COMMAND, Caller("U1"), replies))["text"]
-        assert "Starting" in (await engager.request(COMMAND, Caller("U2"), replies))["text"]
-        assert len(engager.tasks) == 2
-        await engager.tasks.drain(grace=10)
+        starts = SlackEngage(engager)
+        assert "Starting" in (await starts.request(COMMAND, Caller("U1"), replies))["text"]
+        assert "Starting" in (await starts.request(COMMAND, Caller("U2"), replies))["text"]
+        assert len(starts.tasks) == 2
+        await starts.tasks.drain(grace=10)
         await client.aclose()
     assert [m["response_type"] for m in replies.messages] == ["in_channel", "in_channel"]
-    assert len(engager.tasks) == 0
-    late = await engager.request(COMMAND, Caller("U3"), replies)  # no new work once draining
+    assert len(starts.tasks) == 0
+    late = await starts.request(COMMAND, Caller("U3"), replies)  # no new work once draining
     assert "restarting" in late["text"]
     assert len(studio.requests) == 2
 
@@ -47,8 +49,9 @@ async def test_engagements_cut_short_by_the_grace_period_say_the_outcome_is_unkn
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        await engager.request(COMMAND, Caller("U1"), replies)
-        await engager.tasks.drain(grace=0.5)
+        starts = SlackEngage(engager)
+        await starts.request(COMMAND, Caller("U1"), replies)
+        await starts.tasks.drain(grace=0.5)
         await client.aclose()
     (message,) = replies.messages
     assert message["response_type"] == "ephemeral"
@@ -68,8 +71,9 @@ async def test_a_reply_slack_refuses_is_logged_not_raised(caplog: Any) -> None:
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager = Engager(client)
-        await engager.request(COMMAND, Caller("U1"), broken)
-        await engager.tasks.drain(grace=10)
+        starts = SlackEngage(engager)
+        await starts.request(COMMAND, Caller("U1"), broken)
+        await starts.tasks.drain(grace=10)
         await client.aclose()
     assert "could not deliver the reply for FN" in caplog.text
     assert '"outcome": "started"' in caplog.text
@@ -91,8 +95,9 @@ async def test_a_201_whose_body_cannot_be_decoded_is_an_unknown_outcome(
     async with serve(app) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        await engager.request(COMMAND, Caller("U1"), replies)
-        await engager.tasks.drain(grace=10)
+        starts = SlackEngage(engager)
+        await starts.request(COMMAND, Caller("U1"), replies)
+        await starts.tasks.drain(grace=10)
         await client.aclose()
     (message,) = replies.messages
     assert "outcome is unknown" in json.dumps(message)
@@ -113,8 +118,9 @@ async def test_a_defect_in_the_task_still_ends_in_a_reply_and_an_audit_line(
     caplog.set_level(logging.INFO)
     client = Exploding(base_url="http://127.0.0.1:9", username="AC", password=SecretStr("x"))
     engager, replies = Engager(client), Replies()
-    await engager.request(COMMAND, Caller("U1"), replies)
-    await engager.tasks.drain(grace=10)
+    starts = SlackEngage(engager)
+    await starts.request(COMMAND, Caller("U1"), replies)
+    await starts.tasks.drain(grace=10)
     await client.aclose()
     (message,) = replies.messages
     assert message["response_type"] == "ephemeral"
@@ -134,8 +140,9 @@ async def test_parameters_that_cannot_be_encoded_are_not_sent_and_free_the_claim
     async with serve(studio.app()) as url:
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         engager, replies = Engager(client), Replies()
-        await engager.request(command, Caller("U1"), replies)
-        await engager.tasks.drain(grace=10)
+        starts = SlackEngage(engager)
+        await starts.request(command, Caller("U1"), replies)
+        await starts.tasks.drain(grace=10)
         await client.aclose()
     assert "nothing was sent" in json.dumps(replies.messages[0])
     assert '"outcome": "failed"' in caplog.text
@@ -151,10 +158,11 @@ async def test_a_command_still_waiting_for_its_pacing_slot_at_shutdown_was_not_s
         client = StudioClient(base_url=url, username=ACCOUNT_SID, password=SecretStr(AUTH_TOKEN))
         throttle = Throttle(studio_rate="1/minute", max_wait=60)
         engager, replies = Engager(client, throttle=throttle), Replies()
-        await engager.request(COMMAND, Caller("U1"), replies)
+        starts = SlackEngage(engager)
+        await starts.request(COMMAND, Caller("U1"), replies)
         other = EngageCommand(FLOW_SID, None, "+16175551213", SENDER, {})
-        await engager.request(other, Caller("U2"), replies)  # waits a minute for its slot
-        await engager.tasks.drain(grace=1)
+        await starts.request(other, Caller("U2"), replies)  # waits a minute for its slot
+        await starts.tasks.drain(grace=1)
         await client.aclose()
     texts = [json.dumps(m) for m in replies.messages]
     waited = next(t for t in texts if "555-1213" in t)

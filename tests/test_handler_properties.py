@@ -21,6 +21,7 @@ from bot.listeners.commands import handle_engage
 from bot.policy import Access, Policy, refusal
 from bot.run_actions import RunActions
 from bot.services import Services
+from bot.slack_engage import SlackEngage
 from bot.store import MemoryStore
 from bot.studio import StudioClient
 from bot.throttle import Throttle
@@ -111,20 +112,22 @@ async def run_once(
         "team_id": "T1",
         "command": "/engage",
     }
+    starts = SlackEngage(engager)
     runs = RunActions(
         studio,
         policy=POLICY,
         throttle=engager.throttle,
-        tasks=engager.tasks,
+        tasks=starts.tasks,
         registry=engager.registry,
     )
     services = Services(
         DEFAULTS,
         engager,
+        starts,
         runs,
         Responder(),  # type: ignore[arg-type]
         MemoryStore(),
-        engager.tasks,
+        starts.tasks,
         studio,
     )
     ack = await handle_engage(body, services)

@@ -31,12 +31,13 @@ from bot.bulk.report import Reporter
 from bot.bulk.state import KEEP_SECONDS, BulkState
 from bot.bulk.worker import Worker
 from bot.command import BulkCommand, Defaults
-from bot.engage import Admission, Engager
+from bot.engage import Engager
 from bot.errors import StateUnavailable
 from bot.flow_catalog import FlowCatalog
 from bot.jobs import Wakeups
 from bot.policy import Policy
 from bot.records import Records, RunRecord
+from bot.slack_engage import Admission
 from bot.slack_files import CsvFiles
 from bot.store import Durable, RedisStore, Store
 from bot.tasks import Reply, Tasks

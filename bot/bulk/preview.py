@@ -14,11 +14,11 @@ from bot.bulk.state import BulkState
 from bot.bulk_input import Row, row_for
 from bot.bulk_plan import plan
 from bot.command import BulkCommand, Defaults, default_flow, flow_in_text
-from bot.engage import Admission
 from bot.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
 from bot.flow_catalog import FlowCatalog
 from bot.messages.bulk import bulk_preview
 from bot.policy import Policy
+from bot.slack_engage import Admission
 from bot.slack_files import CsvFiles
 from bot.tasks import Reply, Tasks, deliver
 from bot.throttle import Throttle

@@ -23,7 +23,7 @@ Listener = Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    engager, runs, responder = services.engager, services.runs, services.responder
+    starts, runs, responder = services.starts, services.runs, services.responder
 
     @app.action(messages.AGAIN_ACTION)
     @app.action(messages.ANYWAY_ACTION)
@@ -32,7 +32,7 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         origin = origin_of(body)
         url = origin.response_url
-        engager.confirm(
+        starts.confirm(
             origin.value,
             origin.caller,
             responder.reply(url, replace=True),
@@ -43,7 +43,7 @@ def register(app: AsyncApp, services: Services) -> None:
     async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         origin = origin_of(body)
-        engager.cancel(origin.value, responder.reply(origin.response_url, replace=True))
+        starts.cancel(origin.value, responder.reply(origin.response_url, replace=True))
 
     def card_button(action: CardAction) -> Listener:
         """A card's button: the run it names, who clicked, the card to replace, and a

@@ -50,10 +50,10 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     name = str(body.get("command") or "/engage")
     if isinstance(command, HelpCommand):
         if command.flow_sid:
-            return await services.engager.describe_flow(command, name, reply)
+            return await services.starts.describe_flow(command, name, reply)
         return messages.help_message(services.defaults, name)
     if isinstance(command, FlowsCommand):
-        return await services.engager.describe_flows(services.defaults, reply)
+        return await services.starts.describe_flows(services.defaults, reply)
     if isinstance(command, StatusCommand):
         return await services.runs.status(command, origin.caller, reply)
     if isinstance(command, ReportCommand):
@@ -64,4 +64,4 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
         if services.bulk is None:
             return messages.refused("bulk runs are not available here")
         return (await services.bulk.preview_command(command, origin.caller, reply)).ack
-    return await services.engager.request(command, origin.caller, reply)
+    return await services.starts.request(command, origin.caller, reply)

@@ -144,7 +144,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await ack(response_action="errors", errors=errors)
             return
         reply = services.responder.reply(origin.response_url)
-        admission = await services.engager.admit(command, origin.caller, reply)
+        admission = await services.starts.admit(command, origin.caller, reply)
         if not (admission.taken or admission.asked):  # refused: on its field, nothing sent
             await ack(response_action="errors", errors={"contact": admission.ack["text"][:150]})
             return

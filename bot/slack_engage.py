@@ -1,0 +1,265 @@
+"""Starts asked for in Slack: the ack, the prompts to confirm, and the report of each.
+
+The conversation around the engage use-case (``bot.engage``), for the slash command,
+the form and the buttons:
+
+- ``request``/``admit``: the rules and the duplicate window now, for the ack; the
+  start itself runs after the ack as a task (``bot.tasks``) and reports through its
+  ``Reply``: the card (``publish``), or why not.
+- A second start of the same flow for the same contact within the duplicate window,
+  parameters the flow does not fit, or a contact with a run already active, ask the
+  person first: the command is parked behind a button (``bot.confirmations``), and
+  ``confirm`` or ``cancel`` answer it.
+- ``describe_flows``/``describe_flow``: ``/engage flows`` and ``/engage help <flow>``.
+
+Every message is Block Kit from ``bot.messages``; the use-case itself returns domain
+results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot import audit, messages
+from bot.audit import Caller
+from bot.command import Defaults, EngageCommand, HelpCommand
+from bot.confirmations import Confirmations
+from bot.engage import Engager, Outcome, Refused
+from bot.errors import StateUnavailable, StudioError
+from bot.flows import Findings
+from bot.messages import Message
+from bot.messages.text import configured_flows, findings_text
+from bot.policy import may_end
+from bot.store import Durable
+from bot.studio import Engagement, is_already_active
+from bot.tasks import LAST_WORD_SECONDS, Reply, Tasks, deliver
+
+Publish = Callable[[EngageCommand, Engagement, Caller, Reply], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The ack for a Slack request, and what it stands for: the start was taken, the
+    person is asked to confirm, or (neither) it was refused."""
+
+    ack: Message
+    taken: bool = False
+    asked: bool = False
+
+
+class SlackEngage:
+    """Starts from Slack, over the use-case ``engager``."""
+
+    def __init__(
+        self,
+        engager: Engager,
+        *,
+        tasks: Tasks | None = None,
+        state: Durable | None = None,
+        mask_numbers: bool = False,
+        publish: Publish | None = None,
+    ) -> None:
+        self.engager = engager
+        self.studio = engager.studio
+        self.policy = engager.policy
+        self.throttle = engager.throttle  # the duplicate window and the pace
+        self.catalog = engager.catalog
+        self.tasks = tasks if tasks is not None else Tasks()  # an empty Tasks is falsy
+        self.confirmations = Confirmations(state or Durable(self.throttle.state.memory))
+        self.mask_numbers = mask_numbers
+        self.publish = publish  # shows a started run's card (and follows it); else replies
+
+    # -- the two entries -------------------------------------------------------
+
+    async def request(self, command: EngageCommand, caller: Caller, reply: Reply) -> Message:
+        """Slack: apply the guardrails now and return the ack; the start runs after it."""
+        return (await self.admit(command, caller, reply)).ack
+
+    async def admit(self, command: EngageCommand, caller: Caller, reply: Reply) -> Admission:
+        """``request``, saying also whether the start was taken (a surface that answers
+        refusals its own way, like the form, needs to know)."""
+        if not self.tasks.accepting:
+            return Admission(messages.shutting_down())
+        command = self.engager.named(command)
+        if no := await self.engager.check(command, caller):
+            return Admission(self.refusal(command, no))
+        if not await self.throttle.claim(caller.user_id, command):
+            try:
+                token = await self.confirmations.park(caller.user_id, command)
+            except StateUnavailable:
+                return Admission(messages.state_unavailable())
+            audit.record("duplicate", caller, command)
+            prompt = messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
+            return Admission(prompt, asked=True)
+        self._submit(command, caller, reply)
+        return Admission(messages.starting(command), taken=True)
+
+    def refusal(self, command: EngageCommand, refused: Refused) -> Message:
+        """A refusal as Slack shows it, only to the person who asked."""
+        return messages.refusal(command, refused, self.throttle.user_rate)
+
+    async def describe_flows(self, defaults: Defaults, reply: Reply) -> Message:
+        """``/engage flows``: at once from what is known, else after asking Studio."""
+        sids = [sid for _, sid in configured_flows(defaults)]
+        catalog = self.catalog
+        if catalog is None or all(catalog.peek(sid) for sid in sids):
+            known = {sid: catalog.peek(sid) if catalog else None for sid in sids}
+            return messages.flows_message(defaults, self.policy, known)
+
+        async def work() -> None:
+            infos = {sid: await catalog.get(sid) for sid in sids}
+            await deliver(reply, messages.flows_message(defaults, self.policy, infos))
+
+        self.tasks.spawn(work(), "flows")
+        return messages.reading_flows()
+
+    async def describe_flow(self, command: HelpCommand, name: str, reply: Reply) -> Message:
+        """``/engage help <flow>``: the flow as Studio has it, after asking."""
+        assert command.flow_sid is not None
+        sid, alias, catalog = command.flow_sid, command.flow_alias, self.catalog
+        if catalog is None or catalog.peek(sid):
+            info = catalog.peek(sid) if catalog else None
+            return messages.flow_help(alias, sid, info, name)
+
+        async def work() -> None:
+            await deliver(reply, messages.flow_help(alias, sid, await catalog.get(sid), name))
+
+        self.tasks.spawn(work(), f"help:{sid}")
+        return messages.reading_flows()
+
+    # -- confirming buttons ----------------------------------------------------
+
+    def confirm(self, token: str, caller: Caller, replace: Reply, reply: Reply) -> None:
+        """The "start again" buttons: in the background, replace the prompt with the answer
+        and, if it may run, start the parked command (reporting through ``reply``)."""
+        if not self.tasks.accepting:
+            self.tasks.spawn(deliver(replace, messages.shutting_down()), "confirm")
+            return
+
+        async def work() -> None:
+            await deliver(replace, await self._confirm(token, caller, reply))
+
+        self.tasks.spawn(work(), f"confirm:{caller.user_id}")
+
+    def cancel(self, token: str, replace: Reply) -> None:
+        """The Cancel button: forget the parked command, say so in place of the prompt."""
+
+        async def work() -> None:
+            try:
+                await self.confirmations.take(token)
+            except StateUnavailable:
+                await deliver(replace, messages.state_unavailable())
+                return
+            await deliver(replace, messages.cancelled())
+
+        self.tasks.spawn(work(), "cancel")
+
+    async def _confirm(self, token: str, caller: Caller, reply: Reply) -> Message:
+        try:
+            parked = await self.confirmations.take(token)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        if parked is None:
+            return messages.expired()
+        command = parked.command
+        if parked.user_id != caller.user_id:
+            return messages.refused("only the person who typed the command can confirm it")
+        if no := await self.engager.check(command, caller):
+            return self.refusal(command, no)
+        if parked.active_sid:
+            starter = await self.engager.starter_of(parked.active_sid)
+            if not may_end(self.policy, caller.user_id, starter):
+                audit.record(
+                    "refused",
+                    caller,
+                    command,
+                    sid=parked.active_sid,
+                    detail="end to start again: not the starter or an admin",
+                )
+                return messages.not_allowed_to_end(starter)
+            try:
+                await self.studio.end_engagement(
+                    command.flow_sid, parked.active_sid, before_retry=self.throttle.pace
+                )
+            except StudioError as exc:
+                return messages.action_failed(f"end {parked.active_sid}", exc)
+            audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
+        await self.throttle.claim(caller.user_id, command)  # restart the window from now
+        self._submit(command, caller, reply, checked=parked.checked)
+        return messages.starting(command)
+
+    def _submit(
+        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+    ) -> None:
+        work = self._run(command, caller, reply, checked=checked)
+        self.tasks.spawn(work, f"engage:{caller.user_id}")
+
+    async def _run(
+        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+    ) -> None:
+        """After the ack: the flow checks, the start, then the outcome through ``reply``."""
+        command, refused, found = await self.engager.preflight(command, caller, checked=checked)
+        if refused or found:
+            await self.throttle.release(caller.user_id, command)  # nothing was sent
+            if found:
+                said = await self._confirm_parameters(command, caller, found)
+            else:
+                assert refused is not None
+                said = self.refusal(command, refused)
+            await deliver(reply, said, command.flow_sid)
+            return
+
+        async def stopped(error: StudioError) -> None:  # the bot stops mid-start
+            await deliver(reply, messages.engage_failed(command, error), within=LAST_WORD_SECONDS)
+
+        outcome = await self.engager.launch(command, caller, on_stopped=stopped)
+        if outcome.engagement is not None and self.publish is not None:
+            await self.publish(command, outcome.engagement, caller, reply)
+            return
+        if outcome.engagement is not None:
+            message = messages.engaged(
+                command,
+                outcome.engagement,
+                caller.user_id,
+                mask=self.mask_numbers,
+                api=self.studio.api,
+            )
+        elif outcome.error is not None and is_already_active(outcome.error):
+            message = await self._already_active(command, caller, outcome)
+        else:
+            assert outcome.error is not None
+            message = messages.engage_failed(command, outcome.error)
+        sid = outcome.engagement.sid if outcome.engagement else command.flow_sid
+        await deliver(reply, message, sid)
+
+    async def _confirm_parameters(
+        self, command: EngageCommand, caller: Caller, found: Findings
+    ) -> Message:
+        """Ask the caller to start anyway (the same mechanics as the duplicate prompt)."""
+        try:
+            token = await self.confirmations.park(caller.user_id, command, checked=True)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        audit.record("parameters", caller, command, detail=findings_text(found))
+        return messages.confirm_parameters(command, found, token)
+
+    async def _already_active(
+        self, command: EngageCommand, caller: Caller, outcome: Outcome
+    ) -> Message:
+        """Offer to end the active run and start again, if the End rule lets this caller;
+        else say who may."""
+        assert outcome.error is not None
+        active = outcome.active
+        starter = await self.engager.starter_of(active.sid) if active else None
+        token = None
+        if active is not None and may_end(self.policy, caller.user_id, starter):
+            try:
+                token = await self.confirmations.park(
+                    caller.user_id, command, active.sid, checked=True
+                )
+            except StateUnavailable:
+                token = None  # the message then says who may end it, without a button
+        return messages.already_active(
+            command, outcome.error, active, token, starter=starter, api=self.studio.api
+        )
