@@ -19,12 +19,17 @@ def build_app(settings: Settings, services: Services) -> AsyncApp:
     (``bot.slack_http``); Bolt checks it again.
     """
     signing_secret = settings.slack_signing_secret
-    identity = services.identity
+    identity, slack = services.identity, services.slack
+    if identity is not None and slack is not None:
+        # The services' pool; Bolt gives each request the token from ``authorize``
+        # (a client that holds one too would only draw Bolt's warning that it is unused).
+        client = AsyncWebClient(base_url=slack.base_url, session=slack.session)
+    else:
+        client = slack or AsyncWebClient(base_url=settings.slack_api_url)
     app = AsyncApp(
         name="studio-engage",  # else Bolt reads the caller's source to name the app (40 ms)
         signing_secret=signing_secret.get_secret_value() if signing_secret else "",
-        # The services' client (the token, one pool); without a token, a tokenless one.
-        client=services.slack or AsyncWebClient(base_url=settings.slack_api_url),
+        client=client,
         # auth.test asked once at start-up (bot.slack_identity), not on the first command
         authorize=identity.authorizer() if identity is not None else None,
         request_verification_enabled=not settings.socket_mode,
