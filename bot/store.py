@@ -268,52 +268,50 @@ class RedisStore:
         except self._errors as exc:
             raise StateUnavailable(type(exc).__name__) from exc
 
-    _call = call
-
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        return bool(await self._call(self._redis.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
+        return bool(await self.call(self._redis.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        await self._call(self._redis.set(PREFIX + key, value, px=_ms(ttl)))
+        await self.call(self._redis.set(PREFIX + key, value, px=_ms(ttl)))
 
     async def get(self, key: str) -> str | None:
-        value = await self._call(self._redis.get(PREFIX + key))
+        value = await self.call(self._redis.get(PREFIX + key))
         return str(value) if value is not None else None
 
     async def pop(self, key: str) -> str | None:
-        value = await self._call(self._redis.getdel(PREFIX + key))
+        value = await self.call(self._redis.getdel(PREFIX + key))
         return str(value) if value is not None else None
 
     async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(PREFIX + key, mapping=dict[Any, Any](fields))
             pipe.pexpire(PREFIX + key, _ms(ttl))
-            await self._call(pipe.execute())
+            await self.call(pipe.execute())
 
     async def hgetall(self, key: str) -> dict[str, str]:
-        value: dict[Any, Any] = await self._call(self._redis.hgetall(PREFIX + key))
+        value: dict[Any, Any] = await self.call(self._redis.hgetall(PREFIX + key))
         return {str(k): str(v) for k, v in value.items()}
 
     async def hget(self, key: str, field: str) -> str | None:
-        value: Any = await self._call(self._redis.hget(PREFIX + key, field))
+        value: Any = await self.call(self._redis.hget(PREFIX + key, field))
         return str(value) if value is not None else None
 
     async def hlen(self, key: str) -> int:
-        value: Any = await self._call(self._redis.hlen(PREFIX + key))
+        value: Any = await self.call(self._redis.hlen(PREFIX + key))
         return int(value)
 
     async def hdel(self, key: str, field: str) -> None:
-        await self._call(self._redis.hdel(PREFIX + key, field))
+        await self.call(self._redis.hdel(PREFIX + key, field))
 
     async def delete(self, key: str) -> None:
-        await self._call(self._redis.delete(PREFIX + key))
+        await self.call(self._redis.delete(PREFIX + key))
 
     async def delete_if(self, key: str, value: str) -> bool:
-        removed = await self._call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
+        removed = await self.call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
         return bool(removed)
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
-        answer = await self._call(
+        answer = await self.call(
             self._redis.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
         )
         return float(answer)
@@ -322,26 +320,26 @@ class RedisStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(PREFIX + key, dict(members))
             pipe.pexpire(PREFIX + key, _ms(ttl))
-            await self._call(pipe.execute())
+            await self.call(pipe.execute())
 
     async def zrange(
         self, key: str, low: float, high: float, limit: int | None = None
     ) -> list[str]:
         start, num = (0, limit) if limit is not None else (None, None)
-        found: list[Any] = await self._call(
+        found: list[Any] = await self.call(
             self._redis.zrangebyscore(PREFIX + key, low, high, start=start, num=num)
         )
         return [str(member) for member in found]
 
     async def zrem(self, key: str, *members: str) -> None:
         if members:
-            await self._call(self._redis.zrem(PREFIX + key, *members))
+            await self.call(self._redis.zrem(PREFIX + key, *members))
 
     async def zcard(self, key: str) -> int:
-        return int(await self._call(self._redis.zcard(PREFIX + key)))
+        return int(await self.call(self._redis.zcard(PREFIX + key)))
 
     async def zremrange(self, key: str, low: float, high: float) -> None:
-        await self._call(self._redis.zremrangebyscore(PREFIX + key, low, high))
+        await self.call(self._redis.zremrangebyscore(PREFIX + key, low, high))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -444,7 +442,7 @@ class Record(BaseModel):
     def fields(self, *names: str) -> dict[str, str]:
         """The record as hash fields (only ``names``, when given); None is left out."""
         dumped = self.model_dump(mode="json", include=set(names) if names else None)
-        return {k: _text(v) for k, v in dumped.items() if v is not None}
+        return {k: field_text(v) for k, v in dumped.items() if v is not None}
 
     @classmethod
     def of(cls, data: Mapping[str, str]) -> Self | None:
@@ -459,7 +457,8 @@ class Record(BaseModel):
             return None
 
 
-def _text(value: Any) -> str:
+def field_text(value: Any) -> str:
+    """A value as a record keeps it in a hash field: text, ``true``/``false``, or JSON."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -47,12 +47,18 @@ class Undelivered(Exception):
         self.retry_after = retry_after
 
 
-def progress_of(
-    run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome], ends: Ends | None = None
-) -> Progress:
+def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
+    """How many rows started, failed, are unknown, were cancelled."""
     counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0}
     for outcome in outcomes.values():
         counts[outcome.outcome] += 1
+    return counts
+
+
+def progress_of(
+    run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome], ends: Ends | None = None
+) -> Progress:
+    counts = tally(outcomes)
     status = meta.status if meta.status in ("running", "paused", "cancelled", "done") else "running"
     return Progress(
         run_id,
@@ -134,7 +140,7 @@ class Reporter:
         """The second tally, once there are records to count."""
         if self.records is None:
             return None
-        started = sum(o.outcome == "started" for o in outcomes.values())
+        started = tally(outcomes)["started"]
         if not started:
             return None
         every = self.checked_every() if self.checked_every else 0.0

@@ -10,7 +10,7 @@ from typing import Literal
 from bot.audit import Caller
 from bot.bulk_input import Row
 from bot.bulk_plan import Plan
-from bot.store import Durable, Record
+from bot.store import Durable, Record, field_text
 
 ACTIVE = "bulk:active"  # hash: run ID -> "1", every run starting, running or finishing
 KEEP_SECONDS = 7 * 24 * 3600
@@ -90,7 +90,7 @@ class BulkState:
         """Set some fields of the run's record (each alone: other processes' fields stay)."""
         unknown = set(changes) - set(RunMeta.model_fields)
         assert not unknown, f"not fields of a bulk run: {unknown}"
-        fields = {k: _text(v) for k, v in changes.items()}
+        fields = {k: field_text(v) for k, v in changes.items()}
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}", fields, KEEP_SECONDS))
 
     async def claim_start(self, run_id: str) -> bool:
@@ -159,9 +159,3 @@ class BulkState:
 
     async def results(self, run_id: str) -> str | None:
         return await self.state.use(lambda s: s.get(f"bulk:{run_id}:results"))
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

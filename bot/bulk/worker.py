@@ -21,7 +21,7 @@ import secrets
 import time
 
 from bot import audit
-from bot.bulk.report import Reporter
+from bot.bulk.report import Reporter, tally
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
 from bot.command import EngageCommand
 from bot.engage import Engager, Outcome, Refused
@@ -246,22 +246,18 @@ class Worker:
             return
         if not await self.state.claim_once(run_id, "finished", 7 * 24 * 3600):
             return  # another process finished it
-        outcomes = await self.state.outcomes(run_id)
+        counts = tally(await self.state.outcomes(run_id))
         final = "cancelled" if meta.status == "cancelled" else "done"
         content, all_ended = await self.reporter.results(run_id)
         await self.state.keep_results(run_id, content)
-        started = sum(o.outcome == "started" for o in outcomes.values())
         await self.state.update(
             run_id,
             status=final,
             finished=True,
             finished_at=time.time(),
             final=all_ended,
-            started=started,
+            started=counts["started"],
         )
-        counts = {k: 0 for k in ("started", "failed", "unknown", "cancelled")}
-        for result in outcomes.values():
-            counts[result.outcome] += 1
         audit.record(
             "bulk_" + final,
             meta.caller,
