@@ -29,6 +29,25 @@ from run import REPO, bot_env, free_port, redis_server, signed_headers, wait_por
 LIMIT = 20  # what the fake Studio allows a second, as Studio documents
 
 
+def file_api(request: web.Request, method: str, name: str, data: bytes) -> web.Response | None:
+    """Slack's file methods as the bot meets them: ``files.info`` for the CSV file F1
+    (served at ``/files/<name>`` by the same peers), and the upload URL for results."""
+    host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    if method == "files.info":
+        info = {
+            "id": "F1",
+            "name": name,
+            "filetype": "csv",
+            "size": len(data),
+            "url_private_download": f"http://{host}:{port}/files/{name}",
+        }
+        return web.json_response({"ok": True, "file": info})
+    if method == "files.getUploadURLExternal":
+        url = f"http://{host}:{port}/upload"
+        return web.json_response({"ok": True, "upload_url": url, "file_id": "F2"})
+    return None
+
+
 class Peers:
     def __init__(self, rows: int) -> None:
         self.accepted: list[float] = []  # times of creates answered 201
@@ -61,21 +80,8 @@ class Peers:
 
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if method == "files.info":  # the CSV file, asked for by its ID
-            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-            info = {
-                "id": "F1",
-                "name": "contacts.csv",
-                "filetype": "csv",
-                "size": len(self.csv),
-                "url_private_download": f"http://{host}:{port}/files/contacts.csv",
-            }
-            return web.json_response({"ok": True, "file": info})
-        if method == "files.getUploadURLExternal":
-            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-            return web.json_response(
-                {"ok": True, "upload_url": f"http://{host}:{port}/upload", "file_id": "F1"}
-            )
+        if answer := file_api(request, method, "contacts.csv", self.csv):
+            return answer
         if method == "files.completeUploadExternal":
             self.upload_at = time.monotonic()
             self.uploaded.set()
@@ -106,15 +112,15 @@ class Peers:
         app.router.add_get("/files/contacts.csv", self.file)
         return app
 
-    @staticmethod
-    def max_per_second(times: list[float]) -> int:
-        """The most of ``times`` in any one-second window."""
-        best, start = 0, 0
-        for end, moment in enumerate(times):
-            while moment - times[start] > 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+
+def max_per_second(times: list[float]) -> int:
+    """The most of ``times`` (sorted) in any one-second window."""
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] > 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: str) -> float:
@@ -216,7 +222,7 @@ async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
             "rows": rows,
             "seconds": finished,
             "responses_429": peers.refused,
-            "max_sent_per_second": peers.max_per_second(peers.arrived),
+            "max_sent_per_second": max_per_second(peers.arrived),
             "sent": len(peers.accepted) - before,
             "idle_ack_p99_ms": statistics.quantiles(idle, n=100)[98] * 1000,
             "during_ack_p99_ms": (

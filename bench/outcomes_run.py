@@ -34,8 +34,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from bulk_run import ask_preview, start_click
-from run import FLOW, REPO, bot_env, free_port, redis_server, signed_headers, wait_port
+from bulk_run import ask_preview, file_api, max_per_second, post, start_click
+from run import FLOW, REPO, bot_env, free_port, redis_server, wait_port
 
 TOKEN = "bench-token"  # bot_env's TWILIO_AUTH_TOKEN
 WIDGETS = ("thanks", "no_reply", "opted_out", "escalated")
@@ -151,20 +151,8 @@ class Slack:
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         asked = {**request.query, **(await request.post())}
-        if method == "files.info":
-            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-            file = {
-                "id": "F1",
-                "name": "list.csv",
-                "filetype": "csv",
-                "size": len(self.csv),
-                "url_private_download": f"http://{host}:{port}/files/list.csv",
-            }
-            return web.json_response({"ok": True, "file": file})
-        if method == "files.getUploadURLExternal":
-            host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-            url = f"http://{host}:{port}/upload"
-            return web.json_response({"ok": True, "upload_url": url, "file_id": "F2"})
+        if answer := file_api(request, method, "list.csv", self.csv):
+            return answer
         if method == "files.completeUploadExternal" and "final" in str(asked.get("files", "")):
             self.final_at = time.monotonic()
             self.final.set()
@@ -195,20 +183,6 @@ def app(studio: Studio, slack: Slack) -> web.Application:
     application.router.add_post("/upload", slack.upload)
     application.router.add_post("/respond/{id}", slack.respond)
     return application
-
-
-def max_per_second(times: list[float]) -> int:
-    best, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] > 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
-async def post(http: aiohttp.ClientSession, url: str, body: str) -> None:
-    async with http.post(url, data=body, headers=signed_headers(body)) as response:
-        await response.read()
 
 
 async def scenario(args: argparse.Namespace, base: str, bot: str, redis: str) -> dict[str, Any]:
