@@ -186,9 +186,10 @@ class Reports:
         """Every record of the window, to the asker directly (a DM with the bot)."""
         if self.slack is None:
             return
-        try:
+        try:  # a file is shared in a conversation: the bot's DM with the asker
+            opened = await self.slack.conversations_open(users=caller.user_id)
             await self.slack.files_upload_v2(
-                channel=caller.user_id,
+                channel=str((opened.get("channel") or {}).get("id", "")),
                 content=records_csv(kept, self.names),
                 filename="studio-engage-report.csv",
                 title=f"{len(kept)} run records",

@@ -368,6 +368,10 @@ class FakeSlack:
                 self.uploads.append({**upload, **form, "title": entry.get("title", "")})
             self._arrived.set()
             return web.json_response({"ok": True, "files": [{"id": "F1"}]})
+        if method == "conversations.open":  # the bot's DM with a person
+            asked = {**request.query, **(await request.post())}
+            user = str(asked.get("users", ""))
+            return web.json_response({"ok": True, "channel": {"id": f"D{user}"}})
         if method == "auth.test":
             await asyncio.sleep(self.auth_latency)
             self.auth_answered += 1

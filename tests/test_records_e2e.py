@@ -303,7 +303,7 @@ async def test_the_report_and_its_csv_only_to_the_asker_under_the_status_rules(
     assert "1 run(s) started" in text
     assert "`thanks`: 1 (100%)" in text
     (upload,) = run.slack.uploads
-    assert upload["channel_id"] == "U0CALLER"  # to the asker, directly
+    assert upload["channel_id"] == "DU0CALLER"  # the bot's DM with the asker
     content = upload["content"].decode()
     assert "+1 617-•••-1212" in content  # masked, as the audit keeps it
     assert "6175551212" not in content
