@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.bulk_input import Row
 from bot.command import EngageCommand
+from bot.contact_clock import ContactClock, When, due_at, opening_text, zones_of
 from bot.flows import Findings, FlowInfo, findings
 from bot.phone import channel_mismatch
 from bot.policy import Policy, destination_refusal
@@ -30,6 +31,8 @@ class Plan:
     refused: list[tuple[Row, str]] = field(default_factory=list)
     findings: list[tuple[Row, Findings]] = field(default_factory=list)
     seconds: float = 0.0  # at the account's pace
+    dues: dict[int, float] = field(default_factory=dict)  # --at/--in: row -> epoch seconds
+    waiting: list[tuple[Row, float]] = field(default_factory=list)  # in quiet hours: opens
 
     def command(self, row: Row) -> EngageCommand:
         """The single start a valid row stands for."""
@@ -54,7 +57,12 @@ def plan(
     policy: Policy,
     info: FlowInfo | None,
     per_second: float,
+    clock: ContactClock | None = None,
+    when: When | None = None,
+    now: float = 0.0,
 ) -> Plan:
+    """Sort the rows; with ``clock``, find those that would wait for their contact's
+    window at their due time (``when``, per contact's zone; else ``now``)."""
     name = info.name if info else None
     result = Plan(flow_sid, flow_alias, name, sender)
     seen: set[str] = set()
@@ -70,10 +78,23 @@ def plan(
         reason = channel_mismatch(row.to, sender) or destination_refusal(
             policy, result.command(row)
         )
+        due = now
+        if not reason and when is not None:
+            try:
+                due = due_at(when, clock.zones(row.to) if clock else zones_of(row.to), now)
+            except ValueError as exc:
+                reason = f"--at: {exc}"
+        opening = clock.opens(flow_sid, row.to, due) if clock is not None else None
+        if not reason and opening is not None and opening.at is None:
+            reason = opening_text(opening)
         if reason:
             result.refused.append((row, reason))
             continue
         result.valid.append(row)
+        if when is not None:
+            result.dues[row.number] = due
+        if opening is not None and opening.at is not None:
+            result.waiting.append((row, opening.at))
         if info is not None:
             found = findings(info.analysis.parameters, row.parameters)
             if found:
@@ -131,6 +152,8 @@ class Progress:
     elapsed: float = 0.0  # seconds since the start
     note: str = ""  # e.g. why it paused
     ends: Ends | None = None  # how the started runs are going, once any has ended
+    waiting: int = 0  # rows waiting for their contact's window (or the run's --at)
+    next_opens: float | None = None  # when the first of them is due
 
     @property
     def done(self) -> int:

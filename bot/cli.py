@@ -144,6 +144,9 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if not isinstance(command, EngageCommand):
         print("error: trigger starts engagements; flows and status are Slack commands", file=err)
         return EXIT_USAGE
+    if command.when is not None:
+        print("error: --at and --in schedule starts from Slack; trigger starts now", file=err)
+        return EXIT_USAGE
     if dry_run and (reason := destination_refusal(settings.policy, command)):
         print(f"error: not started: {reason}", file=err)
         return EXIT_USAGE
@@ -168,6 +171,7 @@ async def _trigger(
             throttle=throttle(settings, store),
             catalog=FlowCatalog(studio, BestEffort(store), settings.flow_cache_seconds),
             parameter_check="off" if settings.flow_parameter_check == "off" else "refuse",
+            clock=settings.contact_clock,  # quiet hours hold here too
             # kept with the bot's records (through REDIS_URL), followed by the bot
             records=Records(
                 Durable(store),

@@ -5,10 +5,12 @@ whose text names the offending token and shows the usage line. Nothing else
 ever escapes it, whatever the input.
 
     /engage <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <alias|FW sid>]
+            [--at <time> | --in <span>]
     /engage <alias> <to> [...]
     /engage <to> {"json": "object"}
     /engage help
     /engage report [flow] [--since 7d] [--csv]
+    /engage scheduled
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from bot import parameters
 from bot.bulk_input import Row, row_for
+from bot.contact_clock import When, parse_at, parse_in
 from bot.errors import CommandError, ParameterError, PhoneError
 from bot.phone import (
     channel_mismatch,
@@ -31,14 +34,18 @@ from bot.phone import (
     parse_sender,
 )
 
-USAGE = "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <flow>]"
+USAGE = (
+    "/engage [flow] <to> [key=value ...] [key:=json ...] [--from <sender>] [--flow <flow>]"
+    " [--at 09:00 | --in 2h]"
+)
 
 FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
-RESERVED_WORDS = ("help", "flows", "status", "report")  # subcommands; never flow aliases
-_OPTIONS = ("from", "flow", "since", "csv")
+RESERVED_WORDS = ("help", "flows", "status", "report", "scheduled")  # never flow aliases
+_OPTIONS = ("from", "flow", "since", "csv", "at", "in")
 _FLAGS = ("csv",)  # options that take no value
-_START_OPTIONS = ("from", "flow")  # what a start takes
+_START_OPTIONS = ("from", "flow", "at", "in")  # what a start takes
+_START_OPTIONS_TEXT = "the options are --from, --flow, --at and --in"
 _SPAN = re.compile(r"^(\d{1,4})\s*([mhdw])$")
 _SPAN_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_REPORT_DAYS = 366
@@ -84,6 +91,7 @@ class EngageCommand:
     sender: str
     parameters: dict[str, Any]
     flow_name: str | None = None  # Studio's friendly name, once the bot knows it
+    when: When | None = None  # --at / --in: scheduled for then, not started now
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,7 @@ class BulkCommand:
     sender: str
     parameters: dict[str, Any]
     contacts: tuple[str, ...]  # as typed, in order
+    when: When | None = None  # --at / --in: the whole run starts then
 
     def rows(self, region: str | None) -> list[Row]:
         return [row_for(i, typed, region, {}) for i, typed in enumerate(self.contacts, 1)]
@@ -137,7 +146,20 @@ class ReportCommand:
     flow_alias: str | None = None
 
 
-Command = EngageCommand | BulkCommand | HelpCommand | FlowsCommand | StatusCommand | ReportCommand
+@dataclass(frozen=True)
+class ScheduledCommand:
+    """``/engage scheduled``: the starts waiting for their time (yours; admins: all)."""
+
+
+Command = (
+    EngageCommand
+    | BulkCommand
+    | HelpCommand
+    | FlowsCommand
+    | StatusCommand
+    | ReportCommand
+    | ScheduledCommand
+)
 
 
 # --- tokens -------------------------------------------------------------------
@@ -254,7 +276,7 @@ class _Scanner:
         name = self.s[start + 2 : j]
         if name not in _OPTIONS:
             raise CommandError(
-                f"unknown option --{name}: the options are --from and --flow",
+                f"unknown option --{name}: {_START_OPTIONS_TEXT}",
                 self._rest_of_token(start),
             )
         if name in _FLAGS:
@@ -349,12 +371,14 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
         return _status(tokens[1:], defaults)
     if first == "report":
         return _report(tokens[1:], defaults)
+    if first == "scheduled":
+        if len(tokens) > 1:
+            raise CommandError("/engage scheduled takes nothing more", _raw(tokens[1]))
+        return ScheduledCommand()
     if other := next(
         (t for t in tokens if isinstance(t, _Option) and t.name not in _START_OPTIONS), None
     ):
-        raise CommandError(
-            f"unknown option --{other.name}: the options are --from and --flow", other.raw
-        )
+        raise CommandError(f"unknown option --{other.name}: {_START_OPTIONS_TEXT}", other.raw)
     words = [t.text for t in tokens if isinstance(t, _Word)]
 
     options: dict[str, _Option] = {}
@@ -373,12 +397,30 @@ def _build(tokens: list[_Token], defaults: Defaults) -> Command:
     contacts = _contacts(words, defaults.region)
     sender = _sender(options.get("from"), flow_sid, defaults)
     parameters = _parameters(tokens)
+    when = _when(options)
     if len(contacts) > 1:
-        return BulkCommand(flow_sid, alias, sender, parameters, tuple(contacts))
+        return BulkCommand(flow_sid, alias, sender, parameters, tuple(contacts), when)
     to = _contact(contacts[0], defaults)
     if mismatch := channel_mismatch(to, sender):
         raise CommandError(mismatch, options["from"].raw if "from" in options else None)
-    return EngageCommand(flow_sid, alias, to, sender, parameters)
+    return EngageCommand(flow_sid, alias, to, sender, parameters, when=when)
+
+
+def _when(options: Mapping[str, _Option]) -> When | None:
+    """``--at`` or ``--in`` (not both): when a start is scheduled for."""
+    at, after = options.get("at"), options.get("in")
+    if at is not None and after is not None:
+        raise CommandError("give --at or --in, not both", after.raw)
+    try:
+        if at is not None:
+            return parse_at(at.value)
+        if after is not None:
+            return parse_in(after.value)
+    except ValueError as exc:
+        option = at or after
+        assert option is not None
+        raise CommandError(f"--{option.name} {exc}", option.raw) from None
+    return None
 
 
 def _sender(option: _Option | None, flow_sid: str, defaults: Defaults) -> str:

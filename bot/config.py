@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
+from bot.contact_clock import ContactClock, QuietHours, zone
 from bot.errors import ConfigError, PhoneError
 from bot.phone import is_messaging_service, normal_sid, parse_sender
 from bot.policy import Access, Policy
@@ -41,6 +43,7 @@ class FlowSpec:
     channels: frozenset[str] | None = None  # Slack channel IDs; likewise
     sender: str | None = None  # the flow's own default sender; None: STUDIO_FROM
     collect: tuple[str, ...] = ()  # context paths kept as answers when a run ends
+    quiet: bool = True  # ;quiet=off: exempt from QUIET_HOURS (one-time codes and the like)
 
 
 _FLOW_OPTIONS = {"users": _SLACK_USER, "channels": _SLACK_CHANNEL}
@@ -84,8 +87,14 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
         narrowed: dict[str, frozenset[str]] = {}
         sender: str | None = None
         collect: tuple[str, ...] = ()
+        quiet = True
         for option in options:
             name, _, value = (part.strip() for part in option.partition("="))
+            if name == "quiet":
+                if value.lower() not in ("off", "on"):
+                    raise ValueError(f"flow {alias!r} quiet: must be off (or on, the default)")
+                quiet = value.lower() == "on"
+                continue
             if name == "collect":
                 paths = tuple(p.strip() for p in value.split("|") if p.strip())
                 if not paths or not all(_CONTEXT_PATH.match(p) for p in paths):
@@ -105,11 +114,16 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             if pattern is None:
                 raise ValueError(
                     f"flow {alias!r}: unknown option; use ;users=U…|U…, ;channels=C…|C…,"
-                    " ;from=+… or ;collect=flow.variables.x|…"
+                    " ;from=+…, ;collect=flow.variables.x|… or ;quiet=off"
                 )
             narrowed[name] = parse_ids(value.replace("|", ","), pattern, f"flow {alias!r} {name}")
         flows[alias] = FlowSpec(
-            normal_sid(sid), narrowed.get("users"), narrowed.get("channels"), sender, collect
+            normal_sid(sid),
+            narrowed.get("users"),
+            narrowed.get("channels"),
+            sender,
+            collect,
+            quiet,
         )
     return flows
 
@@ -363,6 +377,18 @@ class Settings(BaseSettings):
         description="how long runs are followed to their end for their records (flows wait"
         " hours for replies); a run still active then is reported as such",
     )
+    quiet_hours: Annotated[QuietHours | None, NoDecode] = Field(
+        default=QuietHours(time(21), time(8)),
+        description="`HH:MM-HH:MM` in the contact's local time (from the number's time zones)"
+        " when nothing is started; `off` disables; a flow is exempt only by `;quiet=off`",
+    )
+    quiet_hours_tz: str = Field(
+        default="UTC",
+        description="the time zone of a number whose zone libphonenumber does not know",
+    )
+    schedule_max_days: float = Field(
+        default=30.0, description="how far ahead `--at`, `--in` and the form may schedule"
+    )
     redis_tls_verify: bool = Field(
         default=True,
         description="`false` uses a `rediss://` URL without checking the server's certificate"
@@ -483,6 +509,25 @@ class Settings(BaseSettings):
     def _max_rows(cls, value: int) -> int:
         if not 1 <= value <= 100_000:
             raise ValueError("must be a number of rows, 1-100000")
+        return value
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet_hours(cls, value: Any) -> Any:
+        return QuietHours.parse(value) if isinstance(value, str) else value
+
+    @field_validator("quiet_hours_tz")
+    @classmethod
+    def _quiet_zone(cls, value: str) -> str:
+        if zone(value) is None:
+            raise ValueError("must be a tz database name such as UTC or America/New_York")
+        return value
+
+    @field_validator("schedule_max_days")
+    @classmethod
+    def _schedule_days(cls, value: float) -> float:
+        if not 0 < value <= 366:
+            raise ValueError("must be a number of days, up to 366")
         return value
 
     @field_validator("run_record_days")
@@ -615,6 +660,12 @@ class Settings(BaseSettings):
             admins=self.admin_slack_users or frozenset(),
             configured=self.configured_flows,
         )
+
+    @property
+    def contact_clock(self) -> ContactClock:
+        """Quiet hours as configured, with the flows exempt from them."""
+        exempt = frozenset(spec.sid for spec in self.studio_flows.values() if not spec.quiet)
+        return ContactClock(self.quiet_hours, self.quiet_hours_tz, exempt)
 
     @property
     def configured_flows(self) -> frozenset[str]:

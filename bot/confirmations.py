@@ -13,6 +13,7 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from bot.command import EngageCommand
+from bot.contact_clock import Instant
 from bot.store import Durable
 
 PARKED_SECONDS = 15 * 60  # how long a confirming button stays valid
@@ -33,7 +34,7 @@ class Confirmations:
         self.state = state
 
     async def park(
-        self,
+        self,  # a command's ``when``, if any, must be an ``Instant`` (resolved)
         user_id: str,
         command: EngageCommand,
         active_sid: str | None = None,
@@ -54,5 +55,6 @@ class Confirmations:
         if value is None:
             return None
         data = json.loads(value)
-        command = EngageCommand(**data["command"])
+        when = data["command"].pop("when", None)  # parked commands carry an Instant, if any
+        command = EngageCommand(**data["command"], when=Instant(**when) if when else None)
         return Parked(data["user"], command, data.get("active"), bool(data.get("checked")))

@@ -7,7 +7,7 @@ for the terminal and the results file, ``messages.refusal`` for Slack). Slack's
 conversation around a start (the ack, prompts to confirm, the card) is
 ``bot.slack_engage``, on the steps this module exposes:
 
-- ``check``: the rules and the per-user limit (audited);
+- ``check``: the rules, the contact's quiet hours and the per-user limit (audited);
 - ``preflight``: the flow catalog's checks: a flow whose REST API trigger is not
   connected is refused, and parameters the flow does not read (or lacks) are found
   (``FLOW_PARAMETER_CHECK``);
@@ -35,6 +35,7 @@ from bot import audit
 from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.config import Settings
+from bot.contact_clock import ContactClock, Opening, local_time
 from bot.errors import (
     StateUnavailable,
     StudioBusy,
@@ -93,14 +94,16 @@ def engagement_request(studio: StudioClient, command: EngageCommand) -> httpx.Re
 @dataclass(frozen=True)
 class Refused:
     """A start stopped before anything was sent: by the rules (who, where, which contact:
-    ``reason``), the per-user limit (``wait`` seconds), a flow whose REST API trigger is
-    not connected, or parameters the flow does not fit (``findings``). Each surface says
-    it its own way (``messages.refusal`` for Slack, ``refusal_text`` for text)."""
+    ``reason``), the contact's quiet hours (``opening``: when their window opens), the
+    per-user limit (``wait`` seconds), a flow whose REST API trigger is not connected, or
+    parameters the flow does not fit (``findings``). Each surface says it its own way
+    (``messages.refusal`` for Slack, ``refusal_text`` for text)."""
 
-    kind: Literal["rules", "rate_limited", "not_rest_ready", "parameters"]
+    kind: Literal["rules", "quiet_hours", "rate_limited", "not_rest_ready", "parameters"]
     reason: str = ""
     wait: float = 0.0
     findings: Findings | None = None
+    opening: Opening | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Engager:
         aliases: Mapping[str, str] | None = None,
         catalog: FlowCatalog | None = None,
         parameter_check: str = "confirm",
+        clock: ContactClock | None = None,
     ) -> None:
         self.studio = studio
         self.policy = policy or Policy()
@@ -140,6 +144,7 @@ class Engager:
         self.aliases = dict(aliases or {})  # flow SID -> alias
         self.catalog = catalog  # None: flows are not checked (as before the Flows API)
         self.parameter_check = parameter_check  # FLOW_PARAMETER_CHECK: confirm|refuse|off
+        self.clock = clock or ContactClock()  # quiet hours (off unless configured)
 
     async def start_now(
         self,
@@ -211,9 +216,13 @@ class Engager:
 
     # -- the rules, the start, the report ---------------------------------------
 
-    async def check(self, command: EngageCommand, caller: Caller) -> Refused | None:
-        """The refusal for a command the rules or the user's rate limit forbid (audited);
-        counts a use. The terminal has only the destination rules."""
+    async def check(
+        self, command: EngageCommand, caller: Caller, *, quiet: bool = True, rate: bool = True
+    ) -> Refused | None:
+        """The refusal for a command the rules, the contact's quiet hours (unless
+        ``quiet`` is False: an admin's override; a scheduled command is judged at its
+        time) or the user's rate limit forbid (audited); counts a use unless ``rate`` is
+        False. The terminal has only the destination rules and quiet hours."""
         reason = (
             destination_refusal(self.policy, command)
             if caller.terminal
@@ -222,10 +231,23 @@ class Engager:
         if reason:
             audit.record("refused", caller, command, detail=reason)
             return Refused("rules", reason)
-        if not caller.terminal and (wait := await self.throttle.user_wait(caller.user_id)):
+        if quiet and command.when is None and (no := self.quiet_now(command, caller)):
+            return no
+        if rate and not caller.terminal and (wait := await self.throttle.user_wait(caller.user_id)):
             audit.record("rate_limited", caller, command, detail=self.throttle.user_rate)
             return Refused("rate_limited", wait=wait)
         return None
+
+    def quiet_now(
+        self, command: EngageCommand, caller: Caller, at: float | None = None
+    ) -> Refused | None:
+        """The refusal for a contact in quiet hours at ``at`` (default now), audited."""
+        opening = self.clock.opens(command.flow_sid, command.to, at)
+        if opening is None:
+            return None
+        opens = local_time(opening.at, opening.zone) if opening.at else "no time soon"
+        audit.record("refused", caller, command, detail=f"quiet hours; window opens {opens}")
+        return Refused("quiet_hours", opening=opening)
 
     async def starter_of(self, sid: str) -> str | None:
         """Who started run ``sid`` from this bot; None if unknown or unreadable now."""

@@ -39,6 +39,7 @@ from bot.flow_catalog import FlowCatalog
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
 from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, end_of, fetch
+from bot.slack_post import NOT_POSTED, post_message
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
 from bot.tasks import Loop, Reply, deliver
@@ -46,7 +47,6 @@ from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-NOT_POSTED: tuple[str | None, str] = (None, "")
 # chat.postMessage refusals that inviting the bot would cure
 NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 
@@ -153,9 +153,10 @@ class Follower:
 
     async def publish(
         self, command: EngageCommand, engagement: Engagement, caller: Caller, reply: Reply
-    ) -> None:
+    ) -> str | None:
         """Show the card of a run just started, and follow it (with following off, the
-        card goes through the command's response_url, as a reply)."""
+        card goes through the command's response_url, as a reply); the card's ts when it
+        was posted in the channel."""
         card = self._card_for_start(command, engagement, caller.user_id)
         message = messages.run_card(card, mask=self.mask_numbers)
         ts, refusal = (
@@ -190,6 +191,7 @@ class Follower:
             log.error("run %s is shown but not followed: shared state unavailable", engagement.sid)
         if self.on_started is not None:
             await self.on_started(command, engagement, caller)
+        return ts
 
     def _card_for_start(
         self, command: EngageCommand, engagement: Engagement, starter: str
@@ -200,22 +202,7 @@ class Follower:
     async def _post(
         self, channel: str, message: Message, thread_ts: str | None = None
     ) -> tuple[str | None, str]:
-        """``chat.postMessage``: the message's ts, or None and why (Slack's error code,
-        an HTTP status, or the network's exception) where it was not posted."""
-        if self.slack is None or not channel:
-            return NOT_POSTED
-        try:
-            response = await self.slack.chat_postMessage(
-                channel=channel, text=message["text"], blocks=message["blocks"], thread_ts=thread_ts
-            )
-        except SlackApiError as exc:
-            refusal = slack_refusal(exc)
-            log.info("chat.postMessage refused in %s: %s", channel, refusal)
-            return None, refusal
-        except Exception as exc:  # the network: the response_url is still there
-            log.warning("chat.postMessage failed: %s", type(exc).__name__)
-            return None, type(exc).__name__
-        return str(response.get("ts") or "") or None, ""
+        return await post_message(self.slack, channel, message, thread_ts)
 
     # -- news -------------------------------------------------------------------
 

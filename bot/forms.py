@@ -9,6 +9,7 @@ asked: the form's inputs instead of ``key=value``, and errors shown on their fie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import parameters
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, default_flow
+from bot.contact_clock import Instant
 from bot.errors import ParameterError, PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FETCH_SECONDS, FlowCatalog
 from bot.messages.text import configured_flows, label
@@ -30,6 +32,7 @@ from bot.messages.views import FlowChoice, RecentRun, View, form, home
 from bot.phone import channel_mismatch, parse_address, pretty
 from bot.policy import Policy, access_refusal
 from bot.report import Reports
+from bot.schedules import Schedules
 from bot.store import BestEffort, Durable, Store
 from bot.studio import Engagement
 
@@ -63,8 +66,10 @@ class Forms:
         catalog: FlowCatalog | None = None,
         api: str = "v1",
         reports: Reports | None = None,
+        schedules: Schedules | None = None,
     ) -> None:
         self.defaults = defaults
+        self.schedules = schedules  # the Home tab's list of your scheduled starts
         self.policy = policy
         self.catalog = catalog
         self.api = api  # STUDIO_API: the Home tab's links
@@ -168,7 +173,10 @@ class Forms:
             if not sender:
                 errors.setdefault("flow", "No sender is configured (STUDIO_FROM).")
             return None, errors
-        return EngageCommand(flow_sid, choice[0], to, sender, found), {}
+        when = (values.get("when") or {}).get("when") or {}
+        epoch = when.get("selected_date_time") if isinstance(when, dict) else None
+        at = Instant(float(epoch)) if isinstance(epoch, int | float) and epoch > 0 else None
+        return EngageCommand(flow_sid, choice[0], to, sender, found, when=at), {}
 
     # -- the Home tab's record -----------------------------------------------------
 
@@ -217,7 +225,20 @@ class Forms:
                 )
                 for sid, s in stats.items()
             }
-        return home(choices, recent, user_id=caller.user_id, api=self.api, note=note, week=week)
+        scheduled = []
+        if self.schedules is not None:
+            with contextlib.suppress(StateUnavailable):
+                scheduled = await self.schedules.waiting(caller.user_id)
+        return home(
+            choices,
+            recent,
+            user_id=caller.user_id,
+            api=self.api,
+            note=note,
+            week=week,
+            scheduled=scheduled,
+            now=self.schedules.now() if self.schedules is not None else time.time(),
+        )
 
     async def set_status(self, user_id: str, sid: str, status: str) -> None:
         """A recent run's status, as last seen (Refresh, End)."""

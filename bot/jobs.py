@@ -10,6 +10,10 @@ must never run again, which the bulk run keeps in its own state anyway.
 
 A run's rows are enqueued in one transaction (``put_many``): all of them or none.
 
+Jobs for later (``later``: a row waiting for its contact's morning, a scheduled start)
+wait in a sorted set by due time; ``wake`` moves the due ones into the queue in one
+step (a Lua script), so a job is never both waiting and queued, nor lost between.
+
 Idle workers do not poll: they wait on a wake-up (``Wakeups``), a stream every
 process reads with a blocking ``XREAD`` (memory: an ``asyncio.Event``), rung when a
 run starts or resumes.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from bot.errors import StateUnavailable
@@ -47,12 +52,42 @@ class Jobs(Protocol):
     async def reclaim(self, idle_seconds: float) -> list[tuple[str, str]]:
         """Jobs taken by consumers silent for ``idle_seconds`` (a process that died)."""
 
+    async def later(self, jobs: Mapping[str, float]) -> None:
+        """Keep ``jobs`` (body -> epoch seconds) out of the queue until they are due."""
+
+    async def wake(self, now: float, limit: int = 500) -> int:
+        """Move up to ``limit`` jobs due by ``now`` into the queue (atomically); how many."""
+
+    async def unlater(self, job: str) -> None:
+        """Forget a job kept for later (it was cancelled)."""
+
+    async def waiting(self) -> tuple[int, float | None]:
+        """How many jobs wait for later, and the first one's due time."""
+
 
 class MemoryJobs:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._count = 0
+        self._later: dict[str, float] = {}
+
+    async def later(self, jobs: Mapping[str, float]) -> None:
+        self._later.update(jobs)
+
+    async def wake(self, now: float, limit: int = 500) -> int:
+        due = sorted((at, job) for job, at in self._later.items() if at <= now)[:limit]
+        for _, job in due:
+            del self._later[job]
+        await self.put_many([job for _, job in due])
+        self._count -= len(due)  # counted when first put, not again
+        return len(due)
+
+    async def unlater(self, job: str) -> None:
+        self._later.pop(job, None)
+
+    async def waiting(self) -> tuple[int, float | None]:
+        return len(self._later), min(self._later.values(), default=None)
 
     async def put_many(self, jobs: list[str]) -> None:
         for job in jobs:
@@ -84,6 +119,7 @@ class RedisJobs:
         self._call = store.call
         self.consumer = consumer
         self.stream = PREFIX + name
+        self.later_key = self.stream + ":later"
         self._ready = False
 
     async def _group(self) -> None:
@@ -134,6 +170,38 @@ class RedisJobs:
         )
         entries = answer[1] if answer else []
         return [(str(i), str(f.get("job", ""))) for i, f in entries if f]
+
+    async def later(self, jobs: Mapping[str, float]) -> None:
+        if jobs:
+            await self._call(self._redis.zadd(self.later_key, dict(jobs)))
+
+    async def wake(self, now: float, limit: int = 500) -> int:
+        await self._group()
+        moved = await self._call(
+            self._redis.eval(_WAKE, 2, self.later_key, self.stream, repr(now), str(limit))
+        )
+        return int(moved)
+
+    async def unlater(self, job: str) -> None:
+        await self._call(self._redis.zrem(self.later_key, job))
+
+    async def waiting(self) -> tuple[int, float | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.later_key)
+            pipe.zrange(self.later_key, 0, 0, withscores=True)
+            count, first = await self._call(pipe.execute())
+        return int(count), (float(first[0][1]) if first else None)
+
+
+# Due jobs leave the sorted set and enter the stream in one step (a script runs whole).
+_WAKE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, job in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'job', job)
+  redis.call('ZREM', KEYS[1], job)
+end
+return #due
+"""
 
 
 def jobs_for(store: Store, consumer: str, name: str) -> Jobs:

@@ -31,6 +31,7 @@ from bot.messages.report import report_message
 from bot.policy import Policy, read_refusal
 from bot.records import Records, RunRecord
 from bot.run_actions import RunActions
+from bot.slack_post import open_dm
 from bot.spreadsheet import csv_text
 from bot.tasks import Reply, Tasks, deliver
 
@@ -187,9 +188,8 @@ class Reports:
         if self.slack is None:
             return
         try:  # a file is shared in a conversation: the bot's DM with the asker
-            opened = await self.slack.conversations_open(users=caller.user_id)
             await self.slack.files_upload_v2(
-                channel=str((opened.get("channel") or {}).get("id", "")),
+                channel=await open_dm(self.slack, caller.user_id),
                 content=records_csv(kept, self.names),
                 filename="studio-engage-report.csv",
                 title=f"{len(kept)} run records",

@@ -22,9 +22,11 @@ from bot.report import Reports
 from bot.responder import Responder, slack_session
 from bot.run_actions import RunActions
 from bot.runs import RunRegistry
+from bot.schedules import Schedules
 from bot.slack_engage import SlackEngage
 from bot.slack_files import CsvFiles
 from bot.slack_identity import BotIdentity
+from bot.slack_schedules import SlackSchedules
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
 from bot.tasks import Tasks
@@ -54,6 +56,8 @@ class Services:
     auth_token: str | None = None  # verifies Event Streams deliveries
     slack: AsyncWebClient | None = None  # Slack's Web API, over the responder's pool
     identity: BotIdentity | None = None  # auth.test, asked once at start-up
+    schedules: Schedules | None = None  # starts kept for later, fired once by any process
+    scheduled: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
@@ -114,13 +118,24 @@ class Services:
             aliases=aliases,
             catalog=catalog,
             parameter_check=settings.flow_parameter_check,
+            clock=settings.contact_clock,
         )
+        schedules = Schedules(engager, store, max_days=settings.schedule_max_days)
         starts = SlackEngage(
             engager,
             tasks=tasks,
             state=state,
             mask_numbers=settings.mask_numbers,
             publish=follower.publish,
+            schedules=schedules,
+        )
+        scheduled = SlackSchedules(
+            schedules,
+            slack=slack,
+            publish=follower.publish,
+            tasks=tasks,
+            api=studio.api,
+            mask_numbers=settings.mask_numbers,
         )
         runs = RunActions(
             studio,
@@ -151,6 +166,7 @@ class Services:
             checked_every=(lambda: 0.0)
             if settings.twilio_events_url
             else (lambda: outcomes.interval),
+            max_days=settings.schedule_max_days,
         )
         reports = Reports(
             records,
@@ -167,6 +183,7 @@ class Services:
             catalog=catalog,
             api=studio.api,
             reports=reports,
+            schedules=schedules,
         )
         follower.on_started = started_hook(forms, slack)
         follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
@@ -192,6 +209,8 @@ class Services:
             auth.get_secret_value() if auth else None,
             slack,
             BotIdentity(slack) if slack is not None else None,
+            schedules,
+            scheduled,
         )
 
     def start(self) -> None:
@@ -208,6 +227,8 @@ class Services:
             self.outcomes.start()
         if self.bulk is not None:
             self.bulk.start_worker()  # takes up runs left by a process that stopped
+        if self.schedules is not None:
+            self.schedules.start()  # fires what is due, whichever process kept it
 
     async def drain(self, grace: float) -> None:
         """Stop taking work and let what is in flight finish (see ``Tasks.drain``); the
@@ -221,6 +242,8 @@ class Services:
             await self.outcomes.stop()
         if self.bulk is not None:
             await self.bulk.stop()
+        if self.schedules is not None:
+            await self.schedules.stop()
         await self.tasks.drain(grace)
 
     async def aclose(self) -> None:

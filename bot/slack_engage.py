@@ -10,6 +10,10 @@ the form and the buttons:
   parameters the flow does not fit, or a contact with a run already active, ask the
   person first: the command is parked behind a button (``bot.confirmations``), and
   ``confirm`` or ``cancel`` answer it.
+- A contact in quiet hours (``bot.contact_clock``) is not reached: the starter is
+  offered *Schedule for then* (and admins *Start now anyway*, audited).
+- A command with ``--at``/``--in`` is checked now and kept for its time
+  (``bot.schedules``) instead of started.
 - ``describe_flows``/``describe_flow``: ``/engage flows`` and ``/engage help <flow>``.
 
 Every message is Block Kit from ``bot.messages``; the use-case itself returns domain
@@ -20,22 +24,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from dataclasses import replace as replace_fields
 
 from bot import audit, messages
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, HelpCommand
 from bot.confirmations import Confirmations
+from bot.contact_clock import Instant, Opening, local_time
 from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable, StudioError
 from bot.flows import Findings
 from bot.messages import Message
+from bot.messages import schedules as schedule_messages
 from bot.messages.text import configured_flows, findings_text
 from bot.policy import may_end
+from bot.schedules import NotSchedulable, Schedules
 from bot.store import Durable
 from bot.studio import Engagement, is_already_active
 from bot.tasks import LAST_WORD_SECONDS, Reply, Tasks, deliver
 
-Publish = Callable[[EngageCommand, Engagement, Caller, Reply], Awaitable[None]]
+# Shows a started run's card in the caller's channel, following it: the card's ts when it
+# was posted there (else it went through the reply).
+Publish = Callable[[EngageCommand, Engagement, Caller, Reply], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,10 @@ class SlackEngage:
         state: Durable | None = None,
         mask_numbers: bool = False,
         publish: Publish | None = None,
+        schedules: Schedules | None = None,
     ) -> None:
         self.engager = engager
+        self.schedules = schedules  # --at/--in, *Schedule for then*
         self.studio = engager.studio
         self.policy = engager.policy
         self.throttle = engager.throttle  # the duplicate window and the pace
@@ -83,7 +95,11 @@ class SlackEngage:
             return Admission(messages.shutting_down())
         command = self.engager.named(command)
         if no := await self.engager.check(command, caller):
+            if no.kind == "quiet_hours" and no.opening is not None:
+                return Admission(await self._quiet_prompt(command, caller, no.opening), asked=True)
             return Admission(self.refusal(command, no))
+        if command.when is not None:
+            return await self._schedule(command, caller, reply)
         if not await self.throttle.claim(caller.user_id, command):
             try:
                 token = await self.confirmations.park(caller.user_id, command)
@@ -94,6 +110,58 @@ class SlackEngage:
             return Admission(prompt, asked=True)
         self._submit(command, caller, reply)
         return Admission(messages.starting(command), taken=True)
+
+    async def _schedule(self, command: EngageCommand, caller: Caller, reply: Reply) -> Admission:
+        """``--at``/``--in``: the time checked now; the flow checks and the keeping after
+        the ack (``_run``)."""
+        assert command.when is not None
+        if self.schedules is None:
+            return Admission(messages.refused("scheduling is not available here"))
+        planned = self.schedules.plan(command, command.when)
+        if isinstance(planned, NotSchedulable):
+            if planned.opening is None:
+                return Admission(schedule_messages.not_schedulable(planned.reason))
+            asked = local_time(planned.opening.since, planned.opening.zone)
+            prompt = await self._quiet_prompt(command, caller, planned.opening, asked)
+            return Admission(prompt, asked=True)
+        command = replace_fields(command, when=Instant(planned))
+        self._submit(command, caller, reply)
+        return Admission(schedule_messages.scheduling(command), taken=True)
+
+    async def _quiet_prompt(
+        self, command: EngageCommand, caller: Caller, opening: Opening, asked_for: str = ""
+    ) -> Message:
+        """Park the command for *Schedule for then* (at the window's opening) or an admin's
+        *Start now anyway*."""
+        later = replace_fields(command, when=Instant(opening.at)) if opening.at else command
+        try:
+            token = await self.confirmations.park(caller.user_id, later)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        admin = caller.user_id in self.policy.admins
+        return schedule_messages.quiet_hours(
+            command, opening, token, admin=admin, asked_for=asked_for
+        )
+
+    async def _keep_schedule(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
+        """After the flow checks: keep the schedule (its time judged again: a *Schedule
+        for then* clicked late), and tell the starter when it fires."""
+        assert command.when is not None
+        assert self.schedules is not None
+        planned = self.schedules.plan(command, command.when)
+        if isinstance(planned, NotSchedulable):
+            reason = planned.reason or "that time is in the contact's quiet hours"
+            await deliver(reply, schedule_messages.not_schedulable(reason), command.flow_sid)
+            return
+        try:
+            item = await self.schedules.add(replace_fields(command, when=None), caller, planned)
+        except StateUnavailable:
+            await deliver(reply, messages.state_unavailable(), command.flow_sid)
+            return
+        said = schedule_messages.scheduled(
+            item, self.schedules.now(), durable=self.schedules.durable
+        )
+        await deliver(reply, said, command.flow_sid)
 
     def refusal(self, command: EngageCommand, refused: Refused) -> Message:
         """A refusal as Slack shows it, only to the person who asked."""
@@ -130,15 +198,19 @@ class SlackEngage:
 
     # -- confirming buttons ----------------------------------------------------
 
-    def confirm(self, token: str, caller: Caller, replace: Reply, reply: Reply) -> None:
-        """The "start again" buttons: in the background, replace the prompt with the answer
-        and, if it may run, start the parked command (reporting through ``reply``)."""
+    def confirm(
+        self, token: str, caller: Caller, replace: Reply, reply: Reply, *, now: bool = False
+    ) -> None:
+        """The confirming buttons ("start again", "start anyway", "schedule for then"; with
+        ``now``, an admin's "start now anyway" in quiet hours): in the background, replace
+        the prompt with the answer and, if it may run, start (or schedule) the parked
+        command (reporting through ``reply``)."""
         if not self.tasks.accepting:
             self.tasks.spawn(deliver(replace, messages.shutting_down()), "confirm")
             return
 
         async def work() -> None:
-            await deliver(replace, await self._confirm(token, caller, reply))
+            await deliver(replace, await self._confirm(token, caller, reply, now=now))
 
         self.tasks.spawn(work(), f"confirm:{caller.user_id}")
 
@@ -155,7 +227,9 @@ class SlackEngage:
 
         self.tasks.spawn(work(), "cancel")
 
-    async def _confirm(self, token: str, caller: Caller, reply: Reply) -> Message:
+    async def _confirm(
+        self, token: str, caller: Caller, reply: Reply, *, now: bool = False
+    ) -> Message:
         try:
             parked = await self.confirmations.take(token)
         except StateUnavailable:
@@ -165,8 +239,18 @@ class SlackEngage:
         command = parked.command
         if parked.user_id != caller.user_id:
             return messages.refused("only the person who typed the command can confirm it")
-        if no := await self.engager.check(command, caller):
+        if now:  # an admin starts it in the contact's quiet hours
+            if caller.user_id not in self.policy.admins:
+                return messages.refused("only admins (ADMIN_SLACK_USERS) can start in quiet hours")
+            command = replace_fields(command, when=None)
+        if no := await self.engager.check(command, caller, quiet=not now):
             return self.refusal(command, no)
+        if now:
+            opens = self.engager.clock.opens(command.flow_sid, command.to)
+            detail = "in quiet hours" + (
+                f"; window opens {local_time(opens.at, opens.zone)}" if opens and opens.at else ""
+            )
+            audit.record("quiet_hours_overridden", caller, command, detail=detail)
         if parked.active_sid:
             starter = await self.engager.starter_of(parked.active_sid)
             if not may_end(self.policy, caller.user_id, starter):
@@ -185,6 +269,9 @@ class SlackEngage:
             except StudioError as exc:
                 return messages.action_failed(f"end {parked.active_sid}", exc)
             audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
+        if command.when is not None:  # *Schedule for then*: nothing is sent now
+            self._submit(command, caller, reply, checked=parked.checked)
+            return schedule_messages.scheduling(command)
         await self.throttle.claim(caller.user_id, command)  # restart the window from now
         self._submit(command, caller, reply, checked=parked.checked)
         return messages.starting(command)
@@ -208,6 +295,9 @@ class SlackEngage:
                 assert refused is not None
                 said = self.refusal(command, refused)
             await deliver(reply, said, command.flow_sid)
+            return
+        if command.when is not None:
+            await self._keep_schedule(command, caller, reply)
             return
 
         async def stopped(error: StudioError) -> None:  # the bot stops mid-start

@@ -546,6 +546,7 @@ def bot_env(studio_url: str, slack_url: str, **extra: str) -> dict[str, str]:
         "SLACK_API_URL": slack_url.rstrip("/") + "/api/",
         "HOST": "127.0.0.1",
         "FOLLOW_MINUTES": "0",  # cards as replies; the tests of following turn it on
+        "QUIET_HOURS": "off",  # the tests of quiet hours turn it on, with a clock they control
     }
     env.update(extra)
     return env

@@ -71,6 +71,7 @@ ENV = {
     "STUDIO_FLOW_SID": FLOW_SID,
     "STUDIO_FLOWS": f"survey={SURVEY_SID}",
     "STUDIO_FROM": SENDER,
+    "QUIET_HOURS": "off",  # the quiet-hours test sets hours around the real time
 }
 
 
@@ -239,3 +240,23 @@ def test_dry_run_without_studio_says_the_checks_are_off() -> None:
     result = run(["trigger", "--dry-run", "+16175551212"], ENV)
     assert result.returncode == 0, result.stderr
     assert "flow checks: off" in result.stdout
+
+
+def test_trigger_keeps_the_contacts_quiet_hours() -> None:
+    """The terminal is held to the contact's clock too: quiet hours around the present
+    moment in Boston refuse the start, saying when the window opens; nothing is sent
+    (the Studio URL is a closed port: a request would fail differently)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    boston = datetime.now(ZoneInfo("America/New_York"))
+    quiet = f"{boston - timedelta(hours=1):%H:%M}-{boston + timedelta(hours=2):%H:%M}"
+    env = {**ENV, "QUIET_HOURS": quiet, "STUDIO_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    result = run(["trigger", "+16175551212"], env)
+    assert result.returncode == 2, result.stderr
+    assert "quiet hours for the contact (QUIET_HOURS)" in result.stderr
+    assert "(America/New_York), in 1 h" in result.stderr or "in 2 h" in result.stderr
+    assert "nothing was sent" in result.stderr
+    scheduled = run(["trigger", "+16175551212", "--in", "2h"], env)
+    assert scheduled.returncode == 2
+    assert "--at and --in schedule starts from Slack" in scheduled.stderr

@@ -47,7 +47,7 @@ CALLER = Caller("U1", "C1", "T1")
                 "trigger_id": "t",
                 "actions": [{"action_id": "x"}],
             },
-            Origin(CALLER, "", "t", ""),
+            Origin(CALLER, "", "t", "", "x"),
         ),
         (
             {

@@ -64,11 +64,13 @@ class BulkRuns:
         files: CsvFiles | None = None,
         records: Records | None = None,
         checked_every: Callable[[], float] | None = None,
+        max_days: float = 30.0,
     ) -> None:
         self.store = store
         self.state = BulkState(Durable(store))
         self.reporter = Reporter(self.state, slack, records, checked_every)
         self.worker = Worker(engager, throttle, self.state, self.reporter, store, Wakeups(store))
+        self.reporter.waiting = lambda run_id: self.worker.queue(run_id).waiting()
         self.controls = Controls(policy, self.state, self.worker, self.reporter)
         self.previews = Previews(
             self.state,
@@ -80,6 +82,8 @@ class BulkRuns:
             bulk_users=bulk_users,
             max_rows=max_rows,
             files=files,
+            clock=engager.clock,
+            max_days=max_days,
         )
 
     @property

@@ -5,6 +5,7 @@ Nothing is sent; the run is kept for its Start button (``PREVIEW_SECONDS``)."""
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from bot import audit, messages
@@ -14,6 +15,7 @@ from bot.bulk.state import BulkState
 from bot.bulk_input import Row, row_for
 from bot.bulk_plan import plan
 from bot.command import BulkCommand, Defaults, default_flow, flow_in_text
+from bot.contact_clock import ContactClock, When
 from bot.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
 from bot.flow_catalog import FlowCatalog
 from bot.messages.bulk import bulk_preview
@@ -39,7 +41,11 @@ class Previews:
         bulk_users: frozenset[str] | None,
         max_rows: int,
         files: CsvFiles | None,
+        clock: ContactClock | None = None,
+        max_days: float = 30.0,
     ) -> None:
+        self.clock = clock  # quiet hours: which rows would wait for their window
+        self.max_days = max_days  # SCHEDULE_MAX_DAYS, for a run started --at a time
         self.policy = policy
         self.throttle = throttle
         self.tasks = tasks
@@ -58,6 +64,9 @@ class Previews:
             return Admission(messages.refused(reason))
         return None
 
+    def now(self) -> float:
+        return self.clock.now() if self.clock is not None else time.time()
+
     def _sender(self, flow_sid: str) -> str:
         return self.defaults.flow_senders.get(flow_sid) or self.defaults.sender or ""
 
@@ -71,6 +80,7 @@ class Previews:
             command.parameters,
             caller,
             reply,
+            when=command.when,
         )
 
     async def from_numbers(self, numbers: list[str], caller: Caller, reply: Reply) -> Admission:
@@ -135,6 +145,7 @@ class Previews:
         caller: Caller,
         reply: Reply,
         source: str = "",
+        when: When | None = None,
     ) -> Admission:
         """The rules now (the ack); the preview, after asking Studio about the flow."""
         if refused := self._refusal(caller, flow_sid, alias):
@@ -155,7 +166,14 @@ class Previews:
                 policy=self.policy,
                 info=info,
                 per_second=self.throttle.per_second,
+                clock=self.clock,
+                when=when,
+                now=self.now(),
             )
+            if made.dues and max(made.dues.values()) - self.now() > self.max_days * 86400:
+                far = f"that is more than {self.max_days:g} days ahead (SCHEDULE_MAX_DAYS)"
+                await deliver(reply, messages.refused(f"{far}; nothing was sent"))
+                return
             run_id = secrets.token_hex(6)
             try:
                 await self.state.keep_preview(run_id, made, caller)

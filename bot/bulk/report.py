@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError
@@ -56,7 +56,11 @@ def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
 
 
 def progress_of(
-    run_id: str, meta: RunMeta, outcomes: dict[str, RowOutcome], ends: Ends | None = None
+    run_id: str,
+    meta: RunMeta,
+    outcomes: dict[str, RowOutcome],
+    ends: Ends | None = None,
+    waiting: tuple[int, float | None] = (0, None),
 ) -> Progress:
     counts = tally(outcomes)
     status = meta.status if meta.status in ("running", "paused", "cancelled", "done") else "running"
@@ -69,6 +73,8 @@ def progress_of(
         elapsed=time.time() - (meta.began or time.time()),
         note=meta.note,
         ends=ends,
+        waiting=waiting[0],
+        next_opens=waiting[1],
         **counts,
     )
 
@@ -122,6 +128,8 @@ class Reporter:
         self.slack = slack
         self.records = records  # how each started run ended (None: not kept)
         self.checked_every = checked_every  # seconds between checks of an active run
+        # rows waiting for their time (how many, the first due), as the queue keeps them
+        self.waiting: Callable[[str], Awaitable[tuple[int, float | None]]] | None = None
 
     async def results(self, run_id: str) -> tuple[str, bool]:
         """The results file as things stand, and whether every started run has ended."""
@@ -162,7 +170,9 @@ class Reporter:
 
     async def _message(self, run_id: str, meta: RunMeta) -> Message:
         outcomes = await self.state.outcomes(run_id)
-        return bulk_progress(progress_of(run_id, meta, outcomes, await self.ends(run_id, outcomes)))
+        ends = await self.ends(run_id, outcomes)
+        waiting = await self.waiting(run_id) if self.waiting is not None else (0, None)
+        return bulk_progress(progress_of(run_id, meta, outcomes, ends, waiting))
 
     async def post(self, run_id: str, meta: RunMeta) -> str:
         """Post the progress message if it is not there yet (one process at a time);

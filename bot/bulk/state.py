@@ -82,6 +82,14 @@ class BulkState:
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}", meta.fields(), PREVIEW_SECONDS))
         if rows:
             await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", rows, KEEP_SECONDS))
+        dues = {str(n): repr(at) for n, at in made.dues.items()}
+        if dues:
+            await self.state.use(lambda s: s.hset(f"bulk:{run_id}:due", dues, KEEP_SECONDS))
+
+    async def dues(self, run_id: str) -> dict[str, float]:
+        """When each row is due (``--at``/``--in``); empty: at Start."""
+        stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:due"))
+        return {n: float(at) for n, at in stored.items()}
 
     async def meta(self, run_id: str) -> RunMeta | None:
         return RunMeta.of(await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}")))

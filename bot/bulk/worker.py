@@ -8,6 +8,10 @@ once at the account's pace, and finishes a run when every row is settled.
 - A run is listed before its rows are enqueued, and its rows are enqueued in one
   step (``Jobs.put_many``): a run left *starting* by a process that died is taken up
   by another after ``START_GRACE`` seconds (or failed cleanly, if its rows are gone).
+- A row whose contact is in quiet hours (``bot.contact_clock``) waits for its window
+  as a job for later (``Jobs.later``), on its own clock, while the others go on; a run
+  started ``--at`` a time enqueues its rows for then. Each round moves the due ones
+  back into the queue (``Jobs.wake``).
 - Idle, a worker waits for a wake-up (``bot.jobs.Wakeups``) instead of polling; a
   shared-state outage is logged when it starts and when it ends.
 """
@@ -24,6 +28,7 @@ from bot import audit
 from bot.bulk.report import Reporter, tally
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
 from bot.command import EngageCommand
+from bot.contact_clock import opening_text
 from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, Wakeups, jobs_for
@@ -86,7 +91,11 @@ class Worker:
             return 0
         jobs = self.queue(run_id)
         if await jobs.size() == 0:
-            await jobs.put_many(sorted(rows, key=int))
+            now = self.engager.clock.now()
+            dues = await self.state.dues(run_id)
+            later = {n: dues[n] for n in rows if dues.get(n, 0) > now}
+            await jobs.later(later)  # the run's --at: each row at its time
+            await jobs.put_many(sorted((n for n in rows if n not in later), key=int))
         await self.state.update(run_id, status="running")
         await self.wakeups.ring()
         self.start()
@@ -152,6 +161,7 @@ class Worker:
             if meta.status == "paused":
                 continue
             jobs = self.queue(run_id)
+            await jobs.wake(self.engager.clock.now())  # rows whose window (or --at) came
             for job_id, body in await jobs.reclaim(RECLAIM_AFTER):
                 await self._slots.acquire()
                 self._spawn(run_id, jobs, job_id, body)
@@ -206,6 +216,8 @@ class Worker:
         meta = await self.state.meta(run_id)
         if meta is None:
             return True  # the run's state is gone: nothing to send it with
+        if meta.status == "running" and await self._wait_for_window(run_id, meta, number):
+            return True  # kept for later: its contact is in quiet hours
         if meta.status == "running":  # wait for the row's turn, singles first
             await self.throttle.pace(bulk=True)
             meta = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
@@ -227,6 +239,24 @@ class Worker:
             command, meta.caller, bulk=True, paced=True, bulk_run=run_id, row=number
         )
         await self.state.settle(run_id, number, row_outcome(command, outcome))
+        return True
+
+    async def _wait_for_window(self, run_id: str, meta: RunMeta, number: str) -> bool:
+        """True if row ``number``'s contact is in quiet hours now: it waits, as a job for
+        later, until their window opens (settled as refused if it never does)."""
+        row = await self.state.row(run_id, number)
+        if row is None or row.to is None:
+            return False
+        opening = self.engager.clock.opens(meta.flow_sid, row.to)
+        if opening is None:
+            return False
+        if opening.at is not None:
+            await self.queue(run_id).later({number: opening.at})
+            await self.reporter.edit(run_id)
+            return True
+        if await self.state.claim_row(run_id, number, self.me):
+            message = "not started: " + opening_text(opening)
+            await self.state.settle(run_id, number, RowOutcome(outcome="failed", message=message))
         return True
 
     async def cancel_rest(self, run_id: str) -> None:

@@ -1,4 +1,5 @@
-"""Buttons: Start again, End it and start again, Cancel, Refresh, End, Open in Console.
+"""Buttons: Start again, End it and start again, Cancel, Refresh, End, Open in Console;
+in quiet hours, Schedule for then and (admins) Start now anyway; a schedule's Cancel.
 
 Each acks at once; the work (and its answer through the click's ``response_url``)
 is a task the use-case owns.
@@ -10,10 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.audit import Caller
+from bot.listeners.forms import home_note
 from bot.listeners.origin import origin_of
+from bot.messages.schedules import NOW_ANYWAY_ACTION, SCHEDULE_ACTION, UNSCHEDULE_ACTION
 from bot.runs import CardRef
 from bot.services import Services
 from bot.tasks import Reply
@@ -28,6 +32,8 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.action(messages.AGAIN_ACTION)
     @app.action(messages.ANYWAY_ACTION)
     @app.action(messages.RESTART_ACTION)
+    @app.action(SCHEDULE_ACTION)
+    @app.action(NOW_ANYWAY_ACTION)
     async def start_again(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         origin = origin_of(body)
@@ -37,7 +43,25 @@ def register(app: AsyncApp, services: Services) -> None:
             origin.caller,
             responder.reply(url, replace=True),
             responder.reply(url),
+            now=origin.action_id == NOW_ANYWAY_ACTION,
         )
+
+    @app.action(UNSCHEDULE_ACTION)
+    async def unschedule(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A schedule's Cancel: from a message (answered there) or the Home tab (redrawn
+        with the answer)."""
+        await ack()
+        origin = origin_of(body)
+        if services.scheduled is None:
+            return
+        reply: Reply
+        if origin.response_url:
+            reply = responder.reply(origin.response_url)
+        elif services.forms is not None:
+            reply = home_note(services.forms, client, origin.caller)
+        else:
+            return
+        services.scheduled.cancel(origin.value, origin.caller, reply)
 
     @app.action(messages.CANCEL_ACTION)
     async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from bot.command import (
     FlowsCommand,
     HelpCommand,
     ReportCommand,
+    ScheduledCommand,
     StatusCommand,
     parse,
 )
@@ -60,6 +61,10 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
         if services.reports is None:
             return messages.refused("reports are not available here")
         return await services.reports.report(command, origin.caller, reply)
+    if isinstance(command, ScheduledCommand):
+        if services.scheduled is None:
+            return messages.refused("scheduling is not available here")
+        return services.scheduled.listing(origin.caller, reply)
     if isinstance(command, BulkCommand):
         if services.bulk is None:
             return messages.refused("bulk runs are not available here")

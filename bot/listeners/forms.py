@@ -146,7 +146,8 @@ def register(app: AsyncApp, services: Services) -> None:
         reply = services.responder.reply(origin.response_url)
         admission = await services.starts.admit(command, origin.caller, reply)
         if not (admission.taken or admission.asked):  # refused: on its field, nothing sent
-            await ack(response_action="errors", errors={"contact": admission.ack["text"][:150]})
+            field = "when" if command.when is not None else "contact"
+            await ack(response_action="errors", errors={field: admission.ack["text"][:150]})
             return
         await ack()  # the modal closes; the ack (or the prompt) goes where the card will
         if origin.response_url:

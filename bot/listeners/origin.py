@@ -19,6 +19,7 @@ class Origin:
     response_url: str  # "" when Slack gave none (a global shortcut, most view submissions)
     trigger_id: str  # opens a modal within 3 s; "" when there is none
     value: str  # the clicked button's value; "" for anything else
+    action_id: str = ""  # the clicked button's action ID
 
 
 def _id(body: dict[str, Any], flat: str, nested: str) -> str:
@@ -48,4 +49,5 @@ def origin_of(body: dict[str, Any]) -> Origin:
         response_url=response_url,
         trigger_id=str(body.get("trigger_id") or ""),
         value=str(actions[0].get("value", "")),
+        action_id=str(actions[0].get("action_id", "")),
     )

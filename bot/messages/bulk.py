@@ -41,6 +41,11 @@ def _listed(title: str, lines: list[str]) -> str:
     return f"*{title}* ({len(lines)})\n" + "\n".join(lines[:SHOWN]) + more
 
 
+def slack_date(epoch: float) -> str:
+    """A moment in each reader's own time zone, as their Slack client shows it."""
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{int(epoch)}>"
+
+
 def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Message:
     """Only to whoever asked: what would be sent, what would not and why; Start or Cancel.
     ``source``: how the contacts were read (a file's name and encoding), when from a file."""
@@ -54,6 +59,20 @@ def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Messag
     blocks: list[Block] = [section(text=md(f":clipboard: {escape(head)}"))]
     if source:
         blocks.append(context([md(escape(source))]))
+    if plan.dues:
+        first, last = min(plan.dues.values()), max(plan.dues.values())
+        span = slack_date(first) + (f" to {slack_date(last)}" if last - first >= 60 else "")
+        blocks.append(context([md(f":calendar: Starts at {span}, at each contact's time.")]))
+        head += " Scheduled."
+    if plan.waiting:
+        opens = sorted(at for _, at in plan.waiting)
+        waiting = (
+            f":crescent_moon: {len(plan.waiting)} row(s) fall in their contact's quiet hours"
+            f" and wait for their window: the first opens {slack_date(opens[0])}, the last"
+            f" {slack_date(opens[-1])}; the others go on meanwhile."
+        )
+        blocks.append(section(text=md(waiting)))
+        head += f" {len(plan.waiting)} wait for their contact's quiet hours to end."
     kinds = [
         (
             "Invalid",
@@ -122,13 +141,25 @@ def bulk_progress(progress: Progress) -> Message:
         "cancelled": ":stop_sign: cancelled",
         "done": ":checkered_flag: done",
     }.get(p.status, p.status)
-    left_time = f" · about {_about(p.left / p.rate)} left" if p.rate and p.left else ""
+    going = p.left - p.waiting  # rows not waiting for their time
+    left_time = f" · about {_about(going / p.rate)} left" if p.rate and going > 0 else ""
     head = f"<@{p.starter}>'s bulk run of {escape(p.flow)}: {state}"
     counts = (
         f"{bar(p.done, p.total)}\n{p.started} started · {p.failed} failed · {p.unknown} unknown"
         f" · {p.cancelled} cancelled · {p.left} left · {p.rate:.1f}/s{left_time}"
     )
     blocks: list[Block] = [section(text=md(head)), section(text=md(escape(counts)))]
+    if p.waiting and p.status in ("running", "paused"):
+        first = f"; the next at {slack_date(p.next_opens)}" if p.next_opens else ""
+        blocks.append(
+            context(
+                [
+                    md(
+                        f":crescent_moon: {p.waiting} waiting for their morning (or their time){first}"
+                    )
+                ]
+            )
+        )
     if p.ends is not None:
         blocks.append(section(text=md(clip(escape(ends_line(p.ends)), SECTION_TEXT_MAX))))
     if p.note:  # the bot's own words, with a mention

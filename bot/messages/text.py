@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.command import USAGE, Defaults, EngageCommand
+from bot.contact_clock import opening_text
 from bot.errors import StudioError
 from bot.flows import Findings, FlowInfo
 from bot.phone import pretty
@@ -180,6 +181,8 @@ def refusal_text(command: EngageCommand, why: Refused, rate: str = "") -> str:
     """Why a start was stopped (``engage.Refused``), as plain text: for a terminal, a
     results file, a workflow step's output. Nothing was sent."""
     flow = flow_label(command)
+    if why.kind == "quiet_hours" and why.opening is not None:
+        return f"it is quiet hours for the contact (QUIET_HOURS): {opening_text(why.opening)}"
     if why.kind == "rate_limited":
         return f"the limit of {rate or 'USER_RATE_LIMIT'} is reached; try again in {max(1, round(why.wait))} s"
     if why.kind == "not_rest_ready":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.flows import FlowInfo
 from bot.messages.blocks import (
@@ -28,9 +28,13 @@ from bot.messages.blocks import (
     plain,
     section,
 )
+from bot.messages.schedules import schedule_line, unschedule_button
 from bot.messages.text import end_confirm_text, label, parameters_line
 from bot.phone import pretty
 from bot.studio import console_url
+
+if TYPE_CHECKING:
+    from bot.schedules import Scheduled
 
 FORM = "engage_form"  # the modal's callback_id
 FLOW_SELECT = "form_flow"  # dispatches: the form is redrawn for the chosen flow
@@ -163,6 +167,16 @@ def form(
     if channel:
         where["initial_conversation"] = channel
     blocks.append(_input("channel", "Post the card in", where))
+    blocks.append(
+        _input(
+            "when",
+            "When",
+            {"type": "datetimepicker", "action_id": "when"},
+            optional=True,
+            hint="Empty: now. A date and time (yours) schedules it; the contact's quiet"
+            " hours still apply.",
+        )
+    )
     summary = (
         f"Starts {chosen.label} for the contact, as `/engage` would: the same checks first."
         if chosen
@@ -200,16 +214,24 @@ def home(
     api: str = "v1",
     note: str = "",
     week: Mapping[str, tuple[int, int, int, int]] | None = None,
+    scheduled: Sequence[Scheduled] = (),
+    now: float = 0.0,
 ) -> View:
-    """The app's Home tab: a button to the form, your recent runs with the card's buttons,
-    the flows you may start (with ``week``: per flow SID, the last 7 days' started, ended,
-    failed and answered runs); ``note`` says what the last click did, if it said anything."""
+    """The app's Home tab: a button to the form, your scheduled starts (each with Cancel),
+    your recent runs with the card's buttons, the flows you may start (with ``week``: per
+    flow SID, the last 7 days' started, ended, failed and answered runs); ``note`` says
+    what the last click did, if it said anything."""
     blocks: list[Block] = [
         section(text=md("*Studio flows*\nStart a flow for a contact, with a form or `/engage`.")),
         actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")]),
     ]
     if note:
         blocks.append(context([md(escape(clip(note, 2900)))]))
+    if scheduled:
+        blocks += [{"type": "divider"}, section(text=md("*Your scheduled starts*"))]
+        for item in scheduled[:10]:
+            line = schedule_line(item, now, everyone=False)
+            blocks.append({**section(text=md(line)), "accessory": unschedule_button(item.id)})
     blocks += [{"type": "divider"}, section(text=md("*Your recent runs*"))]
     if not recent:
         blocks.append(context([md("None yet.")]))

@@ -1,0 +1,373 @@
+"""Starts scheduled for later (``--at``, ``--in``, the form's *When*, *Schedule for then*):
+kept in the state store, fired once by whichever process finds them due.
+
+- ``plan``: when a command is due, or why it cannot be scheduled (a time past, too far
+  ahead: SCHEDULE_MAX_DAYS, or in the contact's quiet hours: then the next allowed time
+  is offered). Pure but for the clock.
+- ``add``: the schedule kept (a hash, an index for listing, a job for later in
+  ``bot.jobs``: Redis with ``REDIS_URL``, else this process's memory, lost on restart).
+- The ``Scheduler`` loop in every process moves due jobs into the queue (one Lua step),
+  takes them and fires each: the rules are checked again (the starter still allowed,
+  the flow still configured and REST-ready, the destination, quiet hours); the start
+  is *claimed* right before the request goes out, so a schedule found claimed without
+  an outcome (its process died) is *outcome unknown*, never resent. A cancel claims
+  the same way, so a schedule is either cancelled or fired, never both.
+- What happens is told: the card in the schedule's channel with the starter mentioned
+  in its thread; a refusal or failure privately, in a DM from the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from dataclasses import replace as replace_fields
+from typing import Any, Literal
+
+from bot import audit
+from bot.audit import Caller
+from bot.command import EngageCommand
+from bot.contact_clock import ContactClock, Instant, Opening, When, due_at
+from bot.engage import Engager, Outcome, Refused
+from bot.errors import StateUnavailable
+from bot.jobs import Jobs, jobs_for
+from bot.logs import Outage, Repeats
+from bot.messages.text import refusal_text
+from bot.policy import Policy
+from bot.store import Durable, Record, RedisStore, Store
+
+log = logging.getLogger(__name__)
+
+INDEX = "sched:index"  # sorted set: schedule ID -> due time, for listing
+KEEP_AFTER = 7 * 86400  # a schedule's record outlives its due time this long
+CONCURRENCY = 16  # schedules being fired at once per process
+RECLAIM_AFTER = 30.0  # a fire silent this long belonged to a process that died
+TICK = 0.5  # how often due schedules are looked for
+
+State = Literal["waiting", "sending", "started", "failed", "unknown", "refused", "cancelled"]
+
+
+class Scheduled(Record):
+    """One scheduled start: what, for whom, by whom, from where, when; and how it went."""
+
+    id: str
+    flow_sid: str
+    flow_alias: str = ""
+    flow_name: str = ""
+    to: str
+    sender: str
+    parameters: str = "{}"  # the flow data, as JSON
+    user: str
+    channel: str = ""
+    team: str = ""
+    due: float
+    created: float = 0.0
+    zone: str = "UTC"  # the contact's (first) time zone, for saying when
+    state: State = "waiting"
+    sid: str = ""  # the run, once started
+    note: str = ""  # why it was refused, failed or is unknown; who cancelled it
+    workflow: str = ""  # the workflow that scheduled it, if one did
+
+    @property
+    def command(self) -> EngageCommand:
+        parameters: dict[str, Any] = json.loads(self.parameters)
+        return EngageCommand(
+            self.flow_sid,
+            self.flow_alias or None,
+            self.to,
+            self.sender,
+            parameters,
+            self.flow_name or None,
+        )
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user, self.channel, self.team)
+
+
+@dataclass(frozen=True)
+class NotSchedulable:
+    """Why a command cannot be scheduled for the time asked: ``reason``, or (quiet) the
+    contact's ``opening`` after that time, to offer instead."""
+
+    reason: str = ""
+    opening: Opening | None = None
+
+
+# Says what happened at fire time: the item (its state, run SID and note) and the start's
+# outcome or refusal (None: claimed by a process that stopped, outcome unknown).
+Tell = Callable[[Scheduled, Outcome | Refused | None], Awaitable[None]]
+
+
+class Schedules:
+    """Scheduled starts over ``engager`` (the one use-case for every start)."""
+
+    def __init__(
+        self,
+        engager: Engager,
+        store: Store,
+        *,
+        max_days: float = 30.0,
+    ) -> None:
+        self.engager = engager
+        self.policy: Policy = engager.policy
+        self.clock: ContactClock = engager.clock
+        self.store = store
+        self.state = Durable(store)
+        self.durable = isinstance(store, RedisStore)  # else lost when the process ends
+        self.max_days = max_days
+        self.me = secrets.token_hex(4)
+        self.jobs: Jobs = jobs_for(store, self.me, "sched:jobs")
+        self.tell: Tell | None = None  # the Slack surface: the card, or a DM
+        self.outage = Outage(log, "schedules: shared state")
+        self.defects = Repeats(log)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._loop: asyncio.Task[None] | None = None
+        self._fires: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    def now(self) -> float:
+        """The wall clock (the contact clock's, which tests control)."""
+        return self.clock.now()
+
+    # -- planning and keeping ----------------------------------------------------
+
+    def plan(self, command: EngageCommand, when: When) -> float | NotSchedulable:
+        """The epoch second ``command`` is due at ``when``, or why it cannot be."""
+        now = self.now()
+        zones = self.clock.zones(command.to)
+        try:
+            due = due_at(when, zones, now)
+        except ValueError as exc:
+            return NotSchedulable(f"{exc}; give a time to come")
+        if due - now > self.max_days * 86400:
+            return NotSchedulable(
+                f"that is more than {self.max_days:g} days ahead (SCHEDULE_MAX_DAYS)"
+            )
+        opening = self.clock.opens(command.flow_sid, command.to, due)
+        if opening is not None:
+            return NotSchedulable(opening=opening)
+        return due
+
+    async def add(
+        self, command: EngageCommand, caller: Caller, due: float, *, workflow: str = ""
+    ) -> Scheduled:
+        """Keep ``command`` for ``due`` (audited ``scheduled``). Raises ``StateUnavailable``."""
+        now = self.now()
+        item = Scheduled(
+            id=secrets.token_hex(8),
+            flow_sid=command.flow_sid,
+            flow_alias=command.flow_alias or "",
+            flow_name=command.flow_name or "",
+            to=command.to,
+            sender=command.sender,
+            parameters=json.dumps(command.parameters, ensure_ascii=False),
+            user=caller.user_id,
+            channel=caller.channel_id,
+            team=caller.team_id,
+            due=due,
+            created=now,
+            zone=self.clock.zones(command.to)[0],
+            workflow=workflow,
+        )
+        ttl = max(due - now, 0) + KEEP_AFTER
+        await self.state.use(lambda s: s.hset(f"sched:{item.id}", item.fields(), ttl))
+        await self.state.use(lambda s: s.zadd(INDEX, {item.id: due}, ttl))
+        await self.state.use(lambda _: self.jobs.later({item.id: due}))
+        audit.record("scheduled", caller, command, detail=f"schedule {item.id} due {due:.0f}")
+        return item
+
+    async def get(self, schedule_id: str) -> Scheduled | None:
+        return Scheduled.of(await self.state.use(lambda s: s.hgetall(f"sched:{schedule_id}")))
+
+    async def waiting(self, user_id: str | None = None) -> list[Scheduled]:
+        """The schedules not yet fired, soonest first: ``user_id``'s, or everyone's."""
+        ids = await self.state.use(lambda s: s.zrange(INDEX, float("-inf"), float("inf")))
+        found = []
+        for schedule_id in ids:
+            item = await self.get(schedule_id)
+            if item is None or item.state != "waiting":
+                continue
+            if user_id is None or item.user == user_id:
+                found.append(item)
+        return found
+
+    async def visible_to(self, user_id: str) -> list[Scheduled]:
+        """``/engage scheduled``: yours; an admin's: everyone's."""
+        return await self.waiting(None if user_id in self.policy.admins else user_id)
+
+    async def cancel(self, schedule_id: str, caller: Caller) -> tuple[str, Scheduled | None]:
+        """Cancel a schedule (its starter or an admin): ``cancelled``, ``not_yours``,
+        ``too_late`` (it fired or is firing) or ``gone``. Raises ``StateUnavailable``."""
+        item = await self.get(schedule_id)
+        if item is None:
+            return "gone", None
+        if caller.user_id != item.user and caller.user_id not in self.policy.admins:
+            return "not_yours", item
+        if item.state != "waiting" or not await self._claim(schedule_id, "cancel"):
+            return "too_late", item
+        note = f"cancelled by <@{caller.user_id}>"
+        await self._set(item, state="cancelled", note=note)
+        await self.state.use(lambda _: self.jobs.unlater(schedule_id))
+        await self.state.use(lambda s: s.zrem(INDEX, schedule_id))
+        audit.record("schedule_cancelled", caller, item.command, detail=f"schedule {item.id}")
+        return "cancelled", item
+
+    async def _claim(self, schedule_id: str, who: str) -> bool:
+        """The one claim on a schedule (firing it, or cancelling it): atomic, once."""
+        key = f"sched:{schedule_id}:claim"
+        return await self.state.use(lambda s: s.add(key, who, KEEP_AFTER))
+
+    async def _claimer(self, schedule_id: str) -> str | None:
+        return await self.state.use(lambda s: s.get(f"sched:{schedule_id}:claim"))
+
+    async def _set(self, item: Scheduled, **changes: Any) -> Scheduled:
+        changed = item.model_copy(update=changes)
+        fields = changed.fields(*changes)
+        ttl = max(item.due - self.now(), 0) + KEEP_AFTER
+        await self.state.use(lambda s: s.hset(f"sched:{item.id}", fields, ttl))
+        return changed
+
+    # -- the loop in every process ---------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is None and not self.stopping:
+            self._loop = asyncio.get_running_loop().create_task(self._work(), name="schedules")
+
+    async def stop(self) -> None:
+        """SIGTERM: take no more; let the fires in flight finish (briefly)."""
+        self.stopping = True
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.wait({self._loop}, timeout=5)
+            self._loop = None
+        if self._fires:
+            await asyncio.wait(set(self._fires), timeout=10)
+
+    async def _work(self) -> None:
+        while not self.stopping:
+            try:
+                await self.round()
+                self.outage.ok()
+                await asyncio.sleep(TICK)
+            except StateUnavailable as exc:
+                self.outage.failed(exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                self.defects.log(logging.ERROR, "round", "schedules round failed", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def round(self) -> int:
+        """Move what is due into the queue, and fire what there is room for; how many."""
+        await self.jobs.wake(self.now())
+        taken = 0
+        for job_id, schedule_id in await self.jobs.reclaim(RECLAIM_AFTER):
+            await self._slots.acquire()
+            self._spawn(job_id, schedule_id)
+            taken += 1
+        while not self._slots.locked() and not self.stopping:
+            job = await self.jobs.take()
+            if job is None:
+                break
+            await self._slots.acquire()
+            self._spawn(*job)
+            taken += 1
+        return taken
+
+    def _spawn(self, job_id: str, schedule_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._fire_job(job_id, schedule_id))
+        self._fires.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._fires.discard(t)
+            self._slots.release()
+
+        task.add_done_callback(done)
+
+    async def _fire_job(self, job_id: str, schedule_id: str) -> None:
+        try:
+            await self.fire(schedule_id)
+            await self.jobs.ack(job_id)
+        except StateUnavailable as exc:
+            self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
+        except Exception:
+            log.exception("schedule %s failed", schedule_id)
+
+    # -- one schedule ------------------------------------------------------------------
+
+    async def fire(self, schedule_id: str) -> None:
+        """Start schedule ``schedule_id`` once, under the rules as they are now, and say
+        what happened."""
+        item = await self.get(schedule_id)
+        if item is None or item.state not in ("waiting", "sending"):
+            return  # cancelled, or settled by the process that fired it
+        if item.state == "sending":  # taken up from a process that stopped mid-start
+            await self._claimed_elsewhere(item)
+            return
+        command, caller, sid = item.command, item.caller, item.id
+        refused = await self.recheck(command, caller)
+        if not await self._claim(sid, self.me):
+            await self._claimed_elsewhere(item)
+            return
+        await self.state.use(lambda s: s.zrem(INDEX, sid))
+        if refused is not None:
+            item = await self._set(item, state="refused", note=refusal_text(command, refused))
+            await self._tell(item, refused)
+            return
+        item = await self._set(item, state="sending")
+        audit.record("schedule_fired", caller, command, detail=f"schedule {item.id}")
+        outcome = await self.engager.launch(command, caller)
+        if outcome.engagement is not None:
+            item = await self._set(item, state="started", sid=outcome.engagement.sid)
+        else:
+            assert outcome.error is not None
+            state: State = "unknown" if outcome.error.outcome_unknown else "failed"
+            item = await self._set(item, state=state, note=outcome.error.message)
+        await self._tell(item, outcome)
+
+    async def recheck(self, command: EngageCommand, caller: Caller) -> Refused | None:
+        """The rules at fire time: the starter still allowed, the flow still configured
+        and REST-ready, the destination still allowed, the contact not in quiet hours."""
+        configured = self.policy.configured
+        if configured is not None and command.flow_sid not in configured:
+            reason = "the flow is no longer configured here (STUDIO_FLOW_SID, STUDIO_FLOWS)"
+            audit.record("refused", caller, command, detail=reason)
+            return Refused("rules", reason)
+        if no := await self.engager.check(command, caller, rate=False):
+            return no
+        _, refused, _ = await self.engager.preflight(command, caller, checked=True)
+        return refused
+
+    async def _claimed_elsewhere(self, item: Scheduled) -> None:
+        """The claim is taken: by a cancel (nothing to do), or by a process that stopped
+        before saying what happened: outcome unknown, never sent again."""
+        if await self._claimer(item.id) == "cancel":
+            return
+        fresh = await self.get(item.id)
+        if fresh is None or fresh.state not in ("waiting", "sending"):
+            return  # settled meanwhile by the process that fired it
+        note = (
+            "the process starting it stopped before Twilio answered; it may have started:"
+            " check the Console before starting it again"
+        )
+        fresh = await self._set(fresh, state="unknown", note=note)
+        await self.state.use(lambda s: s.zrem(INDEX, fresh.id))
+        audit.record("unknown", fresh.caller, fresh.command, detail=f"schedule {item.id}: {note}")
+        await self._tell(fresh)
+
+    async def _tell(self, item: Scheduled, result: Outcome | Refused | None = None) -> None:
+        if self.tell is None:
+            return
+        try:
+            await self.tell(item, result)
+        except Exception:  # the outcome is kept and audited; the log says who missed it
+            log.exception("could not tell %s about schedule %s", item.user, item.id)
+
+
+def scheduled_command(command: EngageCommand, due: float) -> EngageCommand:
+    """``command`` with its time resolved to the epoch second ``due`` (so that a prompt
+    parked on the way keeps the same time)."""
+    return replace_fields(command, when=Instant(due))

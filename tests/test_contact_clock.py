@@ -1,0 +1,250 @@
+"""The contact's clock (pure): quiet hours in the contact's zones, across daylight-saving
+changes and regions with several zones; and when ``--at``/``--in`` are due."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.command import BulkCommand, Defaults, EngageCommand, parse
+from bot.contact_clock import (
+    After,
+    AtClock,
+    ContactClock,
+    Instant,
+    Opening,
+    QuietHours,
+    due_at,
+    local_time,
+    next_open,
+    opening_text,
+    parse_at,
+    parse_in,
+    quiet_in,
+    relative,
+    zones_of,
+)
+from bot.errors import CommandError
+
+NIGHT = QuietHours(time(21), time(8))
+NY = ("America/New_York",)
+BOSTON = "+16175551212"
+HONOLULU = "+18085551212"
+PORTUGAL = "+351912345678"  # a mobile number: Lisbon and the Azores
+RUSSIA = "+79123456789"  # a mobile number: sixteen zones, Kaliningrad's time to Kamchatka's
+FLOW = "FW" + "0" * 32
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+# --- quiet hours ------------------------------------------------------------------------
+
+
+def test_quiet_hours_parse_and_cover() -> None:
+    assert QuietHours.parse("21:00-08:00") == NIGHT
+    assert QuietHours.parse(" 22:30 - 7:15 ") == QuietHours(time(22, 30), time(7, 15))
+    assert QuietHours.parse("off") is None
+    assert str(NIGHT) == "21:00-08:00"
+    assert NIGHT.covers(time(21))
+    assert NIGHT.covers(time(3))
+    assert NIGHT.covers(time(7, 59))
+    assert not NIGHT.covers(time(8))
+    assert not NIGHT.covers(time(20, 59))
+    lunch = QuietHours(time(12), time(13))  # not crossing midnight
+    assert lunch.covers(time(12, 30))
+    assert not lunch.covers(time(13))
+    for bad in ("21:00", "25:00-08:00", "21:00-08:60", "9pm-8am", "08:00-08:00"):
+        with pytest.raises(ValueError, match=r"HH:MM-HH:MM|the same time"):
+            QuietHours.parse(bad)
+
+
+def test_zones_come_from_the_number() -> None:
+    assert zones_of(BOSTON) == NY
+    assert zones_of("whatsapp:" + HONOLULU) == ("Pacific/Honolulu",)
+    assert set(zones_of(PORTUGAL)) == {"Atlantic/Azores", "Europe/Lisbon"}
+    assert len(zones_of(RUSSIA)) > 10
+    # libphonenumber knows no zone for UK mobiles: QUIET_HOURS_TZ stands in
+    assert zones_of("+447700900123", "Europe/London") == ("Europe/London",)
+    assert zones_of("not a number", "UTC") == ("UTC",)
+
+
+def test_a_contact_at_night_waits_for_their_morning() -> None:
+    clock = ContactClock(NIGHT, now=lambda: utc(2026, 12, 2, 3, 0))  # 22:00 in Boston
+    opening = clock.opens(FLOW, BOSTON)
+    assert opening is not None
+    assert iso(opening.at or 0) == "2026-12-02 13:00"  # 08:00 EST
+    assert "08:00 EST (America/New_York), in 10 h" in opening_text(opening)
+    assert clock.opens(FLOW, HONOLULU) is None  # 17:00 there
+    assert ContactClock(NIGHT, exempt=frozenset({FLOW}), now=clock.now).opens(FLOW, BOSTON) is None
+    assert ContactClock(None, now=clock.now).opens(FLOW, BOSTON) is None
+
+
+def test_daylight_saving_starts_in_new_york() -> None:
+    """2026-03-08: 02:00 EST becomes 03:00 EDT, so 08:00 that morning is 12:00 UTC."""
+    at = utc(2026, 3, 8, 6, 0)  # 01:00 EST
+    assert quiet_in(NIGHT, NY, at)
+    assert iso(next_open(NIGHT, NY, at) or 0) == "2026-03-08 12:00"
+    assert iso(due_at(AtClock(time(9)), NY, utc(2026, 3, 7, 23, 0))) == "2026-03-08 13:00"
+    # a window ending at a local time the change skips still opens, once, just after it
+    skipped = QuietHours(time(1), time(2, 30))
+    opened = next_open(skipped, NY, utc(2026, 3, 8, 6, 30))
+    assert opened is not None
+    assert not quiet_in(skipped, NY, opened)
+    assert iso(opened) == "2026-03-08 07:30"  # 03:30 EDT: 02:30 EST never happened
+
+
+def test_daylight_saving_ends_in_new_york() -> None:
+    """2026-11-01: 02:00 EDT becomes 01:00 EST, so 08:00 that morning is 13:00 UTC."""
+    at = utc(2026, 11, 1, 5, 30)  # 01:30 EDT (the first one)
+    assert iso(next_open(NIGHT, NY, at) or 0) == "2026-11-01 13:00"
+    assert iso(due_at(AtClock(time(9)), NY, utc(2026, 10, 31, 23, 0))) == "2026-11-01 14:00"
+    assert iso(due_at(After(3600), NY, at)) == "2026-11-01 06:30"  # an hour is an hour
+
+
+def test_several_zones_open_when_the_last_one_does() -> None:
+    zones = zones_of(PORTUGAL)
+    at = utc(2026, 12, 2, 7, 30)  # 07:30 in Lisbon, 06:30 in the Azores
+    opened = next_open(NIGHT, zones, at)
+    assert iso(opened or 0) == "2026-12-02 09:00"  # 08:00 in the Azores
+    evening = utc(2026, 12, 2, 21, 30)  # Lisbon is quiet, the Azores (20:30) are not
+    assert quiet_in(NIGHT, zones, evening)
+    # Russia's zones span ten hours: they are all awake together only for a while
+    russia = zones_of(RUSSIA)
+    opened = next_open(NIGHT, russia, utc(2026, 12, 2, 3, 0))
+    assert opened is not None
+    assert not quiet_in(NIGHT, russia, opened)
+    assert quiet_in(NIGHT, russia, opened - 60)
+
+
+def test_zones_that_never_meet_say_so() -> None:
+    far = ("Europe/London", "Asia/Kamchatka")  # twelve hours apart in December
+    long_night = QuietHours(time(18), time(9))  # nine open hours each: they never overlap
+    at = utc(2026, 12, 2, 3, 0)
+    assert next_open(long_night, far, at) is None
+    text = opening_text(Opening(None, far, at))
+    assert "never all outside quiet hours" in text
+    assert "Asia/Kamchatka" in text
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    at=st.integers(min_value=int(utc(2026, 1, 1)), max_value=int(utc(2027, 12, 31))),
+    start=st.integers(min_value=0, max_value=23),
+    end=st.integers(min_value=0, max_value=23),
+    zones=st.sampled_from([NY, zones_of(PORTUGAL), ("Australia/Lord_Howe",), zones_of(RUSSIA)]),
+)
+def test_next_open_is_the_first_moment_outside_quiet_hours(
+    at: int, start: int, end: int, zones: tuple[str, ...]
+) -> None:
+    if start == end:
+        return
+    quiet = QuietHours(time(start), time(end))
+    opened = next_open(quiet, zones, at)
+    if opened is None:
+        return
+    assert opened >= at
+    assert not quiet_in(quiet, zones, opened)
+    if opened > at:  # minimal: quiet on every quarter hour before it
+        step = at
+        while step < opened:
+            assert quiet_in(quiet, zones, step)
+            step += 900
+
+
+# --- when a schedule is due ---------------------------------------------------------------
+
+
+def test_at_and_in_parse() -> None:
+    assert parse_at("09:00") == AtClock(time(9))
+    assert parse_at("2026-12-03 09:00") == AtClock(time(9), datetime(2026, 12, 3).date())
+    assert parse_at("09:00 America/Chicago") == AtClock(time(9), None, "America/Chicago")
+    assert parse_in("90m") == After(5400)
+    assert parse_in("2h") == After(7200)
+    assert parse_in("30s") == After(30)
+    assert parse_in("1h 30m") == After(5400)
+    for bad in ("9am", "2026-13-01 09:00", "09:00 Mars/Olympus", "tomorrow"):
+        with pytest.raises(ValueError, match=r"takes a time|is not a date|is not a time zone"):
+            parse_at(bad)
+    for bad in ("", "0m", "soon", "5x", "2h-1m"):
+        with pytest.raises(ValueError, match="takes a span"):
+            parse_in(bad)
+
+
+def test_due_at_reads_the_contact_zone_unless_told() -> None:
+    now = utc(2026, 12, 2, 15, 0)  # 10:00 in Boston
+    assert iso(due_at(AtClock(time(9)), NY, now)) == "2026-12-03 14:00"  # tomorrow's 09:00
+    assert iso(due_at(AtClock(time(11)), NY, now)) == "2026-12-02 16:00"  # today's
+    chicago = AtClock(time(11), None, "America/Chicago")
+    assert iso(due_at(chicago, NY, now)) == "2026-12-02 17:00"
+    dated = AtClock(time(9), datetime(2026, 12, 5).date())
+    assert iso(due_at(dated, NY, now)) == "2026-12-05 14:00"
+    with pytest.raises(ValueError, match="has passed"):
+        due_at(AtClock(time(9), datetime(2026, 12, 1).date()), NY, now)
+    with pytest.raises(ValueError, match="passed"):
+        due_at(Instant(now - 1), NY, now)
+
+
+def test_saying_when() -> None:
+    now = utc(2026, 12, 2, 15, 0)
+    assert local_time(utc(2026, 12, 2, 16, 0), "America/New_York", now) == (
+        "11:00 EST (America/New_York)"
+    )
+    assert local_time(utc(2026, 12, 3, 14, 0), "America/New_York", now).startswith("Thu 3 Dec")
+    assert relative(11400) == "in 3 h 10 min"
+    assert relative(40) == "in 40 s"
+    assert relative(2 * 86400 + 4 * 3600) == "in 2 d 4 h"
+    assert relative(3600) == "in 1 h"
+
+
+# --- the grammar ---------------------------------------------------------------------------
+
+DEFAULTS = Defaults(flows={"survey": FLOW}, flow_sid=FLOW, sender="+16175550100")
+
+
+def test_the_command_takes_at_or_in() -> None:
+    command = parse("+16175551212 --at 09:00", DEFAULTS)
+    assert isinstance(command, EngageCommand)
+    assert command.when == AtClock(time(9))
+    command = parse('survey +16175551212 --at "2026-12-03 09:00 America/Chicago"', DEFAULTS)
+    assert isinstance(command, EngageCommand)
+    assert command.when == AtClock(time(9), datetime(2026, 12, 3).date(), "America/Chicago")
+    command = parse("+16175551212 first_name=Zeke --in 90m", DEFAULTS)
+    assert isinstance(command, EngageCommand)
+    assert command.when == After(5400)
+    assert command.parameters == {"first_name": "Zeke"}
+    bulk = parse("survey +16175551212 +18085551212 --at 10:00", DEFAULTS)
+    assert isinstance(bulk, BulkCommand)
+    assert bulk.when == AtClock(time(10))
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("+16175551212 --at 9am", "--at takes a time such as 09:00"),
+        ("+16175551212 --in soon", "--in takes a span"),
+        ("+16175551212 --at 09:00 --in 2h", "give --at or --in, not both"),
+        ("+16175551212 --at 09:00 --at 10:00", "--at is given twice"),
+        ('+16175551212 --at "09:00 Mars/Base"', "is not a time zone"),
+        ("+16175551212 --when 09:00", "the options are --from, --flow, --at and --in"),
+    ],
+)
+def test_bad_times_are_refused_naming_the_option(text: str, says: str) -> None:
+    with pytest.raises(CommandError, match=says):
+        parse(text, DEFAULTS)
+
+
+def test_scheduled_is_a_subcommand() -> None:
+    from bot.command import ScheduledCommand
+
+    assert parse("scheduled", DEFAULTS) == ScheduledCommand()
+    with pytest.raises(CommandError):
+        parse("scheduled everyone", DEFAULTS)
