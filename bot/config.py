@@ -264,7 +264,8 @@ class Settings(BaseSettings):
         default={},
         description="named flows: `onboarding=FW…,survey=FW…`; a flow may be narrowed to some"
         " users or channels and have its own sender:"
-        " `survey=FW…;users=U01|U02;channels=C01;from=MG…`",
+        " `survey=FW…;users=U01|U02;channels=C01;from=MG…`; `;quiet=off` exempts it from"
+        " `QUIET_HOURS`",
     )
     studio_from: str | None = Field(
         default=None,

@@ -82,6 +82,8 @@ def help_text(defaults: Defaults, command: str = "/engage") -> str:
         f'  {command} +16175551212 customer.name=Zeke tags:=["a","b"]',
         f'  {command} +16175551212 {{"first_name": "Zeke", "count": 3}}',
         f"  {command} +16175551212 --from +16175550100",
+        f'  {command} +16175551212 --at 09:00   (09:00 in the contact\'s time; or --in 2h,'
+        ' --at "2026-12-03 09:00", --at "09:00 America/Chicago")',
     ]
     if defaults.flows:
         alias = sorted(defaults.flows)[0]
@@ -93,6 +95,10 @@ def help_text(defaults: Defaults, command: str = "/engage") -> str:
         "",
         f"Also: {command} status FN… · {command} flows · {command} help <flow>",
         f"      {command} report [flow] [--since 7d] [--csv]  (how the runs went: only you see it)",
+        f"      {command} scheduled  (your scheduled starts, with Cancel)",
+        "",
+        "Nothing starts in the contact's quiet hours (their local time): you are offered"
+        " their next window instead.",
         "",
         "Flows:",
     ]
