@@ -16,7 +16,6 @@ import contextlib
 import json
 import statistics
 import subprocess
-import sys
 import time
 from collections import deque
 from typing import Any
@@ -24,7 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from run import REPO, bot_env, free_port, redis_server, signed_headers, wait_port  # bench/run.py
+from run import bot_env, free_port, redis_server, signed_headers, spawn_bot  # bench/run.py
 
 LIMIT = 20  # what the fake Studio allows a second, as Studio documents
 
@@ -183,15 +182,7 @@ def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], s
     env = bot_env(port, peers, STUDIO_RATE_LIMIT=f"{LIMIT}/second")
     if redis:
         env["REDIS_URL"] = redis
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port, proc)
-    return proc, f"http://127.0.0.1:{port}"
+    return spawn_bot(port, env), f"http://127.0.0.1:{port}"
 
 
 async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:

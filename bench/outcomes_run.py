@@ -23,8 +23,6 @@ import hashlib
 import hmac
 import json
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -35,7 +33,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 from bulk_run import ask_preview, file_api, max_per_second, post, start_click
-from run import FLOW, REPO, bot_env, free_port, redis_server, wait_port
+from run import FLOW, bot_env, free_port, redis_server, spawn_bot, wait_port
 
 TOKEN = "bench-token"  # bot_env's TWILIO_AUTH_TOKEN
 WIDGETS = ("thanks", "no_reply", "opted_out", "escalated")
@@ -265,13 +263,7 @@ def main() -> None:
         )
         if not args.polling:
             env["TWILIO_EVENTS_URL"] = f"{bot}/twilio/events"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = spawn_bot(port, env, wait=False)
         try:
             wait_port(port, proc)
             result = asyncio.run(scenario(args, base, bot, redis))

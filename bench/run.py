@@ -79,6 +79,17 @@ def bot_env(port: int, peers: str, **overrides: str) -> dict[str, str]:
     }
 
 
+def spawn_bot(port: int, env: dict[str, str], *, wait: bool = True) -> subprocess.Popen[bytes]:
+    """``python -m bot`` with ``env``, its output dropped; with ``wait``, once ``port``
+    takes connections."""
+    proc = subprocess.Popen(
+        [PY, "-m", "bot"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if wait:
+        wait_port(port, proc)
+    return proc
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -415,6 +426,14 @@ def main() -> None:
                 check=True,
             )
             report[key] = json.loads(done.stdout)
+        scheduled = "1000" if args.quick else "10000"
+        done = subprocess.run(
+            [PY, str(HERE / "schedules_run.py"), "--items", scheduled],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report["schedules"] = json.loads(done.stdout)
         saturation = 500 if args.quick else 2000
         transports = subprocess.run(
             [PY, str(HERE / "transports.py"), "--studio", peers, "--total", str(saturation)],
@@ -657,6 +676,15 @@ def render(report: dict[str, Any]) -> str:
                 + f", peak RSS {out['peak_rss_mib']:.0f} MiB (target ≤ 120 MiB),"
                 f" Redis {out['redis_bytes_per_record']:.0f} B per record (target ≤ 1 KiB)"
             )
+    if sched := report.get("schedules"):
+        lines.append(
+            f"scheduled starts: {sched['items']:,} due within one minute, {sched['bots']} processes"
+            f" on one Redis at {sched['rate_per_second']}/second: {sched['creates']:,} creates,"
+            f" {sched['distinct_contacts']:,} contacts, {sched['sent_twice']} sent twice"
+            f" (target 0); lag above the pace's own wait p50 {sched['lag_above_pace_p50_s']} s,"
+            f" p99 {sched['lag_above_pace_p99_s']} s (target ≤ 2 s);"
+            f" Redis {sched['redis_bytes_per_schedule']} B per schedule"
+        )
     if bulk := report.get("bulk_preview"):
         lines.append(
             f"bulk preview: {bulk['rows']:,} CSV rows read and previewed in {bulk['seconds']:.2f} s"

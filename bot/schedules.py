@@ -19,6 +19,7 @@ kept in the state store, fired once by whichever process finds them due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -127,6 +128,7 @@ class Schedules:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._loop: asyncio.Task[None] | None = None
         self._fires: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
         self.stopping = False
 
     def now(self) -> float:
@@ -250,9 +252,14 @@ class Schedules:
     async def _work(self) -> None:
         while not self.stopping:
             try:
-                await self.round()
+                taken = await self.round()
                 self.outage.ok()
-                await asyncio.sleep(TICK)
+                if self._slots.locked():  # every slot busy: go on as soon as one is free
+                    self._freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), TICK)
+                elif not taken:
+                    await asyncio.sleep(TICK)
             except StateUnavailable as exc:
                 self.outage.failed(exc)
                 await asyncio.sleep(1.0)
@@ -284,6 +291,7 @@ class Schedules:
         def done(t: asyncio.Task[None]) -> None:
             self._fires.discard(t)
             self._slots.release()
+            self._freed.set()
 
         task.add_done_callback(done)
 
