@@ -25,6 +25,7 @@ class Caller:
     channel_id: str = ""
     team_id: str = ""
     terminal: bool = False
+    via: str = ""  # what acted for the user, if not they themselves (a workflow)
 
 
 def record(
@@ -57,6 +58,8 @@ def record(
         "latency_ms": round(latency_ms) if latency_ms is not None else None,
         "detail": mask_digits(detail) if detail else detail,  # it may quote a typed number
     }
+    if caller.via:
+        entry["via"] = caller.via
     log.info(json.dumps(entry, ensure_ascii=False))
 
 

@@ -425,20 +425,28 @@ def _when(options: Mapping[str, _Option]) -> When | None:
 
 def _sender(option: _Option | None, flow_sid: str, defaults: Defaults) -> str:
     """The sender: ``--from``, else the flow's own, else STUDIO_FROM."""
-    if option is None:
+    return sender_for(
+        flow_sid, option.value if option else None, defaults, option.raw if option else None
+    )
+
+
+def sender_for(flow_sid: str, given: str | None, defaults: Defaults, raw: str | None = None) -> str:
+    """The sender a start uses: ``given`` (as ``--from`` takes it), else the flow's own,
+    else STUDIO_FROM. Raises ``CommandError``. The one sender rule for every surface."""
+    if not given:
         sender = defaults.flow_senders.get(flow_sid) or defaults.sender
         if not sender:
             raise CommandError("no sender: give --from <Twilio number or MG… SID>", None)
         return sender
     try:
-        sender = parse_sender(option.value, defaults.region)
+        sender = parse_sender(given, defaults.region)
     except PhoneError as exc:
-        raise CommandError(f"--from: {exc}", option.raw) from None
+        raise CommandError(f"--from: {exc}", raw or given) from None
     if is_messaging_service(sender) and defaults.api == "v1":
         raise CommandError(
             "--from: a Messaging Service (MG…) sender needs STUDIO_API=v2; Studio's v1"
             " Engagements API takes only a phone number as From",
-            option.raw,
+            raw or given,
         )
     return sender
 
@@ -565,6 +573,12 @@ def flow_in_text(text: str, defaults: Defaults) -> tuple[str, str | None] | None
             if word.strip("*_`:,.").casefold() == alias.casefold():
                 return sid, alias
     return default_flow(defaults)
+
+
+def resolve_flow(name: str | None, defaults: Defaults) -> tuple[str, str | None]:
+    """The flow SID and alias ``name`` stands for (a configured alias or a flow SID; None:
+    the default flow). Raises ``CommandError``."""
+    return _resolve_flow(None, _Option("flow", name, name) if name else None, defaults)
 
 
 def _resolve_flow(

@@ -45,7 +45,7 @@ MIN_INTERVAL = 60.0  # no run is checked more often than this by the sweep
 SAFETY_NET_INTERVAL = 30 * 60.0
 SHARE = 0.5  # of STUDIO_READ_RATE_LIMIT, for the sweep (cards being followed use the rest)
 
-OnBulk = Callable[[RunRecord], Awaitable[None]]  # a bulk run's row ended
+OnEnded = Callable[[RunRecord], Awaitable[None]]  # a recorded run ended
 
 
 def check_interval(active: int, reads_per_second: float, *, events: bool = False) -> float:
@@ -73,7 +73,8 @@ class Outcomes:
         self.reads = reads  # STUDIO_READ_RATE_LIMIT, shared with the cards being followed
         self.catalog = catalog
         self.collect = dict(collect or {})  # flow SID -> its ;collect= context paths
-        self.on_bulk: OnBulk | None = None
+        self.on_bulk: OnEnded | None = None
+        self.on_end: OnEnded | None = None  # any recorded run ended (a workflow step waits)
         self.outage = Outage(log, "run records: shared state")
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)
@@ -158,6 +159,8 @@ class Outcomes:
     async def _finished(self, record: RunRecord) -> None:
         if record.bulk_run and self.on_bulk is not None:
             await self.on_bulk(record)
+        if self.on_end is not None:
+            await self.on_end(record)
 
     # -- news from elsewhere -------------------------------------------------------
 

@@ -31,6 +31,7 @@ from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
 from bot.tasks import Tasks
 from bot.throttle import Throttle
+from bot.workflow_step import WorkflowSteps
 
 FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensible BULK_MAX_ROWS
 
@@ -58,6 +59,7 @@ class Services:
     identity: BotIdentity | None = None  # auth.test, asked once at start-up
     schedules: Schedules | None = None  # starts kept for later, fired once by any process
     scheduled: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
+    steps: WorkflowSteps | None = None  # Workflow Builder's "Start a Studio flow" step
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
@@ -185,6 +187,17 @@ class Services:
             reports=reports,
             schedules=schedules,
         )
+        steps = WorkflowSteps(
+            engager,
+            settings.command_defaults,
+            slack=slack,
+            state=state,
+            tasks=tasks,
+            records=records,
+            catalog=catalog,
+            follow_hours=settings.bulk_follow_hours,
+        )
+        outcomes.on_end = steps.run_ended  # a step waiting for its run's end completes
         follower.on_started = started_hook(forms, slack)
         follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
         outcomes.on_bulk = bulk.outcomes_changed
@@ -211,6 +224,7 @@ class Services:
             BotIdentity(slack) if slack is not None else None,
             schedules,
             scheduled,
+            steps,
         )
 
     def start(self) -> None:

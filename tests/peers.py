@@ -42,10 +42,11 @@ APP_TOKEN = "xapp-5ecret-app-token"
 SIGNING_SECRET = "5ecret-signing-secret"
 API_SECRET = "api-5ecret"
 REDIS_PASSWORD = "pw-5ecret"
+STEP_TOKEN = "xwfp-5ecret-step-token"  # a workflow step's own token (function_executed)
 
 # Every secret any test configures. tests/conftest.py fails a test whose captured
 # output or logs contain one, so the whole suite doubles as a leak check.
-SECRETS = (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, API_SECRET, REDIS_PASSWORD)
+SECRETS = (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, API_SECRET, REDIS_PASSWORD, STEP_TOKEN)
 
 
 def leaked_secrets(text: str) -> list[str]:
@@ -290,6 +291,8 @@ class FakeSlack:
     auth_answered: int = 0  # auth.test answers sent
     uploads: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
+    # functions.completeSuccess / completeError: method, execution, outputs or error, token
+    completions: list[dict[str, Any]] = field(default_factory=list)
     _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Socket Mode: envelopes to push to the bot, and the acks it sent back.
     envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
@@ -316,6 +319,8 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "invalid_auth"})
             host, port = request.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
             return web.json_response({"ok": True, "url": f"ws://{host}:{port}/socket"})
+        if method.startswith("functions.complete"):  # with the step's own token
+            return await self._complete(method, request)
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if self.limited.get(method, 0) > 0:
@@ -387,6 +392,28 @@ class FakeSlack:
                 }
             )
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _complete(self, method: str, request: web.Request) -> web.Response:
+        """A workflow step's end, as Slack takes it: only with a step token (``xwfp-``)."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not token.startswith("xwfp-"):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        sent = {**request.query, **(await request.post())}
+        done: dict[str, Any] = {
+            "method": method,
+            "execution": str(sent.get("function_execution_id", "")),
+            "token": token,
+        }
+        if "outputs" in sent:
+            done["outputs"] = json.loads(str(sent["outputs"]))
+        if "error" in sent:
+            done["error"] = str(sent["error"])
+        self.completions.append(done)
+        self._arrived.set()
+        return web.json_response({"ok": True})
+
+    async def wait_for_completions(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return await self._wait_for(self.completions, count, within)
 
     async def _chat(self, method: str, request: web.Request) -> web.Response:
         if request.content_type == "application/json":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, bulk, commands, forms
+from bot.listeners import actions, bulk, commands, forms, workflow
 from bot.services import Services
 
 
@@ -19,3 +19,4 @@ def register(app: AsyncApp, services: Services) -> None:
     actions.register(app, services)
     bulk.register(app, services)
     forms.register(app, services)
+    workflow.register(app, services)

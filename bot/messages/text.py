@@ -82,7 +82,7 @@ def help_text(defaults: Defaults, command: str = "/engage") -> str:
         f'  {command} +16175551212 customer.name=Zeke tags:=["a","b"]',
         f'  {command} +16175551212 {{"first_name": "Zeke", "count": 3}}',
         f"  {command} +16175551212 --from +16175550100",
-        f'  {command} +16175551212 --at 09:00   (09:00 in the contact\'s time; or --in 2h,'
+        f"  {command} +16175551212 --at 09:00   (09:00 in the contact's time; or --in 2h,"
         ' --at "2026-12-03 09:00", --at "09:00 America/Chicago")',
     ]
     if defaults.flows:
@@ -190,7 +190,8 @@ def refusal_text(command: EngageCommand, why: Refused, rate: str = "") -> str:
     if why.kind == "quiet_hours" and why.opening is not None:
         return f"it is quiet hours for the contact (QUIET_HOURS): {opening_text(why.opening)}"
     if why.kind == "rate_limited":
-        return f"the limit of {rate or 'USER_RATE_LIMIT'} is reached; try again in {max(1, round(why.wait))} s"
+        limit = f"{rate} (USER_RATE_LIMIT)" if rate else "USER_RATE_LIMIT"
+        return f"the limit of {limit} is reached; try again in {max(1, round(why.wait))} s"
     if why.kind == "not_rest_ready":
         return f"the REST API trigger of {flow} is not connected, so a run would reach nobody. {REST_FIX}"
     if why.kind == "parameters" and why.findings is not None:

@@ -1,0 +1,410 @@
+"""A step in Slack's Workflow Builder: *Start a Studio flow* (``start_studio_flow``).
+
+Slack's custom steps for Bolt apps: a workflow runs the step, Slack sends the
+``function_executed`` event (HTTP or Socket Mode), and the step ends when the bot calls
+``functions.completeSuccess`` (outputs) or ``functions.completeError`` (a message),
+with the step's own token from the event.
+
+- ``DEFINITION`` is the step as ``manifest.yml`` declares it (a test holds them equal).
+- The inputs are read under the command's rules (``bot.parameters``, the flow and
+  sender rules of ``bot.command``), then the start goes through the same use-case and
+  guardrails as ``/engage`` (``bot.engage``), for the *on behalf of* user: who and
+  where, the flow's rules, countries, premium numbers, quiet hours, the per-user
+  limit, the duplicate window, the flow checks. A refusal fails the step with what to
+  fix; a parameter finding fails it too (a workflow has nobody to click *Start
+  anyway*); a start whose outcome is unknown fails it with the Console link, never
+  retried.
+- *Wait for the end*: the step's execution ID and token are kept with the run
+  (``Waiting``, in the state store, expiring when following stops) and whichever
+  process records the run's end (``bot.outcomes``) completes the step, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import audit, parameters
+from bot.audit import Caller
+from bot.command import Defaults, EngageCommand, resolve_flow, sender_for
+from bot.engage import Engager, Refused
+from bot.errors import CommandError, ParameterError, PhoneError, StateUnavailable, slack_refusal
+from bot.flow_catalog import FlowCatalog
+from bot.messages.text import configured_flows, describe_error, findings_text, refusal_text
+from bot.phone import channel_mismatch, parse_address
+from bot.records import FINAL, Records, RunRecord
+from bot.store import Durable, Record
+from bot.studio import console_url, is_already_active
+from bot.tasks import Tasks
+
+log = logging.getLogger(__name__)
+
+CALLBACK_ID = "start_studio_flow"
+USER = "slack#/types/user_id"
+CHANNEL = "slack#/types/channel_id"
+INTERACTIVITY = "slack#/types/interactivity"
+
+
+def _parameter(
+    kind: str, title: str, description: str, *, required: bool = False
+) -> dict[str, Any]:
+    return {"type": kind, "title": title, "description": description, "is_required": required}
+
+
+INPUTS: dict[str, dict[str, Any]] = {
+    "flow": _parameter(
+        "string",
+        "Flow",
+        "The flow to start: its alias (STUDIO_FLOWS), its name in Studio, or its SID (FW…)",
+        required=True,
+    ),
+    "contact": _parameter(
+        "string",
+        "Contact",
+        "The number to reach, with its country code (+1 617 555 1212), or whatsapp:+…",
+        required=True,
+    ),
+    "parameters": _parameter(
+        "string",
+        "Parameters",
+        "Flow data, as /engage takes it: key=value one a line (key:=json for JSON), or one"
+        " JSON object",
+    ),
+    "sender": _parameter(
+        "string", "Send from", "A Twilio number or Messaging Service (MG…); empty: the flow's"
+    ),
+    "on_behalf_of": _parameter(
+        USER,
+        "On behalf of",
+        "Whose permissions and limits apply; empty: the person who ran the workflow",
+    ),
+    "channel": _parameter(
+        CHANNEL, "Channel", "Where the start counts as made (ALLOWED_SLACK_CHANNELS, a flow's own)"
+    ),
+    "wait_for_end": _parameter(
+        "boolean",
+        "Wait for the end",
+        "Complete the step when the run ends, with its final status and answers",
+    ),
+    "interactivity": _parameter(
+        INTERACTIVITY, "Who ran it", "The workflow's user, when it was started by a person"
+    ),
+}
+OUTPUTS: dict[str, dict[str, Any]] = {
+    "run_sid": _parameter("string", "Run SID", "The run's SID (FN…)", required=True),
+    "status": _parameter("string", "Status", "The run's status when it started", required=True),
+    "console_link": _parameter(
+        "string", "Console link", "The run's page in the Twilio Console", required=True
+    ),
+    "final_status": _parameter("string", "Final status", "With Wait for the end: ended or failed"),
+    "end_widget": _parameter(
+        "string", "Ended at", "With Wait for the end: the widget the run ended at"
+    ),
+    "answers": _parameter(
+        "string", "Answers", "With Wait for the end: the answers collected, as a JSON object"
+    ),
+}
+DEFINITION: dict[str, Any] = {
+    "title": "Start a Studio flow",
+    "description": "Start a Twilio Studio flow for a contact, under the bot's guardrails",
+    "input_parameters": INPUTS,
+    "output_parameters": OUTPUTS,
+}
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """What the step's inputs ask for: the start, by whom, from where, whether to wait."""
+
+    command: EngageCommand
+    caller: Caller
+    wait: bool
+
+
+class Waiting(Record):
+    """A step waiting for its run's end: its execution and token (a secret: the token
+    completes this one step), kept with the run until following stops."""
+
+    sid: str
+    flow_sid: str
+    execution: str
+    token: SecretStr
+    until: float
+
+    def fields(self, *names: str) -> dict[str, str]:
+        kept = super().fields(*names)
+        if "token" in kept or not names:
+            kept["token"] = self.token.get_secret_value()
+        return kept
+
+
+def read_inputs(
+    inputs: Mapping[str, Any],
+    defaults: Defaults,
+    names: Mapping[str, str],
+    *,
+    team: str,
+    workflow: str,
+) -> StepStart | str:
+    """The start the inputs describe, or what to fix (nothing is sent). ``names``: each
+    configured flow's Studio name (casefolded) -> its SID."""
+    flow_text = str(inputs.get("flow") or "").strip()
+    sid = names.get(flow_text.casefold())
+    try:
+        flow_sid, alias = resolve_flow(sid or flow_text or None, defaults)
+    except CommandError as exc:
+        return f"Flow: {exc.problem}"
+    try:
+        to = parse_address(str(inputs.get("contact") or ""), defaults.region)
+    except PhoneError as exc:
+        return f"Contact: {exc}"
+    try:
+        data = _parameters(str(inputs.get("parameters") or ""))
+    except ParameterError as exc:
+        return f"Parameters: {exc.problem}"
+    try:
+        sender = sender_for(flow_sid, str(inputs.get("sender") or "").strip() or None, defaults)
+    except CommandError as exc:
+        return f"Send from: {exc.problem.removeprefix('--from: ')}"
+    if mismatch := channel_mismatch(to, sender):
+        return f"Contact: {mismatch}"
+    interactor = (inputs.get("interactivity") or {}).get("interactor") or {}
+    user = str(inputs.get("on_behalf_of") or interactor.get("id") or "")
+    if not user:
+        return (
+            "On behalf of: give the person whose permissions apply (for instance the"
+            " Person who used this workflow)"
+        )
+    caller = Caller(user, str(inputs.get("channel") or ""), team, via=f"workflow {workflow}")
+    command = EngageCommand(flow_sid, alias, to, sender, data)
+    return StepStart(command, caller, bool(inputs.get("wait_for_end")))
+
+
+def _parameters(text: str) -> dict[str, Any]:
+    """``key=value`` lines, or one JSON object. Raises ``ParameterError``."""
+    built = parameters.Builder()
+    if text.strip().startswith("{"):
+        try:
+            value = parameters.loads(text)
+        except ValueError as exc:
+            raise ParameterError(f"bad JSON: {exc}", text) from None
+        if not isinstance(value, dict):
+            raise ParameterError("give one JSON object, or key=value lines", text)
+        built.merge(value, text)
+        return built.value
+    return parameters.parse_lines(text, into=built)
+
+
+class WorkflowSteps:
+    """The step's executions: each started through ``engager`` and completed once."""
+
+    def __init__(
+        self,
+        engager: Engager,
+        defaults: Defaults,
+        *,
+        slack: AsyncWebClient | None,
+        state: Durable,
+        tasks: Tasks,
+        records: Records | None,
+        catalog: FlowCatalog | None = None,
+        follow_hours: float = 48.0,
+    ) -> None:
+        self.engager = engager
+        self.defaults = defaults
+        self.slack = slack  # completes with each step's own token, on the shared pool
+        self.state = state
+        self.tasks = tasks
+        self.records = records
+        self.catalog = catalog
+        self.follow_hours = follow_hours
+
+    # -- an execution -------------------------------------------------------------
+
+    def executed(self, event: Mapping[str, Any], team: str) -> None:
+        """``function_executed``: the start as a task (the event is acked at once)."""
+        execution = str(event.get("function_execution_id") or "")
+        token = str(event.get("bot_access_token") or "")
+        if not execution or not token:
+            log.warning("a function_executed event without its execution or token: ignored")
+            return
+        self.tasks.spawn(self._execute(event, team, execution, token), f"step:{execution}")
+
+    async def _execute(
+        self, event: Mapping[str, Any], team: str, execution: str, token: str
+    ) -> None:
+        inputs = event.get("inputs") or {}
+        workflow = str(event.get("workflow_execution_id") or "")
+        read = read_inputs(inputs, self.defaults, await self._names(), team=team, workflow=workflow)
+        if isinstance(read, str):
+            audit.record("invalid", Caller("", "", team, via=f"workflow {workflow}"), detail=read)
+            await self._fail(execution, token, read)
+            return
+        command, caller = self.engager.named(read.command), read.caller
+        if not self.tasks.accepting:
+            await self._fail(execution, token, "the bot is restarting; run the workflow again")
+            return
+        if problem := await self._refusal(command, caller):
+            await self._fail(execution, token, problem)
+            return
+        outcome = await self.engager.launch(command, caller)
+        if outcome.engagement is None:
+            assert outcome.error is not None
+            error = outcome.error
+            said = describe_error(error)
+            if is_already_active(error) and outcome.active is not None:
+                said += f" The active run: {console_url(command.flow_sid, outcome.active.sid)}"
+            elif error.outcome_unknown:
+                said += (
+                    " It may have started: check the flow's runs before running the workflow"
+                    f" again: {console_url(command.flow_sid)}"
+                )
+            await self._fail(execution, token, said)
+            return
+        run = outcome.engagement
+        outputs = {
+            "run_sid": run.sid,
+            "status": run.status or "active",
+            "console_link": console_url(run.flow_sid or command.flow_sid, run.sid),
+        }
+        if not read.wait:
+            await self._complete(execution, token, outputs)
+            return
+        await self._wait(run.sid, command.flow_sid, execution, token, outputs)
+
+    async def _refusal(self, command: EngageCommand, caller: Caller) -> str | None:
+        """The guardrails and the flow checks for the step's user, or None: what to fix."""
+        policy = self.engager.policy
+        if not caller.channel_id and (
+            policy.everywhere.channels is not None
+            or (
+                policy.per_flow.get(command.flow_sid) and policy.per_flow[command.flow_sid].channels
+            )
+        ):
+            return (
+                "Channel: channels are restricted here (ALLOWED_SLACK_CHANNELS); give the step one"
+            )
+        if no := await self.engager.check(command, caller):
+            return _refusal_text(command, no, self.engager.throttle.user_rate)
+        throttle = self.engager.throttle
+        if not await throttle.claim(caller.user_id, command):
+            audit.record("duplicate", caller, command)
+            return (
+                f"the same flow was started for this contact less than"
+                f" {round(throttle.duplicate_window)} s ago (DUPLICATE_WINDOW_SECONDS);"
+                " nothing was sent"
+            )
+        _, refused, found = await self.engager.preflight(command, caller, checked=False)
+        if refused is None and found:
+            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
+            refused = Refused("parameters", findings=found)
+        if refused is not None:
+            await throttle.release(caller.user_id, command)  # nothing was sent
+            return _refusal_text(command, refused, throttle.user_rate)
+        return None
+
+    async def _names(self) -> dict[str, str]:
+        """Each configured flow's Studio name, casefolded -> its SID (as known)."""
+        names: dict[str, str] = {}
+        if self.catalog is None:
+            return names
+        for _, sid in configured_flows(self.defaults):
+            info = self.catalog.peek(sid) or await self.catalog.get(sid)
+            if info is not None and info.name:
+                names.setdefault(info.name.casefold(), sid)
+        return names
+
+    # -- waiting for the end ---------------------------------------------------------
+
+    async def _wait(
+        self, sid: str, flow_sid: str, execution: str, token: str, outputs: dict[str, str]
+    ) -> None:
+        until = time.time() + self.follow_hours * 3600
+        waiting = Waiting(
+            sid=sid, flow_sid=flow_sid, execution=execution, token=SecretStr(token), until=until
+        )
+        ttl = self.follow_hours * 3600 + 3600
+        try:
+            await self.state.use(lambda s: s.hset(f"step:{sid}", waiting.fields(), ttl))
+            await self.state.use(lambda s: s.hset(f"step:{sid}:started", outputs, ttl))
+        except StateUnavailable:
+            await self._fail(
+                execution,
+                token,
+                f"the run started ({outputs['console_link']}) but its end cannot be waited"
+                " for: the bot's shared state is unavailable",
+            )
+            return
+        if self.records is not None:  # it may have ended already
+            record = await self.records.get(sid)
+            if record is not None and record.state in FINAL:
+                await self.run_ended(record)
+
+    async def run_ended(self, record: RunRecord) -> None:
+        """A recorded run ended (``bot.outcomes``): complete the step waiting for it, once."""
+        sid = record.sid or record.id
+        try:
+            stored = await self.state.use(lambda s: s.hgetall(f"step:{sid}"))
+            if not stored:
+                return
+            waiting = Waiting.of(stored)
+            if waiting is None or not await self.state.use(
+                lambda s: s.add(f"step:{sid}:done", "1", self.follow_hours * 3600 + 3600)
+            ):
+                return  # another process completes it
+            started = await self.state.use(lambda s: s.hgetall(f"step:{sid}:started"))
+        except StateUnavailable:
+            return  # logged by the store; the record's end is kept
+        token = waiting.token.get_secret_value()
+        if record.state == "unfollowed":
+            hours = f"{self.follow_hours:g}"
+            await self._fail(
+                waiting.execution,
+                token,
+                f"following stopped before the run ended (BULK_FOLLOW_HOURS={hours}); it may"
+                f" still be active: {started.get('console_link', console_url(waiting.flow_sid, sid))}",
+            )
+        else:
+            outputs = {
+                **started,
+                "final_status": record.state,
+                "end_widget": record.widget,
+                "answers": json.dumps(record.answered, ensure_ascii=False),
+            }
+            await self._complete(waiting.execution, token, outputs)
+        await self.state.use(lambda s: s.delete(f"step:{sid}"))
+
+    # -- telling Slack ------------------------------------------------------------------
+
+    async def _complete(self, execution: str, token: str, outputs: Mapping[str, str]) -> None:
+        if self.slack is None:
+            return
+        try:
+            await self.slack.functions_completeSuccess(
+                function_execution_id=execution, outputs=dict(outputs), token=token
+            )
+        except SlackApiError as exc:
+            log.error("step %s not completed: %s", execution, slack_refusal(exc))
+
+    async def _fail(self, execution: str, token: str, error: str) -> None:
+        if self.slack is None:
+            return
+        try:
+            await self.slack.functions_completeError(
+                function_execution_id=execution, error=error[:1000], token=token
+            )
+        except SlackApiError as exc:
+            log.error("step %s not failed: %s", execution, slack_refusal(exc))
+
+
+def _refusal_text(command: EngageCommand, refused: Refused, rate: str) -> str:
+    text = refusal_text(command, refused, rate)
+    return text[:1].upper() + text[1:] + "; nothing was sent"
