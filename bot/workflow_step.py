@@ -241,6 +241,16 @@ class WorkflowSteps:
     async def _execute(
         self, event: Mapping[str, Any], team: str, execution: str, token: str
     ) -> None:
+        try:  # Slack delivers an event again when unsure it arrived: one start per execution
+            first = await self.state.use(lambda s: s.add(f"step:run:{execution}", "1", 86400))
+        except StateUnavailable:
+            await self._fail(
+                execution, token, "the bot's shared state is unavailable; nothing was sent"
+            )
+            return
+        if not first:
+            log.info("step %s delivered again: already taken", execution)
+            return
         inputs = event.get("inputs") or {}
         workflow = str(event.get("workflow_execution_id") or "")
         read = read_inputs(inputs, self.defaults, await self._names(), team=team, workflow=workflow)

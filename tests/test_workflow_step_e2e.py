@@ -236,6 +236,20 @@ async def test_the_duplicate_window_holds_for_steps(monkeypatch: pytest.MonkeyPa
     assert len(studio.creates()) == 1
 
 
+async def test_an_execution_delivered_twice_starts_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack retries an event it is unsure arrived: the same execution starts once."""
+    studio, slack = FakeStudio(), FakeSlack()
+    inputs = {"flow": "onboarding", "contact": BOSTON, "on_behalf_of": "U0CALLER"}
+    async with wired(monkeypatch, studio, slack) as run:
+        await run_step(run, inputs, "Fx7")
+        await run_step(run, inputs, "Fx7")
+        await slack.wait_for_completions(1)
+        await run.idle()
+    assert len(studio.creates()) == 1
+    (done,) = slack.completions
+    assert done["method"] == "functions.completeSuccess"
+
+
 async def test_an_outcome_unknown_fails_with_the_console_link_and_is_never_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
