@@ -168,7 +168,7 @@ async def scenario(items: int, rate: int, url: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--rate", type=int, default=200, help="STUDIO_RATE_LIMIT per second")
+    parser.add_argument("--rate", type=int, default=50, help="STUDIO_RATE_LIMIT per second")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(redis_server())

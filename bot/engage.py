@@ -95,11 +95,14 @@ def engagement_request(studio: StudioClient, command: EngageCommand) -> httpx.Re
 class Refused:
     """A start stopped before anything was sent: by the rules (who, where, which contact:
     ``reason``), the contact's quiet hours (``opening``: when their window opens), the
-    per-user limit (``wait`` seconds), a flow whose REST API trigger is not connected, or
+    per-user limit (``wait`` seconds), the duplicate window (the same user, flow and
+    contact just now), a flow whose REST API trigger is not connected, or
     parameters the flow does not fit (``findings``). Each surface says it its own way
     (``messages.refusal`` for Slack, ``refusal_text`` for text)."""
 
-    kind: Literal["rules", "quiet_hours", "rate_limited", "not_rest_ready", "parameters"]
+    kind: Literal[
+        "rules", "quiet_hours", "rate_limited", "duplicate", "not_rest_ready", "parameters"
+    ]
     reason: str = ""
     wait: float = 0.0
     findings: Findings | None = None
@@ -217,12 +220,20 @@ class Engager:
     # -- the rules, the start, the report ---------------------------------------
 
     async def check(
-        self, command: EngageCommand, caller: Caller, *, quiet: bool = True, rate: bool = True
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        *,
+        quiet: bool = True,
+        rate: bool = True,
+        claim: bool = False,
     ) -> Refused | None:
         """The refusal for a command the rules, the contact's quiet hours (unless
         ``quiet`` is False: an admin's override; a scheduled command is judged at its
         time) or the user's rate limit forbid (audited); counts a use unless ``rate`` is
-        False. The terminal has only the destination rules and quiet hours."""
+        False. With ``claim``, the duplicate window too (``Refused("duplicate")``: the
+        same user, flow and contact just now), in the same round trip to the store as
+        the use. The terminal has only the destination rules and quiet hours."""
         reason = (
             destination_refusal(self.policy, command)
             if caller.terminal
@@ -233,9 +244,16 @@ class Engager:
             return Refused("rules", reason)
         if quiet and command.when is None and (no := self.quiet_now(command, caller)):
             return no
-        if rate and not caller.terminal and (wait := await self.throttle.user_wait(caller.user_id)):
+        rate = rate and not caller.terminal
+        if not (rate or claim):
+            return None
+        wait, claimed = await self.throttle.admit(caller.user_id, command, rate=rate, claim=claim)
+        if wait:
             audit.record("rate_limited", caller, command, detail=self.throttle.user_rate)
             return Refused("rate_limited", wait=wait)
+        if not claimed:
+            audit.record("duplicate", caller, command)
+            return Refused("duplicate")
         return None
 
     def quiet_now(

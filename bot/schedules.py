@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 INDEX = "sched:index"  # sorted set: schedule ID -> due time, for listing
 KEEP_AFTER = 7 * 86400  # a schedule's record outlives its due time this long
-CONCURRENCY = 48  # schedules being fired at once per process (most of each is waiting)
+CONCURRENCY = 32  # schedules being fired at once per process (most of each is waiting)
 RECLAIM_AFTER = 30.0  # a fire silent this long belonged to a process that died
 TICK = 0.5  # how often due schedules are looked for
 

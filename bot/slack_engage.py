@@ -94,22 +94,25 @@ class SlackEngage:
         if not self.tasks.accepting:
             return Admission(messages.shutting_down())
         command = self.engager.named(command)
-        if no := await self.engager.check(command, caller):
+        # the rules, the user's limit and (for a start now) the duplicate window: one trip
+        if no := await self.engager.check(command, caller, claim=command.when is None):
             if no.kind == "quiet_hours" and no.opening is not None:
                 return Admission(await self._quiet_prompt(command, caller, no.opening), asked=True)
+            if no.kind == "duplicate":
+                return Admission(await self._duplicate_prompt(command, caller), asked=True)
             return Admission(self.refusal(command, no))
         if command.when is not None:
             return await self._schedule(command, caller, reply)
-        if not await self.throttle.claim(caller.user_id, command):
-            try:
-                token = await self.confirmations.park(caller.user_id, command)
-            except StateUnavailable:
-                return Admission(messages.state_unavailable())
-            audit.record("duplicate", caller, command)
-            prompt = messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
-            return Admission(prompt, asked=True)
         self._submit(command, caller, reply)
         return Admission(messages.starting(command), taken=True)
+
+    async def _duplicate_prompt(self, command: EngageCommand, caller: Caller) -> Message:
+        """The same start just now: park it behind *Start again*."""
+        try:
+            token = await self.confirmations.park(caller.user_id, command)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        return messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
 
     async def _schedule(self, command: EngageCommand, caller: Caller, reply: Reply) -> Admission:
         """``--at``/``--in``: the time checked now; the flow checks and the keeping after

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, Self, TypeVar
 
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.errors import StorageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.errors import StateUnavailable
@@ -37,17 +36,15 @@ _T = TypeVar("_T")
 PREFIX = "studio-engage:"
 BLOCKING_SECONDS = 10.0  # the longest blocking read (a worker waiting for work)
 RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
-_OUTAGE = (StorageError, StateUnavailable, OSError, TimeoutError)
+_OUTAGE = (StateUnavailable, OSError, TimeoutError)
 
 
 class Store(Protocol):
-    """Expiring keys, expiring hashes and a ``limits`` storage.
+    """Expiring keys, hashes and sorted sets, and the two atomic steps the guardrails
+    take (``admit``, ``reserve``).
 
-    A shared store raises ``StateUnavailable`` (or ``limits``' ``StorageError``) when
-    it cannot answer; memory never fails.
+    A shared store raises ``StateUnavailable`` when it cannot answer; memory never fails.
     """
-
-    limiter: Storage
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         """Set ``key`` unless it exists (an atomic claim); True if it was set."""
@@ -83,6 +80,14 @@ class Store(Protocol):
         """Remove ``key`` only if it holds ``value`` (atomically: a lease is released only
         by its holder); True if it was removed."""
 
+    async def admit(
+        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
+    ) -> tuple[float, bool]:
+        """A use counted in the moving window ``uses`` (at most ``limit`` in ``window``
+        seconds; ``limit`` < 0: not counted) and, if the use fits, the key ``claim`` set
+        unless it exists (held ``claim_ttl`` seconds), in one atomic step: (0, claimed)
+        when the use fits, else (seconds until it would, False), nothing counted or set."""
+
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         """A send time on the schedule ``key`` (GCRA with no burst: one send every
         ``interval`` seconds, atomically across processes): the seconds to wait for it,
@@ -113,7 +118,6 @@ class MemoryStore:
     """This process's memory."""
 
     def __init__(self) -> None:
-        self.limiter: Storage = MemoryStorage()
         self._items: dict[str, tuple[Any, float]] = {}
         self._next_purge = 0.0
 
@@ -173,6 +177,20 @@ class MemoryStore:
             return False
         self._items.pop(key, None)
         return True
+
+    async def admit(
+        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
+    ) -> tuple[float, bool]:
+        now = time.time()
+        if limit >= 0:
+            kept = [t for t in self._live(uses) or [] if t > now - window]
+            if len(kept) >= limit:
+                wait = (kept[0] + window - now) if kept else window
+                self._items[uses] = (kept, time.monotonic() + window)
+                return max(1e-6, wait), False
+            self._items[uses] = ([*kept, now], time.monotonic() + window)
+        claimed = claim is None or await self.add(claim, repr(now), claim_ttl)
+        return 0.0, claimed
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         now = time.monotonic()
@@ -237,13 +255,6 @@ class RedisStore:
         # timeout outlasts the wait; made at first use.
         self._url, self._options = url, options
         self._blocking: Any = None
-        self.limiter: Storage = RedisStorage(
-            "async+" + url,
-            implementation="redispy",
-            wrap_exceptions=True,
-            key_prefix="studio-engage",
-            **options,
-        )
 
     @property
     def redis(self) -> Any:
@@ -310,6 +321,18 @@ class RedisStore:
         removed = await self.call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
         return bool(removed)
 
+    async def admit(
+        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
+    ) -> tuple[float, bool]:
+        keys = [PREFIX + uses, PREFIX + claim if claim else ""]
+        member = secrets.token_hex(6)
+        wait, claimed = await self.call(
+            self._redis.eval(
+                _ADMIT, 2, *keys, str(limit), repr(window), str(_ms(claim_ttl)), member
+            )
+        )
+        return float(wait), bool(int(claimed))
+
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         answer = await self.call(
             self._redis.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
@@ -351,6 +374,34 @@ class RedisStore:
 _DELETE_IF = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+
+
+# A use in a moving window (a sorted set of use times) and the duplicate claim, in one
+# round trip, by Redis's own clock: the use is counted only if it fits, the claim is set
+# only then. Numbers go back as strings (a Lua number would be truncated).
+_ADMIT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+if limit >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - window)
+  if redis.call('ZCARD', KEYS[1]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local wait = window
+    if oldest[2] then wait = tonumber(oldest[2]) + window - t end
+    return {string.format('%.6f', math.max(wait, 0.000001)), 0}
+  end
+  redis.call('ZADD', KEYS[1], t, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+end
+local claimed = 1
+if KEYS[2] ~= '' then
+  if not redis.call('SET', KEYS[2], string.format('%.6f', t), 'NX', 'PX', ARGV[3]) then
+    claimed = 0
+  end
+end
+return {'0', claimed}
 """
 
 

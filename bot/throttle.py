@@ -8,24 +8,11 @@ process, never unlimited and never a crash.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import limits
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from bot.command import EngageCommand
-from bot.store import BestEffort, Store
-
-
-async def _hit(store: Store, item: limits.RateLimitItem, *ids: str, cost: int = 1) -> float:
-    """Count ``cost`` uses in ``item``'s moving window: 0 if they fit, else seconds until
-    they do."""
-    limiter = MovingWindowRateLimiter(store.limiter)
-    if await limiter.hit(item, *ids, cost=cost):
-        return 0.0
-    stats = await limiter.get_window_stats(item, *ids)
-    return max(1e-6, stats.reset_time - time.time())
-
+from bot.store import BestEffort
 
 SPACING = 1.05  # send a little slower than the limit: requests arrive with jitter
 BULK_HORIZON = 0.1  # seconds ahead a bulk row may reserve (single commands go first)
@@ -58,8 +45,32 @@ class Throttle:
 
         ``kind`` keeps separate counts: starts (``user``) and looks at runs (``actions``).
         """
-        wait = await self.state.use(lambda store: _hit(store, self._user_item, kind, user_id))
-        return max(1.0, wait) if wait else 0.0
+        wait, _ = await self._admit(user_id, kind, None)
+        return wait
+
+    async def admit(
+        self, user_id: str, command: EngageCommand, *, rate: bool = True, claim: bool = True
+    ) -> tuple[float, bool]:
+        """A start's guardrails in one round trip to the store: a use counted under
+        USER_RATE_LIMIT (unless not ``rate``) and, if it fits, the duplicate claim (unless
+        not ``claim``). (0, claimed) when the use fits, else (seconds to wait, False)."""
+        window_claim = self._duplicate_key(user_id, command) if claim else None
+        if window_claim is not None and self.duplicate_window <= 0:
+            window_claim = None  # no window: never a duplicate
+        if not rate and window_claim is None:
+            return 0.0, True
+        return await self._admit(user_id, "user" if rate else None, window_claim)
+
+    async def _admit(self, user_id: str, kind: str | None, claim: str | None) -> tuple[float, bool]:
+        item = self._user_item
+        limit = item.amount if kind is not None else -1
+        uses = f"uses:{kind}:{user_id}" if kind is not None else "uses:-"
+        wait, claimed = await self.state.use(
+            lambda store: store.admit(
+                uses, limit, float(item.get_expiry()), claim, self.duplicate_window
+            )
+        )
+        return (max(1.0, wait), False) if wait else (0.0, claimed)
 
     @property
     def per_second(self) -> float:
@@ -98,8 +109,8 @@ class Throttle:
         """Mark this user/flow/contact as just started; False if it already was, recently."""
         if self.duplicate_window <= 0:
             return True
-        key = self._duplicate_key(user_id, command)
-        return await self.state.use(lambda s: s.add(key, str(time.time()), self.duplicate_window))
+        _, claimed = await self._admit(user_id, None, self._duplicate_key(user_id, command))
+        return claimed
 
     async def release(self, user_id: str, command: EngageCommand) -> None:
         """Forget a claim whose engagement certainly did not start, so a retry is not a duplicate."""

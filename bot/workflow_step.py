@@ -302,16 +302,9 @@ class WorkflowSteps:
             return (
                 "Channel: channels are restricted here (ALLOWED_SLACK_CHANNELS); give the step one"
             )
-        if no := await self.engager.check(command, caller):
-            return _refusal_text(command, no, self.engager.throttle.user_rate)
         throttle = self.engager.throttle
-        if not await throttle.claim(caller.user_id, command):
-            audit.record("duplicate", caller, command)
-            return (
-                f"the same flow was started for this contact less than"
-                f" {round(throttle.duplicate_window)} s ago (DUPLICATE_WINDOW_SECONDS);"
-                " nothing was sent"
-            )
+        if no := await self.engager.check(command, caller, claim=True):
+            return _refusal_text(command, no, throttle.user_rate, throttle.duplicate_window)
         _, refused, found = await self.engager.preflight(command, caller, checked=False)
         if refused is None and found:
             audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
@@ -415,6 +408,6 @@ class WorkflowSteps:
             log.error("step %s not failed: %s", execution, slack_refusal(exc))
 
 
-def _refusal_text(command: EngageCommand, refused: Refused, rate: str) -> str:
-    text = refusal_text(command, refused, rate)
+def _refusal_text(command: EngageCommand, refused: Refused, rate: str, window: float = 0.0) -> str:
+    text = refusal_text(command, refused, rate, window)
     return text[:1].upper() + text[1:] + "; nothing was sent"

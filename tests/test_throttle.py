@@ -163,3 +163,41 @@ async def test_redis_stopped_before_any_operation_falls_back(
         await calls[operation]()  # no exception escapes
         await throttle.state.store.aclose()
     assert "shared state unavailable" in caplog.text
+
+
+async def test_a_starts_guardrails_take_two_round_trips_to_redis(redis: RedisServer) -> None:
+    """The user's limit and the duplicate claim in one script, the pace in another: a
+    start pays two round trips to Redis for its guardrails (issue 27)."""
+    from pydantic import SecretStr
+
+    from bot.audit import Caller
+    from bot.engage import Engager
+    from bot.studio import StudioClient
+
+    store = RedisStore(redis.url.replace("/0", "/12"))
+    await store.redis.flushdb()
+    trips = 0
+    original = store.call
+
+    async def counted(operation: Awaitable[object]) -> object:
+        nonlocal trips
+        trips += 1
+        return await original(operation)
+
+    store.call = counted  # type: ignore[method-assign,assignment]
+    studio = StudioClient(base_url="http://127.0.0.1:9", username="AC", password=SecretStr("x"))
+    engager = Engager(studio, throttle=Throttle(BestEffort(store), user_rate="2/minute"))
+    caller = Caller("U1", "C1")
+    assert await engager.check(COMMAND, caller, claim=True) is None
+    assert await engager.throttle.pace()
+    assert trips == 2
+    again = await engager.check(COMMAND, caller, claim=True)  # the same start: a duplicate
+    assert again is not None
+    assert again.kind == "duplicate"
+    limited = await engager.check(OTHER, caller, claim=True)  # a third use in the minute
+    assert limited is not None
+    assert limited.kind == "rate_limited"
+    assert 50 < limited.wait <= 60
+    assert trips == 4
+    await studio.aclose()
+    await store.aclose()

@@ -97,6 +97,8 @@ def refusal(command: EngageCommand, why: Refused, rate: str) -> Message:
         return rate_limited(why.wait, rate)
     if why.kind == "not_rest_ready":
         return not_rest_ready(command)
+    if why.kind == "duplicate":
+        return refused("you started the same flow for this contact just now")
     if why.kind == "parameters" and why.findings is not None:
         return parameters_refused(command, why.findings)
     return refused(why.reason)

@@ -183,12 +183,18 @@ def findings_text(found: Findings, quote: str = "`") -> str:
     return "; ".join(parts)
 
 
-def refusal_text(command: EngageCommand, why: Refused, rate: str = "") -> str:
+def refusal_text(command: EngageCommand, why: Refused, rate: str = "", window: float = 0.0) -> str:
     """Why a start was stopped (``engage.Refused``), as plain text: for a terminal, a
     results file, a workflow step's output. Nothing was sent."""
     flow = flow_label(command)
     if why.kind == "quiet_hours" and why.opening is not None:
         return f"it is quiet hours for the contact (QUIET_HOURS): {opening_text(why.opening)}"
+    if why.kind == "duplicate":
+        within = f"less than {round(window)} s ago " if window else "just now "
+        return (
+            f"{flow} was started for {pretty(command.to)} {within}by the same person"
+            " (DUPLICATE_WINDOW_SECONDS)"
+        )
     if why.kind == "rate_limited":
         limit = f"{rate} (USER_RATE_LIMIT)" if rate else "USER_RATE_LIMIT"
         return f"the limit of {limit} is reached; try again in {max(1, round(why.wait))} s"
