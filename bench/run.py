@@ -446,6 +446,14 @@ def main() -> None:
             check=True,
         )
         report["schedules"] = json.loads(done.stdout)
+        runs = "50" if args.quick else "200"
+        done = subprocess.run(
+            [PY, str(HERE / "slack_tiers_run.py"), "--runs", runs],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report["slack_tiers"] = json.loads(done.stdout)
         saturation = 500 if args.quick else 2000
         transports = subprocess.run(
             [PY, str(HERE / "transports.py"), "--studio", peers, "--total", str(saturation)],
@@ -720,6 +728,15 @@ def render(report: dict[str, Any]) -> str:
             f" (target 0); lag above the pace's own wait p50 {sched['lag_above_pace_p50_s']} s,"
             f" p99 {sched['lag_above_pace_p99_s']} s (target ≤ 2 s);"
             f" Redis {sched['redis_bytes_per_schedule']} B per schedule"
+        )
+    if tiers := report.get("slack_tiers"):
+        per_minute = ", ".join(f"{m} {n}" for m, n in tiers["busiest_minute_calls"].items())
+        lines.append(
+            f"Slack's tiers: {tiers['runs']} runs followed at once in one channel, ending within"
+            f" a minute: busiest minute {per_minute}; 429s {tiers['answers_429'] or 'none'}"
+            f" (after the first per method: {tiers['answers_429_after_the_first'] or 'none'},"
+            f" target none); every card showed its end after"
+            f" {tiers['seconds_until_every_card_shows_its_end']} s (target ≤ 90 s)"
         )
     if bulk := report.get("bulk_preview"):
         lines.append(

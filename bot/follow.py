@@ -39,6 +39,7 @@ from bot.flow_catalog import FlowCatalog
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
 from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, end_of, fetch
+from bot.slack_pace import SlackBusy, within
 from bot.slack_post import NOT_POSTED, post_message
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
@@ -52,6 +53,7 @@ NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 
 INDEX = "follow:index"  # hash: run SID -> "1", every run followed by any process
 COALESCE_SECONDS = 3.0
+FINAL_WITHIN = 10.0  # the longest a card's last edit waits for its slot, per attempt
 FIRST_POLL, MAX_POLL = 2.0, 60.0
 TICK_SECONDS = 1.0
 # One poll (the read pace's wait, three reads with their timeouts and 429 retries, the
@@ -141,6 +143,7 @@ class Follower:
         self.minutes = minutes
         self.me = secrets.token_hex(4)  # this process, for leases
         self._loop = Loop("follow", self._run)
+        self._notes: set[asyncio.Task[tuple[str | None, str]]] = set()  # end notes on their way
         # Told of every run shown (the Home tab's record); best effort.
         self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
             None
@@ -227,8 +230,11 @@ class Follower:
             self._loop.start()
 
     async def stop(self) -> None:
-        """Stop this process's loop; what is followed stays for the next process."""
+        """Stop this process's loop; what is followed stays for the next process. End
+        notes on their way get a moment to land."""
         await self._loop.stop()
+        if self._notes:
+            await asyncio.wait(set(self._notes), timeout=5)
 
     async def _run(self) -> None:
         while True:
@@ -323,13 +329,16 @@ class Follower:
         if followed.ts:
             if self.slack is None:
                 return followed, 0.0
-            try:
-                await self.slack.chat_update(
-                    channel=followed.channel,
-                    ts=followed.ts,
-                    text=message["text"],
-                    blocks=message["blocks"],
-                )
+            try:  # Slack's tier: an edit waits a moment at most, else the next one shows more
+                with within(FINAL_WITHIN if ended else COALESCE_SECONDS):
+                    await self.slack.chat_update(
+                        channel=followed.channel,
+                        ts=followed.ts,
+                        text=message["text"],
+                        blocks=message["blocks"],
+                    )
+            except SlackBusy as exc:
+                return None, exc.wait
             except SlackApiError as exc:
                 log.info("chat.update of %s refused: %s", followed.sid, slack_refusal(exc))
                 if (wait := slack_retry_after(exc)) is not None:
@@ -357,8 +366,11 @@ class Follower:
         if answers:  # from the run's record: what the contact answered
             said = "; ".join(f"{field}: “{value[:100]}”" for field, value in answers.items())
             text += f" Answers: {said}."
-        if followed.ts:
-            await self._post(followed.channel, messages.thread_note(text), thread_ts=followed.ts)
+        if followed.ts:  # in its own task: the note waits for the channel's turn, polls do not
+            note = self._post(followed.channel, messages.thread_note(text), thread_ts=followed.ts)
+            task = asyncio.get_running_loop().create_task(note, name=f"note:{followed.sid}")
+            self._notes.add(task)
+            task.add_done_callback(self._notes.discard)
 
     def _card(self, followed: Followed, snapshot: Snapshot) -> RunCard:
         info = self.catalog.peek(followed.flow_sid) if self.catalog else None

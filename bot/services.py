@@ -26,6 +26,7 @@ from bot.schedules import Schedules
 from bot.slack_engage import SlackEngage
 from bot.slack_files import CsvFiles
 from bot.slack_identity import BotIdentity
+from bot.slack_pace import PacedWebClient, SlackPace
 from bot.slack_schedules import SlackSchedules
 from bot.store import BestEffort, Durable, Store
 from bot.studio import StudioClient
@@ -77,8 +78,13 @@ class Services:
         session = slack_session()
         responder = Responder(session)  # closes the session in aclose()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        slack = (
-            AsyncWebClient(token=token, base_url=settings.slack_api_url, session=session)
+        slack = (  # the bot's own calls, under Slack's tiers (shared through the store)
+            PacedWebClient(
+                token=token,
+                base_url=settings.slack_api_url,
+                session=session,
+                pace=SlackPace(BestEffort(store)),
+            )
             if token
             else None
         )

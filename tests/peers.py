@@ -270,6 +270,7 @@ class FakeSlack:
 
     replies: list[dict[str, Any]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (method, monotonic)
     # chat.postMessage / chat.update, as sent (with "method" and the form or JSON fields)
     posts: list[dict[str, Any]] = field(default_factory=list)
     refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
@@ -312,6 +313,7 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         self.api_calls.append(method)
+        self.arrivals.append((method, time.monotonic()))
         if method in self.down:
             return web.Response(status=503, text="<html>no healthy upstream</html>")
         if method == "apps.connections.open":
