@@ -99,7 +99,6 @@ def start_bot(peers: str, url: str, rate: int) -> subprocess.Popen[bytes]:
         peers,
         REDIS_URL=url,
         STUDIO_RATE_LIMIT=f"{rate}/second",
-        QUIET_HOURS="off",
         PACING_MAX_WAIT_SECONDS="60",
     )
     return spawn_bot(port, env)

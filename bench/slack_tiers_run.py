@@ -177,7 +177,6 @@ def main() -> None:
             base,
             REDIS_URL=redis,
             FOLLOW_MINUTES="60",
-            QUIET_HOURS="off",
             STUDIO_RATE_LIMIT="20/second",
             STUDIO_READ_RATE_LIMIT="20/second",
             FLOW_PARAMETER_CHECK="off",

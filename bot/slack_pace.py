@@ -57,8 +57,9 @@ class SlackBusy(Exception):
 
 
 @contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Paced calls made inside give up (``SlackBusy``) if their slot is further away."""
+def within(seconds: float | None) -> Iterator[None]:
+    """Paced calls made inside give up (``SlackBusy``) if their slot is further away
+    than ``seconds`` (None: they wait their turn)."""
     token = _within.set(seconds)
     try:
         yield

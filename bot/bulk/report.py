@@ -27,6 +27,7 @@ from bot.messages import Message
 from bot.messages.bulk import bulk_progress
 from bot.messages.text import label
 from bot.records import FINAL, Records, RunRecord
+from bot.slack_pace import SlackBusy, within
 from bot.spreadsheet import csv_text
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class Reporter:
             raise Undelivered(what, None)
         try:
             answer = await getattr(self.slack, method)(**arguments)
+        except SlackBusy as exc:  # Slack's tier is busy: skipped, the next edit shows more
+            raise Undelivered(what, exc.wait) from None
         except SlackApiError as exc:
             log.warning("bulk %s: Slack refused (%s)", what, slack_refusal(exc))
             raise Undelivered(what, slack_retry_after(exc)) from None
@@ -207,7 +210,8 @@ class Reporter:
         if meta is None:
             return
         try:
-            await self._show(run_id, meta)
+            with within(None if force else EDIT_SECONDS):  # a row never waits on Slack
+                await self._show(run_id, meta)
         except Undelivered as exc:
             if wait := exc.retry_after:  # nobody edits it before Slack said to
                 await self.state.state.use(lambda s: s.set(f"bulk:{run_id}:edited", "1", wait))
