@@ -168,14 +168,19 @@ class Slack:
         return web.Response(text="ok")
 
 
-def app(studio: Studio, slack: Slack) -> web.Application:
-    application = web.Application()
+def studio_routes(application: web.Application, studio: Studio) -> None:
+    """The fake Studio's routes: runs (create, fetch, Steps, Context) and the Flows API."""
     runs = "/v1/Flows/{flow}/Engagements"
     application.router.add_post(runs, studio.create)
     application.router.add_get(runs + "/{sid}", studio.fetch)
     application.router.add_get(runs + "/{sid}/Steps", studio.steps)
     application.router.add_get(runs + "/{sid}/Context", studio.context)
     application.router.add_get("/v2/Flows/{flow}", studio.flow)
+
+
+def app(studio: Studio, slack: Slack) -> web.Application:
+    application = web.Application()
+    studio_routes(application, studio)
     application.router.add_route("*", "/api/{method}", slack.api)
     application.router.add_get("/files/list.csv", slack.file)
     application.router.add_post("/upload", slack.upload)

@@ -203,6 +203,14 @@ def load(
     return dict(json.loads(out.stdout))
 
 
+def bench_json(script: str, *args: str) -> dict[str, Any]:
+    """Run ``bench/<script>`` and read the one JSON object it prints."""
+    done = subprocess.run(
+        [PY, str(HERE / script), *args], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(done.stdout))
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -419,52 +427,22 @@ def main() -> None:
             "studio-engage": import_time("import bot.server"),
             "baseline": import_time("import slack_bolt, twilio.rest; twilio.rest.Client"),
         }
-        preview = subprocess.run(
-            [PY, str(HERE / "bulk_preview.py")], capture_output=True, text=True, check=True
-        )
-        report["bulk_preview"] = json.loads(preview.stdout)
+        report["bulk_preview"] = bench_json("bulk_preview.py")
         rows = "200" if args.quick else "1000"
         for key, extra in (("bulk_run", []), ("bulk_two", ["--two"])):
-            done = subprocess.run(
-                [PY, str(HERE / "bulk_run.py"), "--rows", rows, *extra],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            report[key] = json.loads(done.stdout)
+            report[key] = bench_json("bulk_run.py", "--rows", rows, *extra)
         records_rows = "500" if args.quick else "5000"
         for key, extra in (("outcomes_events", []), ("outcomes_polling", ["--polling"])):
-            done = subprocess.run(
-                [PY, str(HERE / "outcomes_run.py"), "--rows", records_rows, *extra],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            report[key] = json.loads(done.stdout)
+            report[key] = bench_json("outcomes_run.py", "--rows", records_rows, *extra)
         scheduled = "1000" if args.quick else "10000"
-        done = subprocess.run(
-            [PY, str(HERE / "schedules_run.py"), "--items", scheduled],
-            capture_output=True,
-            text=True,
-            check=True,
+        report["schedules"] = bench_json("schedules_run.py", "--items", scheduled)
+        report["slack_tiers"] = bench_json(
+            "slack_tiers_run.py", "--runs", "50" if args.quick else "200"
         )
-        report["schedules"] = json.loads(done.stdout)
-        runs = "50" if args.quick else "200"
-        done = subprocess.run(
-            [PY, str(HERE / "slack_tiers_run.py"), "--runs", runs],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        report["slack_tiers"] = json.loads(done.stdout)
         saturation = 500 if args.quick else 2000
-        transports = subprocess.run(
-            [PY, str(HERE / "transports.py"), "--studio", peers, "--total", str(saturation)],
-            capture_output=True,
-            text=True,
-            check=True,
+        report["transports"] = bench_json(
+            "transports.py", "--studio", peers, "--total", str(saturation)
         )
-        report["transports"] = json.loads(transports.stdout)
         apps = [App("studio-engage", [PY, "-m", "bot"], peers)]
         if not args.no_baseline:
             apps.append(App("baseline", [PY, str(HERE / "baseline_app.py")], peers))

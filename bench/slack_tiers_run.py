@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from bulk_run import post
-from outcomes_run import Studio
+from outcomes_run import Studio, studio_routes
 from run import bot_env, command_body, free_port, redis_server, spawn_bot, wait_port
 
 # method -> [(calls, seconds), ...] per scope (the channel for chat.postMessage)
@@ -119,12 +119,7 @@ def busiest_minute(times: list[float]) -> int:
 async def scenario(runs: int, minutes: float, base: str, bot: str) -> dict[str, Any]:
     studio, slack = Studio(minutes, f"{bot}/twilio/events"), TieredSlack(runs)
     application = web.Application()
-    engagements = "/v1/Flows/{flow}/Engagements"
-    application.router.add_post(engagements, studio.create)
-    application.router.add_get(engagements + "/{sid}", studio.fetch)
-    application.router.add_get(engagements + "/{sid}/Steps", studio.steps)
-    application.router.add_get(engagements + "/{sid}/Context", studio.context)
-    application.router.add_get("/v2/Flows/{flow}", studio.flow)
+    studio_routes(application, studio)
     application.router.add_route("*", "/api/{method}", slack.api)
     application.router.add_post("/respond/{id}", slack.respond)
     runner = web.AppRunner(application, access_log=None)
