@@ -4,7 +4,7 @@ bot processes on one Redis. Prints one JSON object (figures, never asserted).
     .venv/bin/python bench/schedules_run.py [--items 10000] [--rate 200]
 
 The schedules are kept through the bot's own ``Schedules.add`` (as ``--at`` would keep
-them), due at random moments within one minute; then two ``python -m bot`` processes
+them), by 200 people in 500 channels, due at random moments within one minute; then two ``python -m bot`` processes
 fire them against a fake Studio that records each create's arrival and contact, and a
 fake Slack that takes the cards. Figures: every schedule fired once (creates, distinct
 contacts, duplicates), the lag from due time to the request above the pace's own wait
@@ -79,12 +79,14 @@ async def keep(url: str, items: int, first_due: float) -> dict[str, float]:
     store = RedisStore(url, timeout=5)
     studio = StudioClient(base_url="http://127.0.0.1:9", username="AC", password=SecretStr("x"))
     schedules = Schedules(Engager(studio), store)
-    caller = Caller("U0BENCH", "C0BENCH", "T0BENCH")
     dues: dict[str, float] = {}
     rng = random.Random(25)  # noqa: S311 - due times, not secrets
     for i in range(items):
         to = f"+1617555{i:04d}"
         due = first_due + rng.uniform(0, 60)
+        # spread over channels, as many teams' schedules are: Slack posts about one
+        # message a second per channel, which the cards keep to
+        caller = Caller(f"U{i % 200:08d}", f"C{i % 500:08d}", "T0BENCH")
         await schedules.add(EngageCommand(FLOW, None, to, SENDER, {"n": i}), caller, due)
         dues[to] = due
     await studio.aclose()

@@ -42,7 +42,15 @@ from bot.store import Durable, Record, RedisStore, Store
 
 log = logging.getLogger(__name__)
 
-INDEX = "sched:index"  # sorted set: schedule ID -> due time, for listing
+INDEX = "sched:index"  # sorted set: schedule ID -> due time, for listing (admins)
+MAX_LISTED = 200  # the most schedules read for one list
+
+
+def user_index(user_id: str) -> str:
+    """One person's waiting schedules (ID -> due time): their list reads only these."""
+    return f"sched:by:{user_id}"
+
+
 KEEP_AFTER = 7 * 86400  # a schedule's record outlives its due time this long
 CONCURRENCY = 32  # schedules being fired at once per process (most of each is waiting)
 RECLAIM_AFTER = 30.0  # a fire silent this long belonged to a process that died
@@ -129,6 +137,7 @@ class Schedules:
         self._loop: asyncio.Task[None] | None = None
         self._fires: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
+        self._telling: set[asyncio.Task[None]] = set()  # cards and DMs on their way
         self.stopping = False
 
     def now(self) -> float:
@@ -178,6 +187,7 @@ class Schedules:
         ttl = max(due - now, 0) + KEEP_AFTER
         await self.state.use(lambda s: s.hset(f"sched:{item.id}", item.fields(), ttl))
         await self.state.use(lambda s: s.zadd(INDEX, {item.id: due}, ttl))
+        await self.state.use(lambda s: s.zadd(user_index(item.user), {item.id: due}, ttl))
         await self.state.use(lambda _: self.jobs.later({item.id: due}))
         audit.record("scheduled", caller, command, detail=f"schedule {item.id} due {due:.0f}")
         return item
@@ -187,7 +197,10 @@ class Schedules:
 
     async def waiting(self, user_id: str | None = None) -> list[Scheduled]:
         """The schedules not yet fired, soonest first: ``user_id``'s, or everyone's."""
-        ids = await self.state.use(lambda s: s.zrange(INDEX, float("-inf"), float("inf")))
+        index = INDEX if user_id is None else user_index(user_id)
+        ids = await self.state.use(
+            lambda s: s.zrange(index, float("-inf"), float("inf"), MAX_LISTED)
+        )
         found = []
         for schedule_id in ids:
             item = await self.get(schedule_id)
@@ -214,9 +227,13 @@ class Schedules:
         note = f"cancelled by <@{caller.user_id}>"
         await self._set(item, state="cancelled", note=note)
         await self.state.use(lambda _: self.jobs.unlater(schedule_id))
-        await self.state.use(lambda s: s.zrem(INDEX, schedule_id))
+        await self._unlist(item)
         audit.record("schedule_cancelled", caller, item.command, detail=f"schedule {item.id}")
         return "cancelled", item
+
+    async def _unlist(self, item: Scheduled) -> None:
+        await self.state.use(lambda s: s.zrem(INDEX, item.id))
+        await self.state.use(lambda s: s.zrem(user_index(item.user), item.id))
 
     async def _claim(self, schedule_id: str, who: str) -> bool:
         """The one claim on a schedule (firing it, or cancelling it): atomic, once."""
@@ -248,6 +265,8 @@ class Schedules:
             self._loop = None
         if self._fires:
             await asyncio.wait(set(self._fires), timeout=10)
+        if self._telling:
+            await asyncio.wait(set(self._telling), timeout=10)
 
     async def _work(self) -> None:
         while not self.stopping:
@@ -320,7 +339,7 @@ class Schedules:
         if not await self._claim(sid, self.me):
             await self._claimed_elsewhere(item)
             return
-        await self.state.use(lambda s: s.zrem(INDEX, sid))
+        await self._unlist(item)
         if refused is not None:
             item = await self._set(item, state="refused", note=refusal_text(command, refused))
             await self._tell(item, refused)
@@ -362,15 +381,23 @@ class Schedules:
             " check the Console before starting it again"
         )
         fresh = await self._set(fresh, state="unknown", note=note)
-        await self.state.use(lambda s: s.zrem(INDEX, fresh.id))
+        await self._unlist(fresh)
         audit.record("unknown", fresh.caller, fresh.command, detail=f"schedule {item.id}: {note}")
         await self._tell(fresh)
 
     async def _tell(self, item: Scheduled, result: Outcome | Refused | None = None) -> None:
+        """Say what happened, in a task of its own: a card waiting for its channel's turn
+        under Slack's tier never holds a slot the next due schedule needs."""
         if self.tell is None:
             return
+        task = asyncio.get_running_loop().create_task(self._told(self.tell, item, result))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    @staticmethod
+    async def _told(tell: Tell, item: Scheduled, result: Outcome | Refused | None) -> None:
         try:
-            await self.tell(item, result)
+            await tell(item, result)
         except Exception:  # the outcome is kept and audited; the log says who missed it
             log.exception("could not tell %s about schedule %s", item.user, item.id)
 

@@ -343,8 +343,8 @@ async def test_two_processes_fire_each_due_schedule_once(
         wired(monkeypatch, studio, slack, env=env) as first,
         wired(monkeypatch, studio, slack, env=env) as second,
     ):
-        for contact in contacts:
-            await controlled(first, clock).command(f"{contact} --in 10m")
+        for i, contact in enumerate(contacts):  # a channel each: Slack's one post a second
+            await controlled(first, clock).command(f"{contact} --in 10m", channel_id=f"C0CH{i}")
         controlled(second, clock)
         await until(lambda: len(slack.replies) == len(contacts))
         assert len(await schedule_ids(first)) == len(contacts)
@@ -374,6 +374,7 @@ async def test_a_schedule_claimed_by_a_process_that_stopped_is_unknown_never_res
         item = await schedules.get(schedule_id)
         assert isinstance(item, Scheduled)
         assert item.state == "unknown"
+        await until(lambda: dms(slack, "U0CALLER"))  # told in a task of its own
         (told,) = dms(slack, "U0CALLER")
         assert "may or may not have started" in told["text"]
         cancelled = await run.click("engage_unschedule", schedule_id, n=2)  # too late, and says why
