@@ -114,12 +114,10 @@ class SlackSchedules:
             ts = None
         ts = ts or (posted[0] if posted else None)
         if ts is not None:
-            await self._post(item.channel, _text(schedule_messages.fired_note(item)), ts)
+            await self._post(
+                item.channel, messages.thread_note(schedule_messages.fired_note(item)), ts
+            )
 
     async def _post(self, channel: str, message: Message, thread: str | None = None) -> str | None:
         ts, _ = await post_message(self.slack, channel, message, thread)
         return ts
-
-
-def _text(text: str) -> Message:
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -107,9 +107,7 @@ class Throttle:
 
     async def claim(self, user_id: str, command: EngageCommand) -> bool:
         """Mark this user/flow/contact as just started; False if it already was, recently."""
-        if self.duplicate_window <= 0:
-            return True
-        _, claimed = await self._admit(user_id, None, self._duplicate_key(user_id, command))
+        _, claimed = await self.admit(user_id, command, rate=False)
         return claimed
 
     async def release(self, user_id: str, command: EngageCommand) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +136,7 @@ class Waiting(Record):
     flow_sid: str
     execution: str
     token: SecretStr
-    until: float
+    status: str = "active"  # the run's status when it started (an output)
 
     def fields(self, *names: str) -> dict[str, str]:
         kept = super().fields(*names)
@@ -280,15 +279,17 @@ class WorkflowSteps:
             await self._fail(execution, token, said)
             return
         run = outcome.engagement
-        outputs = {
-            "run_sid": run.sid,
-            "status": run.status or "active",
-            "console_link": console_url(run.flow_sid or command.flow_sid, run.sid),
-        }
+        waiting = Waiting(
+            sid=run.sid,
+            flow_sid=run.flow_sid or command.flow_sid,
+            execution=execution,
+            token=SecretStr(token),
+            status=run.status or "active",
+        )
         if not read.wait:
-            await self._complete(execution, token, outputs)
+            await self._complete(execution, token, _started(waiting))
             return
-        await self._wait(run.sid, command.flow_sid, execution, token, outputs)
+        await self._wait(waiting)
 
     async def _refusal(self, command: EngageCommand, caller: Caller) -> str | None:
         """The guardrails and the flow checks for the step's user, or None: what to fix."""
@@ -327,23 +328,16 @@ class WorkflowSteps:
 
     # -- waiting for the end ---------------------------------------------------------
 
-    async def _wait(
-        self, sid: str, flow_sid: str, execution: str, token: str, outputs: dict[str, str]
-    ) -> None:
-        until = time.time() + self.follow_hours * 3600
-        waiting = Waiting(
-            sid=sid, flow_sid=flow_sid, execution=execution, token=SecretStr(token), until=until
-        )
-        ttl = self.follow_hours * 3600 + 3600
+    async def _wait(self, waiting: Waiting) -> None:
+        sid, ttl = waiting.sid, self.follow_hours * 3600 + 3600
         try:
             await self.state.use(lambda s: s.hset(f"step:{sid}", waiting.fields(), ttl))
-            await self.state.use(lambda s: s.hset(f"step:{sid}:started", outputs, ttl))
         except StateUnavailable:
             await self._fail(
-                execution,
-                token,
-                f"the run started ({outputs['console_link']}) but its end cannot be waited"
-                " for: the bot's shared state is unavailable",
+                waiting.execution,
+                waiting.token.get_secret_value(),
+                f"the run started ({_started(waiting)['console_link']}) but its end cannot be"
+                " waited for: the bot's shared state is unavailable",
             )
             return
         if self.records is not None:  # it may have ended already
@@ -363,7 +357,6 @@ class WorkflowSteps:
                 lambda s: s.add(f"step:{sid}:done", "1", self.follow_hours * 3600 + 3600)
             ):
                 return  # another process completes it
-            started = await self.state.use(lambda s: s.hgetall(f"step:{sid}:started"))
         except StateUnavailable:
             return  # logged by the store; the record's end is kept
         token = waiting.token.get_secret_value()
@@ -373,11 +366,11 @@ class WorkflowSteps:
                 waiting.execution,
                 token,
                 f"following stopped before the run ended (BULK_FOLLOW_HOURS={hours}); it may"
-                f" still be active: {started.get('console_link', console_url(waiting.flow_sid, sid))}",
+                f" still be active: {_started(waiting)['console_link']}",
             )
         else:
             outputs = {
-                **started,
+                **_started(waiting),
                 "final_status": record.state,
                 "end_widget": record.widget,
                 "answers": json.dumps(record.answered, ensure_ascii=False),
@@ -406,6 +399,15 @@ class WorkflowSteps:
             )
         except SlackApiError as exc:
             log.error("step %s not failed: %s", execution, slack_refusal(exc))
+
+
+def _started(waiting: Waiting) -> dict[str, str]:
+    """The step's outputs once its run started: its SID, status and Console link."""
+    return {
+        "run_sid": waiting.sid,
+        "status": waiting.status,
+        "console_link": console_url(waiting.flow_sid, waiting.sid),
+    }
 
 
 def _refusal_text(command: EngageCommand, refused: Refused, rate: str, window: float = 0.0) -> str:

@@ -27,6 +27,7 @@ import time
 from bot import audit
 from bot.bulk.report import Reporter, tally
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
+from bot.bulk_input import Row
 from bot.command import EngageCommand
 from bot.contact_clock import opening_text
 from bot.engage import Engager, Outcome, Refused
@@ -216,7 +217,8 @@ class Worker:
         meta = await self.state.meta(run_id)
         if meta is None:
             return True  # the run's state is gone: nothing to send it with
-        if meta.status == "running" and await self._wait_for_window(run_id, meta, number):
+        row = await self.state.row(run_id, number)
+        if meta.status == "running" and await self._wait_for_window(run_id, meta, number, row):
             return True  # kept for later: its contact is in quiet hours
         if meta.status == "running":  # wait for the row's turn, singles first
             await self.throttle.pace(bulk=True)
@@ -232,7 +234,6 @@ class Worker:
         if meta.status == "cancelled":
             await self.state.settle(run_id, number, RowOutcome(outcome="cancelled"))
             return True
-        row = await self.state.row(run_id, number)
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
         outcome = await self.engager.start_now(
@@ -241,18 +242,18 @@ class Worker:
         await self.state.settle(run_id, number, row_outcome(command, outcome))
         return True
 
-    async def _wait_for_window(self, run_id: str, meta: RunMeta, number: str) -> bool:
+    async def _wait_for_window(
+        self, run_id: str, meta: RunMeta, number: str, row: Row | None
+    ) -> bool:
         """True if row ``number``'s contact is in quiet hours now: it waits, as a job for
         later, until their window opens (settled as refused if it never does)."""
-        row = await self.state.row(run_id, number)
         if row is None or row.to is None:
             return False
         opening = self.engager.clock.opens(meta.flow_sid, row.to)
         if opening is None:
             return False
         if opening.at is not None:
-            await self.queue(run_id).later({number: opening.at})
-            await self.reporter.edit(run_id)
+            await self.queue(run_id).later({number: opening.at})  # shown by the row's edit
             return True
         if await self.state.claim_row(run_id, number, self.me):
             message = "not started: " + opening_text(opening)
