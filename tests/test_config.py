@@ -335,3 +335,42 @@ def test_a_flow_may_name_its_own_sender(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings(need_slack=True)
     with pytest.raises(ValueError, match="flow 'survey' from"):
         parse_flows(f"survey={SURVEY_SID};from=nope")
+
+
+def test_quiet_hours_and_schedules_are_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(
+        monkeypatch,
+        GOOD
+        | {
+            "QUIET_HOURS": "22:30-07:15",
+            "QUIET_HOURS_TZ": "Europe/London",
+            "SCHEDULE_MAX_DAYS": "7",
+            "STUDIO_FLOWS": f"survey={SURVEY_SID},codes={FLOW_SID};quiet=off",
+        },
+    )
+    settings = load_settings(need_slack=True)
+    clock = settings.contact_clock
+    assert str(clock.quiet) == "22:30-07:15"
+    assert clock.fallback == "Europe/London"
+    assert clock.exempt == frozenset({FLOW_SID})
+    assert settings.schedule_max_days == 7
+    monkeypatch.setenv("QUIET_HOURS", "off")
+    assert load_settings(need_slack=True).contact_clock.quiet is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("QUIET_HOURS", "9pm-8am", "QUIET_HOURS: must be HH:MM-HH:MM"),
+        ("QUIET_HOURS", "08:00-08:00", "QUIET_HOURS: start and end are the same time"),
+        ("QUIET_HOURS_TZ", "Mars/Olympus", "QUIET_HOURS_TZ: must be a tz database name"),
+        ("SCHEDULE_MAX_DAYS", "0", "SCHEDULE_MAX_DAYS: must be a number of days"),
+        ("STUDIO_FLOWS", f"codes={FLOW_SID};quiet=maybe", "quiet: must be off"),
+    ],
+)
+def test_bad_quiet_hours_and_schedule_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    set_env(monkeypatch, GOOD | {name: value})
+    with pytest.raises(ConfigError, match=says):
+        load_settings(need_slack=True)
