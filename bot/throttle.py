@@ -14,8 +14,10 @@ import limits
 from bot.command import EngageCommand
 from bot.store import BestEffort
 
-SPACING = 1.05  # send a little slower than the limit: requests arrive with jitter
+SPACING = 1.04  # send a little slower than the limit: requests arrive with jitter
 BULK_HORIZON = 0.1  # seconds ahead a bulk row may reserve (single commands go first)
+LATE = 0.02  # a send this late for its slot takes a new one (a stall would bunch them)
+LATE_RETRIES = 3  # ...at most this often: a loop always late still sends
 
 
 class Throttle:
@@ -85,17 +87,29 @@ class Throttle:
         away (nothing reserved). A ``bulk`` row waits as long as it takes, reserving
         only the next moments' slots, so that a single command asking meanwhile is
         served right after them. With ``queue``, the next free slot is taken however far
-        away it is, in one step, and waited for (reads that must happen, in order)."""
+        away it is, in one step, and waited for (reads that must happen, in order).
+
+        A request woken more than ``LATE`` after its slot (the event loop was busy)
+        takes a new slot rather than go out with the next one's, up to ``LATE_RETRIES``
+        times."""
         cost = max(1, min(requests, self._studio_item.amount))
         interval = cost * SPACING / self.per_second
         horizon = float("inf") if queue else BULK_HORIZON if bulk else self.max_wait
+        clock = asyncio.get_running_loop().time
+        late = 0
         while True:
+            asked = clock()
             wait = await self.state.use(
                 lambda store: store.reserve(f"pace:{self.name}", interval, horizon)
             )
             if wait >= 0:
                 if wait > 0:
                     await asyncio.sleep(wait)
+                if clock() - (asked + wait) > LATE and late < LATE_RETRIES and not queue:
+                    # The loop stalled past the slot: sent now, this request would
+                    # arrive with the next ones. Its slot stays empty; take a new one.
+                    late += 1
+                    continue
                 return True
             if not bulk:
                 return False

@@ -64,6 +64,21 @@ async def test_pacing_gives_up_after_max_wait(store: Store) -> None:
     assert time.monotonic() - started < 1
 
 
+async def test_a_request_woken_late_takes_a_new_slot(store: Store) -> None:
+    """A stalled event loop must not send a late request together with the next one's."""
+    throttle = Throttle(BestEffort(store), studio_rate="10/second")
+    interval = 1.04 / 10
+    assert await throttle.pace()  # now; the next slot is ~0.1 s away
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.01, time.sleep, 0.3)  # the loop is busy past that slot
+    assert await throttle.pace()
+    # The missed slot stayed empty and a fresh one was taken just now, so the schedule's
+    # next free slot is about one interval away (not in the past, as it would be had the
+    # request gone out late on its missed slot).
+    wait = await throttle.state.use(lambda s: s.reserve("pace:studio", interval, 0.0))
+    assert -interval * 1.1 < wait < -interval * 0.5
+
+
 def most_in_a_second(times: list[float]) -> int:
     times = sorted(times)
     best, start = 0, 0
