@@ -1,6 +1,8 @@
-"""Bulk figures (issue 12): 1,000 rows at STUDIO_RATE_LIMIT=20/second against a fake
-Studio that answers 429 above 20 a second, single commands' acks during the run, and
-two bot processes on one Redis. Prints one JSON object; bench/run.py puts it in the table.
+"""Bulk figures (issues 12 and 27): 1,000 rows at STUDIO_RATE_LIMIT=20/second against a
+fake Studio that answers 429 above 20 arrivals in any trailing second (nothing else
+sent meanwhile), then single commands' acks during a run of 200 rows (the singles take
+Studio slots too, so they are kept out of the 1,000 rows' figure), one bot process or
+two on one Redis. Prints one JSON object; bench/run.py puts it in the table.
 
     .venv/bin/python bench/bulk_run.py [--rows 1000] [--two]
 
@@ -47,16 +49,31 @@ def file_api(request: web.Request, method: str, name: str, data: bytes) -> web.R
     return None
 
 
+def answer(method: str, ts: str) -> dict[str, Any]:
+    """Slack's answer to any other method: a message's ts, and the uploaded file, as
+    ``files.completeUploadExternal`` gives it (slack_sdk's upload reads it)."""
+    body: dict[str, Any] = {"ok": True, "ts": ts, "channel": "C0BENCH"}
+    if method == "files.completeUploadExternal":
+        body["files"] = [{"id": "F2", "title": "results"}]
+    return body
+
+
 class Peers:
     def __init__(self, rows: int) -> None:
         self.accepted: list[float] = []  # times of creates answered 201
         self.arrived: list[float] = []  # times of every create request, answered 201 or 429
-        self.refused = 0  # creates answered 429
+        self.refusals: list[float] = []  # times of creates answered 429
         self.window: deque[float] = deque()
         self.replies: list[dict[str, Any]] = []
         self.uploaded = asyncio.Event()
         self.upload_at = 0.0
-        lines = ["phone,first_name"] + [f"+1617555{i:04d},N{i}" for i in range(rows)]
+        self.csv = b""
+        self.posts = 0
+        self.contacts(rows, 0)
+
+    def contacts(self, rows: int, first: int) -> None:
+        """The CSV file F1 from now on: ``rows`` contacts numbered from ``first``."""
+        lines = ["phone,first_name"] + [f"+1617555{first + i:04d},N{i}" for i in range(rows)]
         self.csv = "\n".join(lines).encode()
 
     async def create(self, request: web.Request) -> web.Response:
@@ -66,7 +83,7 @@ class Peers:
         while self.window and now - self.window[0] > 1.0:
             self.window.popleft()
         if len(self.window) >= LIMIT:
-            self.refused += 1
+            self.refusals.append(now)
             body = {"code": 20429, "message": "Too Many Requests", "status": 429}
             return web.json_response(body, status=429, headers={"Retry-After": "1"})
         self.window.append(now)
@@ -79,12 +96,13 @@ class Peers:
 
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if answer := file_api(request, method, "contacts.csv", self.csv):
-            return answer
+        if files := file_api(request, method, "contacts.csv", self.csv):
+            return files
         if method == "files.completeUploadExternal":
             self.upload_at = time.monotonic()
             self.uploaded.set()
-        return web.json_response({"ok": True, "ts": "1.1", "channel": "C0BENCH"})
+        self.posts += method == "chat.postMessage"  # each message its own ts, as Slack's
+        return web.json_response(answer(method, f"1.{self.posts}"))
 
     async def upload(self, request: web.Request) -> web.Response:
         await request.read()
@@ -185,8 +203,39 @@ def start_bot(peers: str, redis: str | None) -> tuple[subprocess.Popen[bytes], s
     return spawn_bot(port, env), f"http://127.0.0.1:{port}"
 
 
+async def bulk_run(
+    http: aiohttp.ClientSession, peers: Peers, base: str, url: str, *, singles: bool
+) -> dict[str, Any]:
+    """One bulk run through the bot, from Start clicked to its results file uploaded;
+    with ``singles``, single commands sent one after another meanwhile (their acks)."""
+    peers.replies.clear()
+    peers.uploaded.clear()
+    await ask_preview(http, url, base, "list")
+    click = await start_click(peers.replies, base)
+    started = time.monotonic()
+    await post(http, url, click)
+    during = []
+    i = 1000
+    while not peers.uploaded.is_set():
+        if singles:
+            during.append(await post(http, url, command(i, f"{base}/respond")))
+            i += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(peers.uploaded.wait(), 0.5)
+    arrived = [t for t in peers.arrived if t >= started]
+    return {
+        "seconds": peers.upload_at - started,
+        "responses_429": sum(t >= started for t in peers.refusals),
+        "max_sent_per_second": max_per_second(arrived),
+        "sent": sum(t >= started for t in peers.accepted),
+        "during": during,
+    }
+
+
 async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
-    """The run, through the bot at ``url``, with the peers served here at ``base``."""
+    """The runs, through the bot at ``url``, with the peers served here at ``base``:
+    ``rows`` rows with nothing else sent (the rate figures), then a run of 200 rows with
+    single commands sent throughout (their acks against the same commands' acks idle)."""
     peers = Peers(rows)
     runner = web.AppRunner(peers.app(), access_log=None)
     await runner.setup()
@@ -195,26 +244,24 @@ async def scenario(rows: int, base: str, url: str) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession() as http:
             idle = [await post(http, url, command(i, f"{base}/respond")) for i in range(30)]
-            await asyncio.sleep(1.5)  # their engagements take their turns before the run
-            before = len(peers.accepted)
-            await ask_preview(http, url, base, "list")
-            click = await start_click(peers.replies, base)
-            started = time.monotonic()
-            await post(http, url, click)
-            during = []
-            i = 1000
-            while not peers.uploaded.is_set():
-                during.append(await post(http, url, command(i, f"{base}/respond")))
-                i += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(peers.uploaded.wait(), 0.5)
-        finished = peers.upload_at - started
+            await asyncio.sleep(3)  # their engagements take their turns before the run
+            alone = await bulk_run(http, peers, base, url, singles=False)
+            peers.contacts(200, rows)  # other contacts: not duplicates of the first run's
+            shared = await bulk_run(http, peers, base, url, singles=True)
+        during = shared["during"]
         return {
             "rows": rows,
-            "seconds": finished,
-            "responses_429": peers.refused,
-            "max_sent_per_second": max_per_second(peers.arrived),
-            "sent": len(peers.accepted) - before,
+            "seconds": alone["seconds"],
+            "responses_429": alone["responses_429"],
+            "max_sent_per_second": alone["max_sent_per_second"],
+            "sent": alone["sent"],
+            "with_singles": {
+                "rows": 200,
+                "singles": len(during),
+                "seconds": shared["seconds"],
+                "responses_429": shared["responses_429"],
+                "max_sent_per_second": shared["max_sent_per_second"],
+            },
             "idle_ack_p99_ms": statistics.quantiles(idle, n=100)[98] * 1000,
             "during_ack_p99_ms": (
                 statistics.quantiles(during, n=100)[98] * 1000

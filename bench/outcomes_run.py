@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from bulk_run import ask_preview, file_api, max_per_second, post, start_click
+from bulk_run import answer, ask_preview, file_api, max_per_second, post, start_click
 from run import FLOW, bot_env, free_port, redis_server, spawn_bot, wait_port
 
 TOKEN = "bench-token"  # bot_env's TWILIO_AUTH_TOKEN
@@ -149,12 +149,12 @@ class Slack:
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         asked = {**request.query, **(await request.post())}
-        if answer := file_api(request, method, "list.csv", self.csv):
-            return answer
+        if files := file_api(request, method, "list.csv", self.csv):
+            return files
         if method == "files.completeUploadExternal" and "final" in str(asked.get("files", "")):
             self.final_at = time.monotonic()
             self.final.set()
-        return web.json_response({"ok": True, "ts": "1.1", "channel": "C0BENCH"})
+        return web.json_response(answer(method, "1.1"))
 
     async def file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.csv)

@@ -82,11 +82,17 @@ def bot_env(port: int, peers: str, **overrides: str) -> dict[str, str]:
     }
 
 
+def bot_output() -> Any:
+    """Where a process under test writes: the file ``BENCH_BOT_LOG`` names (appended, to
+    debug a run), else nowhere."""
+    log = os.environ.get("BENCH_BOT_LOG")
+    return open(log, "ab") if log else subprocess.DEVNULL
+
+
 def spawn_bot(port: int, env: dict[str, str], *, wait: bool = True) -> subprocess.Popen[bytes]:
     """``python -m bot`` with ``env``, its output dropped; with ``wait``, once ``port``
     takes connections."""
-    log = os.environ.get("BENCH_BOT_LOG")  # a file to keep the bot's log in, to debug
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    out = bot_output()
     proc = subprocess.Popen([PY, "-m", "bot"], env=env, cwd=REPO, stdout=out, stderr=out)
     if wait:
         wait_port(port, proc)
@@ -244,9 +250,8 @@ class App:
         """Start the process; seconds from spawn to its first acknowledged command
         (sent from here the moment the port takes connections)."""
         spawned = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        out = bot_output()
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO, stdout=out, stderr=out)
         wait_port(self.port, self.proc)
         while signed_command(self.url, f"{peers}/respond") != 200:
             time.sleep(0.005)
@@ -680,11 +685,14 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
     for key, who in (("bulk_run", "one process"), ("bulk_two", "two processes on one Redis")):
         if run := report.get(key):
+            shared = run["with_singles"]
             lines.append(
                 f"bulk run, {who}: {run['rows']:,} rows at 20/second in {run['seconds']:.1f} s"
-                f" (target for 1,000: ≤ 52 s), {run['responses_429']} answered 429 (target 0),"
-                f" at most {run['max_sent_per_second']} creates in a second (pace 20);"
-                f" single acks p99 {run['during_ack_p99_ms']:.1f} ms during it,"
+                f" (target for 1,000: ≤ 53 s), {run['responses_429']} answered 429 (target 0),"
+                f" at most {run['max_sent_per_second']} arrivals in a second (limit 20);"
+                f" then {shared['rows']} rows with {shared['singles']} single commands meanwhile:"
+                f" {shared['responses_429']} answered 429, single acks p99"
+                f" {run['during_ack_p99_ms']:.1f} ms during it,"
                 f" {run['idle_ack_p99_ms']:.1f} ms idle (target ≤ 2× idle)"
             )
     for key in ("outcomes_events", "outcomes_polling"):
