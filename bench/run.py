@@ -724,7 +724,9 @@ def render(report: dict[str, Any]) -> str:
             f"Slack's tiers: {tiers['runs']} runs followed at once in one channel, ending within"
             f" a minute: busiest minute {per_minute}; 429s {tiers['answers_429'] or 'none'}"
             f" (after the first per method: {tiers['answers_429_after_the_first'] or 'none'},"
-            f" target none); every card showed its end after"
+            f" target none); {tiers['cards_by_response_url']} cards were the command's reply"
+            f" ({tiers['response_url_uses_refused']} response_url uses refused, target 0);"
+            f" every card showed its end after"
             f" {tiers['seconds_until_every_card_shows_its_end']} s (target ≤ 90 s)"
         )
     if bulk := report.get("bulk_preview"):

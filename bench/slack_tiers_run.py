@@ -7,10 +7,13 @@ followed to its end, against a fake Web API that enforces Slack's tiers and answ
 The fake keeps Slack's published limits as sliding windows: ``chat.postMessage`` 60 a
 minute per channel with bursts of 5 a second, ``chat.update`` and ``conversations.open``
 50 a minute (Tier 3), ``views.publish`` 100 a minute (Tier 4). The runs end at random
-moments within ``--minutes`` (Event Streams tells the bot). Figures: Slack calls per
-minute per method (the busiest minute), 429s received per method (target: none after
-the first one per method), and seconds from the first command until every card shows
-its end (target ≤ 90 s).
+moments within ``--minutes`` (Event Streams tells the bot). Each command's
+``response_url`` takes five uses, as Slack's does; a card is a message posted with
+``chat.postMessage`` (edited with ``chat.update``) or the command's in-channel reply
+(edited through its ``response_url``). Figures: Slack calls per minute per method (the
+busiest minute), 429s received per method (target: none after the first one per
+method), response_url uses refused, and seconds from the first command until every
+card shows its end (target ≤ 90 s).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from outcomes_run import Studio, studio_routes
 from run import bot_env, command_body, free_port, redis_server, spawn_bot, wait_port
 
 # method -> [(calls, seconds), ...] per scope (the channel for chat.postMessage)
+RESPONSE_URL_USES = 5  # each response_url, within thirty minutes
 LIMITS: dict[str, list[tuple[int, float]]] = {
     "chat.postMessage": [(60, 60.0), (5, 1.0)],
     "chat.update": [(50, 60.0)],
@@ -47,8 +51,10 @@ class TieredSlack:
         self.limited: Counter[str] = Counter()
         self.limited_at: dict[str, list[float]] = defaultdict(list)
         self.windows: dict[tuple[str, str, float], deque[float]] = defaultdict(deque)
-        self.cards: dict[str, str] = {}  # ts -> the card's latest text
-        self.ended_at: dict[str, float] = {}  # ts -> when its card first showed the end
+        self.cards: dict[str, str] = {}  # ts or response_url -> the card's latest text
+        self.ended_at: dict[str, float] = {}  # ts or response_url -> when it showed the end
+        self.url_uses: Counter[str] = Counter()
+        self.url_refused = 0  # response_url uses past Slack's five
         self.all_ended = asyncio.Event()
 
     def _over(self, method: str, scope: str, now: float) -> float:
@@ -90,20 +96,34 @@ class TieredSlack:
             return web.json_response({"ok": True, "ts": ts, "channel": scope})
         if method == "chat.update":
             ts = str(sent.get("ts", ""))
-            text = str(sent.get("text", ""))
-            self.cards[ts] = text
-            if " is ended" in text and ts not in self.ended_at:
-                self.ended_at[ts] = now
-                if len(self.ended_at) >= self.runs:
-                    self.all_ended.set()
+            self._card(ts, str(sent.get("text", "")), now)
             return web.json_response({"ok": True, "ts": ts, "channel": sent.get("channel")})
         if method == "conversations.open":
             return web.json_response({"ok": True, "channel": {"id": "D0BENCH"}})
         return web.json_response({"ok": True})
 
     async def respond(self, request: web.Request) -> web.Response:
-        await request.read()
+        """A command's response_url: five uses in thirty minutes, as Slack allows. An
+        in-channel reply showing a run is a card; replacing it edits that card."""
+        url = "url:" + request.match_info["id"]
+        sent: dict[str, Any] = await request.json()
+        self.url_uses[url] += 1
+        if self.url_uses[url] > RESPONSE_URL_USES:
+            self.url_refused += 1
+            return web.Response(status=404, text="used_url")
+        text = str(sent.get("text", ""))
+        is_card = sent.get("response_type") == "in_channel" and ": engagement " in text
+        if is_card or (url in self.cards and sent.get("replace_original")):
+            self._card(url, text, time.monotonic())
         return web.Response(text="ok")
+
+    def _card(self, key: str, text: str, now: float) -> None:
+        """A card shown or edited (by its ts, or its response_url)."""
+        self.cards[key] = text
+        if " is ended" in text and key not in self.ended_at:
+            self.ended_at[key] = now
+            if len(self.ended_at) >= self.runs:
+                self.all_ended.set()
 
 
 def busiest_minute(times: list[float]) -> int:
@@ -145,6 +165,8 @@ async def scenario(runs: int, minutes: float, base: str, bot: str) -> dict[str, 
     return {
         "runs": runs,
         "cards": len(slack.cards),
+        "cards_by_response_url": sum(key.startswith("url:") for key in slack.cards),
+        "response_url_uses_refused": slack.url_refused,
         "cards_showing_their_end": len(slack.ended_at),
         "seconds_until_every_card_shows_its_end": (
             round(max(slack.ended_at.values()) - began, 1) if len(slack.ended_at) >= runs else None

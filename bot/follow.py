@@ -4,7 +4,9 @@
   it can be edited); where Slack refuses (a private channel or a DM without the bot)
   it goes through the command's ``response_url`` instead, whose five uses in thirty
   minutes are counted (one is kept for the end), and the starter is told once,
-  privately, to invite the bot for live updates.
+  privately, to invite the bot for live updates. So does a card whose channel's
+  ``chat.postMessage`` turn is more than ``PUBLISH_WITHIN`` away (a burst of starts
+  in one channel): that card's edits then skip ``chat.update``'s tier too.
 - **News.** Event Streams deliveries (``bot.event_streams``) nudge a run to be read
   now; otherwise, and as a safety net, each run is read with backoff (2 s doubling to
   60 s), within ``STUDIO_READ_RATE_LIMIT`` shared by every process, so following never
@@ -54,6 +56,7 @@ NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 INDEX = "follow:index"  # hash: run SID -> "1", every run followed by any process
 COALESCE_SECONDS = 3.0
 FINAL_WITHIN = 10.0  # the longest a card's last edit waits for its slot, per attempt
+PUBLISH_WITHIN = 2.0  # the longest a new card waits for its channel's turn to be posted
 FIRST_POLL, MAX_POLL = 2.0, 60.0
 TICK_SECONDS = 1.0
 # One poll (the read pace's wait, three reads with their timeouts and 429 retries, the
@@ -162,9 +165,12 @@ class Follower:
         was posted in the channel."""
         card = self._card_for_start(command, engagement, caller.user_id)
         message = messages.run_card(card, mask=self.mask_numbers)
-        ts, refusal = (
-            await self._post(caller.channel_id, message) if self.minutes > 0 else NOT_POSTED
-        )
+        ts, refusal = NOT_POSTED
+        if self.minutes > 0:
+            # A burst in one channel: past the channel's pace, a card that has a
+            # response_url is that reply instead (edited there, not by the tier).
+            with within(PUBLISH_WITHIN if _url_of(reply) else None):
+                ts, refusal = await self._post(caller.channel_id, message)
         now = time.time()
         followed = Followed(
             sid=engagement.sid,
@@ -366,11 +372,17 @@ class Follower:
         if answers:  # from the run's record: what the contact answered
             said = "; ".join(f"{field}: “{value[:100]}”" for field, value in answers.items())
             text += f" Answers: {said}."
-        if followed.ts:  # in its own task: the note waits for the channel's turn, polls do not
-            note = self._post(followed.channel, messages.thread_note(text), thread_ts=followed.ts)
-            task = asyncio.get_running_loop().create_task(note, name=f"note:{followed.sid}")
-            self._notes.add(task)
-            task.add_done_callback(self._notes.discard)
+        if followed.ts:
+            thread: str | None = followed.ts
+        elif time.time() - followed.started >= RESPONSE_URL_SECONDS:
+            thread = None  # the card's response_url expired before the end: in the channel
+        else:
+            return  # the card (the command's reply) shows the end itself
+        # In its own task: the note waits for the channel's turn, polls do not.
+        note = self._post(followed.channel, messages.thread_note(text), thread_ts=thread)
+        task = asyncio.get_running_loop().create_task(note, name=f"note:{followed.sid}")
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
 
     def _card(self, followed: Followed, snapshot: Snapshot) -> RunCard:
         info = self.catalog.peek(followed.flow_sid) if self.catalog else None

@@ -10,10 +10,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import slack_refusal
 from bot.messages import Message
+from bot.slack_pace import SlackBusy
 
 log = logging.getLogger(__name__)
 
 NOT_POSTED: tuple[str | None, str] = (None, "")
+BUSY = "busy"  # the channel's turn under Slack's tier was further away than the caller waits
 
 
 async def post_message(
@@ -31,6 +33,8 @@ async def post_message(
         refusal = slack_refusal(exc)
         log.info("chat.postMessage refused in %s: %s", channel, refusal)
         return None, refusal
+    except SlackBusy:  # posted within a time, and the channel's turn is further away
+        return None, BUSY
     except Exception as exc:  # the network: the caller still has other ways to say it
         log.warning("chat.postMessage failed: %s", type(exc).__name__)
         return None, type(exc).__name__

@@ -18,6 +18,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from bot import follow
+from bot.slack_pace import PacedWebClient, SlackPace
 from tests.harness import Harness, harness, text_of, wired
 from tests.peers import (
     AUTH_TOKEN,
@@ -169,6 +170,52 @@ async def test_a_private_channel_without_the_bot_falls_back_to_the_response_url(
     assert len(run.slack.replies) == follow.RESPONSE_URL_USES  # never more than Slack allows
     assert all(r.get("replace_original") for r in run.slack.replies[2:])
     assert updates(run.slack) == []
+
+
+async def take_the_channels_turns(run: Harness) -> None:
+    """The channel's next three chat.postMessage slots (over 3 s) are taken."""
+    client = run.services.slack
+    assert isinstance(client, PacedWebClient) and client.pace is not None
+    name, interval = SlackPace.key("chat.postMessage", "C0CHANNEL") or ("", 0.0)
+    for _ in range(3):
+        await client.pace.state.use(lambda s: s.reserve(name, interval, float("inf")))
+
+
+async def test_a_card_past_its_channels_turn_is_the_commands_reply_and_shows_the_end(
+    run: Harness,
+) -> None:
+    """A burst of starts in one channel: a card whose chat.postMessage turn is further
+    away than PUBLISH_WITHIN is the command's in-channel reply instead, and its edits,
+    the end included, go through that response_url, not chat.update's tier."""
+    await take_the_channels_turns(run)
+    await run.command("+16175551212")
+    (card,) = await run.slack.wait_for_replies(1)
+    assert card["response_type"] == "in_channel"
+    assert "this card follows the run" in text_of(card["blocks"])
+    assert not [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
+    move(run.studio, step(1, "w1"), step(2, "Ended", "sent"), status="ended")
+    await until(lambda: "ended at" in text_of(run.slack.replies[-1]))
+    await run.idle()
+    assert run.slack.replies[-1].get("replace_original")
+    assert not any("Invite the bot" in text_of(r) for r in run.slack.replies)
+    assert updates(run.slack) == [] and threads(run.slack) == []  # the card says it
+
+
+async def test_an_end_after_the_response_url_expired_is_said_in_the_channel(
+    run: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow, "RESPONSE_URL_SECONDS", 0.3)
+    await take_the_channels_turns(run)
+    await run.command("+16175551212")
+    await run.slack.wait_for_replies(1)
+    for _ in range(8):  # past the response_url's life
+        await run_a_moment()
+    move(run.studio, step(1, "w1"), step(2, "Ended", "sent"), status="ended")
+    await until(lambda: [p for p in run.slack.posts if p["method"] == "chat.postMessage"])
+    (note,) = [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
+    assert note["channel"] == "C0CHANNEL" and not note.get("thread_ts")
+    assert "<@U0CALLER>" in note["text"] and "ended at `w1`" in note["text"]
+    assert not any("ended at" in text_of(r) for r in run.slack.replies)  # not the dead url
 
 
 async def test_a_slack_outage_page_still_shows_the_card_through_the_response_url(
