@@ -175,7 +175,8 @@ async def test_a_private_channel_without_the_bot_falls_back_to_the_response_url(
 async def take_the_channels_turns(run: Harness) -> None:
     """The channel's next three chat.postMessage slots (over 3 s) are taken."""
     client = run.services.slack
-    assert isinstance(client, PacedWebClient) and client.pace is not None
+    assert isinstance(client, PacedWebClient)
+    assert client.pace is not None
     name, interval = SlackPace.key("chat.postMessage", "C0CHANNEL") or ("", 0.0)
     for _ in range(3):
         await client.pace.state.use(lambda s: s.reserve(name, interval, float("inf")))
@@ -198,7 +199,8 @@ async def test_a_card_past_its_channels_turn_is_the_commands_reply_and_shows_the
     await run.idle()
     assert run.slack.replies[-1].get("replace_original")
     assert not any("Invite the bot" in text_of(r) for r in run.slack.replies)
-    assert updates(run.slack) == [] and threads(run.slack) == []  # the card says it
+    assert updates(run.slack) == []
+    assert threads(run.slack) == []
 
 
 async def test_an_end_after_the_response_url_expired_is_said_in_the_channel(
@@ -213,8 +215,10 @@ async def test_an_end_after_the_response_url_expired_is_said_in_the_channel(
     move(run.studio, step(1, "w1"), step(2, "Ended", "sent"), status="ended")
     await until(lambda: [p for p in run.slack.posts if p["method"] == "chat.postMessage"])
     (note,) = [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
-    assert note["channel"] == "C0CHANNEL" and not note.get("thread_ts")
-    assert "<@U0CALLER>" in note["text"] and "ended at `w1`" in note["text"]
+    assert note["channel"] == "C0CHANNEL"
+    assert not note.get("thread_ts")
+    assert "<@U0CALLER>" in note["text"]
+    assert "ended at `w1`" in note["text"]
     assert not any("ended at" in text_of(r) for r in run.slack.replies)  # not the dead url
 
 
