@@ -190,9 +190,9 @@ class Follower:
                 await deliver(reply, messages.invite_for_updates(), engagement.sid)
                 followed = followed.model_copy(update={"uses": 2})
         try:
-            await self.registry.remember(
-                engagement.sid, Shown(caller.user_id, command.flow_sid, caller.channel_id, ts or "")
-            )
+            if ts:  # where its card is (who started it was kept by the start)
+                shown = Shown(caller.user_id, command.flow_sid, caller.channel_id, ts)
+                await self.registry.remember(engagement.sid, shown)
             if self.minutes > 0:
                 await self._save(followed)
                 await self.state.use(lambda s: s.hset(INDEX, {engagement.sid: "1"}, 7 * 86400))

@@ -84,13 +84,17 @@ class Records:
         # seconds after a start before the sweep first looks (None: at once)
         self.first_check = first_check
 
-    async def _put(self, record: RunRecord) -> None:
-        await self.state.use(lambda s: s.hset(f"rec:{record.id}", record.fields(), self.keep))
-        await self.state.use(lambda s: s.zadd(INDEX, {record.id: record.started_at}, self.keep))
+    async def _put(self, record: RunRecord, *, check: float | None = None) -> None:
+        """Keep ``record`` with its indexes (and, at ``check``, in the sweep's), in one
+        round trip."""
+        indexes: dict[str, dict[str, float]] = {INDEX: {record.id: record.started_at}}
         if record.bulk_run:
-            key = f"rec:bulk:{record.bulk_run}"
             score = float(record.row) if record.row.isdigit() else 0.0
-            await self.state.use(lambda s: s.zadd(key, {record.id: score}, self.keep))
+            indexes[f"rec:bulk:{record.bulk_run}"] = {record.id: score}
+        if check is not None:
+            indexes[ACTIVE] = {record.id: check}
+        key, fields = f"rec:{record.id}", record.fields()
+        await self.state.use(lambda s: s.hset_indexed(key, fields, self.keep, indexes))
 
     async def started(
         self, sid: str, command: EngageCommand, caller: Caller, *, bulk_run: str = "", row: str = ""
@@ -109,9 +113,7 @@ class Records:
             row=row,
             follow_until=now + self.follow_hours * 3600,
         )
-        await self._put(record)
-        check = now + (self.first_check() if self.first_check else 0.0)
-        await self.state.use(lambda s: s.zadd(ACTIVE, {sid: check}, self.keep))
+        await self._put(record, check=now + (self.first_check() if self.first_check else 0.0))
         return record
 
     async def not_started(

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.errors import StateUnavailable
 from bot.logs import Outage
+from bot.redis_batch import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ _T = TypeVar("_T")
 PREFIX = "studio-engage:"
 BLOCKING_SECONDS = 10.0  # the longest blocking read (a worker waiting for work)
 RETRY_SHARED_AFTER = 5.0  # seconds on memory alone after the shared store failed
+POOL_SIZE = 50  # connections to Redis per process; a call waits for a free one...
+POOL_WAIT = 2.0  # ...at most this long (seconds), then it counts as an outage
 _OUTAGE = (StateUnavailable, OSError, TimeoutError)
 
 
@@ -60,6 +63,16 @@ class Store(Protocol):
 
     async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
         """Set ``fields`` of the hash ``key`` and (re)start its time to live."""
+
+    async def hset_indexed(
+        self,
+        key: str,
+        fields: Mapping[str, str],
+        ttl: float,
+        indexes: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        """``hset`` and, in the same round trip, ``zadd`` into each sorted set of
+        ``indexes`` (its name -> members and scores), every key with the TTL ``ttl``."""
 
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""
@@ -152,6 +165,17 @@ class MemoryStore:
         merged = {**(current if isinstance(current, dict) else {}), **fields}
         self._items[key] = (merged, time.monotonic() + ttl)
 
+    async def hset_indexed(
+        self,
+        key: str,
+        fields: Mapping[str, str],
+        ttl: float,
+        indexes: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        await self.hset(key, fields, ttl)
+        for index, members in indexes.items():
+            await self.zadd(index, members, ttl)
+
     async def hgetall(self, key: str) -> dict[str, str]:
         value = self._live(key)
         return dict(value) if isinstance(value, dict) else {}
@@ -242,7 +266,7 @@ class RedisStore:
     def __init__(self, url: str, *, timeout: float = 0.5, verify_tls: bool = True) -> None:
         # Imported only when REDIS_URL is set: it takes a tenth of the start-up.
         from redis import RedisError
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
@@ -250,7 +274,15 @@ class RedisStore:
             # Encrypted, but the server's certificate is not checked (Heroku Redis
             # presents a self-signed one): REDIS_TLS_VERIFY=false.
             options["ssl_cert_reqs"] = "none"
-        self._redis = Redis.from_url(url, decode_responses=True, **options)
+
+        # A burst waits for a free connection: redis-py's default pool refuses the
+        # 101st call at once (MaxConnectionsError), which would read as an outage.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT, decode_responses=True, **options
+        )
+        self._redis = Redis(connection_pool=pool)
+        # The store's own commands: those issued at one moment share a round trip.
+        self._batch = Batcher(self._redis)
         # Blocking reads (a worker waiting for work) on connections of their own, whose
         # timeout outlasts the wait; made at first use.
         self._url, self._options = url, options
@@ -279,46 +311,64 @@ class RedisStore:
         except self._errors as exc:
             raise StateUnavailable(type(exc).__name__) from exc
 
+    async def _one(self, build: Callable[[Any], object]) -> Any:
+        """The answer to the (first) command ``build`` queues, in the moment's round trip."""
+        answers = await self.call(self._batch.run(build))
+        return answers[0]
+
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        return bool(await self.call(self._redis.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
+        return bool(await self._one(lambda p: p.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        await self.call(self._redis.set(PREFIX + key, value, px=_ms(ttl)))
+        await self._one(lambda p: p.set(PREFIX + key, value, px=_ms(ttl)))
 
     async def get(self, key: str) -> str | None:
-        value = await self.call(self._redis.get(PREFIX + key))
+        value = await self._one(lambda p: p.get(PREFIX + key))
         return str(value) if value is not None else None
 
     async def pop(self, key: str) -> str | None:
-        value = await self.call(self._redis.getdel(PREFIX + key))
+        value = await self._one(lambda p: p.getdel(PREFIX + key))
         return str(value) if value is not None else None
 
     async def hset(self, key: str, fields: Mapping[str, str], ttl: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        await self.hset_indexed(key, fields, ttl, {})
+
+    async def hset_indexed(
+        self,
+        key: str,
+        fields: Mapping[str, str],
+        ttl: float,
+        indexes: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        def build(pipe: Any) -> None:
             pipe.hset(PREFIX + key, mapping=dict[Any, Any](fields))
             pipe.pexpire(PREFIX + key, _ms(ttl))
-            await self.call(pipe.execute())
+            for index, members in indexes.items():
+                pipe.zadd(PREFIX + index, dict(members))
+                pipe.pexpire(PREFIX + index, _ms(ttl))
+
+        await self.call(self._batch.run(build))
 
     async def hgetall(self, key: str) -> dict[str, str]:
-        value: dict[Any, Any] = await self.call(self._redis.hgetall(PREFIX + key))
+        value: dict[Any, Any] = await self._one(lambda p: p.hgetall(PREFIX + key))
         return {str(k): str(v) for k, v in value.items()}
 
     async def hget(self, key: str, field: str) -> str | None:
-        value: Any = await self.call(self._redis.hget(PREFIX + key, field))
+        value: Any = await self._one(lambda p: p.hget(PREFIX + key, field))
         return str(value) if value is not None else None
 
     async def hlen(self, key: str) -> int:
-        value: Any = await self.call(self._redis.hlen(PREFIX + key))
+        value: Any = await self._one(lambda p: p.hlen(PREFIX + key))
         return int(value)
 
     async def hdel(self, key: str, field: str) -> None:
-        await self.call(self._redis.hdel(PREFIX + key, field))
+        await self._one(lambda p: p.hdel(PREFIX + key, field))
 
     async def delete(self, key: str) -> None:
-        await self.call(self._redis.delete(PREFIX + key))
+        await self._one(lambda p: p.delete(PREFIX + key))
 
     async def delete_if(self, key: str, value: str) -> bool:
-        removed = await self.call(self._redis.eval(_DELETE_IF, 1, PREFIX + key, value))
+        removed = await self._one(lambda p: p.eval(_DELETE_IF, 1, PREFIX + key, value))
         return bool(removed)
 
     async def admit(
@@ -326,46 +376,48 @@ class RedisStore:
     ) -> tuple[float, bool]:
         keys = [PREFIX + uses, PREFIX + claim if claim else ""]
         member = secrets.token_hex(6)
-        wait, claimed = await self.call(
-            self._redis.eval(
+        wait, claimed = await self._one(
+            lambda p: p.eval(
                 _ADMIT, 2, *keys, str(limit), repr(window), str(_ms(claim_ttl)), member
             )
         )
         return float(wait), bool(int(claimed))
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
-        answer = await self.call(
-            self._redis.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
+        answer = await self._one(
+            lambda p: p.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
         )
         return float(answer)
 
     async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(PREFIX + key, dict(members))
-            pipe.pexpire(PREFIX + key, _ms(ttl))
-            await self.call(pipe.execute())
+        await self.call(
+            self._batch.run(
+                lambda p: p.zadd(PREFIX + key, dict(members)).pexpire(PREFIX + key, _ms(ttl))
+            )
+        )
 
     async def zrange(
         self, key: str, low: float, high: float, limit: int | None = None
     ) -> list[str]:
         start, num = (0, limit) if limit is not None else (None, None)
-        found: list[Any] = await self.call(
-            self._redis.zrangebyscore(PREFIX + key, low, high, start=start, num=num)
+        found: list[Any] = await self._one(
+            lambda p: p.zrangebyscore(PREFIX + key, low, high, start=start, num=num)
         )
         return [str(member) for member in found]
 
     async def zrem(self, key: str, *members: str) -> None:
         if members:
-            await self.call(self._redis.zrem(PREFIX + key, *members))
+            await self._one(lambda p: p.zrem(PREFIX + key, *members))
 
     async def zcard(self, key: str) -> int:
-        return int(await self.call(self._redis.zcard(PREFIX + key)))
+        return int(await self._one(lambda p: p.zcard(PREFIX + key)))
 
     async def zremrange(self, key: str, low: float, high: float) -> None:
-        await self.call(self._redis.zremrangebyscore(PREFIX + key, low, high))
+        await self._one(lambda p: p.zremrangebyscore(PREFIX + key, low, high))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._batch.aclose()
+        await self._redis.aclose(close_connection_pool=True)  # the pool is ours
         if self._blocking is not None:
             await self._blocking.aclose()
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bot import store as bot_store
 from bot.command import EngageCommand
 from bot.confirmations import Confirmations, Parked
 from bot.errors import StateUnavailable
@@ -18,6 +19,19 @@ from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
 RUN = "FN" + "e" * 32
+
+
+async def test_a_burst_waits_for_a_connection_instead_of_failing(redis: RedisServer) -> None:
+    """More calls at once than the pool has connections: each waits its turn (redis-py's
+    default pool refused the 101st at once, which read as Redis being down)."""
+    store = RedisStore(redis.url)
+    try:
+        added = await asyncio.gather(
+            *(store.add(f"burst:{n}", "1", 60) for n in range(10 * bot_store.POOL_SIZE))
+        )
+    finally:
+        await store.aclose()
+    assert all(added)
 
 
 async def test_keys_and_hashes(store: Store) -> None:
