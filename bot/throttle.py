@@ -89,23 +89,23 @@ class Throttle:
         served right after them. With ``queue``, the next free slot is taken however far
         away it is, in one step, and waited for (reads that must happen, in order).
 
-        A request woken more than ``LATE`` after its slot (the event loop was busy)
-        takes a new slot rather than go out with the next one's, up to ``LATE_RETRIES``
-        times."""
+        A request woken more than ``LATE`` after its slot (the event loop was busy
+        while it slept) takes a new slot rather than go out with the next one's, up to
+        ``LATE_RETRIES`` times."""
         cost = max(1, min(requests, self._studio_item.amount))
         interval = cost * SPACING / self.per_second
         horizon = float("inf") if queue else BULK_HORIZON if bulk else self.max_wait
         clock = asyncio.get_running_loop().time
         late = 0
         while True:
-            asked = clock()
             wait = await self.state.use(
                 lambda store: store.reserve(f"pace:{self.name}", interval, horizon)
             )
             if wait >= 0:
+                due = clock() + wait
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if clock() - (asked + wait) > LATE and late < LATE_RETRIES and not queue:
+                if clock() - due > LATE and late < LATE_RETRIES and not queue:
                     # The loop stalled past the slot: sent now, this request would
                     # arrive with the next ones. Its slot stays empty; take a new one.
                     late += 1
