@@ -687,8 +687,9 @@ def render(report: dict[str, Any]) -> str:
         if run := report.get(key):
             shared = run["with_singles"]
             lines.append(
-                f"bulk run, {who}: {run['rows']:,} rows at 20/second in {run['seconds']:.1f} s"
-                f" (target for 1,000: ≤ 53 s), {run['responses_429']} answered 429 (target 0),"
+                f"bulk run, {who}: {run['rows']:,} rows at 20/second started in"
+                f" {run['seconds']:.1f} s (target for 1,000: ≤ 53 s), the results file at"
+                f" {run['results_s']:.1f} s, {run['responses_429']} answered 429 (target 0),"
                 f" at most {run['max_sent_per_second']} arrivals in a second (limit 20);"
                 f" then {shared['rows']} rows with {shared['singles']} single commands meanwhile:"
                 f" {shared['responses_429']} answered 429, single acks p99"
