@@ -340,9 +340,21 @@ class RedisStore:
         ttl: float,
         indexes: Mapping[str, Mapping[str, float]],
     ) -> None:
-        def build(pipe: Any) -> None:
-            pipe.hset(PREFIX + key, mapping=dict[Any, Any](fields))
-            pipe.pexpire(PREFIX + key, _ms(ttl))
+        size = len(fields) + sum(len(members) for members in indexes.values())
+        if len(fields) > 0 and size <= PUT_MOST:  # one command: a record and its indexes
+            keys, args = [PREFIX + key], [str(_ms(ttl)), str(len(fields))]
+            args += [part for pair in fields.items() for part in pair]
+            for index, members in indexes.items():
+                keys.append(PREFIX + index)
+                args.append(str(len(members)))
+                args += [part for m, score in members.items() for part in (repr(score), m)]
+            await self._one(lambda p: p.eval(_PUT, len(keys), *keys, *args))
+            return
+
+        def build(pipe: Any) -> None:  # a large hash (a bulk run's rows): plain commands
+            if fields:
+                pipe.hset(PREFIX + key, mapping=dict[Any, Any](fields))
+                pipe.pexpire(PREFIX + key, _ms(ttl))
             for index, members in indexes.items():
                 pipe.zadd(PREFIX + index, dict(members))
                 pipe.pexpire(PREFIX + index, _ms(ttl))
@@ -455,6 +467,31 @@ if KEYS[2] ~= '' then
 end
 return {'0', claimed}
 """
+
+
+# A hash and the sorted sets that index it, each with the TTL ARGV[1], as one command
+# (a client's cost is per command, and a start writes a record with two indexes).
+# ARGV: the TTL in ms, the field count n, n field/value pairs, then for each sorted set
+# KEYS[2..] a member count m and m score/member pairs.
+_PUT = """
+local n = tonumber(ARGV[2])
+local fields = {}
+for i = 3, 2 + 2 * n do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local at = 3 + 2 * n
+for k = 2, #KEYS do
+  local m = tonumber(ARGV[at])
+  at = at + 1
+  for i = 1, m do
+    redis.call('ZADD', KEYS[k], ARGV[at], ARGV[at + 1])
+    at = at + 2
+  end
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+end
+return 1
+"""
+PUT_MOST = 1000  # fields and members in one _PUT (Lua's unpack takes a few thousand)
 
 
 # The next send time of a schedule, by Redis's own clock (one clock for every process):

@@ -34,6 +34,17 @@ async def test_a_burst_waits_for_a_connection_instead_of_failing(redis: RedisSer
     assert all(added)
 
 
+async def test_a_record_with_its_indexes_and_a_large_hash(store: Store) -> None:
+    """One step for a record and its indexes; a hash too large for one script (a bulk
+    run's rows) is kept all the same."""
+    await store.hset_indexed("rec:1", {"a": "1", "b": "2"}, 60, {"ix": {"1": 5.0, "x": 7.5}})
+    assert await store.hgetall("rec:1") == {"a": "1", "b": "2"}
+    assert await store.zrange("ix", 5.0, 7.5) == ["1", "x"]
+    rows = {str(n): f"row {n}" for n in range(3 * bot_store.PUT_MOST)}
+    await store.hset("rows", rows, 60)
+    assert await store.hgetall("rows") == rows
+
+
 async def test_keys_and_hashes(store: Store) -> None:
     assert await store.add("k", "1", 60)
     assert not await store.add("k", "2", 60)  # an atomic claim
