@@ -45,7 +45,7 @@ from bot.slack_pace import SlackBusy, within
 from bot.slack_post import NOT_POSTED, post_message
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
-from bot.tasks import Loop, Reply, deliver
+from bot.tasks import REPLY_SECONDS, Loop, Reply, deliver
 from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -358,7 +358,13 @@ class Follower:
             keep = 0 if ended else 1  # one use kept for the end
             if not fresh or followed.uses + keep >= RESPONSE_URL_USES:
                 return followed, 0.0
-            await deliver(self.responder.reply(followed.response_url, replace=True), message)
+            edit = self.responder.reply(followed.response_url, replace=True)
+            try:
+                await asyncio.wait_for(edit(message), timeout=REPLY_SECONDS)
+            except Exception as exc:  # the network, or Slack refused: this edit is lost
+                log.info("the card of %s not edited: %s", followed.sid, type(exc).__name__)
+                if ended:  # the end is said in the channel instead (``_announce_end``)
+                    return followed.model_copy(update={"response_url": ""}), 0.0
             followed = followed.model_copy(update={"uses": followed.uses + 1})
         return followed.model_copy(update={"rank": rank(snapshot), "last_edit": now}), 0.0
 
@@ -374,8 +380,8 @@ class Follower:
             text += f" Answers: {said}."
         if followed.ts:
             thread: str | None = followed.ts
-        elif time.time() - followed.started >= RESPONSE_URL_SECONDS:
-            thread = None  # the card's response_url expired before the end: in the channel
+        elif not followed.response_url or time.time() - followed.started >= RESPONSE_URL_SECONDS:
+            thread = None  # the card could not show the end: said in the channel instead
         else:
             return  # the card (the command's reply) shows the end itself
         # In its own task: the note waits for the channel's turn, polls do not.

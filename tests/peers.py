@@ -275,6 +275,7 @@ class FakeSlack:
     posts: list[dict[str, Any]] = field(default_factory=list)
     refuse_channels: set[str] = field(default_factory=set)  # answer not_in_channel there
     down: set[str] = field(default_factory=set)  # methods answered by an edge's 503 page
+    dead_response_urls: bool = False  # answer every response_url 404 used_url
     # files: what the bot may download (name -> bytes; files.info knows each as "F-<name>"),
     # and what it uploaded (files.uploadV2)
     files: dict[str, bytes] = field(default_factory=dict)
@@ -494,6 +495,8 @@ class FakeSlack:
         return ws
 
     async def _respond(self, request: web.Request) -> web.Response:
+        if self.dead_response_urls:
+            return web.Response(status=404, text="used_url")
         self.replies.append(await request.json())
         self._arrived.set()
         return web.Response(text="ok")

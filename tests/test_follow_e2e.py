@@ -222,6 +222,18 @@ async def test_an_end_after_the_response_url_expired_is_said_in_the_channel(
     assert not any("ended at" in text_of(r) for r in run.slack.replies)  # not the dead url
 
 
+async def test_an_end_the_response_url_refused_is_said_in_the_channel(run: Harness) -> None:
+    await take_the_channels_turns(run)
+    await run.command("+16175551212")
+    await run.slack.wait_for_replies(1)
+    run.slack.dead_response_urls = True  # Slack refuses the card's last edit
+    move(run.studio, step(1, "w1"), step(2, "Ended", "sent"), status="ended")
+    await until(lambda: [p for p in run.slack.posts if p["method"] == "chat.postMessage"])
+    (note,) = [p for p in run.slack.posts if p["method"] == "chat.postMessage"]
+    assert not note.get("thread_ts")
+    assert "ended at `w1`" in note["text"]
+
+
 async def test_a_slack_outage_page_still_shows_the_card_through_the_response_url(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
