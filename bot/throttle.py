@@ -16,7 +16,9 @@ from bot.store import BestEffort
 
 SPACING = 1.04  # send a little slower than the limit: requests arrive with jitter
 BULK_HORIZON = 0.1  # seconds ahead a bulk row may reserve (single commands go first)
-LATE = 0.02  # a send this late for its slot takes a new one (a stall would bunch them)
+# A send this late for its slot takes a new one (a stall would bunch them). Sends are
+# SPACING apart, so any second holds at most the rate while each is under 40 ms late.
+LATE = 0.04
 LATE_RETRIES = 3  # ...at most this often: a loop always late still sends
 
 
