@@ -164,3 +164,20 @@ async def test_sorted_sets(store: Store) -> None:
     await store.zremrange("z", 2.0, 2.0)
     assert await store.zrange("z", float("-inf"), float("inf")) == ["a"]
     assert await store.zcard("nothing") == 0
+
+
+def test_only_the_guardrail_scripts_ask_redis_for_the_time() -> None:
+    """The bench counts the guardrails' scripts by Redis's TIME calls (bench/run.py)."""
+    from bot import jobs
+
+    scripts = {
+        name: text
+        for module in (bot_store, jobs)
+        for name, text in vars(module).items()
+        if name.startswith("_") and isinstance(text, str) and "redis.call" in text
+    }
+    assert {"_ADMIT", "_RESERVE", "_PUT", "_WAKE"} <= set(scripts)
+    assert sorted(name for name, text in scripts.items() if "'TIME'" in text) == [
+        "_ADMIT",
+        "_RESERVE",
+    ]
