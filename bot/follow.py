@@ -45,7 +45,7 @@ from bot.slack_pace import SlackBusy, within
 from bot.slack_post import NOT_POSTED, post_message
 from bot.store import Durable, Record
 from bot.studio import Engagement, StudioClient
-from bot.tasks import REPLY_SECONDS, Loop, Reply, deliver
+from bot.tasks import Loop, Reply, deliver
 from bot.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ class Followed(Record):
     interval: float = FIRST_POLL
     last_edit: float = 0.0
     final_since: float = 0.0  # when showing the run's end was first refused (0: never)
+
+    def url_lives(self, now: float) -> bool:
+        """Whether the card's response_url can still edit it (Slack's thirty minutes)."""
+        return bool(self.response_url) and now - self.started < RESPONSE_URL_SECONDS
 
 
 def rank(snapshot: Snapshot) -> str:
@@ -354,17 +358,13 @@ class Follower:
                 log.info("chat.update of %s failed: %s", followed.sid, type(exc).__name__)
                 return None, 0.0
         else:
-            fresh = now - followed.started < RESPONSE_URL_SECONDS
             keep = 0 if ended else 1  # one use kept for the end
-            if not fresh or followed.uses + keep >= RESPONSE_URL_USES:
+            if not followed.url_lives(now) or followed.uses + keep >= RESPONSE_URL_USES:
                 return followed, 0.0
             edit = self.responder.reply(followed.response_url, replace=True)
-            try:
-                await asyncio.wait_for(edit(message), timeout=REPLY_SECONDS)
-            except Exception as exc:  # the network, or Slack refused: this edit is lost
-                log.info("the card of %s not edited: %s", followed.sid, type(exc).__name__)
-                if ended:  # the end is said in the channel instead (``_announce_end``)
-                    return followed.model_copy(update={"response_url": ""}), 0.0
+            if not await deliver(edit, message, followed.sid) and ended:
+                # The end is said in the channel instead (``_announce_end``).
+                return followed.model_copy(update={"response_url": ""}), 0.0
             followed = followed.model_copy(update={"uses": followed.uses + 1})
         return followed.model_copy(update={"rank": rank(snapshot), "last_edit": now}), 0.0
 
@@ -380,7 +380,7 @@ class Follower:
             text += f" Answers: {said}."
         if followed.ts:
             thread: str | None = followed.ts
-        elif not followed.response_url or time.time() - followed.started >= RESPONSE_URL_SECONDS:
+        elif not followed.url_lives(time.time()):
             thread = None  # the card could not show the end: said in the channel instead
         else:
             return  # the card (the command's reply) shows the end itself

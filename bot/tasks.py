@@ -30,7 +30,7 @@ class Tasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, work: Coroutine[Any, Any, object], name: str) -> None:
         """Run ``work`` as a task owned here; a defect that escapes it is logged."""
         task = asyncio.get_running_loop().create_task(_logged(work, name), name=name)
         self._tasks.add(task)
@@ -80,7 +80,7 @@ class Loop:
             self._task = None
 
 
-async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
+async def _logged(work: Coroutine[Any, Any, object], name: str) -> None:
     try:
         await work
     except Exception:
@@ -89,10 +89,12 @@ async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
 
 async def deliver(
     reply: Reply, message: Message, about: str = "-", within: float = REPLY_SECONDS
-) -> None:
-    """Send ``message``; if Slack cannot take it, the log keeps what the user missed
-    (``about`` names what it was for: a run SID or a flow)."""
+) -> bool:
+    """Send ``message``; False if Slack could not take it, and the log keeps what the
+    user missed (``about`` names what it was for: a run SID or a flow)."""
     try:
         await asyncio.wait_for(reply(message), timeout=within)
     except Exception as exc:  # the reply is best effort; the log line is the record
         log.error("could not deliver the reply for %s: %s", about, type(exc).__name__)
+        return False
+    return True
