@@ -22,7 +22,7 @@ from bot.command import FLOW_SID, RESERVED_WORDS, Defaults
 from bot.contact_clock import ContactClock, QuietHours, zone
 from bot.errors import ConfigError, PhoneError
 from bot.phone import is_messaging_service, normal_sid, parse_sender
-from bot.policy import Access, Policy
+from bot.policy import SLACK_USER, Access, Policy
 
 DEFAULT_STUDIO_URL = "https://studio.twilio.com"
 
@@ -30,7 +30,6 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 _ALIAS = re.compile(r"^[A-Za-z][\w-]*$")
 _HOST_LABEL = re.compile(r"^[a-z0-9-]+$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
@@ -46,7 +45,7 @@ class FlowSpec:
     quiet: bool = True  # ;quiet=off: exempt from QUIET_HOURS (one-time codes and the like)
 
 
-_FLOW_OPTIONS = {"users": _SLACK_USER, "channels": _SLACK_CHANNEL}
+_FLOW_OPTIONS = {"users": SLACK_USER, "channels": _SLACK_CHANNEL}
 _CONTEXT_PATH = re.compile(r"^(flow|widgets|trigger)(\.[\w-]+)+$")
 
 
@@ -183,12 +182,10 @@ def _check(pattern: re.Pattern[str], shape: str) -> Callable[[Any], Any]:
 
 
 def _id_list(pattern: re.Pattern[str], what: str) -> Callable[[Any], Any]:
-    """A validator for a comma-separated list of Slack IDs; blank means unset."""
+    """A validator for a comma-separated list of Slack IDs."""
 
     def check(value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return parse_ids(value, pattern, what) if value.strip() else None
+        return parse_ids(value, pattern, what) if isinstance(value, str) else value
 
     return check
 
@@ -206,7 +203,11 @@ class Settings(BaseSettings):
     """Everything the bot reads from its environment. Secrets are ``SecretStr``."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,  # a blank line in .env or a cleared PaaS field: the default
     )
 
     slack_bot_token: SecretStr | None = Field(
@@ -307,6 +308,13 @@ class Settings(BaseSettings):
     allowed_slack_channels: Annotated[frozenset[str] | None, NoDecode] = Field(
         default=None,
         description="channel IDs (`C…`/`G…`/`D…`) where flows may be started; unset: everywhere",
+    )
+    workflow_unattended_users: Annotated[frozenset[str] | None, NoDecode] = Field(
+        default=None,
+        description="user IDs a Workflow Builder step may act for when nobody ran the workflow"
+        " by hand (a scheduled or event trigger: Slack names no person); unset: nobody while"
+        " `ALLOWED_SLACK_USERS`, `ADMIN_SLACK_USERS` or a flow's `users=` restrict users, else"
+        " whoever *On behalf of* names",
     )
     allowed_countries: Annotated[frozenset[str] | None, NoDecode] = Field(
         default=None,
@@ -416,33 +424,6 @@ class Settings(BaseSettings):
         _check(_HOST_LABEL, "a lower-case host label such as ie1 or dublin")
     )
 
-    @field_validator(
-        "slack_bot_token",
-        "slack_signing_secret",
-        "slack_app_token",
-        "twilio_account_sid",
-        "twilio_auth_token",
-        "twilio_api_key",
-        "twilio_api_secret",
-        "twilio_region",
-        "twilio_edge",
-        "studio_flow_sid",
-        "studio_from",
-        "studio_base_url",
-        "phone_default_region",
-        "allowed_slack_users",
-        "allowed_slack_channels",
-        "admin_slack_users",
-        "bulk_slack_users",
-        "allowed_countries",
-        "redis_url",
-        "twilio_events_url",
-        mode="before",
-    )
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
     _bot_token = field_validator("slack_bot_token")(_token_kind("xoxb-", "a bot token"))
     _app_token = field_validator("slack_app_token")(_token_kind("xapp-", "an app-level token"))
 
@@ -452,8 +433,12 @@ class Settings(BaseSettings):
         return parse_flows(value) if isinstance(value, str) else value
 
     _users = field_validator(
-        "allowed_slack_users", "admin_slack_users", "bulk_slack_users", mode="before"
-    )(_id_list(_SLACK_USER, "user IDs"))
+        "allowed_slack_users",
+        "admin_slack_users",
+        "bulk_slack_users",
+        "workflow_unattended_users",
+        mode="before",
+    )(_id_list(SLACK_USER, "user IDs"))
     _channels = field_validator("allowed_slack_channels", mode="before")(
         _id_list(_SLACK_CHANNEL, "channel IDs")
     )
@@ -463,8 +448,6 @@ class Settings(BaseSettings):
     def _countries(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        if not value.strip():
-            return None
         codes = frozenset(c.strip().upper() for c in value.split(",") if c.strip())
         if not codes or not codes <= phonenumbers.SUPPORTED_REGIONS:
             raise ValueError("must be ISO 3166 country codes such as US,CA,GB")
@@ -577,6 +560,8 @@ class Settings(BaseSettings):
     @classmethod
     def _every_problem(cls, data: Any, handler: Callable[[Any], Settings]) -> Settings:
         """Report field problems and missing combinations together, by name."""
+        if isinstance(data, Mapping):  # blank or all-space means the default, for every variable
+            data = {key: value for key, value in data.items() if not _blank(value)}
         raw = data if isinstance(data, Mapping) else {}
         problems = cls.required(raw)
         try:
@@ -660,6 +645,7 @@ class Settings(BaseSettings):
             allow_costly=self.allow_premium_numbers,
             admins=self.admin_slack_users or frozenset(),
             configured=self.configured_flows,
+            unattended=self.workflow_unattended_users,
         )
 
     @property
@@ -698,6 +684,13 @@ class SlackSettings(Settings):
                 " or set SLACK_APP_TOKEN for Socket Mode)"
             )
         return problems
+
+
+def _blank(value: Any) -> bool:
+    """A value that says nothing (empty, or spaces alone), as a secret or as text."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return isinstance(value, str) and not value.strip()
 
 
 def _present(raw: Mapping[str, Any], name: str) -> bool:

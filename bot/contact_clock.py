@@ -46,7 +46,7 @@ class QuietHours:
     def parse(cls, text: str) -> QuietHours | None:
         """``HH:MM-HH:MM``, or ``off`` (None). Raises ValueError saying what is wrong."""
         text = text.strip().lower()
-        if text in ("off", "none", ""):
+        if text in ("off", "none"):  # blank is not off: the settings read it as the default
             return None
         first, sep, second = text.partition("-")
         start, end = _clock(first.strip()), _clock(second.strip())

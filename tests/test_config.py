@@ -374,3 +374,49 @@ def test_bad_quiet_hours_and_schedule_settings_are_named(
     set_env(monkeypatch, GOOD | {name: value})
     with pytest.raises(ConfigError, match=says):
         load_settings(need_slack=True)
+
+
+def _optional_names() -> list[str]:
+    from bot.config import SlackSettings
+
+    return [name.upper() for name in SlackSettings.model_fields if name.upper() not in GOOD]
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_every_variable_left_blank_means_its_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, blank: str
+) -> None:
+    """A cleared PaaS field or a blank line in .env is the default, never "off" or an error."""
+    from bot.config import SlackSettings
+
+    monkeypatch.chdir(tmp_path)
+    set_env(monkeypatch, GOOD)
+    names = _optional_names()
+    assert "QUIET_HOURS" in names
+    assert "USER_RATE_LIMIT" in names
+    for name in names:
+        monkeypatch.setenv(name, blank)
+    settings = load_settings(need_slack=True)
+    defaults = SlackSettings.model_construct()
+    for name in names:
+        field = name.lower()
+        assert getattr(settings, field) == getattr(defaults, field), name
+    assert str(settings.quiet_hours) == "21:00-08:00"  # the night-time guardrail stays on
+    assert settings.host == "0.0.0.0"
+
+
+def test_blank_lines_in_dotenv_are_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    lines = [f"{k}={v}" for k, v in GOOD.items()] + [f"{name}=" for name in _optional_names()]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    settings = load_settings(need_slack=True)
+    assert str(settings.quiet_hours) == "21:00-08:00"
+    assert settings.port == 3000
+    assert settings.user_rate_limit == "10/minute"
+
+
+def test_quiet_hours_go_off_only_by_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**GOOD, "QUIET_HOURS": "off"})
+    assert load_settings(need_slack=True).quiet_hours is None
