@@ -88,7 +88,10 @@ def _finite(text: str) -> float:
 def loads(text: str) -> Any:
     """JSON as the parameters take it: finite numbers, no ``NaN``. Raises ValueError
     (``json.JSONDecodeError`` for syntax)."""
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError(f"nested too deeply (at most {MAX_DEPTH} levels)") from None
 
 
 class Builder:

@@ -6,11 +6,14 @@ Pure: no I/O. Each ``*_refusal`` returns the reason something may not happen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.command import EngageCommand
 from bot.phone import facts
+
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")  # a user ID, as Slack writes one
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,40 @@ class Policy:
     allow_costly: bool = False  # premium-rate and shared-cost numbers
     admins: frozenset[str] = frozenset()  # ADMIN_SLACK_USERS: end any run, read any flow
     configured: frozenset[str] | None = None  # the flows set up here; None: not known
+    unattended: frozenset[str] | None = None  # WORKFLOW_UNATTENDED_USERS; None: unset
+
+
+def restricts_users(policy: Policy) -> bool:
+    """Whether any rule tells users apart (who may start, a flow's users, admins)."""
+    return (
+        policy.everywhere.users is not None
+        or bool(policy.admins)
+        or any(access.users is not None for access in policy.per_flow.values())
+    )
+
+
+def unattended_refusal(policy: Policy, user_id: str) -> str | None:
+    """Why a workflow that nobody ran by hand (a schedule, an event) may not act for
+    ``user_id``, or None. Nobody vouches for such a workflow's *On behalf of*: it may act
+    only for the users ``WORKFLOW_UNATTENDED_USERS`` names, or, while that is unset,
+    for anyone only where no rule tells users apart."""
+    if policy.unattended is not None:
+        if user_id in policy.unattended:
+            return None
+        return (
+            "this workflow was not started by a person (a schedule or an event), and"
+            f" WORKFLOW_UNATTENDED_USERS does not name {user_id}; set On behalf of to a user"
+            " it names, or start the workflow from a form or a button"
+        )
+    if restricts_users(policy):
+        return (
+            "this workflow was not started by a person (a schedule or an event), so nobody"
+            " vouches for On behalf of while ALLOWED_SLACK_USERS, ADMIN_SLACK_USERS or a"
+            " flow's users= restrict who may start flows; start the workflow from a form or"
+            " a button, or ask an admin to name the users it may act for in"
+            " WORKFLOW_UNATTENDED_USERS"
+        )
+    return None
 
 
 def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:

@@ -39,6 +39,7 @@ from bot.errors import CommandError, ParameterError, PhoneError, StateUnavailabl
 from bot.flow_catalog import FlowCatalog
 from bot.messages.text import configured_flows, describe_error, findings_text, refusal_text
 from bot.phone import channel_mismatch, parse_address
+from bot.policy import SLACK_USER, Policy, unattended_refusal
 from bot.records import FINAL, Records, RunRecord
 from bot.store import Durable, Record
 from bot.studio import console_url, is_already_active
@@ -56,6 +57,15 @@ def _parameter(
     kind: str, title: str, description: str, *, required: bool = False
 ) -> dict[str, Any]:
     return {"type": kind, "title": title, "description": description, "is_required": required}
+
+
+def _parameters_of(declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Parameters as Slack's manifest schema declares them: each under ``properties``
+    (with its ``name``), the required ones listed in ``required``."""
+    return {
+        "properties": {name: {**spec, "name": name} for name, spec in declared.items()},
+        "required": [name for name, spec in declared.items() if spec["is_required"]],
+    }
 
 
 INPUTS: dict[str, dict[str, Any]] = {
@@ -83,7 +93,8 @@ INPUTS: dict[str, dict[str, Any]] = {
     "on_behalf_of": _parameter(
         USER,
         "On behalf of",
-        "Whose permissions and limits apply; empty: the person who ran the workflow",
+        "Empty, or the person who ran the workflow (whose permissions and limits apply); for"
+        " a workflow nobody runs by hand, a user WORKFLOW_UNATTENDED_USERS names",
     ),
     "channel": _parameter(
         CHANNEL, "Channel", "Where the start counts as made (ALLOWED_SLACK_CHANNELS, a flow's own)"
@@ -94,7 +105,10 @@ INPUTS: dict[str, dict[str, Any]] = {
         "Complete the step when the run ends, with its final status and answers",
     ),
     "interactivity": _parameter(
-        INTERACTIVITY, "Who ran it", "The workflow's user, when it was started by a person"
+        INTERACTIVITY,
+        "Who ran it",
+        "Set it to the workflow's interactivity (Person who used this workflow): the step"
+        " acts for that person, as Slack vouches",
     ),
 }
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -114,8 +128,8 @@ OUTPUTS: dict[str, dict[str, Any]] = {
 DEFINITION: dict[str, Any] = {
     "title": "Start a Studio flow",
     "description": "Start a Twilio Studio flow for a contact, under the bot's guardrails",
-    "input_parameters": INPUTS,
-    "output_parameters": OUTPUTS,
+    "input_parameters": _parameters_of(INPUTS),
+    "output_parameters": _parameters_of(OUTPUTS),
 }
 
 
@@ -145,52 +159,108 @@ class Waiting(Record):
         return kept
 
 
+class _Fix(Exception):
+    """What the workflow's builder must fix, said as the step's error."""
+
+
+def _text(inputs: Mapping[str, Any], name: str, title: str) -> str:
+    """An input that must be text (or absent), stripped."""
+    value = inputs.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Fix(f"{title}: must be text, not {type(value).__name__}")
+    return value.strip()
+
+
+def _user(inputs: Mapping[str, Any], policy: Policy) -> str:
+    """Whom the step acts for: the person Slack says ran the workflow (its
+    *interactivity* input's ``interactor``), never a name its builder typed. *On behalf
+    of*, where given, must be that person; a workflow nobody ran by hand acts only for
+    whom ``policy.unattended_refusal`` lets it."""
+    interactivity = inputs.get("interactivity") or {}
+    if not isinstance(interactivity, Mapping):
+        raise _Fix(
+            "Who ran it: must be the workflow's interactivity (Person who used this workflow)"
+        )
+    interactor = interactivity.get("interactor") or {}
+    ran_by = interactor.get("id") if isinstance(interactor, Mapping) else None
+    if ran_by is not None and not (isinstance(ran_by, str) and SLACK_USER.match(ran_by)):
+        raise _Fix("Who ran it: Slack named no user who ran the workflow")
+    named = _text(inputs, "on_behalf_of", "On behalf of")
+    if named and not SLACK_USER.match(named):
+        raise _Fix("On behalf of: must be a Slack user (U…)")
+    if ran_by:
+        if named and named != ran_by:
+            raise _Fix(
+                "On behalf of: a step acts only for the person who ran the workflow; set it to"
+                " Person who used this workflow, or leave it empty"
+            )
+        return ran_by
+    if not named:
+        raise _Fix(
+            "Who ran it: nobody ran this workflow by hand; start it from a form or a button"
+            " (Slack then names the person), or set On behalf of to a user that"
+            " WORKFLOW_UNATTENDED_USERS names"
+        )
+    if problem := unattended_refusal(policy, named):
+        raise _Fix(f"On behalf of: {problem}")
+    return named
+
+
 def read_inputs(
     inputs: Mapping[str, Any],
     defaults: Defaults,
     names: Mapping[str, str],
+    policy: Policy,
     *,
     team: str,
     workflow: str,
 ) -> StepStart | str:
     """The start the inputs describe, or what to fix (nothing is sent). ``names``: each
-    configured flow's Studio name (casefolded) -> its SID."""
-    flow_text = str(inputs.get("flow") or "").strip()
+    configured flow's Studio name (casefolded) -> its SID. Any input of the wrong type,
+    shape or depth is a thing to fix, never an exception."""
+    if not isinstance(inputs, Mapping):
+        return "Inputs: Slack sent none the step can read"
+    try:
+        user = _user(inputs, policy)
+        flow_text = _text(inputs, "flow", "Flow")
+        contact = _text(inputs, "contact", "Contact")
+        data_text = _text(inputs, "parameters", "Parameters")
+        sender_text = _text(inputs, "sender", "Send from")
+        channel = _text(inputs, "channel", "Channel")
+    except _Fix as fix:
+        return str(fix)
     sid = names.get(flow_text.casefold())
     try:
         flow_sid, alias = resolve_flow(sid or flow_text or None, defaults)
     except CommandError as exc:
         return f"Flow: {exc.problem}"
     try:
-        to = parse_address(str(inputs.get("contact") or ""), defaults.region)
+        to = parse_address(contact, defaults.region)
     except PhoneError as exc:
         return f"Contact: {exc}"
     try:
-        data = _parameters(str(inputs.get("parameters") or ""))
+        data = _parameters(data_text)
     except ParameterError as exc:
         return f"Parameters: {exc.problem}"
     try:
-        sender = sender_for(flow_sid, str(inputs.get("sender") or "").strip() or None, defaults)
+        sender = sender_for(flow_sid, sender_text or None, defaults)
     except CommandError as exc:
         return f"Send from: {exc.problem.removeprefix('--from: ')}"
     if mismatch := channel_mismatch(to, sender):
         return f"Contact: {mismatch}"
-    interactor = (inputs.get("interactivity") or {}).get("interactor") or {}
-    user = str(inputs.get("on_behalf_of") or interactor.get("id") or "")
-    if not user:
-        return (
-            "On behalf of: give the person whose permissions apply (for instance the"
-            " Person who used this workflow)"
-        )
-    caller = Caller(user, str(inputs.get("channel") or ""), team, via=f"workflow {workflow}")
+    caller = Caller(user, channel, team, via=f"workflow {workflow}")
     command = EngageCommand(flow_sid, alias, to, sender, data)
-    return StepStart(command, caller, bool(inputs.get("wait_for_end")))
+    wait = inputs.get("wait_for_end")
+    return StepStart(command, caller, wait is True or wait == "true")
 
 
 def _parameters(text: str) -> dict[str, Any]:
-    """``key=value`` lines, or one JSON object. Raises ``ParameterError``."""
+    """``key=value`` lines, or one JSON object, under the command's rules (depth
+    included). Raises ``ParameterError``."""
     built = parameters.Builder()
-    if text.strip().startswith("{"):
+    if text.startswith("{"):
         try:
             value = parameters.loads(text)
         except ValueError as exc:
@@ -250,9 +320,30 @@ class WorkflowSteps:
         if not first:
             log.info("step %s delivered again: already taken", execution)
             return
+        try:
+            await self._start(event, team, execution, token)
+        except Exception as exc:  # the claim is taken: the step must still end
+            log.exception("step %s failed inside the bot", execution)
+            await self._fail(
+                execution,
+                token,
+                f"the bot failed while running the step ({type(exc).__name__}); the flow may"
+                " have started: check its runs in the Twilio Console before running the"
+                " workflow again",
+            )
+
+    async def _start(self, event: Mapping[str, Any], team: str, execution: str, token: str) -> None:
+        """Read the inputs, apply the rules, start, and complete the step (or wait)."""
         inputs = event.get("inputs") or {}
         workflow = str(event.get("workflow_execution_id") or "")
-        read = read_inputs(inputs, self.defaults, await self._names(), team=team, workflow=workflow)
+        read = read_inputs(
+            inputs,
+            self.defaults,
+            await self._names(),
+            self.engager.policy,
+            team=team,
+            workflow=workflow,
+        )
         if isinstance(read, str):
             audit.record("invalid", Caller("", "", team, via=f"workflow {workflow}"), detail=read)
             await self._fail(execution, token, read)

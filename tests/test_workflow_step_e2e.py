@@ -144,7 +144,7 @@ async def test_the_step_starts_the_flow_and_completes_with_its_outputs(
     assert started["via"] == "workflow Wx1"
 
 
-async def test_json_parameters_an_alias_a_sender_and_on_behalf_of(
+async def test_json_parameters_an_alias_a_sender_and_on_behalf_of_the_runner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     studio, slack = FakeStudio(), FakeSlack()
@@ -154,7 +154,7 @@ async def test_json_parameters_an_alias_a_sender_and_on_behalf_of(
             "contact": BOSTON,
             "parameters": '{"first_name": "Zeke", "count": 3}',
             "sender": "+16175550199",
-            "on_behalf_of": "U0OTHER",
+            "on_behalf_of": "U0CALLER",  # the person who ran it, as it must be
             "interactivity": {"interactor": {"id": "U0CALLER"}},
         }
         await run_step(run, inputs)
@@ -171,10 +171,10 @@ async def test_json_parameters_an_alias_a_sender_and_on_behalf_of(
     [
         (
             {"ALLOWED_SLACK_USERS": "U0ADMIN"},
-            {},
+            {"on_behalf_of": None, "interactivity": {"interactor": {"id": "U0CALLER"}}},
             "you are not allowed to use this flow (ALLOWED_SLACK_USERS)",
         ),
-        ({}, {"on_behalf_of": "", "interactivity": None}, "On behalf of: give the person"),
+        ({}, {"on_behalf_of": "", "interactivity": None}, "Who ran it: nobody ran this workflow"),
         ({"ALLOWED_SLACK_CHANNELS": "C0OPS"}, {}, "Channel: channels are restricted here"),
         (
             {"ALLOWED_SLACK_CHANNELS": "C0OPS"},
