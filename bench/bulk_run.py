@@ -167,7 +167,7 @@ def payload(data: dict[str, Any]) -> str:
 
 
 async def ask_preview(http: aiohttp.ClientSession, url: str, base: str, text: str) -> None:
-    """The message shortcut *Start a flow for each row* on a message sharing the CSV
+    """The message shortcut *Start flow for each row* on a message sharing the CSV
     file F1 (served by the peers at ``base``)."""
     shortcut = {
         "type": "message_action",

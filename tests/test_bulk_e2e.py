@@ -40,7 +40,7 @@ async def until(condition: Any, within: float = 15.0) -> None:
 async def csv_shortcut(
     run: Harness, text: str, name: str, *, user: str = "U0CALLER", url: str | None = None
 ) -> None:
-    """The message shortcut *Start a flow for each row* on a message sharing ``name``
+    """The message shortcut *Start flow for each row* on a message sharing ``name``
     (``url``: what a crafted payload may claim the file's address is)."""
     file: dict[str, Any] = {"id": f"F-{name}", "name": name, "filetype": "csv"}
     if url is not None:

@@ -1,5 +1,5 @@
 """Bulk runs from Slack: the preview's Start and Cancel, the progress message's Pause,
-Resume and Cancel, and the message shortcut *Start a flow for each row* on a message
+Resume and Cancel, and the message shortcut *Start flow for each row* on a message
 that holds a CSV file."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bot.tasks import Reply, deliver
 
 Listener = Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]
 PreviewAction = Callable[[str, Caller, Reply], Coroutine[Any, Any, None]]
-CSV_SHORTCUT = "bulk_csv"  # the manifest's callback_id for "Start a flow for each row"
+CSV_SHORTCUT = "bulk_csv"  # the manifest's callback_id for "Start flow for each row"
 
 
 def register(app: AsyncApp, services: Services) -> None:

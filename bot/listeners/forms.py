@@ -9,7 +9,7 @@
 Every listener acks first; what waits on the network is a task the use-case owns.
 - Submitting runs exactly what the slash command would; a bad contact, a missing
   parameter or a guardrail's refusal comes back on its field, nothing sent.
-- The message shortcut *Start a flow for this contact* finds the numbers in the
+- The message shortcut *Start flow for contact* finds the numbers in the
   message: one opens the form with it filled in; several open the bulk preview.
 - ``app_home_opened`` draws the Home tab (``views.publish``); so does each start by
   someone who opened it within the hour (``forms.HOME_WATCH_SECONDS``).
@@ -37,7 +37,7 @@ from bot.tasks import Reply, deliver
 log = logging.getLogger(__name__)
 
 START_SHORTCUT = "start_flow"  # global shortcut: Start a Studio flow
-CONTACT_SHORTCUT = "engage_contact"  # message shortcut: Start a flow for this contact
+CONTACT_SHORTCUT = "engage_contact"  # message shortcut: Start flow for contact
 
 
 def open_form(
