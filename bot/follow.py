@@ -319,11 +319,10 @@ class Follower:
         since = followed.final_since or now
         if now - since > FINAL_DEADLINE:
             log.error("run %s: gave up showing its end on the card", followed.sid)
-            text = (
-                f"<@{followed.starter}> {followed.sid} {ending(snapshot)}, but Slack did not"
-                f" let the bot update its card in <#{followed.channel}> (rate limited)."
+            stuck = messages.card_stuck_note(
+                followed.starter, followed.sid, ending(snapshot), followed.channel
             )
-            await self._post(followed.starter, messages.thread_note(text))
+            await self._post(followed.starter, stuck)
             await self._announce_end(followed, snapshot)
             await self._forget(followed.sid)
             return
@@ -374,10 +373,9 @@ class Follower:
         if not await self.state.use(lambda s: s.add(f"ended:{followed.sid}", "1", SEEN_SECONDS)):
             return
         card = self._card(followed, snapshot)
-        text = f"<@{followed.starter}> {card.flow_label}: {followed.sid} {ending(snapshot)}."
-        if answers:  # from the run's record: what the contact answered
-            said = "; ".join(f"{field}: “{value[:100]}”" for field, value in answers.items())
-            text += f" Answers: {said}."
+        said = messages.end_note(  # answers: from the run's record, what the contact said
+            followed.starter, card.flow_label, followed.sid, ending(snapshot), answers
+        )
         if followed.ts:
             thread: str | None = followed.ts
         elif not followed.url_lives(time.time()):
@@ -385,7 +383,7 @@ class Follower:
         else:
             return  # the card (the command's reply) shows the end itself
         # In its own task: the note waits for the channel's turn, polls do not.
-        note = self._post(followed.channel, messages.thread_note(text), thread_ts=thread)
+        note = self._post(followed.channel, said, thread_ts=thread)
         task = asyncio.get_running_loop().create_task(note, name=f"note:{followed.sid}")
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)

@@ -28,7 +28,7 @@ from bot.contact_clock import Instant
 from bot.errors import ParameterError, PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FETCH_SECONDS, FlowCatalog
 from bot.messages.text import configured_flows, label
-from bot.messages.views import FlowChoice, RecentRun, View, form, home
+from bot.messages.views import FlowChoice, RecentRun, View, form, home, nothing_to_start
 from bot.phone import channel_mismatch, parse_address, pretty
 from bot.policy import Policy, access_refusal
 from bot.report import Reports
@@ -91,6 +91,14 @@ class Forms:
                 allowed.append(FlowChoice(sid, alias, catalog.peek(sid) if catalog else None))
         return allowed
 
+    def none_because(self, caller: Caller) -> str:
+        """Why ``caller`` may start none of the configured flows here."""
+        where = caller.channel_id or None
+        for alias, sid in configured_flows(self.defaults):
+            if no := access_refusal(self.policy, sid, alias, caller.user_id, where):
+                return no
+        return "no flow is configured (STUDIO_FLOW_SID, STUDIO_FLOWS)"
+
     def default_choice(self, choices: list[FlowChoice]) -> FlowChoice | None:
         """The flow the form starts on: the default flow (``command.default_flow``, the
         rule every surface uses) if this person may start it, else the only one they may."""
@@ -123,6 +131,8 @@ class Forms:
         self, caller: Caller, chosen: FlowChoice | None, contact: str = "", channel: str = ""
     ) -> View:
         choices = self.choices(caller)
+        if not choices:
+            return nothing_to_start(self.none_because(caller))
         return form(
             choices,
             chosen,

@@ -460,3 +460,34 @@ async def test_every_interaction_is_acked_within_3_s_while_the_flows_api_takes_5
     opened = [v for v in run.slack.views if v["method"] == "views.open"]
     assert len(opened) == 3  # the form was still opened each time
     assert any(v["method"] == "views.update" for v in run.slack.views)
+
+
+async def test_the_form_says_why_when_there_is_no_flow_to_offer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slack refuses a select with no options: the form would open to nothing (issue 32,
+    20). Someone not allowed sees why instead, and the Home tab offers no button."""
+    env = {"ALLOWED_SLACK_USERS": "U0BOSS"}
+    async with harness(monkeypatch, studio_with_flows(), **env) as run:
+        await interact(run, {"type": "shortcut", "callback_id": "start_flow", "trigger_id": "9.9"})
+        (opened,) = await run.slack.wait_for_views(1)
+        await open_home(run)
+        await run.idle()
+    view = valid(opened["view"])
+    said = json.dumps(view)
+    assert "static_select" not in said
+    assert "submit" not in view
+    assert "not allowed to use this flow (ALLOWED_SLACK_USERS)" in said
+    (home,) = [v for v in run.slack.views if v["method"] == "views.publish"]
+    assert "open_form" not in json.dumps(home["view"])
+
+
+def test_past_100_flows_the_form_keeps_the_chosen_one_and_counts_the_rest() -> None:
+    from bot.messages.views import FlowChoice, form
+
+    flows = [FlowChoice("FW" + f"{i:032x}", f"flow{i}", None) for i in range(130)]
+    view = valid(form(flows, flows[120]))
+    (select,) = [b["element"] for b in view["blocks"] if b.get("block_id") == "flow"]
+    assert len(select["options"]) == 100
+    assert select["initial_option"] in select["options"]
+    assert "…and 30 more flows are not listed" in json.dumps(view, ensure_ascii=False)

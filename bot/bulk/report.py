@@ -24,7 +24,7 @@ from bot.bulk.state import BulkState, RowOutcome, RunMeta
 from bot.bulk_plan import Ends, Progress, ends_of
 from bot.errors import slack_refusal, slack_retry_after
 from bot.messages import Message
-from bot.messages.bulk import bulk_progress
+from bot.messages.bulk import bulk_progress, undelivered_note
 from bot.messages.text import label
 from bot.records import FINAL, Records, RunRecord
 from bot.slack_pace import SlackBusy, within
@@ -294,13 +294,7 @@ class Reporter:
         ]
         outcomes = await self.state.outcomes(run_id)
         progress = progress_of(run_id, meta, outcomes)
-        text = (
-            f"Your bulk run {run_id} of {progress.flow} is {meta.status}: {progress.started}"
-            f" started, {progress.failed} failed, {progress.unknown} unknown,"
-            f" {progress.cancelled} cancelled of {progress.total}. Slack did not take"
-            f" {' or '.join(missing)} in <#{meta.channel}> for"
-            f" {round(FINAL_DEADLINE / 60)} minutes (it was rate limited or refused)."
-        )
+        text = undelivered_note(progress, meta.channel, missing, round(FINAL_DEADLINE / 60))
         log.error("bulk run %s: gave up delivering %s", run_id, ", ".join(missing))
         try:
             await self._call(

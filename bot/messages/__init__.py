@@ -38,6 +38,8 @@ from bot.messages.prompts import (
 )
 from bot.messages.replies import (
     action_failed,
+    card_stuck_note,
+    end_note,
     engage_failed,
     flow_help,
     flows_message,
@@ -83,9 +85,11 @@ __all__ = [
     "already_active",
     "cancelled",
     "card_of",
+    "card_stuck_note",
     "confirm_duplicate",
     "confirm_parameters",
     "describe_error",
+    "end_note",
     "engage_failed",
     "engaged",
     "engaged_card",

@@ -10,6 +10,7 @@ Block Kit's limits whatever the input.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,52 @@ def escape(text: str) -> str:
 def clip(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, marked with … when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_escaped(text: str, limit: int) -> str:
+    """``text`` escaped, then cut to ``limit`` characters without splitting an escape."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&", max(0, len(cut) - 4))
+    if amp >= 0 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def more_line(hidden: int, what: str = "") -> str:
+    """``…and 12 more.`` (with ``what`` said after the count), for a list that was cut."""
+    return f"…and {hidden} more{' ' + what if what else ''}."
+
+
+def lines_within(lines: list[str], limit: int, what: str = "") -> str:
+    """Whole lines joined while they fit in ``limit`` characters; the rest counted in a
+    last line (``more_line``) instead of being cut off mid-line."""
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        tail = len(more_line(len(lines) - i, what)) + 1 if i < len(lines) - 1 else 0
+        if used + len(line) + 1 + tail > limit:
+            kept.append(more_line(len(lines) - i, what))
+            break
+        kept.append(line)
+        used += len(line) + 1
+    return "\n".join(kept)
+
+
+def unfenced(text: str) -> str:
+    """``text`` with no run of backticks that could close a code block (a zero-width
+    space after every backtick followed by another)."""
+    return re.sub("`(?=`)", "`\u200b", text)
+
+
+def fenced(text: str, limit: int = SECTION_TEXT_MAX) -> str:
+    """``text`` escaped in a code block that always closes: whole lines kept within
+    ``limit``, the rest counted."""
+    body = unfenced(escape(text))
+    kept = lines_within(body.splitlines(), limit - 6, "lines")
+    return f"```{kept}```"
 
 
 # --- Block Kit as plain dicts ----------------------------------------------------
@@ -106,10 +153,13 @@ def confirm_dialog(title: str, text: str, confirm: str, deny: str) -> Block:
     }
 
 
-def message(response_type: str, text: str, blocks: list[Block]) -> Message:
+def message(response_type: str, text: str, blocks: list[Block], *, markup: bool = False) -> Message:
+    """A message: ``text`` is the notification's words (escaped here, so a flow's name or
+    Twilio's message cannot ping or link), or with ``markup`` the builder's own mrkdwn
+    whose outside pieces it escaped itself (a mention, a date)."""
     return {
         "response_type": response_type,
-        "text": clip(text, FALLBACK_TEXT_MAX),
+        "text": clip(text if markup else escape(text), FALLBACK_TEXT_MAX),
         "blocks": blocks[:50],
     }
 
@@ -123,8 +173,8 @@ def console_button(flow_sid: str, sid: str) -> Block:
 def parameters_text(parameters: dict[str, Any]) -> str:
     """The flow data as compact, clipped JSON in a code block (escaped for mrkdwn)."""
     body = json.dumps(parameters, ensure_ascii=False, indent=None, separators=(", ", ": "))
-    body = clip(body, PARAMETERS_MAX).replace("```", "`\u200b``")
-    return f"```{escape(body)}```"
+    body = clip_escaped(unfenced(body), PARAMETERS_MAX)
+    return f"```{body}```"
 
 
 def when(moment: datetime | None) -> str:

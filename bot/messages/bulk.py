@@ -185,3 +185,13 @@ def bulk_progress(progress: Progress) -> Message:
         blocks.append(actions([control, stop]))
     text = f"Bulk run of {p.flow}: {p.status}, {p.done}/{p.total}"
     return message("in_channel", text, blocks)
+
+
+def undelivered_note(p: Progress, channel: str, missing: list[str], minutes: int) -> str:
+    """To the starter, in a DM: what of a bulk run Slack did not take in its channel."""
+    return (
+        f"Your bulk run {p.run_id} of {escape(p.flow)} is {p.status}: {p.started}"
+        f" started, {p.failed} failed, {p.unknown} unknown, {p.cancelled} cancelled of"
+        f" {p.total}. Slack did not take {' or '.join(missing)} in <#{channel}> for"
+        f" {minutes} minutes (it was rate limited or refused)."
+    )

@@ -104,7 +104,8 @@ def run_card(card: RunCard, *, mask: bool = False) -> Message:
     contact = masked(card.contact) if mask else pretty(card.contact)
     who = f"<@{card.starter}>"
     text = (
-        f"{who} started {card.flow_label} for {contact}: engagement {card.sid} is {status}. {link}"
+        f"{who} started {escape(card.flow_label)} for {escape(contact)}: engagement"
+        f" {card.sid} is {escape(status)}. {link}"
     )
     fields = [
         field("Engagement", f"`{card.sid}`"),
@@ -156,7 +157,7 @@ def run_card(card: RunCard, *, mask: bool = False) -> Message:
     blocks.append(actions(buttons))
     if card.url:
         blocks.append(context([md(f"API: {escape(card.url)}")]))
-    return message("in_channel", text, blocks)
+    return message("in_channel", text, blocks, markup=True)
 
 
 def engaged(

@@ -15,6 +15,8 @@ from bot.messages.blocks import (
     clip,
     context,
     escape,
+    fenced,
+    lines_within,
     md,
     message,
     notice,
@@ -44,7 +46,7 @@ def starting(command: EngageCommand) -> Message:
         f":hourglass_flowing_sand: Starting *{escape(flow_label(command))}*"
         f" for {escape(pretty(command.to))}…"
     )
-    return message("ephemeral", text, [section(text=md(text))])
+    return message("ephemeral", text, [section(text=md(text))], markup=True)
 
 
 def engage_failed(command: EngageCommand, error: StudioError) -> Message:
@@ -78,7 +80,7 @@ def invalid_command(error: CommandError) -> Message:
 def help_message(defaults: Defaults, command: str = "/engage") -> Message:
     """``/engage help``: usage, examples and the configured flows, to the caller only."""
     text = help_text(defaults, command)
-    return message("ephemeral", text, [section(text=md(f"```{escape(text)}```"))])
+    return message("ephemeral", text, [section(text=md(fenced(text)))])
 
 
 def notice_message(emoji: str, text: str) -> Message:
@@ -152,7 +154,7 @@ def flows_message(
         lines.append("• " + line)
     if not defaults.flows:
         lines.append("No named flows (STUDIO_FLOWS); flows can still be given by SID with --flow.")
-    body = clip("\n".join(lines), SECTION_TEXT_MAX - 200)
+    body = lines_within(lines, SECTION_TEXT_MAX - 200, "flows")
     blocks: list[Block] = [section(text=md(f"*Flows*\n{body}"))]
     if defaults.sender:
         note = f"Sender: {pretty(defaults.sender)} unless --from says otherwise."
@@ -177,7 +179,7 @@ def flow_help(
     text = f"{summary}\nExample: {' '.join(example)}"
     if info is not None and info.analysis.rest_ready is False:
         text += f"\n{REST_FIX}"
-    return message("ephemeral", text, [section(text=md(f"```{escape(text)}```"))])
+    return message("ephemeral", text, [section(text=md(fenced(text)))])
 
 
 def not_rest_ready(command: EngageCommand) -> Message:
@@ -215,7 +217,7 @@ def lookup_failed(sid: str, error: StudioError | None) -> Message:
 def not_allowed_to_end(starter: str | None) -> Message:
     """Only to the clicker: End is for the person who started it, or an admin."""
     text = who_may_end(starter)  # mrkdwn with a real mention, in the blocks and the text
-    return message("ephemeral", text, [section(text=md(f":no_entry: {text}"))])
+    return message("ephemeral", text, [section(text=md(f":no_entry: {text}"))], markup=True)
 
 
 def action_failed(what: str, error: StudioError) -> Message:
@@ -244,5 +246,25 @@ def invite_for_updates() -> Message:
 
 
 def thread_note(text: str) -> Message:
-    """A reply in a card's thread (mrkdwn: mentions stay mentions)."""
-    return message("in_channel", text, [section(text=md(text))])
+    """A reply in a card's thread: ``text`` is the bot's own mrkdwn (mentions stay
+    mentions); anything from outside in it was escaped by its builder (``end_note``)."""
+    return message("in_channel", text, [section(text=md(text))], markup=True)
+
+
+def end_note(starter: str, flow: str, sid: str, ending: str, answers: Mapping[str, str]) -> Message:
+    """The thread reply that tells the starter how a run ended, with what the contact
+    answered. The flow's name, the ending (Studio's widget names) and the answers come
+    from outside: escaped, so a contact's reply cannot ping the channel or hide a link."""
+    text = f"<@{starter}> {escape(flow)}: {sid} {escape(ending)}."
+    if answers:
+        said = "; ".join(f"{escape(f)}: “{escape(v[:100])}”" for f, v in answers.items())
+        text += f" Answers: {said}."
+    return thread_note(text)
+
+
+def card_stuck_note(starter: str, sid: str, ending: str, channel: str) -> Message:
+    """To the starter: the run ended but Slack kept refusing the card's edit."""
+    return thread_note(
+        f"<@{starter}> {sid} {escape(ending)}, but Slack did not let the bot update its card"
+        f" in <#{channel}> (rate limited)."
+    )

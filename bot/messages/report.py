@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bot.messages.blocks import SECTION_TEXT_MAX, Block, Message, clip, escape, md, message, section
+from bot.messages.blocks import (
+    SECTION_TEXT_MAX,
+    Block,
+    Message,
+    clip,
+    escape,
+    md,
+    message,
+    more_line,
+    section,
+)
 
 if TYPE_CHECKING:
     from bot.report import Summary
@@ -32,6 +43,15 @@ def _share(count: int, total: int) -> str:
     return f"{count} ({round(100 * count / total)}%)" if total else str(count)
 
 
+def _more(items: Sequence[object], shown: int, what: str) -> list[str]:
+    """``["…and 3 more end widgets (--csv has every run)."]`` when ``items`` were cut."""
+    return (
+        [more_line(len(items) - shown, f"{what} (--csv has them all)")]
+        if len(items) > shown
+        else []
+    )
+
+
 def report_message(summary: Summary, flows: str, since: float) -> Message:
     """Counts by state, the funnel of end widgets, top answers, failures by code."""
     head = f"Report: {flows}, the last {span(since)}: {summary.total} run(s) started by the bot"
@@ -47,7 +67,8 @@ def report_message(summary: Summary, flows: str, since: float) -> Message:
     ended = sum(count for _, count in summary.funnel)
     if summary.funnel:
         funnel = "\n".join(
-            f"• `{escape(widget)}`: {_share(count, ended)}" for widget, count in summary.funnel[:15]
+            [f"• `{escape(w)}`: {_share(count, ended)}" for w, count in summary.funnel[:15]]
+            + _more(summary.funnel, 15, "end widgets")
         )
         blocks.append(section(text=md(clip(f"*Where runs ended*\n{funnel}", SECTION_TEXT_MAX))))
     if summary.answers:
@@ -55,9 +76,13 @@ def report_message(summary: Summary, flows: str, since: float) -> Message:
         for field, top in summary.answers[:10]:
             tops = ", ".join(f"“{escape(value[:60])}” {count}" for value, count in top)
             lines.append(f"• `{escape(field)}`: {tops}")
+        lines += _more(summary.answers, 10, "answer fields")
         blocks.append(section(text=md(clip("\n".join(lines), SECTION_TEXT_MAX))))
     if summary.failures:
-        codes = ", ".join(f"{code} ×{count}" for code, count in summary.failures[:10])
+        codes = ", ".join(
+            [f"{code} ×{count}" for code, count in summary.failures[:10]]
+            + _more(summary.failures, 10, "error codes")
+        )
         blocks.append(section(text=md(f"*Failures by Twilio error code*: {escape(codes)}")))
     text = (
         f"{head}: "

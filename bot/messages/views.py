@@ -25,6 +25,7 @@ from bot.messages.blocks import (
     context,
     escape,
     md,
+    more_line,
     plain,
     section,
 )
@@ -42,6 +43,9 @@ OPEN_FORM = "open_form"  # the Home tab's button
 HOME_REFRESH = "home_refresh"  # a recent run's Refresh, on the Home tab
 HOME_END = "home_end"  # a recent run's End, on the Home tab
 MAX_PARAMETERS = 40  # inputs; a modal holds 100 blocks
+MAX_OPTIONS = 100  # a static_select's options (Slack: 1 to 100)
+HOME_FLOWS = 20  # flows listed on the Home tab (its 100 blocks); the rest counted
+HOME_SCHEDULES = 10  # scheduled starts listed there; likewise
 View = dict[str, Any]
 
 
@@ -96,8 +100,13 @@ def form(
     contact: str = "",
     channel: str = "",
 ) -> View:
-    """The *Start a Studio flow* modal, drawn for ``chosen`` (its parameters as inputs)."""
-    options = [_option(f.label, f.sid) for f in flows[:100]]
+    """The *Start a Studio flow* modal, drawn for ``chosen`` (its parameters as inputs).
+    ``flows`` is never empty (``nothing_to_start`` says why instead). A select holds 100
+    options: past that, the chosen flow is kept among them and the rest are counted."""
+    listed = list(flows[:MAX_OPTIONS])
+    if chosen is not None and all(f.sid != chosen.sid for f in listed):
+        listed = [chosen, *listed[: MAX_OPTIONS - 1]]
+    options = [_option(f.label, f.sid) for f in listed]
     select: Block = {
         "type": "static_select",
         "action_id": FLOW_SELECT,
@@ -184,6 +193,8 @@ def form(
     )
     if chosen and chosen.info:
         summary += " " + parameters_line(chosen.info).capitalize() + "."
+    if len(flows) > len(listed):
+        summary += " " + more_line(len(flows) - len(listed), "flows are not listed: use /engage")
     blocks.append(context([md(escape(clip(summary, 2900)))]))
     return {
         "type": "modal",
@@ -223,15 +234,21 @@ def home(
     what the last click did, if it said anything."""
     blocks: list[Block] = [
         section(text=md("*Studio flows*\nStart a flow for a contact, with a form or `/engage`.")),
-        actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")]),
     ]
+    if flows:  # the form offers only flows the reader may start: none, no button
+        blocks.append(
+            actions([button("Start a Studio flow", action_id=OPEN_FORM, style="primary")])
+        )
     if note:
         blocks.append(context([md(escape(clip(note, 2900)))]))
     if scheduled:
         blocks += [{"type": "divider"}, section(text=md("*Your scheduled starts*"))]
-        for item in scheduled[:10]:
+        for item in scheduled[:HOME_SCHEDULES]:
             line = schedule_line(item, now, everyone=False)
             blocks.append({**section(text=md(line)), "accessory": unschedule_button(item.id)})
+        if len(scheduled) > HOME_SCHEDULES:
+            hidden = len(scheduled) - HOME_SCHEDULES
+            blocks.append(context([md(more_line(hidden, "(/engage scheduled lists them all)"))]))
     blocks += [{"type": "divider"}, section(text=md("*Your recent runs*"))]
     if not recent:
         blocks.append(context([md("None yet.")]))
@@ -271,7 +288,7 @@ def home(
             )
         blocks.append(actions(controls))
     blocks += [{"type": "divider"}, section(text=md("*Flows you may start*"))]
-    for flow in flows[:20]:
+    for flow in flows[:HOME_FLOWS]:
         line = parameters_line(flow.info) if flow.info else "parameters not known yet"
         counts = ""
         if week is not None and flow.sid in week:
@@ -281,6 +298,23 @@ def home(
                 f" · {answered} answered"
             )
         blocks.append(section(text=md(f"*{escape(flow.label)}*\n{escape(line)}{counts}")))
+    if len(flows) > HOME_FLOWS:
+        hidden = len(flows) - HOME_FLOWS
+        blocks.append(context([md(more_line(hidden, "(/engage flows lists them all)"))]))
     if not flows:
         blocks.append(context([md("No flow is open to you here; ask an admin.")]))
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def nothing_to_start(reason: str) -> View:
+    """The modal opened instead of the form when the reader may start no flow here: why,
+    and nothing to submit (an empty select would make Slack refuse the form silently)."""
+    return {
+        "type": "modal",
+        "callback_id": FORM,
+        "title": plain("Start a Studio flow", 24),
+        "close": plain("Close", 24),
+        "blocks": [
+            section(text=md(f":no_entry_sign: No flow to start here: {escape(reason)}.")),
+        ],
+    }
