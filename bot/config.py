@@ -398,6 +398,14 @@ class Settings(BaseSettings):
     schedule_max_days: float = Field(
         default=30.0, description="how far ahead `--at`, `--in` and the form may schedule"
     )
+    schedule_late_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="a schedule that could not fire at its time (every process was down)"
+        " fires late up to this many minutes, saying how late; later, it is cancelled and"
+        " its starter told",
+    )
     redis_tls_verify: bool = Field(
         default=True,
         description="`false` uses a `rediss://` URL without checking the server's certificate"

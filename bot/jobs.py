@@ -47,7 +47,21 @@ class Jobs(Protocol):
     async def take(self) -> tuple[str, str] | None:
         """The next job (id, body), waiting briefly; None if there is none yet."""
 
-    async def ack(self, job_id: str) -> None: ...
+    async def ack(self, job_id: str) -> None:
+        """The job is done: never handed out again (and, where ``done`` is ``"delete"``,
+        gone from the stream, so a long-lived queue does not grow)."""
+
+    async def keep(self, job_ids: list[str]) -> None:
+        """Jobs still in hand: restart their idle time, so ``reclaim`` does not hand them
+        to another process while a slow start is in flight."""
+
+    async def expire(self, seconds: float) -> None:
+        """Let the queue go ``seconds`` from now (its run is over)."""
+
+    @property
+    def later_index(self) -> str | None:
+        """The store key (``Store.hset_indexed``'s index name) of the jobs kept for
+        later, where one store write may add to it; None: not in the store."""
 
     async def reclaim(self, idle_seconds: float) -> list[tuple[str, str]]:
         """Jobs taken by consumers silent for ``idle_seconds`` (a process that died)."""
@@ -106,21 +120,51 @@ class MemoryJobs:
     async def ack(self, job_id: str) -> None:
         return None
 
+    async def keep(self, job_ids: list[str]) -> None:
+        return None  # one process: nothing reclaims
+
+    async def expire(self, seconds: float) -> None:
+        return None  # gone with the process
+
+    @property
+    def later_index(self) -> str | None:
+        return None
+
     async def reclaim(self, idle_seconds: float) -> list[tuple[str, str]]:
         return []  # one process: nothing to claim from another
 
 
 class RedisJobs:
     """One stream (``name``) read by the consumer group ``workers``; ``consumer`` names
-    this process in it."""
+    this process in it. With ``delete_done``, an acknowledged job leaves the stream too
+    (a queue that lives for ever: the schedules'); else the stream is kept whole (its
+    length counts what was ever enqueued) until ``expire``."""
 
-    def __init__(self, store: RedisStore, consumer: str, name: str) -> None:
+    def __init__(
+        self, store: RedisStore, consumer: str, name: str, *, delete_done: bool = False
+    ) -> None:
         self._redis: Any = store.redis
         self._call = store.call
         self.consumer = consumer
         self.stream = PREFIX + name
         self.later_key = self.stream + ":later"
+        self._later_name = name + ":later"
+        self.delete_done = delete_done
         self._ready = False
+
+    @property
+    def later_index(self) -> str | None:
+        return self._later_name
+
+    async def _grouped(self, operation: Any) -> Any:
+        """``operation`` on the group; a group gone (Redis restarted empty) is made again
+        on the next call, instead of failing every call after."""
+        try:
+            return await self._call(operation)
+        except StateUnavailable as exc:
+            if "NOGROUP" in str(exc.__cause__ or ""):
+                self._ready = False
+            raise
 
     async def _group(self) -> None:
         if self._ready:
@@ -144,7 +188,7 @@ class RedisJobs:
 
     async def take(self) -> tuple[str, str] | None:
         await self._group()
-        answer = await self._call(
+        answer = await self._grouped(
             self._redis.xreadgroup(
                 GROUP, self.consumer, {self.stream: ">"}, count=1, block=BLOCK_MS
             )
@@ -155,11 +199,30 @@ class RedisJobs:
         return None
 
     async def ack(self, job_id: str) -> None:
-        await self._call(self._redis.xack(self.stream, GROUP, job_id))
+        if not self.delete_done:
+            await self._call(self._redis.xack(self.stream, GROUP, job_id))
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, GROUP, job_id)
+            pipe.xdel(self.stream, job_id)
+            await self._call(pipe.execute())
+
+    async def keep(self, job_ids: list[str]) -> None:
+        if job_ids:
+            await self._group()
+            await self._call(
+                self._redis.xclaim(self.stream, GROUP, self.consumer, 0, job_ids, justid=True)
+            )
+
+    async def expire(self, seconds: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.pexpire(self.stream, int(seconds * 1000))
+            pipe.pexpire(self.later_key, int(seconds * 1000))
+            await self._call(pipe.execute())
 
     async def reclaim(self, idle_seconds: float) -> list[tuple[str, str]]:
         await self._group()
-        answer = await self._call(
+        answer = await self._grouped(
             self._redis.xautoclaim(
                 self.stream,
                 GROUP,
@@ -204,9 +267,11 @@ return #due
 """
 
 
-def jobs_for(store: Store, consumer: str, name: str) -> Jobs:
+def jobs_for(store: Store, consumer: str, name: str, *, delete_done: bool = False) -> Jobs:
     """The queue ``name``: a Redis stream with a Redis store, else this process's memory."""
-    return RedisJobs(store, consumer, name) if isinstance(store, RedisStore) else MemoryJobs()
+    if isinstance(store, RedisStore):
+        return RedisJobs(store, consumer, name, delete_done=delete_done)
+    return MemoryJobs()
 
 
 class Wakeups:

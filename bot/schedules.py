@@ -31,7 +31,7 @@ from typing import Any, Literal
 from bot import audit
 from bot.audit import Caller
 from bot.command import EngageCommand
-from bot.contact_clock import ContactClock, Instant, Opening, When, due_at
+from bot.contact_clock import ContactClock, Instant, Opening, When, due_at, relative
 from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, jobs_for
@@ -54,7 +54,10 @@ def user_index(user_id: str) -> str:
 KEEP_AFTER = 7 * 86400  # a schedule's record outlives its due time this long
 CONCURRENCY = 32  # schedules being fired at once per process (most of each is waiting)
 RECLAIM_AFTER = 30.0  # a fire silent this long belonged to a process that died
+HEARTBEAT = 5.0  # how often a process says it is alive and keeps its fires in hand
+ALIVE_FOR = 2 * RECLAIM_AFTER  # a process not heard of this long is taken for gone
 TICK = 0.5  # how often due schedules are looked for
+SETTLE_FOR = 600.0  # how long an outcome waits for the store to be written, at most
 
 State = Literal["waiting", "sending", "started", "failed", "unknown", "refused", "cancelled"]
 
@@ -79,6 +82,12 @@ class Scheduled(Record):
     sid: str = ""  # the run, once started
     note: str = ""  # why it was refused, failed or is unknown; who cancelled it
     workflow: str = ""  # the workflow that scheduled it, if one did
+    fired: float = 0.0  # when its start went out (epoch seconds)
+
+    @property
+    def late(self) -> float:
+        """How many seconds after its time it fired (0 if on time or not yet)."""
+        return max(0.0, self.fired - self.due) if self.fired else 0.0
 
     @property
     def command(self) -> EngageCommand:
@@ -120,8 +129,10 @@ class Schedules:
         store: Store,
         *,
         max_days: float = 30.0,
+        late_minutes: float = 60.0,
     ) -> None:
         self.engager = engager
+        self.late_seconds = late_minutes * 60  # SCHEDULE_LATE_MINUTES: missed past this
         self.policy: Policy = engager.policy
         self.clock: ContactClock = engager.clock
         self.store = store
@@ -129,13 +140,15 @@ class Schedules:
         self.durable = isinstance(store, RedisStore)  # else lost when the process ends
         self.max_days = max_days
         self.me = secrets.token_hex(4)
-        self.jobs: Jobs = jobs_for(store, self.me, "sched:jobs")
+        self.jobs: Jobs = jobs_for(store, self.me, "sched:jobs", delete_done=True)
         self.tell: Tell | None = None  # the Slack surface: the card, or a DM
         self.outage = Outage(log, "schedules: shared state")
         self.defects = Repeats(log)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._loop: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._fires: set[asyncio.Task[None]] = set()
+        self._in_hand: dict[str, str] = {}  # job ID -> schedule ID, while being fired
         self._freed = asyncio.Event()
         self._telling: set[asyncio.Task[None]] = set()  # cards and DMs on their way
         self.stopping = False
@@ -185,10 +198,14 @@ class Schedules:
             workflow=workflow,
         )
         ttl = max(due - now, 0) + KEEP_AFTER
-        await self.state.use(lambda s: s.hset(f"sched:{item.id}", item.fields(), ttl))
-        await self.state.use(lambda s: s.zadd(INDEX, {item.id: due}, ttl))
-        await self.state.use(lambda s: s.zadd(user_index(item.user), {item.id: due}, ttl))
-        await self.state.use(lambda _: self.jobs.later({item.id: due}))
+        indexes = {INDEX: {item.id: due}, user_index(item.user): {item.id: due}}
+        if self.jobs.later_index is not None:  # the job for later in the same write
+            indexes[self.jobs.later_index] = {item.id: due}
+        await self.state.use(
+            lambda s: s.hset_indexed(f"sched:{item.id}", item.fields(), ttl, indexes)
+        )
+        if self.jobs.later_index is None:  # this process's memory: nothing to crash between
+            await self.jobs.later({item.id: due})
         audit.record("scheduled", caller, command, detail=f"schedule {item.id} due {due:.0f}")
         return item
 
@@ -254,7 +271,21 @@ class Schedules:
 
     def start(self) -> None:
         if self._loop is None and not self.stopping:
-            self._loop = asyncio.get_running_loop().create_task(self._work(), name="schedules")
+            loop = asyncio.get_running_loop()
+            self._loop = loop.create_task(self._work(), name="schedules")
+            self._beat = loop.create_task(self._heartbeat(), name="schedules:heartbeat")
+
+    async def _heartbeat(self) -> None:
+        """Say this process is alive, and keep the fires in hand from being reclaimed: a
+        start waiting for its turn, or for Studio, is not a process that died."""
+        while True:
+            with contextlib.suppress(StateUnavailable):
+                await self.state.use(lambda s: s.set(f"sched:alive:{self.me}", "1", ALIVE_FOR))
+                await self.jobs.keep(list(self._in_hand))
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _alive(self, process: str) -> bool:
+        return await self.state.use(lambda s: s.get(f"sched:alive:{process}")) is not None
 
     async def stop(self) -> None:
         """SIGTERM: take no more; let the fires in flight finish (briefly)."""
@@ -265,6 +296,10 @@ class Schedules:
             self._loop = None
         if self._fires:
             await asyncio.wait(set(self._fires), timeout=10)
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.wait({self._beat}, timeout=1)
+            self._beat = None
         if self._telling:
             await asyncio.wait(set(self._telling), timeout=10)
 
@@ -291,6 +326,8 @@ class Schedules:
         await self.jobs.wake(self.now())
         taken = 0
         for job_id, schedule_id in await self.jobs.reclaim(RECLAIM_AFTER):
+            if job_id in self._in_hand:
+                continue  # this process is still firing it (the store was out a while)
             await self._slots.acquire()
             self._spawn(job_id, schedule_id)
             taken += 1
@@ -315,45 +352,94 @@ class Schedules:
         task.add_done_callback(done)
 
     async def _fire_job(self, job_id: str, schedule_id: str) -> None:
+        self._in_hand[job_id] = schedule_id
         try:
-            await self.fire(schedule_id)
-            await self.jobs.ack(job_id)
+            if await self.fire(schedule_id):
+                await self.jobs.ack(job_id)
         except StateUnavailable as exc:
             self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
         except Exception:
             log.exception("schedule %s failed", schedule_id)
+        finally:
+            self._in_hand.pop(job_id, None)
 
     # -- one schedule ------------------------------------------------------------------
 
-    async def fire(self, schedule_id: str) -> None:
+    async def fire(self, schedule_id: str) -> bool:
         """Start schedule ``schedule_id`` once, under the rules as they are now, and say
-        what happened."""
+        what happened; whether its job is done (False: another live process has it).
+
+        A schedule due with many others waits for its turn under STUDIO_RATE_LIMIT, as a
+        bulk row does, however long. One missed by more than SCHEDULE_LATE_MINUTES (every
+        process was down) is cancelled, not fired, and its starter told. What Twilio
+        answered wins over the store: the card and the DM go out from what this process
+        knows, and the state is written when the store is back."""
         item = await self.get(schedule_id)
         if item is None or item.state not in ("waiting", "sending"):
-            return  # cancelled, or settled by the process that fired it
-        if item.state == "sending":  # taken up from a process that stopped mid-start
-            await self._claimed_elsewhere(item)
-            return
+            return True  # cancelled, or settled by the process that fired it
+        if item.state == "sending":  # taken up from a process that stopped mid-start?
+            return await self._claimed_elsewhere(item)
         command, caller, sid = item.command, item.caller, item.id
+        if self.now() - item.due > self.late_seconds:
+            return await self._missed(item)
         refused = await self.recheck(command, caller)
+        if refused is None:
+            await self.engager.throttle.pace(bulk=True)  # its turn, singles first
         if not await self._claim(sid, self.me):
-            await self._claimed_elsewhere(item)
-            return
+            return await self._claimed_elsewhere(item)
         await self._unlist(item)
         if refused is not None:
             item = await self._set(item, state="refused", note=refusal_text(command, refused))
             await self._tell(item, refused)
-            return
+            return True
         item = await self._set(item, state="sending")
         audit.record("schedule_fired", caller, command, detail=f"schedule {item.id}")
-        outcome = await self.engager.launch(command, caller)
+        fired = self.now()
+        outcome = await self.engager.launch(command, caller, paced=True)
         if outcome.engagement is not None:
-            item = await self._set(item, state="started", sid=outcome.engagement.sid)
+            changes: dict[str, Any] = {"state": "started", "sid": outcome.engagement.sid}
         else:
             assert outcome.error is not None
             state: State = "unknown" if outcome.error.outcome_unknown else "failed"
-            item = await self._set(item, state=state, note=outcome.error.message)
-        await self._tell(item, outcome)
+            changes = {"state": state, "note": outcome.error.message}
+        changes["fired"] = fired
+        await self._tell(item.model_copy(update=changes), outcome)
+        await self._settle(item, changes)
+        return True
+
+    async def _settle(self, item: Scheduled, changes: dict[str, Any]) -> None:
+        """Write an outcome, waiting for the store if it is out (``SETTLE_FOR`` at most):
+        a start Twilio answered is never left to be taken for one that died."""
+        waited, pause = 0.0, 0.5
+        while True:
+            try:
+                await self._set(item, **changes)
+                return
+            except StateUnavailable:
+                if waited >= SETTLE_FOR or self.stopping:
+                    log.error("schedule %s: its outcome could not be kept", item.id)
+                    raise
+                await asyncio.sleep(pause)
+                waited, pause = waited + pause, min(pause * 2, 5.0)
+
+    async def _missed(self, item: Scheduled) -> bool:
+        """Every process was down past the schedule's time by more than
+        SCHEDULE_LATE_MINUTES: cancelled, nothing sent, the starter told."""
+        if not await self._claim(item.id, self.me):
+            return await self._claimed_elsewhere(item)
+        await self._unlist(item)
+        late = relative(self.now() - item.due).removeprefix("in ")
+        note = (
+            f"it was missed: the bot was not running at its time and came back {late}"
+            f" later, past SCHEDULE_LATE_MINUTES ({self.late_seconds / 60:g}); nothing was"
+            " sent, schedule it again if it is still wanted"
+        )
+        item = await self._set(item, state="cancelled", note=note)
+        audit.record(
+            "schedule_cancelled", item.caller, item.command, detail=f"schedule {item.id}: {note}"
+        )
+        await self._tell(item)
+        return True
 
     async def recheck(self, command: EngageCommand, caller: Caller) -> Refused | None:
         """The rules at fire time: the starter still allowed, the flow still configured
@@ -368,14 +454,18 @@ class Schedules:
         _, refused, _ = await self.engager.preflight(command, caller, checked=True)
         return refused
 
-    async def _claimed_elsewhere(self, item: Scheduled) -> None:
-        """The claim is taken: by a cancel (nothing to do), or by a process that stopped
-        before saying what happened: outcome unknown, never sent again."""
-        if await self._claimer(item.id) == "cancel":
-            return
+    async def _claimed_elsewhere(self, item: Scheduled) -> bool:
+        """The claim is taken: by a cancel (nothing to do), by a process still alive that
+        is firing it (its job is left to it: False), or by a process that stopped before
+        saying what happened: outcome unknown, never sent again."""
+        claimer = await self._claimer(item.id)
+        if claimer == "cancel":
+            return True
         fresh = await self.get(item.id)
         if fresh is None or fresh.state not in ("waiting", "sending"):
-            return  # settled meanwhile by the process that fired it
+            return True  # settled meanwhile by the process that fired it
+        if claimer is not None and claimer != self.me and await self._alive(claimer):
+            return False  # still firing it (a slow start, or the store was out a while)
         note = (
             "the process starting it stopped before Twilio answered; it may have started:"
             " check the Console before starting it again"
@@ -384,6 +474,7 @@ class Schedules:
         await self._unlist(fresh)
         audit.record("unknown", fresh.caller, fresh.command, detail=f"schedule {item.id}: {note}")
         await self._tell(fresh)
+        return True
 
     async def _tell(self, item: Scheduled, result: Outcome | Refused | None = None) -> None:
         """Say what happened, in a task of its own: a card waiting for its channel's turn

@@ -128,7 +128,12 @@ class Services:
             parameter_check=settings.flow_parameter_check,
             clock=settings.contact_clock,
         )
-        schedules = Schedules(engager, store, max_days=settings.schedule_max_days)
+        schedules = Schedules(
+            engager,
+            store,
+            max_days=settings.schedule_max_days,
+            late_minutes=settings.schedule_late_minutes,
+        )
         starts = SlackEngage(
             engager,
             tasks=tasks,

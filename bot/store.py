@@ -71,8 +71,9 @@ class Store(Protocol):
         ttl: float,
         indexes: Mapping[str, Mapping[str, float]],
     ) -> None:
-        """``hset`` and, in the same round trip, ``zadd`` into each sorted set of
-        ``indexes`` (its name -> members and scores), every key with the TTL ``ttl``."""
+        """``hset`` and, in the same round trip (one atomic command on Redis), ``zadd``
+        into each sorted set of ``indexes`` (its name -> members and scores); the hash
+        lives ``ttl``, each index at least that long (never shortened)."""
 
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""
@@ -174,7 +175,10 @@ class MemoryStore:
     ) -> None:
         await self.hset(key, fields, ttl)
         for index, members in indexes.items():
-            await self.zadd(index, members, ttl)
+            expires = self._items.get(index, (None, 0.0))[1]
+            await self.zadd(index, members, ttl)  # an index only lives longer, never shorter
+            if expires > time.monotonic() + ttl:
+                self._items[index] = (self._items[index][0], expires)
 
     async def hgetall(self, key: str) -> dict[str, str]:
         value = self._live(key)
@@ -469,7 +473,9 @@ return {'0', claimed}
 """
 
 
-# A hash and the sorted sets that index it, each with the TTL ARGV[1], as one command
+# A hash and the sorted sets that index it, as one command: the hash with the TTL
+# ARGV[1], each index with at least that (an index shared by records of longer lives
+# keeps the longest, so a short-lived record never expires a long-lived one's entry)
 # (a client's cost is per command, and a start writes a record with two indexes).
 # ARGV: the TTL in ms, the field count n, n field/value pairs, then for each sorted set
 # KEYS[2..] a member count m and m score/member pairs.
@@ -487,7 +493,9 @@ for k = 2, #KEYS do
     redis.call('ZADD', KEYS[k], ARGV[at], ARGV[at + 1])
     at = at + 2
   end
-  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[k], ARGV[1])  -- an index only lives longer, never shorter
+  end
 end
 return 1
 """

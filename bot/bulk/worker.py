@@ -26,7 +26,7 @@ import time
 
 from bot import audit
 from bot.bulk.report import Reporter, tally
-from bot.bulk.state import BulkState, RowOutcome, RunMeta
+from bot.bulk.state import KEEP_SECONDS, BulkState, RowOutcome, RunMeta
 from bot.bulk_input import Row
 from bot.command import EngageCommand
 from bot.contact_clock import opening_text
@@ -277,6 +277,8 @@ class Worker:
             return
         if not await self.state.claim_once(run_id, "finished", 7 * 24 * 3600):
             return  # another process finished it
+        with contextlib.suppress(StateUnavailable):  # its queue goes with the run's records
+            await self.queue(run_id).expire(KEEP_SECONDS)
         counts = tally(await self.state.outcomes(run_id))
         final = "cancelled" if meta.status == "cancelled" else "done"
         content, all_ended = await self.reporter.results(run_id)

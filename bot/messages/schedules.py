@@ -165,9 +165,16 @@ def _settled(item: Scheduled) -> str:
     }.get(item.state, "fired")
 
 
+LATE_NOTE_AFTER = 60.0  # a scheduled run this many seconds late says so
+
+
 def fired_note(item: Scheduled) -> str:
-    """The thread reply that mentions the starter under a scheduled run's card."""
-    return f"<@{item.user}> this run was scheduled by you for {local_time(item.due, item.zone)}."
+    """The thread reply that mentions the starter under a scheduled run's card, saying
+    how late it started when it did (the bot was down, or many were due together)."""
+    note = f"<@{item.user}> this run was scheduled by you for {local_time(item.due, item.zone)}"
+    if item.late >= LATE_NOTE_AFTER:
+        note += f"; it started {relative(item.late).removeprefix('in ')} late"
+    return note + "."
 
 
 def fire_problem(item: Scheduled, reason: str) -> Message:
@@ -176,6 +183,7 @@ def fire_problem(item: Scheduled, reason: str) -> Message:
         "refused": "was not started at its time",
         "failed": "failed at its time",
         "unknown": "may or may not have started",
+        "cancelled": "was not started",
     }
     verb = verbs.get(item.state, "did not start")
     where = f" in <#{item.channel}>" if item.channel else ""
