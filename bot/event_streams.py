@@ -5,11 +5,15 @@ A delivery is a JSON array of CloudEvents (``com.twilio.studio.flow.execution.st
 signs JSON webhooks: ``X-Twilio-Signature`` is base64(HMAC-SHA1(auth token, URL)),
 where the URL is the one Twilio was given (``TWILIO_EVENTS_URL``: a PaaS router
 changes scheme and host, so the request's own URL cannot be trusted) with its
-``bodySHA256`` query parameter, which must be the SHA-256 of the body. Forged,
-unsigned or stale deliveries (every event older than ``MAX_EVENT_AGE``) get 401 and
-change nothing. Each event nudges the follower (``bot.follow``) to read the run now,
-and moves or ends the run's record (``bot.outcomes``); events for runs nobody follows
-or recorded are acknowledged and dropped.
+``bodySHA256`` query parameter, which must be the SHA-256 of the body. A delivery
+whose URL carries no ``bodySHA256`` is accepted as twilio-python accepts it, but its
+signature covers the URL alone: its events are hints (the runs are read from
+Studio; nothing in the body is recorded), and the bot logs once that deliveries
+arrive so. Forged, unsigned or stale deliveries (every event older than
+``MAX_EVENT_AGE``) get 401 and change nothing. Each event nudges the follower
+(``bot.follow``) to read the run now, and moves or ends the run's record
+(``bot.outcomes``); events for runs nobody follows or recorded are acknowledged and
+dropped.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from bot.command import RUN_SID
 from bot.phone import normal_sid
+from bot.runs import end_of
+from bot.studio import Step
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +57,25 @@ def _with_and_without_port(url: str) -> list[str]:
     return sorted(forms)
 
 
-def signature_valid(url: str, body: bytes, signature: str, auth_token: str) -> bool:
-    """Whether ``signature`` signs ``url`` (with its ``bodySHA256``) and ``body`` matches."""
+Coverage = Literal["body", "url"]
+
+
+def verify(url: str, body: bytes, signature: str, auth_token: str) -> Coverage | None:
+    """What ``signature`` vouches for, as twilio-python's ``RequestValidator`` checks a
+    JSON delivery: ``"body"`` when it signs ``url`` with a ``bodySHA256`` that matches
+    ``body``; ``"url"`` when it signs a ``url`` that carries no body hash (the body is
+    then Twilio's word for nothing: a hint to read the run); None when it is forged."""
+    if not signature:
+        return None
     hashes = parse_qs(urlsplit(url).query).get("bodySHA256")
-    if not signature or not hashes:
-        return False
-    if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), hashes[0]):
-        return False
+    if hashes and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), hashes[0]):
+        return None
     key = auth_token.encode()
     for form in _with_and_without_port(url):
         digest = hmac.new(key, form.encode(), hashlib.sha1).digest()
         if hmac.compare_digest(base64.b64encode(digest).decode(), signature):
-            return True
-    return False
+            return "body" if hashes else "url"
+    return None
 
 
 def signed_url(configured: str, query: str) -> str:
@@ -107,18 +119,19 @@ class StudioEvent:
     kind: str
     when: float = 0.0
     widget: str = ""
+    failed: bool = False  # the step is one a run fails at (``runs.end_of``'s rule)
 
 
-def _widget(data: Any) -> str:
-    """The widget a step event is about (field names as Studio's Steps resource has them;
-    not yet confirmed against live Event Streams deliveries)."""
+def _step(data: Any) -> tuple[str, bool]:
+    """The widget a step event is about, and whether it is a failure by the same rule
+    polling applies to the last step (``runs.end_of``): field names as Studio's Steps
+    resource has them; not yet confirmed against live Event Streams deliveries."""
     if not isinstance(data, dict):
-        return ""
-    for key in ("transitioned_from", "widget", "name"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return ""
+        return "", False
+    text = {k: v for k, v in data.items() if isinstance(v, str) and v}
+    widget = text.get("transitioned_from") or text.get("widget") or text.get("name") or ""
+    step = Step(sid=text.get("sid", ""), name=text.get("name"), transitioned_from=widget or None)
+    return widget, end_of([step])[1] if widget else False
 
 
 def events_in(body: bytes, now: float) -> tuple[list[StudioEvent], bool] | None:
@@ -141,9 +154,9 @@ def events_in(body: bytes, now: float) -> tuple[list[StudioEvent], bool] | None:
         kind = event.get("type")
         if kind in STUDIO_EVENTS and (sid := _run_sid(event.get("data"))):
             short = str(kind).removeprefix("com.twilio.studio.flow.")
-            widget = _widget(event.get("data")) if short == "step.ended" else ""
+            widget, failed = _step(event.get("data")) if short == "step.ended" else ("", False)
             when = now - age if age is not None else 0.0
-            found.append(StudioEvent(str(event.get("id", "")), sid, short, when, widget))
+            found.append(StudioEvent(str(event.get("id", "")), sid, short, when, widget, failed))
     stale = bool(ages) and min(ages) > MAX_EVENT_AGE
     return found, stale
 

@@ -227,10 +227,11 @@ class Follower:
             ):
                 return  # a duplicate delivery
             followed = await self._load(sid)
-            if followed is not None:
-                await self._save(
-                    followed.model_copy(update={"next_poll": 0.0, "interval": FIRST_POLL})
-                )
+            if followed is not None:  # only the poll's time: the poller may be writing the rest
+                soon = followed.model_copy(update={"next_poll": 0.0, "interval": FIRST_POLL})
+                ttl = max(60.0, soon.until - time.time() + 3600 + FINAL_DEADLINE)
+                fields = soon.fields("next_poll", "interval")
+                await self.state.use(lambda s: s.hset(f"follow:{sid}", fields, ttl))
         except StateUnavailable:
             return  # the poller is the safety net
 

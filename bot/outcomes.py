@@ -113,24 +113,43 @@ class Outcomes:
                 break  # no reads left this moment: the rest next round
             await self.records.check_later(record.id, now + self.interval)  # claimed
             checked += 1
-            try:
-                run = await self.studio.fetch_engagement(
-                    record.flow_sid, record.sid, before_retry=self.reads.pace
-                )
-            except StudioAPIError as exc:
-                if exc.status == 404:  # deleted (v1's End) or gone: it ended
-                    await self._finished(await self.records.finish(record, "ended"))
-                continue
-            except StudioError as exc:
-                log.info("checking run %s: %s", record.sid, exc.message)
-                continue
-            if run.status == "ended":
-                await self._read_end(record)
+            await self._check(record)
         return checked
 
-    async def _read_end(self, record: RunRecord, *, widget: str = "", when: float = 0.0) -> None:
-        """Where an ended run ended (unless known) and its answers; then recorded."""
-        failed = False
+    async def _check(self, record: RunRecord) -> None:
+        """Read the run from Studio (its turn already taken); if it ended, record how."""
+        try:
+            run = await self.studio.fetch_engagement(
+                record.flow_sid, record.sid, before_retry=self.reads.pace
+            )
+        except StudioAPIError as exc:
+            if exc.status == 404:  # deleted (v1's End) or gone: it ended
+                await self._finished(await self.records.finish(record, "ended"))
+            return
+        except StudioError as exc:
+            log.info("checking run %s: %s", record.sid, exc.message)
+            return
+        if run.status == "ended":
+            await self._read_end(record)
+
+    async def hint(self, sid: str) -> None:
+        """A delivery whose body its signature does not cover says ``sid`` changed: it is
+        only a hint. Nothing in it is recorded; the run is read from Studio, as the sweep
+        reads it, and recorded from what Studio says."""
+        try:
+            record = await self.records.get(sid)
+            if record is None or record.state in FINAL:
+                return
+            await self.reads.pace(queue=True)
+            await self._check(record)
+        except StateUnavailable as exc:
+            self.outage.failed(exc)  # the sweep is the safety net
+
+    async def _read_end(
+        self, record: RunRecord, *, widget: str = "", failed: bool = False, when: float = 0.0
+    ) -> None:
+        """Where an ended run ended and whether it failed (unless known from its steps'
+        events, by the same rule as polling) and its answers; then recorded."""
         try:  # each read waits for its turn under STUDIO_READ_RATE_LIMIT, however long
             if not widget:
                 await self.reads.pace(queue=True)
@@ -164,7 +183,9 @@ class Outcomes:
 
     # -- news from elsewhere -------------------------------------------------------
 
-    async def event(self, kind: str, sid: str, *, widget: str = "", when: float = 0.0) -> None:
+    async def event(
+        self, kind: str, sid: str, *, widget: str = "", failed: bool = False, when: float = 0.0
+    ) -> None:
         """An Event Streams delivery about ``sid``: a step moves the record, an end ends
         it (one read, the context). Events for runs the bot did not record are dropped."""
         try:
@@ -172,9 +193,11 @@ class Outcomes:
             if record is None or record.state in FINAL:
                 return
             if kind.endswith("step.ended") and widget:
-                await self.records.moved(sid, widget)
+                await self.records.moved(sid, widget, failed=failed)
             elif kind.endswith("execution.ended"):
-                await self._read_end(record, widget=record.widget, when=when)
+                await self._read_end(
+                    record, widget=record.widget, failed=record.step_failed, when=when
+                )
         except StateUnavailable as exc:
             self.outage.failed(exc)  # the sweep is the safety net
 

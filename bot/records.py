@@ -25,7 +25,7 @@ from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.errors import StudioError
 from bot.phone import mask
-from bot.store import Durable, Record
+from bot.store import Durable, Record, field_text
 
 INDEX = "rec:index"  # record ID -> started_at
 ACTIVE = "rec:active"  # record ID -> when to check it next
@@ -53,6 +53,7 @@ class RunRecord(Record):
     state: State = "active"
     code: str = ""  # Twilio's error code, for a start that failed
     widget: str = ""  # the widget it is in, then the one it ended at
+    step_failed: bool = False  # that widget's step is one a run fails at (events)
     ended_at: float = 0.0
     duration_s: float = 0.0
     answers: str = ""  # JSON object: field -> text
@@ -174,9 +175,10 @@ class Records:
     async def check_later(self, record_id: str, when: float) -> None:
         await self.state.use(lambda s: s.zadd(ACTIVE, {record_id: when}, self.keep))
 
-    async def moved(self, record_id: str, widget: str) -> None:
-        """The run is in ``widget`` now (an Event Streams step, or a poll)."""
-        await self.state.use(lambda s: s.hset(f"rec:{record_id}", {"widget": widget}, self.keep))
+    async def moved(self, record_id: str, widget: str, *, failed: bool = False) -> None:
+        """The run left ``widget`` (an Event Streams step), a failure step or not."""
+        fields = {"widget": widget, "step_failed": field_text(failed)}
+        await self.state.use(lambda s: s.hset(f"rec:{record_id}", fields, self.keep))
 
     async def finish(
         self,

@@ -394,3 +394,31 @@ async def test_two_processes_on_one_redis_announce_the_end_once(
         for _ in range(20):
             await run_a_moment()
     assert len(threads(slack)) == 1
+
+
+async def test_an_event_never_rolls_back_what_the_poller_wrote(
+    monkeypatch: pytest.MonkeyPatch, run: Harness
+) -> None:
+    """The finding (issue 32, 12): ``nudge`` rewrote the whole record without the lease
+    while the poller wrote it, so the response_url's use count could roll back. Here the
+    poller writes ``uses=3`` between the nudge's read and its write."""
+    monkeypatch.setattr(follow, "FIRST_POLL", 3600.0)
+    monkeypatch.setattr(follow, "MAX_POLL", 3600.0)
+    await run.command("+16175551212")
+    await run.slack.wait_for_posts(1)
+    follower, store = run.services.follower, run.services.store
+    assert follower is not None
+    key = f"follow:{ENGAGEMENT_SID}"
+    stale = follow.Followed.of(await store.hgetall(key))
+    assert stale is not None
+    assert stale.uses == 0
+
+    async def read_then_the_poller_writes(sid: str) -> follow.Followed:
+        await store.hset(key, {"uses": "3", "final_since": "12.5"}, 3600)
+        return stale
+
+    monkeypatch.setattr(follower, "_load", read_then_the_poller_writes)
+    await follower.nudge("EZ" + "1" * 32, ENGAGEMENT_SID)
+    kept = follow.Followed.of(await store.hgetall(key))
+    assert kept is not None
+    assert (kept.uses, kept.final_since, kept.next_poll) == (3, 12.5, 0.0)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 from typing import Any
 
+import httpx
 import pytest
+from twilio.request_validator import RequestValidator
 
 from bot import outcomes as outcomes_module
 from bot import report as report_module
@@ -18,7 +21,7 @@ from bot.bulk import report, worker
 from bot.flows import collect_answers
 from tests import flow_definitions as defs
 from tests.harness import Harness, buttons, harness, text_of, wired
-from tests.peers import ENGAGEMENT_SID, FLOW_SID, FakeSlack, FakeStudio, RedisServer
+from tests.peers import AUTH_TOKEN, ENGAGEMENT_SID, FLOW_SID, FakeSlack, FakeStudio, RedisServer
 from tests.test_bulk_e2e import preview, until
 from tests.test_follow_e2e import EVENTS_URL, cloud_event, post_events, quick, step
 
@@ -111,6 +114,78 @@ async def test_event_streams_end_a_record_with_one_read(monkeypatch: pytest.Monk
     assert reads_of(studio, ENGAGEMENT_SID) == [
         f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context"
     ]
+
+
+@pytest.mark.parametrize("path", ["events", "polling"])
+async def test_a_run_that_fails_is_recorded_failed_whichever_way_its_end_arrives(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The finding: with Event Streams on, a run ending at a failure step was recorded
+    ``ended`` (the steps were skipped), while polling recorded it ``failed``."""
+    studio = survey_studio()
+    env = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST} if path == "events" else FAST
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        end(studio, ENGAGEMENT_SID, None, widget="send_sms")
+        studio.steps[-1]["name"] = "Failed"  # the run ended at a failure step
+        records, outcomes = run.services.records, run.services.outcomes
+        assert records is not None
+        assert outcomes is not None
+        if path == "events":
+            failed = cloud_event("step.ended")
+            failed["data"].update(name="Failed", transitioned_from="send_sms")
+            await post_events(run, [failed, cloud_event("execution.ended")])
+            await run.idle()
+        else:
+            await outcomes.sweep()
+        done = await records.get(ENGAGEMENT_SID)
+    assert done is not None
+    assert (done.state, done.widget) == ("failed", "send_sms")
+
+
+async def post_unhashed(run: Harness, events: list[dict[str, Any]]) -> int:
+    """A delivery whose URL carries no bodySHA256: signed over the URL alone."""
+    body = json.dumps(events).encode()
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(EVENTS_URL, {})
+    headers = {"Content-Type": "application/json", "X-Twilio-Signature": signature}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{run.bot_url}/twilio/events", content=body, headers=headers)
+    return response.status_code
+
+
+async def test_a_delivery_without_a_body_hash_is_a_hint_the_run_is_read_from_studio(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 32, 9: accepted as twilio-python accepts it, but its body is not vouched
+    for: nothing in it is recorded; the run is read from Studio."""
+    studio = survey_studio()
+    env = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST}
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        records = run.services.records
+        assert records is not None
+        forged = cloud_event("step.ended")
+        forged["data"].update(name="Failed", transitioned_from="made_up")
+        claims = [forged, cloud_event("execution.ended")]
+        assert await post_unhashed(run, claims) == 200  # Studio: still active
+        await run.idle()
+        still = await records.get(ENGAGEMENT_SID)
+        assert still is not None
+        assert (still.state, still.widget) == ("active", "")
+        end(studio, ENGAGEMENT_SID, "5", widget="thanks")
+        assert await post_unhashed(run, [cloud_event("execution.ended")]) == 200
+        await run.idle()
+        done = await records.get(ENGAGEMENT_SID)
+    assert done is not None
+    assert (done.state, done.widget, done.answered) == ("ended", "thanks", {"start": "5"})
+    said = [r.getMessage() for r in caplog.records if "without bodySHA256" in r.getMessage()]
+    assert len(said) == 1  # said once, not per delivery
 
 
 async def test_a_start_twilio_refused_is_recorded_with_its_code(
