@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-MOST = 256  # callers in one round trip; more wait for the next
+MOST = 256  # callers in one pipeline; a larger burst is split into several, sent together
 
 
 class Batcher:
@@ -25,17 +25,31 @@ class Batcher:
         self.client = client
         self._pending: list[tuple[Callable[[Any], object], asyncio.Future[list[Any]]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._sent: set[asyncio.Future[list[Any]]] = set()  # answers whose commands are out
 
     async def run(self, build: Callable[[Any], object]) -> list[Any]:
         """Queue the commands ``build`` adds to a pipeline; their answers, in order. A
-        command Redis refused raises its error; a failed round trip raises for every
-        caller in it. A caller cancelled before its round trip leaves sends nothing."""
+        command Redis refused, or a ``build`` that raised, raises for its caller alone;
+        a failed round trip raises for every caller in it. A caller cancelled before its
+        round trip leaves sends nothing. One cancelled while its commands are on their
+        way still gets their answers (a ``GETDEL``'s value is not lost): the
+        cancellation takes effect at its next ``await``."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((build, answer))
         if len(self._pending) == 1:
             loop.call_soon(self._flush_soon)
-        return await answer
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            if answer not in self._sent and not answer.done():  # not sent: nothing will run
+                answer.cancel()
+                raise
+            result = await answer  # sent: its answers are this caller's, whatever comes
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()  # the cancellation goes on at the caller's next await
+            return result
 
     def _flush_soon(self) -> None:
         while self._pending:
@@ -51,13 +65,26 @@ class Batcher:
         if not live:
             return
         try:
+            await self._send(live)
+        finally:
+            self._sent.difference_update(answer for _, answer in live)
+
+    async def _send(
+        self, live: list[tuple[Callable[[Any], object], asyncio.Future[list[Any]]]]
+    ) -> None:
+        try:
             async with self.client.pipeline(transaction=False) as pipe:
                 counts = []
-                for build, _ in live:
+                for build, answer in live:
                     before = len(pipe.command_stack)
-                    build(pipe)
+                    try:
+                        build(pipe)
+                        self._sent.add(answer)
+                    except Exception as exc:  # this caller's defect, not the batch's
+                        del pipe.command_stack[before:]
+                        answer.set_exception(exc)
                     counts.append(len(pipe.command_stack) - before)
-                results = await pipe.execute(raise_on_error=False)
+                results = await pipe.execute(raise_on_error=False) if pipe.command_stack else []
         except asyncio.CancelledError:  # shut down: no one waits for an answer
             for _, answer in live:
                 answer.cancel()

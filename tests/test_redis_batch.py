@@ -84,3 +84,59 @@ async def test_a_burst_through_the_store_is_a_few_round_trips(redis: RedisServer
         await store.aclose()
     assert found == ["1"] * 200
     assert counted.pipelines <= 4  # 400 calls
+
+
+async def test_a_caller_cancelled_after_its_command_left_still_gets_its_answer(
+    client: Any,
+) -> None:
+    """Issue 32, 13: a ``GETDEL`` whose caller was cancelled mid-round-trip lost its
+    value. The caller gets it; the cancellation goes on at its next await."""
+    sent = asyncio.Event()
+
+    class Slow:
+        """The client, whose round trips signal that they left, then take a moment."""
+
+        def pipeline(self, **options: Any) -> Any:
+            pipe = client.pipeline(**options)
+            real = pipe.execute
+
+            async def execute(**kwargs: Any) -> Any:
+                sent.set()
+                await asyncio.sleep(0.05)
+                return await real(**kwargs)
+
+            pipe.execute = execute
+            return pipe
+
+    batcher = Batcher(Slow())
+    await client.set("token", "the value")
+    got: list[Any] = []
+
+    async def pop_then_carry_on() -> None:
+        got.append(await batcher.run(lambda p: p.getdel("token")))
+        await asyncio.sleep(10)  # cancelled here
+        got.append("never")
+
+    task = asyncio.ensure_future(pop_then_carry_on())
+    await sent.wait()  # its command is in a pipeline on its way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert got == [["the value"]]
+    assert await client.get("token") is None
+
+
+async def test_a_build_that_raises_fails_its_caller_alone(client: Any) -> None:
+    batcher = Batcher(client)
+
+    def broken(pipe: Any) -> None:
+        pipe.set("half", "1")
+        raise ValueError("a defect in one caller")
+
+    answers: list[Any] = await asyncio.gather(
+        batcher.run(broken), batcher.run(lambda p: p.set("fine", "1")), return_exceptions=True
+    )
+    assert isinstance(answers[0], ValueError)
+    assert answers[1] == [True]
+    assert await client.get("half") is None  # the broken caller's commands never went
+    assert await client.get("fine") == "1"
