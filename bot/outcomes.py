@@ -111,7 +111,8 @@ class Outcomes:
                 continue
             if not await self.reads.pace():
                 break  # no reads left this moment: the rest next round
-            await self.records.check_later(record.id, now + self.interval)  # claimed
+            if not await self.records.claim_check(record.id, now, now + self.interval):
+                continue  # another process took this check
             checked += 1
             await self._check(record)
         return checked

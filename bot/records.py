@@ -172,8 +172,10 @@ class Records:
     async def active_count(self) -> int:
         return await self.state.use(lambda s: s.zcard(ACTIVE))
 
-    async def check_later(self, record_id: str, when: float) -> None:
-        await self.state.use(lambda s: s.zadd(ACTIVE, {record_id: when}, self.keep))
+    async def claim_check(self, record_id: str, now: float, when: float) -> bool:
+        """Take the due check of ``record_id`` (next one at ``when``): whether this process
+        did; of several that found it due, one reads the run."""
+        return await self.state.use(lambda s: s.zclaim(ACTIVE, record_id, now, when))
 
     async def moved(self, record_id: str, widget: str, *, failed: bool = False) -> None:
         """The run left ``widget`` (an Event Streams step), a failure step or not."""

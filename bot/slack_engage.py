@@ -275,7 +275,7 @@ class SlackEngage:
         if command.when is not None:  # *Schedule for then*: nothing is sent now
             self._submit(command, caller, reply, checked=parked.checked)
             return schedule_messages.scheduling(command)
-        await self.throttle.claim(caller.user_id, command)  # restart the window from now
+        await self.throttle.restart_window(caller.user_id, command)
         self._submit(command, caller, reply, checked=parked.checked)
         return messages.starting(command)
 

@@ -116,6 +116,10 @@ class Store(Protocol):
     ) -> list[str]:
         """The members scored ``low``..``high`` (inclusive), lowest first, at most ``limit``."""
 
+    async def zclaim(self, key: str, member: str, due_by: float, then: float) -> bool:
+        """Move ``member``'s score from at most ``due_by`` to ``then``, atomically:
+        whether this caller did (another process may have taken it first)."""
+
     async def zrem(self, key: str, *members: str) -> None:
         """Remove ``members`` from the sorted set ``key``."""
 
@@ -246,6 +250,13 @@ class MemoryStore:
         )
         members = [member for _, member in found]
         return members[:limit] if limit is not None else members
+
+    async def zclaim(self, key: str, member: str, due_by: float, then: float) -> bool:
+        scores = self._zset(key)
+        if member not in scores or scores[member] > due_by:
+            return False
+        scores[member] = then
+        return True
 
     async def zrem(self, key: str, *members: str) -> None:
         zset = self._zset(key)
@@ -421,6 +432,12 @@ class RedisStore:
         )
         return [str(member) for member in found]
 
+    async def zclaim(self, key: str, member: str, due_by: float, then: float) -> bool:
+        claimed = await self._one(
+            lambda p: p.eval(_ZCLAIM, 1, PREFIX + key, member, repr(due_by), repr(then))
+        )
+        return bool(claimed)
+
     async def zrem(self, key: str, *members: str) -> None:
         if members:
             await self._one(lambda p: p.zrem(PREFIX + key, *members))
@@ -500,6 +517,18 @@ end
 return 1
 """
 PUT_MOST = 1000  # fields and members in one _PUT (Lua's unpack takes a few thousand)
+
+
+# A member's score moved from "due" to its next time, only if it is still due: of two
+# processes that read the same due member, one claims it.
+_ZCLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 
 # The next send time of a schedule, by Redis's own clock (one clock for every process):

@@ -8,6 +8,7 @@ process, never unlimited and never a crash.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import limits
 
@@ -125,6 +126,13 @@ class Throttle:
         """Mark this user/flow/contact as just started; False if it already was, recently."""
         _, claimed = await self.admit(user_id, command, rate=False)
         return claimed
+
+    async def restart_window(self, user_id: str, command: EngageCommand) -> None:
+        """This user/flow/contact was just started again (confirmed): its duplicate window
+        runs from now, whatever was claimed before."""
+        if self.duplicate_window > 0:
+            key, now = self._duplicate_key(user_id, command), f"{time.time():.6f}"
+            await self.state.use(lambda s: s.set(key, now, self.duplicate_window))
 
     async def release(self, user_id: str, command: EngageCommand) -> None:
         """Forget a claim whose engagement certainly did not start, so a retry is not a duplicate."""

@@ -181,3 +181,13 @@ def test_only_the_guardrail_scripts_ask_redis_for_the_time() -> None:
         "_ADMIT",
         "_RESERVE",
     ]
+
+
+async def test_of_processes_that_found_a_check_due_one_claims_it(store: Store) -> None:
+    """Issue 32, 15: the sweep's claim is a compare-and-set on the due index."""
+    await store.zadd("due", {"rec1": 100.0}, 3600)
+    claims = await asyncio.gather(*(store.zclaim("due", "rec1", 150.0, 500.0) for _ in range(5)))
+    assert sorted(claims) == [False, False, False, False, True]
+    assert await store.zrange("due", 400, 600) == ["rec1"]
+    assert not await store.zclaim("due", "rec1", 150.0, 900.0)  # no longer due
+    assert not await store.zclaim("due", "nobody", 150.0, 900.0)

@@ -216,3 +216,14 @@ async def test_a_starts_guardrails_take_two_round_trips_to_redis(redis: RedisSer
     assert trips == 4
     await studio.aclose()
     await store.aclose()
+
+
+async def test_a_confirmed_start_again_restarts_the_window(store: Store) -> None:
+    """Issue 32, 15: *Start again* claimed with SET NX, which restarts nothing: the
+    window of the first start ran out early and a third start was not asked about."""
+    throttle = Throttle(BestEffort(store), duplicate_window=0.6)
+    assert await throttle.claim("U1", COMMAND)
+    await asyncio.sleep(0.4)
+    await throttle.restart_window("U1", COMMAND)  # started again, confirmed
+    await asyncio.sleep(0.4)  # past the first window, inside the second
+    assert not await throttle.claim("U1", COMMAND)
