@@ -84,6 +84,10 @@ class Services:
                 base_url=settings.slack_api_url,
                 session=session,
                 pace=SlackPace(BestEffort(store)),
+                # No blind retry after a dropped connection (slack_sdk's default): Slack may
+                # have taken the call (a post, a file, a step's completion). Each caller
+                # retries what cannot have landed.
+                retry_handlers=[],
             )
             if token
             else None

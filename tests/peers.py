@@ -292,6 +292,7 @@ class FakeSlack:
     auth_latency: float = 0.0  # how long auth.test takes to answer
     auth_answered: int = 0  # auth.test answers sent
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    lose_upload_answers: int = 0  # completeUploadExternal: take the file, drop the answer
     views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
     # functions.completeSuccess / completeError: method, execution, outputs or error, token
     completions: list[dict[str, Any]] = field(default_factory=list)
@@ -375,7 +376,20 @@ class FakeSlack:
                 upload = self._pending_uploads.get(entry["id"], {})
                 self.uploads.append({**upload, **form, "title": entry.get("title", "")})
             self._arrived.set()
+            if self.lose_upload_answers > 0:  # Slack took it; the answer never arrives
+                self.lose_upload_answers -= 1
+                assert request.transport is not None
+                request.transport.abort()
             return web.json_response({"ok": True, "files": [{"id": "F1"}]})
+        if method == "files.list":  # the files shared in a channel, newest first
+            asked = {**request.query, **(await request.post())}
+            channel = str(asked.get("channel", ""))
+            shared = [
+                {"id": f"F{i:08d}", "title": u.get("title", ""), "channels": [channel]}
+                for i, u in enumerate(self.uploads)
+                if u.get("channel_id", u.get("channels")) == channel
+            ]
+            return web.json_response({"ok": True, "files": shared[::-1]})
         if method == "conversations.open":  # the bot's DM with a person
             asked = {**request.query, **(await request.post())}
             user = str(asked.get("users", ""))

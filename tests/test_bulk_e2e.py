@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from bot.bulk import report
 from bot.bulk import worker as worker_module
 from tests.harness import Harness, block_action, buttons, harness, text_of, wired
 from tests.peers import (
@@ -313,3 +314,23 @@ async def test_without_redis_sigterm_pauses_the_run_and_says_so(
     assert "without Redis this run lived in its memory" in text_of(last["blocks"])
     assert sent < 6
     assert run.slack.uploads == []
+
+
+async def test_a_results_file_slack_took_without_answering_is_not_uploaded_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 32, 16: an upload whose answer was lost after Slack took the file was
+    uploaded again. Before another try, the bot looks whether the file is there."""
+    monkeypatch.setattr(report, "MAX_PAUSE", 0.2)
+    slack = FakeSlack(lose_upload_answers=1)
+    async with wired(monkeypatch, FakeStudio(), slack) as run:
+        shown = await preview(run, "survey +16175551212 +16175551214")
+        await run.click("bulk_start", buttons(shown)["bulk_start"]["value"], n=2)
+        await until(lambda: slack.uploads)
+        await asyncio.sleep(1.5)  # several more delivery rounds
+        await run.idle()
+    assert len(slack.uploads) == 1
+    assert [(r["row"], r["outcome"]) for r in results(slack)] == [
+        ("1", "started"),
+        ("2", "started"),
+    ]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bulk.state import BulkState, RowOutcome, RunMeta
@@ -41,11 +41,14 @@ STATUS_HEADER = ("status", "ended_at", "duration_s")
 
 
 class Undelivered(Exception):
-    """Slack did not take a message or file; ``retry_after`` is what it asked, if anything."""
+    """Slack did not take a message or file; ``retry_after`` is what it asked, if anything.
+    ``maybe_taken``: the call failed without Slack's answer (the network), so Slack may
+    have taken it all the same."""
 
-    def __init__(self, what: str, retry_after: float | None) -> None:
+    def __init__(self, what: str, retry_after: float | None, *, maybe_taken: bool = False) -> None:
         super().__init__(what)
         self.retry_after = retry_after
+        self.maybe_taken = maybe_taken
 
 
 def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
@@ -166,9 +169,12 @@ class Reporter:
         except SlackApiError as exc:
             log.warning("bulk %s: Slack refused (%s)", what, slack_refusal(exc))
             raise Undelivered(what, slack_retry_after(exc)) from None
-        except Exception as exc:  # the network
-            log.warning("bulk %s failed: %s", what, type(exc).__name__)
+        except SlackRequestError as exc:  # refused before Slack took anything
+            log.warning("bulk %s failed: %s", what, exc)
             raise Undelivered(what, None) from None
+        except Exception as exc:  # the network: Slack may have taken it
+            log.warning("bulk %s failed: %s", what, type(exc).__name__)
+            raise Undelivered(what, None, maybe_taken=True) from None
         return dict(answer.data) if isinstance(answer.data, dict) else {}
 
     async def _message(self, run_id: str, meta: RunMeta) -> Message:
@@ -256,6 +262,8 @@ class Reporter:
                 meta = meta.model_copy(update={"uploaded": True})
             except Undelivered as exc:
                 waits.append(exc.retry_after or 0.0)
+                if exc.maybe_taken:  # before another try, look whether it landed
+                    await self.state.update(run_id, upload_unsure=True)
         if meta.shown_final and meta.uploaded:
             return True
         tries = meta.deliver_tries + 1
@@ -272,16 +280,32 @@ class Reporter:
             log.error("bulk run %s: the results file was not kept", run_id)
             return
         final = " (final: every run followed to its end)" if meta.final else ""
+        title = f"Results of bulk run {run_id}{final}"
+        if meta.upload_unsure and await self._landed(meta, title):
+            log.info("bulk run %s: the results file had reached Slack after all", run_id)
+            return  # never a second copy of a file Slack took
         arguments: dict[str, object] = {
             "channel": meta.channel,
             "content": content,
             "filename": f"bulk-{run_id}{'-final' if meta.final else ''}.csv",
-            "title": f"Results of bulk run {run_id}{final}",
+            "title": title,
             "initial_comment": f"<@{meta.requester}> the results{final}, one row each.",
         }
         if meta.ts:
             arguments["thread_ts"] = meta.ts
         await self._call("results file", "files_upload_v2", **arguments)
+
+    async def _landed(self, meta: RunMeta, title: str) -> bool:
+        """Whether a file titled ``title`` is in the run's channel already (an upload
+        whose answer was lost). Raises ``Undelivered`` if Slack cannot say."""
+        since = int(meta.finished_at or meta.began or 0) - 60
+        answer = await self._call(
+            "results file check", "files_list", channel=meta.channel, ts_from=since, count=100
+        )
+        files = answer.get("files")
+        return isinstance(files, list) and any(
+            isinstance(f, dict) and f.get("title") == title for f in files
+        )
 
     async def _tell_starter(self, run_id: str, meta: RunMeta) -> None:
         missing = [

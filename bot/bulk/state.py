@@ -37,6 +37,7 @@ class RunMeta(Record):
     finished: bool = False  # every row settled; what is left is showing it
     shown_final: bool = False  # the progress message shows the final state
     uploaded: bool = False  # the results file reached Slack
+    upload_unsure: bool = False  # an upload failed without Slack's answer: it may be there
     deliver_tries: int = 0  # attempts at the final message and the results file
     deliver_after: float = 0.0  # epoch seconds: the next attempt, not before
     finished_at: float = 0.0
