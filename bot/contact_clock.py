@@ -15,13 +15,14 @@ epoch seconds (UTC) in and out; local time is only for deciding and for saying.
 
 from __future__ import annotations
 
+import math
 import re
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache, lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_zones
@@ -73,11 +74,20 @@ def _clock(text: str) -> time | None:
 
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo | None:
-    """The zone named ``name``, or None if the tz database has no such zone."""
+    """The zone named ``name`` in any case (``utc``, ``america/chicago``), or None if the
+    tz database has no such zone."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return None
+        pass
+    canonical = _zone_names().get(name.casefold())
+    return ZoneInfo(canonical) if canonical else None
+
+
+@cache
+def _zone_names() -> dict[str, str]:
+    """Every tz database name, by its casefolded self."""
+    return {known.casefold(): known for known in available_timezones()}
 
 
 def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
@@ -248,9 +258,14 @@ def due_at(when: When, zones: tuple[str, ...], now: float) -> float:
     info = zone(when.zone or zones[0]) or ZoneInfo("UTC")
     local_now = datetime.fromtimestamp(now, UTC).astimezone(info)
     day = when.day or local_now.date()
-    due = datetime.combine(day, when.clock, info).timestamp()
-    if when.day is None and due <= now:  # 09:00 already passed today: tomorrow's
-        due = datetime.combine(day + timedelta(days=1), when.clock, info).timestamp()
+    try:
+        due = datetime.combine(day, when.clock, info).timestamp()
+        if when.day is None and due <= now:  # 09:00 already passed today: tomorrow's
+            due = datetime.combine(day + timedelta(days=1), when.clock, info).timestamp()
+    except (OverflowError, ValueError):  # off the calendar's ends (9999-12-31 in UTC-11)
+        if day > local_now.date():
+            return math.inf  # later than any schedule may be: refused as too far ahead
+        raise ValueError("that time has passed") from None
     if due <= now:
         raise ValueError(f"{day:%Y-%m-%d} {when.clock:%H:%M} in {info.key} has passed")
     return due

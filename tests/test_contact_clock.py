@@ -25,6 +25,7 @@ from bot.contact_clock import (
     parse_in,
     quiet_in,
     relative,
+    zone,
     zones_of,
 )
 from bot.errors import CommandError
@@ -248,3 +249,30 @@ def test_scheduled_is_a_subcommand() -> None:
     assert parse("scheduled", DEFAULTS) == ScheduledCommand()
     with pytest.raises(CommandError):
         parse("scheduled everyone", DEFAULTS)
+
+
+@pytest.mark.parametrize("name", ["utc", "UTC", "Utc", "america/chicago", "EUROPE/LISBON"])
+def test_a_zone_is_read_in_any_case(name: str) -> None:
+    """Issue 32, 18: ``--at "09:00 utc"`` was refused as "not a time zone"."""
+    at = parse_at(f"09:00 {name}")
+    found = zone(at.zone or "")
+    assert found is not None
+    assert found.key.casefold() == name.casefold()
+
+
+@pytest.mark.parametrize(
+    ("text", "far"),
+    [
+        ("9999-12-31 23:59 Pacific/Pago_Pago", True),
+        ("9999-12-31 23:59 Pacific/Kiritimati", True),
+        ("0001-01-01 00:00 Pacific/Kiritimati", False),
+    ],
+)
+def test_the_calendars_ends_are_too_far_or_past_never_an_error(text: str, far: bool) -> None:
+    """Issue 32, 18: the year 10000 came back as "year 10000 is out of range"."""
+    now = datetime(2026, 12, 3, tzinfo=UTC).timestamp()
+    if far:
+        assert due_at(parse_at(text), ("UTC",), now) > now + 366 * 86400
+    else:
+        with pytest.raises(ValueError, match="passed"):
+            due_at(parse_at(text), ("UTC",), now)
