@@ -393,7 +393,8 @@ class Settings(BaseSettings):
     )
     quiet_hours_tz: str = Field(
         default="UTC",
-        description="the time zone of a number whose zone libphonenumber does not know",
+        description="the time zone of a number whose zone libphonenumber does not know, or"
+        " that is not geographic (toll-free, VoIP, shared-cost, …)",
     )
     schedule_max_days: float = Field(
         default=30.0, description="how far ahead `--at`, `--in` and the form may schedule"

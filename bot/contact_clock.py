@@ -22,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
+from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 
 WHATSAPP = "whatsapp:"
@@ -90,19 +92,94 @@ def _zone_names() -> dict[str, str]:
     return {known.casefold(): known for known in available_timezones()}
 
 
+# Numbers that say nothing of where their owner is: reached on QUIET_HOURS_TZ.
+NOT_GEOGRAPHIC = frozenset(
+    {
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.UAN,
+        PhoneNumberType.PERSONAL_NUMBER,
+        PhoneNumberType.PAGER,
+        PhoneNumberType.VOICEMAIL,
+        PhoneNumberType.PREMIUM_RATE,
+    }
+)
+WIDEST_HOURS = 3.0  # zones spanning more than this say too little of where the contact is
+# Where a number's zones span wider (a Russian or Australian mobile, a +1 number with no
+# area), the zones most of the country lives in: the contact is reached when it is day
+# in all of them.
+MAIN_ZONES: dict[str, tuple[str, ...]] = {
+    "US": ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"),
+    "CA": ("America/Toronto", "America/Winnipeg", "America/Edmonton", "America/Vancouver"),
+    "RU": ("Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg"),
+    "KZ": ("Asia/Almaty",),
+    "AU": ("Australia/Sydney", "Australia/Melbourne", "Australia/Brisbane", "Australia/Adelaide"),
+    "BR": ("America/Sao_Paulo", "America/Manaus"),
+    "MX": ("America/Mexico_City", "America/Monterrey"),
+    "ID": ("Asia/Jakarta", "Asia/Makassar"),
+}
+_SPAN_AT = (  # UTC offsets compared in both seasons: daylight saving moves some
+    datetime(2026, 1, 15, 12, tzinfo=UTC),
+    datetime(2026, 7, 15, 12, tzinfo=UTC),
+)
+
+
+def span_hours(names: tuple[str, ...]) -> float:
+    """How many hours apart the zones ``names`` are at most (in winter or in summer)."""
+    widest = 0.0
+    for moment in _SPAN_AT:
+        offsets = [
+            offset.total_seconds() / 3600
+            for info in filter(None, map(zone, names))
+            if (offset := moment.astimezone(info).utcoffset()) is not None
+        ]
+        if offsets:
+            widest = max(widest, max(offsets) - min(offsets))
+    return widest
+
+
+@cache
+def country_zones(region: str) -> tuple[str, ...]:
+    """The tz database's zones of the country ``region`` (its ``zone.tab``, as tzdata
+    ships it); () if it lists none."""
+    table = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text("utf-8")
+    rows = (line.split("\t") for line in table.splitlines() if not line.startswith("#"))
+    return tuple(row[2] for row in rows if len(row) >= 3 and row[0] == region)
+
+
 def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
-    """The contact's time zones (``+E164`` or ``whatsapp:+E164``), as libphonenumber knows
-    them; ``(fallback,)`` where it knows none."""
+    """The contact's time zones (``+E164`` or ``whatsapp:+E164``), by this rule:
+
+    - a number that is not geographic (toll-free, shared-cost, VoIP, UAN, personal,
+      pager, premium): ``(fallback,)``, the operator's QUIET_HOURS_TZ;
+    - libphonenumber's zones for the number, when they lie within ``WIDEST_HOURS``;
+    - wider (a US toll-free-like +1 with no area, a Russian or Australian mobile): the
+      country's main zones (``MAIN_ZONES``), else its zones in the tz database if they
+      lie within ``WIDEST_HOURS`` (a Caribbean island: its one zone), else ``fallback``;
+    - none known: ``(fallback,)``."""
     try:
         number = phonenumbers.parse(address.removeprefix(WHATSAPP), None)
     except phonenumbers.NumberParseException:
+        return (fallback,)
+    if phonenumbers.number_type(number) in NOT_GEOGRAPHIC:
         return (fallback,)
     found = tuple(
         name
         for name in phone_zones.time_zones_for_number(number)
         if name != UNKNOWN_ZONE and zone(name) is not None
     )
-    return found or (fallback,)
+    if not found:
+        return (fallback,)
+    if span_hours(found) <= WIDEST_HOURS:
+        return found
+    region = phonenumbers.region_code_for_number(number) or ""
+    if main := MAIN_ZONES.get(region):
+        return main
+    country = country_zones(region)
+    if country and span_hours(country) <= WIDEST_HOURS:
+        return country
+    return (fallback,)
 
 
 def quiet_in(quiet: QuietHours, zones: tuple[str, ...], at: float) -> bool:

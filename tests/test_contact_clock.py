@@ -72,10 +72,49 @@ def test_zones_come_from_the_number() -> None:
     assert zones_of(BOSTON) == NY
     assert zones_of("whatsapp:" + HONOLULU) == ("Pacific/Honolulu",)
     assert set(zones_of(PORTUGAL)) == {"Atlantic/Azores", "Europe/Lisbon"}
-    assert len(zones_of(RUSSIA)) > 10
-    # libphonenumber knows no zone for UK mobiles: QUIET_HOURS_TZ stands in
+    # phonenumbers 9.x: a valid UK mobile has four zones, all on London's time
+    assert set(zones_of("+447911123456")) == {
+        "Europe/Guernsey",
+        "Europe/Isle_of_Man",
+        "Europe/Jersey",
+        "Europe/London",
+    }
+    # a number from a range libphonenumber has no zone for: QUIET_HOURS_TZ stands in
     assert zones_of("+447700900123", "Europe/London") == ("Europe/London",)
     assert zones_of("not a number", "UTC") == ("UTC",)
+
+
+def reachable_hours(address: str, fallback: str = "UTC") -> float:
+    """Hours a day (2026-12-03, every quarter hour) the default quiet hours let through."""
+    start = utc(2026, 12, 3, 0, 0)
+    zones = zones_of(address, fallback)
+    return sum(0.25 for i in range(96) if not quiet_in(NIGHT, zones, start + i * 900))
+
+
+@pytest.mark.parametrize(
+    ("number", "zones", "hours"),
+    [
+        # toll-free: libphonenumber gave all 42 zones of +1 (2.5 h a day); not geographic
+        ("+18005551212", ("America/Chicago",), 13.0),
+        # a Russian mobile: sixteen zones (3 h a day); Russia's main zones
+        (RUSSIA, ("Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg"), 11.0),
+        # an Australian mobile: eight zones (8.5 h a day); the eastern and central ones
+        (
+            "+61412345678",
+            ("Australia/Sydney", "Australia/Melbourne", "Australia/Brisbane", "Australia/Adelaide"),
+            12.0,
+        ),
+        # a Caribbean +1 mobile libphonenumber gives 42 zones: its island's one zone
+        ("+12684641234", ("America/Antigua",), 13.0),
+    ],
+)
+def test_numbers_whose_zones_say_little_are_reached_by_a_rule(
+    number: str, zones: tuple[str, ...], hours: float
+) -> None:
+    """Issue 32, 7: not geographic -> QUIET_HOURS_TZ; zones wider than 3 h -> the
+    country's main zones (or its one zone in the tz database)."""
+    assert zones_of(number, "America/Chicago") == zones
+    assert reachable_hours(number, "America/Chicago") == hours
 
 
 def test_a_contact_at_night_waits_for_their_morning() -> None:
