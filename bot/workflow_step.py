@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import audit, parameters
+from bot import audit, messages, parameters
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, resolve_flow, sender_for
 from bot.engage import Engager, Refused
@@ -41,6 +41,7 @@ from bot.messages.text import configured_flows, describe_error, findings_text, r
 from bot.phone import channel_mismatch, parse_address
 from bot.policy import SLACK_USER, Policy, unattended_refusal
 from bot.records import FINAL, Records, RunRecord
+from bot.slack_post import direct_message
 from bot.store import Durable, Record
 from bot.studio import console_url, is_already_active
 from bot.tasks import Tasks
@@ -151,6 +152,7 @@ class Waiting(Record):
     execution: str
     token: SecretStr
     status: str = "active"  # the run's status when it started (an output)
+    user: str = ""  # whom the step acted for: told if its completion is refused
 
     def fields(self, *names: str) -> dict[str, str]:
         kept = super().fields(*names)
@@ -353,7 +355,7 @@ class WorkflowSteps:
             await self._fail(execution, token, "the bot is restarting; run the workflow again")
             return
         if problem := await self._refusal(command, caller):
-            await self._fail(execution, token, problem)
+            await self._fail(execution, token, problem, caller.user_id)
             return
         outcome = await self.engager.launch(command, caller)
         if outcome.engagement is None:
@@ -367,7 +369,7 @@ class WorkflowSteps:
                     " It may have started: check the flow's runs before running the workflow"
                     f" again: {console_url(command.flow_sid)}"
                 )
-            await self._fail(execution, token, said)
+            await self._fail(execution, token, said, caller.user_id)
             return
         run = outcome.engagement
         waiting = Waiting(
@@ -376,9 +378,10 @@ class WorkflowSteps:
             execution=execution,
             token=SecretStr(token),
             status=run.status or "active",
+            user=caller.user_id,
         )
         if not read.wait:
-            await self._complete(execution, token, _started(waiting))
+            await self._complete(execution, token, _started(waiting), caller.user_id)
             return
         await self._wait(waiting)
 
@@ -458,6 +461,7 @@ class WorkflowSteps:
                 token,
                 f"following stopped before the run ended (BULK_FOLLOW_HOURS={hours}); it may"
                 f" still be active: {_started(waiting)['console_link']}",
+                waiting.user,
             )
         else:
             outputs = {
@@ -466,12 +470,14 @@ class WorkflowSteps:
                 "end_widget": record.widget,
                 "answers": json.dumps(record.answered, ensure_ascii=False),
             }
-            await self._complete(waiting.execution, token, outputs)
+            await self._complete(waiting.execution, token, outputs, waiting.user)
         await self.state.use(lambda s: s.delete(f"step:{sid}"))
 
     # -- telling Slack ------------------------------------------------------------------
 
-    async def _complete(self, execution: str, token: str, outputs: Mapping[str, str]) -> None:
+    async def _complete(
+        self, execution: str, token: str, outputs: Mapping[str, str], user: str = ""
+    ) -> None:
         if self.slack is None:
             return
         try:
@@ -479,9 +485,9 @@ class WorkflowSteps:
                 function_execution_id=execution, outputs=dict(outputs), token=token
             )
         except SlackApiError as exc:
-            log.error("step %s not completed: %s", execution, slack_refusal(exc))
+            await self._not_told(execution, user, "its outputs", exc, outputs.get("console_link"))
 
-    async def _fail(self, execution: str, token: str, error: str) -> None:
+    async def _fail(self, execution: str, token: str, error: str, user: str = "") -> None:
         if self.slack is None:
             return
         try:
@@ -489,7 +495,26 @@ class WorkflowSteps:
                 function_execution_id=execution, error=error[:1000], token=token
             )
         except SlackApiError as exc:
-            log.error("step %s not failed: %s", execution, slack_refusal(exc))
+            await self._not_told(execution, user, f"its error ({error[:300]})", exc, None)
+
+    async def _not_told(
+        self, execution: str, user: str, what: str, exc: SlackApiError, link: str | None
+    ) -> None:
+        """Slack refused the step's completion (a step token revoked during a long wait,
+        say): the workflow shows the step running for ever, so the person it acted for
+        is told, and the audit keeps it."""
+        reason = slack_refusal(exc)
+        log.error("step %s not completed: %s", execution, reason)
+        audit.record("step_incomplete", Caller(user, "", ""), detail=f"step {execution}: {reason}")
+        if not user:
+            return
+        run = f" The run: {link}" if link else ""
+        text = (
+            f"A workflow's *Start a Studio flow* step that ran for you ({execution}) could not"
+            f" be completed with {what}: Slack answered {reason}. The workflow shows the step"
+            f" still running; cancel that workflow run in Workflow Builder's activity.{run}"
+        )
+        await direct_message(self.slack, user, messages.notice_message(":warning:", text))
 
 
 def _started(waiting: Waiting) -> dict[str, str]:

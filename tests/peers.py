@@ -296,6 +296,7 @@ class FakeSlack:
     views: list[dict[str, Any]] = field(default_factory=list)  # views.open/update/publish
     # functions.completeSuccess / completeError: method, execution, outputs or error, token
     completions: list[dict[str, Any]] = field(default_factory=list)
+    revoked_step_tokens: bool = False  # answer every completion token_revoked
     _pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Socket Mode: envelopes to push to the bot, and the acks it sent back.
     envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
@@ -415,6 +416,9 @@ class FakeSlack:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not token.startswith("xwfp-"):
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self.revoked_step_tokens:
+            self._arrived.set()
+            return web.json_response({"ok": False, "error": "token_revoked"})
         sent = {**request.query, **(await request.post())}
         done: dict[str, Any] = {
             "method": method,

@@ -302,6 +302,42 @@ async def test_waiting_for_the_end_completes_with_the_final_status_and_answers(
     assert json.loads(outputs["answers"]) == {"start": "5"}
 
 
+async def test_a_step_token_revoked_during_the_wait_is_told_to_its_person(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 32, 10: Slack documents no lifetime for the step token; when completing the
+    step is refused, the workflow shows it running for ever. The person it acted for is
+    told in a DM, and the audit keeps it."""
+    caplog.set_level(logging.INFO, logger="bot.audit")
+    studio, slack = survey_studio(), FakeSlack()
+    async with wired(monkeypatch, studio, slack, env=FAST) as run:
+        await run.idle()
+        inputs = {
+            "flow": "onboarding",
+            "contact": BOSTON,
+            "parameters": "first_name=Zeke",
+            "interactivity": {"interactor": {"id": "U0CALLER"}},
+            "wait_for_end": True,
+        }
+        await run_step(run, inputs)
+        await until(lambda: len(studio.creates()) == 1)
+        await run.idle()
+        slack.revoked_step_tokens = True  # hours later, the token is gone
+        (sid,) = studio.runs
+        end(studio, sid, "5")
+        outcomes = run.services.outcomes
+        assert outcomes is not None
+        await outcomes.sweep()
+        await until(lambda: [p for p in slack.posts if p.get("channel") == "DU0CALLER"])
+    (told,) = [p for p in slack.posts if p.get("channel") == "DU0CALLER"]
+    assert "could not be completed" in told["text"]
+    assert "token_revoked" in told["text"]
+    assert sid in told["text"]  # the run's Console link
+    audited = [json.loads(r.message) for r in caplog.records if r.name == "bot.audit"]
+    (incomplete,) = [a for a in audited if a["outcome"] == "step_incomplete"]
+    assert incomplete["user"] == "U0CALLER"
+
+
 async def test_a_waiting_step_fails_when_following_stops_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
