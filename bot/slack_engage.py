@@ -38,7 +38,7 @@ from bot.messages import Message
 from bot.messages import schedules as schedule_messages
 from bot.messages.text import configured_flows, findings_text
 from bot.policy import may_end
-from bot.schedules import NotSchedulable, Schedules
+from bot.schedules import NotSchedulable, Scheduled, Schedules
 from bot.store import Durable
 from bot.studio import Engagement, is_already_active
 from bot.tasks import LAST_WORD_SECONDS, Reply, Tasks, deliver
@@ -146,9 +146,13 @@ class SlackEngage:
             command, opening, token, admin=admin, asked_for=asked_for
         )
 
-    async def _keep_schedule(self, command: EngageCommand, caller: Caller, reply: Reply) -> None:
+    async def _keep_schedule(
+        self, command: EngageCommand, caller: Caller, reply: Reply, *, again: bool = False
+    ) -> None:
         """After the flow checks: keep the schedule (its time judged again: a *Schedule
-        for then* clicked late), and tell the starter when it fires."""
+        for then* clicked late), and tell the starter when it fires. The same flow for
+        the same contact already scheduled by this person is asked about first, as the
+        duplicate window asks about a start (unless ``again``: the answer was yes)."""
         assert command.when is not None
         assert self.schedules is not None
         planned = self.schedules.plan(command, command.when)
@@ -157,6 +161,12 @@ class SlackEngage:
             await deliver(reply, schedule_messages.not_schedulable(reason), command.flow_sid)
             return
         try:
+            if not again and (twin := await self._scheduled_twin(command, caller)):
+                token = await self.confirmations.park(caller.user_id, command, checked=True)
+                now = self.schedules.now()
+                asked = schedule_messages.confirm_second(command, twin, token, now)
+                await deliver(reply, asked, command.flow_sid)
+                return
             item = await self.schedules.add(replace_fields(command, when=None), caller, planned)
         except StateUnavailable:
             await deliver(reply, messages.state_unavailable(), command.flow_sid)
@@ -165,6 +175,14 @@ class SlackEngage:
             item, self.schedules.now(), durable=self.schedules.durable
         )
         await deliver(reply, said, command.flow_sid)
+
+    async def _scheduled_twin(self, command: EngageCommand, caller: Caller) -> Scheduled | None:
+        """This person's waiting schedule of the same flow for the same contact, if any."""
+        assert self.schedules is not None
+        for item in await self.schedules.waiting(caller.user_id):
+            if item.flow_sid == command.flow_sid and item.to == command.to:
+                return item
+        return None
 
     def refusal(self, command: EngageCommand, refused: Refused) -> Message:
         """A refusal as Slack shows it, only to the person who asked."""
@@ -272,21 +290,33 @@ class SlackEngage:
             except StudioError as exc:
                 return messages.action_failed(f"end {parked.active_sid}", exc)
             audit.record("ended", caller, command, sid=parked.active_sid, detail="to start again")
-        if command.when is not None:  # *Schedule for then*: nothing is sent now
-            self._submit(command, caller, reply, checked=parked.checked)
+        if command.when is not None:  # *Schedule for then* / *Schedule again*: nothing sent
+            self._submit(command, caller, reply, checked=parked.checked, again=True)
             return schedule_messages.scheduling(command)
         await self.throttle.restart_window(caller.user_id, command)
         self._submit(command, caller, reply, checked=parked.checked)
         return messages.starting(command)
 
     def _submit(
-        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        reply: Reply,
+        *,
+        checked: bool = False,
+        again: bool = False,
     ) -> None:
-        work = self._run(command, caller, reply, checked=checked)
+        work = self._run(command, caller, reply, checked=checked, again=again)
         self.tasks.spawn(work, f"engage:{caller.user_id}")
 
     async def _run(
-        self, command: EngageCommand, caller: Caller, reply: Reply, *, checked: bool = False
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        reply: Reply,
+        *,
+        checked: bool = False,
+        again: bool = False,
     ) -> None:
         """After the ack: the flow checks, the start, then the outcome through ``reply``."""
         command, refused, found = await self.engager.preflight(command, caller, checked=checked)
@@ -300,7 +330,7 @@ class SlackEngage:
             await deliver(reply, said, command.flow_sid)
             return
         if command.when is not None:
-            await self._keep_schedule(command, caller, reply)
+            await self._keep_schedule(command, caller, reply, again=again)
             return
 
         async def stopped(error: StudioError) -> None:  # the bot stops mid-start

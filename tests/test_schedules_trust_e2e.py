@@ -19,7 +19,7 @@ from bot import schedules as schedules_module
 from bot.errors import StateUnavailable
 from bot.schedules import Scheduled
 from bot.store import PREFIX, RedisStore
-from tests.harness import Harness, text_of, wired
+from tests.harness import Harness, buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio, RedisServer, redis_server
 from tests.test_bulk_e2e import until
 from tests.test_schedules_e2e import MORNING_IN_BOSTON, QUIET, Clock, controlled, dms
@@ -249,3 +249,28 @@ async def test_a_schedule_is_kept_in_one_write_and_its_queue_does_not_grow(
         await until(lambda: slack.posts != [])
         await run.idle()
         assert await store.redis.xlen(PREFIX + "sched:jobs") == 0  # acked and removed
+
+
+async def test_the_same_flow_for_the_same_contact_scheduled_twice_is_asked_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 32, 17: as the duplicate window asks about a start."""
+    clock = Clock(MORNING_IN_BOSTON)
+    studio, slack = FakeStudio(), FakeSlack()
+    async with wired(monkeypatch, studio, slack, env=QUIET) as running:
+        run = controlled(running, clock)
+        await run.command("+16175551212 --in 1h")
+        await until(lambda: len(slack.replies) >= 1)
+        await run.command("+16175551213 --in 1h")  # another contact: not asked
+        await until(lambda: len(slack.replies) >= 2)
+        await run.command("+16175551212 --in 2h")
+        await until(lambda: len(slack.replies) >= 3)
+        asked = slack.replies[-1]
+        assert "You already scheduled" in text_of(asked)
+        assert "Schedule it a second time?" in text_of(asked)
+        assert len(await waiting_ids(run)) == 2
+        again = buttons(asked)["engage_again"]
+        await run.click("engage_again", again["value"], n=4)
+        await until(lambda: len(slack.replies) >= 5)
+        assert len(await waiting_ids(run)) == 3
+    assert studio.creates() == []

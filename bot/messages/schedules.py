@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from bot.command import EngageCommand
 from bot.contact_clock import Opening, local_time, opening_text, relative
 from bot.messages.blocks import (
+    AGAIN_ACTION,
     CANCEL_ACTION,
     Block,
     Message,
@@ -23,6 +24,7 @@ from bot.messages.blocks import (
     notice,
     section,
 )
+from bot.messages.prompts import question
 from bot.messages.text import flow_label
 from bot.phone import pretty
 
@@ -193,3 +195,15 @@ def fire_problem(item: Scheduled, reason: str) -> Message:
         tail += " Nothing was sent."
     blocks = [section(text=md(f":calendar: {escape(head)}{where}{escape(tail)}"))]
     return message("ephemeral", head + tail, blocks)
+
+
+def confirm_second(command: EngageCommand, twin: Scheduled, token: str, now: float) -> Message:
+    """Only to the starter: the same flow for the same contact is scheduled already;
+    schedule a second one? (As the duplicate window asks about a start.)"""
+    text = (
+        f"You already scheduled {flow_label(command)} for {pretty(command.to)} at"
+        f" {when_text(twin.due, twin.zone, now)}. Schedule it a second time? Nothing has"
+        " been scheduled yet."
+    )
+    warning = f"{pretty(command.to)} will be contacted twice."
+    return question(":repeat:", text, AGAIN_ACTION, token, "Schedule again", warning)
