@@ -18,7 +18,7 @@ import httpx
 from bot import __version__
 from bot.audit import Caller, LogFormatter
 from bot.command import USAGE as COMMAND_USAGE
-from bot.command import EngageCommand, HelpCommand, parse
+from bot.command import Defaults, EngageCommand, HelpCommand, parse
 from bot.config import Settings, load_settings
 from bot.engage import (
     Engager,
@@ -30,7 +30,7 @@ from bot.engage import (
 )
 from bot.errors import CommandError, ConfigError
 from bot.flow_catalog import FlowCatalog
-from bot.messages import describe_error, flow_label, help_text, outcome_note
+from bot.messages import describe_error, flow_label, outcome_note
 from bot.messages.text import configured_flows, findings_text, flow_summary, refusal_text
 from bot.phone import pretty
 from bot.policy import destination_refusal
@@ -42,11 +42,18 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 USAGE = """\
 usage: python -m bot [serve]                       serve Slack (HTTP on $PORT, or Socket Mode)
-       python -m bot trigger [--dry-run] [--force] <to> [key=value ...] [key:=json ...]
+       python -m bot trigger [--dry-run] [--force] [flow] <to> [key=value ...] [key:=json ...]
                              [--from <sender>] [--flow <alias|FW sid>]
-       python -m bot trigger help                 the grammar, with examples
+       python -m bot trigger help [flow]          the grammar with examples, or one flow
        python -m bot flows                        the configured flows, as Studio has them
        python -m bot --version"""
+
+# What /engage does that a terminal does not: said instead of "unknown".
+SLACK_ONLY = {
+    "status": "/engage status FN… in Slack (or the run's page in the Twilio Console)",
+    "report": "/engage report in Slack",
+    "scheduled": "/engage scheduled in Slack (the terminal starts now; it keeps no schedules)",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args and args[0] == "--version":
         print(f"studio-engage {__version__}")
+        return EXIT_OK
+    if args[:1] in (["trigger"], ["flows"]) and any(a in ("-h", "--help") for a in args[1:]):
+        print(USAGE)
         return EXIT_OK
     if args and args[0] == "trigger":
         return trigger(args[1:])
@@ -128,6 +138,11 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     """Start one engagement with the same parser and client as the Slack command."""
     dry_run, force = "--dry-run" in words, "--force" in words
     words = [w for w in words if w not in ("--dry-run", "--force")]
+    if words[:1] == ["flows"]:
+        return flows(out, err)  # what `python -m bot flows` does
+    if words and words[0] in SLACK_ONLY:
+        print(f"error: {words[0]} is not in the terminal: {SLACK_ONLY[words[0]]}", file=err)
+        return EXIT_USAGE
     try:
         settings = load_settings(need_slack=False)
     except ConfigError as exc:
@@ -139,18 +154,79 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
         print(f"error: {exc}\nUsage: {COMMAND_USAGE}", file=err)
         return EXIT_USAGE
     if isinstance(command, HelpCommand):
-        print(help_text(settings.command_defaults, "python -m bot trigger"), file=out)
+        if command.flow_sid is not None:
+            return asyncio.run(_flow_help(settings, command, out))
+        print(terminal_help(settings.command_defaults), file=out)
         return EXIT_OK
     if not isinstance(command, EngageCommand):
-        print("error: trigger starts engagements; flows and status are Slack commands", file=err)
+        print(
+            "error: trigger starts one flow for one contact; see: python -m bot trigger help",
+            file=err,
+        )
         return EXIT_USAGE
     if command.when is not None:
         print("error: --at and --in schedule starts from Slack; trigger starts now", file=err)
         return EXIT_USAGE
     if dry_run and (reason := destination_refusal(settings.policy, command)):
-        print(f"error: not started: {reason}", file=err)
+        print(f"error: not started: {reason}; nothing was sent", file=err)
         return EXIT_USAGE
     return asyncio.run(_trigger(settings, command, dry_run, force, out, err))
+
+
+async def _flow_help(settings: Settings, command: HelpCommand, out: TextIO) -> int:
+    """``trigger help <flow>``: that flow as Studio has it, and a terminal example."""
+    assert command.flow_sid is not None
+    async with studio_client(settings) as studio:
+        info = await FlowCatalog(studio, BestEffort(), ttl=0).get(command.flow_sid)
+    print(flow_summary(command.flow_alias, command.flow_sid, info, default=False), file=out)
+    example = ["python -m bot trigger", command.flow_alias or f"--flow {command.flow_sid}"]
+    example.append("+16175551212")
+    if info is not None:
+        example += [f"{key}=…" for key in sorted(info.analysis.parameters.required)]
+    print("Example: " + " ".join(example), file=out)
+    return EXIT_OK
+
+
+def terminal_help(defaults: Defaults) -> str:
+    """``trigger help``: the grammar with examples quoted for a shell, and what the
+    terminal has (and what only Slack has)."""
+    run = "python -m bot trigger"
+    lines = [
+        f"Usage: {run} [--dry-run] [--force] [flow] <to> [key=value ...] [key:=json ...]"
+        " [--from <sender>] [--flow <flow>]",
+        "",
+        "Examples (quoted for a shell):",
+        f"  {run} +16175551212 first_name=Zeke",
+        f"  {run} +16175551212 'name=Zeke Smith' plan=gold vip:=true",
+        f'  {run} +16175551212 customer.name=Zeke \'tags:=["a","b"]\'',
+        f'  {run} +16175551212 \'{{"first_name": "Zeke", "count": 3}}\'',
+        f"  {run} +16175551212 --from +16175550100",
+        f"  {run} --dry-run +16175551212 first_name=Zeke   (the request and the flow checks;"
+        " sends nothing)",
+    ]
+    if defaults.flows:
+        first = sorted(defaults.flows)[0]
+        lines.append(f"  {run} {first} +16175551212 first_name=Zeke")
+    lines += [
+        "",
+        "key=value sends a string, key:=json a JSON value; dots nest (customer.name=Zeke).",
+        "Each key reaches the flow as {{flow.data.key}}. --force starts despite parameter"
+        " findings.",
+        "",
+        f"Also: {run} help <flow> · python -m bot flows",
+        "In Slack only: /engage status, /engage report, /engage scheduled, --at and --in.",
+        "Quiet hours hold here too: a contact in their night is not started.",
+        "",
+        "Flows:",
+    ]
+    for name, sid in configured_flows(defaults):
+        marker = " (default)" if sid == defaults.flow_sid else ""
+        lines.append(f"  {name or 'default'}: {sid}{marker}")
+    if defaults.sender:
+        lines.append(f"Sender: {pretty(defaults.sender)} unless --from says otherwise.")
+    if not defaults.region:
+        lines.append("Write numbers with their country code: +<country code><number>.")
+    return "\n".join(lines)
 
 
 async def _trigger(
@@ -202,7 +278,7 @@ async def _trigger(
     assert engagement is not None
     link = console_url(engagement.flow_sid or command.flow_sid, engagement.sid)
     print(f"{engagement.sid} {engagement.status or 'unknown'} {link}", file=out)
-    print(f"  flow:    {flow_label(command)}", file=out)
+    print(f"  flow:    {flow_label(engager.named(command))}", file=out)  # Studio's name, once read
     print(f"  to:      {pretty(command.to)}", file=out)
     print(f"  from:    {pretty(command.sender)}", file=out)
     if engagement.url:

@@ -260,3 +260,81 @@ def test_trigger_keeps_the_contacts_quiet_hours() -> None:
     scheduled = run(["trigger", "+16175551212", "--in", "2h"], env)
     assert scheduled.returncode == 2
     assert "--at and --in schedule starts from Slack" in scheduled.stderr
+
+
+def test_help_gives_examples_that_work_in_a_shell() -> None:
+    """Issue 37, 3: the Slack examples with the command swapped in lost their quotes in
+    a shell. Every example line, split as a shell splits it, parses as a start."""
+    import shlex
+
+    from bot.command import Defaults, EngageCommand, parse
+
+    result = run(["trigger", "help"], ENV)
+    assert result.returncode == 0
+    examples = [
+        line.strip().split("   (")[0]
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("python -m bot trigger +") or " trigger survey " in line
+    ]
+    assert len(examples) >= 6
+    defaults = Defaults({"survey": SURVEY_SID}, FLOW_SID, SENDER)
+    for example in examples:
+        words = [w for w in shlex.split(example)[4:] if w not in ("--dry-run", "--force")]
+        command = parse(argv_to_text(words), defaults)
+        assert isinstance(command, EngageCommand), example
+    assert "--at" not in result.stdout.split("In Slack only")[0]  # the terminal starts now
+    assert "In Slack only: /engage status, /engage report, /engage scheduled" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["trigger", "--help"], ["flows", "--help"], ["trigger", "-h"]])
+def test_help_flags_print_the_usage(args: list[str]) -> None:
+    result = run(args, ENV)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m bot" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("words", "says"),
+    [
+        (["status", "FN" + "0" * 32], "/engage status FN… in Slack"),
+        (["report"], "/engage report in Slack"),
+        (["scheduled"], "/engage scheduled in Slack"),
+    ],
+)
+def test_slack_only_commands_say_where_they_are(words: list[str], says: str) -> None:
+    result = run(["trigger", *words], ENV)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "flows and status are Slack commands" not in result.stderr
+
+
+async def test_trigger_flows_and_trigger_help_of_a_flow() -> None:
+    studio = FakeStudio()
+    studio.flows[SURVEY_SID] = {"friendly_name": "Customer survey", "definition": defs.SMS_SURVEY}
+    async with serve(studio.app()) as url:
+        env = {**ENV, "STUDIO_BASE_URL": url}
+        listed = await arun(["trigger", "flows"], env)
+        one = await arun(["trigger", "help", "survey"], env)
+    assert listed[0] == 0, listed[2]
+    assert "survey · Customer survey" in listed[1]
+    assert one[0] == 0, one[2]
+    assert "survey · Customer survey" in one[1]
+    assert "Example: python -m bot trigger survey +16175551212 first_name=…" in one[1]
+    assert "Usage:" not in one[1]  # that flow, not the whole help
+
+
+def test_a_dry_run_refusal_says_nothing_was_sent() -> None:
+    result = run(["trigger", "--dry-run", "+16175551212"], {**ENV, "ALLOWED_COUNTRIES": "GB"})
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("; nothing was sent")
+
+
+async def test_the_terminal_names_the_flow_as_studio_does_once_it_read_it() -> None:
+    """Issue 37, 4: the terminal printed ``survey (FW…)`` after the checks read the name."""
+    studio = FakeStudio()
+    studio.flows[SURVEY_SID] = {"friendly_name": "Customer survey", "definition": defs.SMS_SURVEY}
+    async with serve(studio.app()) as url:
+        env = {**ENV, "STUDIO_BASE_URL": url}
+        code, out, err = await arun(["trigger", "survey", "+16175551212", "first_name=Zeke"], env)
+    assert code == 0, err
+    assert "  flow:    survey · Customer survey" in out
