@@ -9,11 +9,38 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 from bot.command import EngageCommand
 from bot.phone import mask, mask_digits, mask_typed
 
 log = logging.getLogger("bot.audit")
+
+# Every outcome an audit line may carry (docs/guardrails.md lists them from here).
+Outcome = Literal[
+    "started",
+    "failed",
+    "unknown",
+    "invalid",
+    "refused",
+    "rate_limited",
+    "duplicate",
+    "parameters",
+    "already_active",
+    "ended",
+    "quiet_hours_overridden",
+    "scheduled",
+    "schedule_cancelled",
+    "schedule_fired",
+    "step_incomplete",
+    "bulk_started",
+    "bulk_pause",
+    "bulk_resume",
+    "bulk_cancel",
+    "bulk_done",
+    "bulk_cancelled",
+]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
@@ -29,7 +56,7 @@ class Caller:
 
 
 def record(
-    outcome: str,
+    outcome: Outcome,
     caller: Caller,
     command: EngageCommand | None = None,
     *,
@@ -39,7 +66,7 @@ def record(
     detail: str | None = None,
     typed: str | None = None,
 ) -> None:
-    """Log one outcome: started, failed, unknown, invalid, refused, rate_limited, duplicate…
+    """Log one outcome (``Outcome``: started, failed, unknown, refused, …).
     ``typed``: the part of the user's text at fault, masked wherever ``detail`` quotes it
     (it may be a number however mangled)."""
     if detail and typed:

@@ -310,8 +310,8 @@ class Engager:
             stopped = self._stopped(sent)
             if not stopped.outcome_unknown:
                 await self.throttle.release(caller.user_id, command)
-            outcome = "unknown" if stopped.outcome_unknown else "failed"
-            audit.record(outcome, caller, command, latency_ms=ms(), detail=stopped.message)
+            said: audit.Outcome = "unknown" if stopped.outcome_unknown else "failed"
+            audit.record(said, caller, command, latency_ms=ms(), detail=stopped.message)
             if on_stopped is not None:  # what is known, said before the cancellation goes on
                 await asyncio.shield(on_stopped(stopped))
             raise
@@ -376,6 +376,6 @@ class Engager:
             return Outcome(error=exc, active=active)
         if not exc.outcome_unknown:
             await self.throttle.release(caller.user_id, command)  # certainly not started
-        outcome = "unknown" if exc.outcome_unknown else "failed"
-        audit.record(outcome, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
+        said: audit.Outcome = "unknown" if exc.outcome_unknown else "failed"
+        audit.record(said, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
         return Outcome(error=exc)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bot.audit import OUTCOMES  # noqa: E402
 from bot.bulk_plan import Progress  # noqa: E402
 from bot.command import EngageCommand  # noqa: E402
 from bot.config import Settings  # noqa: E402
@@ -30,6 +31,7 @@ from bot.messages.bulk import bulk_progress  # noqa: E402
 from bot.studio import Engagement  # noqa: E402
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
+GUARDRAILS = REPO / "docs" / "guardrails.md"
 README = REPO / "README.md"
 ENV_EXAMPLE = REPO / ".env.example"
 APP_JSON = REPO / "app.json"
@@ -106,6 +108,12 @@ def between(text: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def audit_outcomes() -> str:
+    """Every audit outcome, from ``bot.audit.Outcome`` (the type every line is checked
+    against), as a list for guardrails.md."""
+    return "`outcome` is one of " + ", ".join(f"`{o}`" for o in OUTCOMES) + "."
+
+
 def readme_links() -> str:
     found = links()
     return (
@@ -141,6 +149,7 @@ def main(argv: list[str]) -> int:
     pages = {
         CONFIGURATION: between(CONFIGURATION.read_text(), "settings", configuration_table()),
         README: between(README.read_text(), "previews", readme_links()),
+        GUARDRAILS: between(GUARDRAILS.read_text(), "audit-outcomes", audit_outcomes()),
     }
     problems = variables_problems()
     if "--check" in argv:

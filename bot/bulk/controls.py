@@ -16,6 +16,11 @@ from bot.policy import Policy, access_refusal
 from bot.tasks import Reply, deliver
 
 STATUS_AFTER = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+AUDITED: dict[str, audit.Outcome] = {
+    "pause": "bulk_pause",
+    "resume": "bulk_resume",
+    "cancel": "bulk_cancel",
+}
 DONE_BY = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
@@ -102,7 +107,7 @@ class Controls:
         except StateUnavailable:
             await deliver(notify, messages.state_unavailable())
             return
-        audit.record(f"bulk_{action}", caller, detail=f"run {run_id}")
+        audit.record(AUDITED[action], caller, detail=f"run {run_id}")
         await self.reporter.edit(run_id, force=True)
         if action == "resume":
             await self.worker.wakeups.ring()

@@ -292,7 +292,7 @@ class Worker:
             started=counts["started"],
         )
         audit.record(
-            "bulk_" + final,
+            "bulk_cancelled" if final == "cancelled" else "bulk_done",
             meta.caller,
             detail=(
                 f"run {run_id}, flow {meta.flow_sid}: {counts['started']} started,"
