@@ -265,8 +265,8 @@ class Settings(BaseSettings):
         default={},
         description="named flows: `onboarding=FW…,survey=FW…`; a flow may be narrowed to some"
         " users or channels and have its own sender:"
-        " `survey=FW…;users=U01|U02;channels=C01;from=MG…`; `;quiet=off` exempts it from"
-        " `QUIET_HOURS`",
+        " `survey=FW…;users=U01|U02;channels=C01;from=+16175550100` (a Messaging Service"
+        " `from=MG…` needs `STUDIO_API=v2`); `;quiet=off` exempts it from `QUIET_HOURS`",
     )
     studio_from: str | None = Field(
         default=None,

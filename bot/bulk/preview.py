@@ -18,7 +18,7 @@ from bot.command import BulkCommand, Defaults, default_flow, flow_in_text
 from bot.contact_clock import ContactClock, When
 from bot.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
 from bot.flow_catalog import FlowCatalog
-from bot.messages.bulk import bulk_preview
+from bot.messages.bulk import bulk_preview, source_line
 from bot.policy import Policy
 from bot.slack_engage import Admission
 from bot.slack_files import CsvFiles
@@ -125,7 +125,7 @@ class Previews:
             except (SlackFileError, CsvError) as exc:
                 await deliver(reply, messages.refused(str(exc)))
                 return
-            source = f"Read {name} as {sheet.encoding_name}."
+            source = source_line(name, sheet.encoding_name)
             admission = await self.preview(
                 sheet.rows, flow_sid, alias, self._sender(flow_sid), {}, caller, reply, source
             )

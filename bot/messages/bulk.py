@@ -33,7 +33,9 @@ def _about(seconds: float) -> str:
     if seconds < 60:
         return f"{max(1, round(seconds))} s"
     minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
 
 
 def _listed(title: str, lines: list[str]) -> str:
@@ -195,3 +197,9 @@ def undelivered_note(p: Progress, channel: str, missing: list[str], minutes: int
         f" {p.total}. Slack did not take {' or '.join(missing)} in <#{channel}> for"
         f" {minutes} minutes (it was rate limited or refused)."
     )
+
+
+def source_line(name: str, encoding: str) -> str:
+    """How a file's contacts were read, for its preview: ``Read contacts.csv as
+    Windows-1252.`` (so a wrong guess is seen before anything is sent)."""
+    return f"Read {name} as {encoding}."
