@@ -46,7 +46,7 @@ PLACEHOLDERS = [
     ("MG0123…", "MG" + "0" * 32),
 ]
 NUMBERS = iter(f"+1617555{n}" for n in range(2000, 3000))
-NOT_EXAMPLES = {"/engage-staging", "/engage status"}  # a command's name, not its use
+NOT_EXAMPLES = {"/engage-staging", "/engage status", "/engage …"}  # names, not uses
 
 
 def examples() -> list[tuple[str, str]]:
@@ -240,3 +240,29 @@ def test_scheduling_quotes_the_quiet_hours_reply_and_the_confirmation() -> None:
     noon = datetime(2026, 12, 2, 17, 0, tzinfo=UTC).timestamp()
     later = when_text(noon, "America/New_York", noon - 2 * 3600)
     assert quoted("docs/scheduling.md", f"*at {later}*")
+
+
+def test_scheduling_quotes_the_thread_mention() -> None:
+    from bot.messages.schedules import fired_note
+    from bot.schedules import Scheduled
+
+    due = datetime(2026, 12, 3, 14, 0, tzinfo=UTC).timestamp()  # 09:00 EST
+    item = Scheduled(
+        id="s1",
+        flow_sid=fw("a"),
+        to="+16175551212",
+        sender="+16175550100",
+        user="U0YOU",
+        due=due,
+        zone="America/New_York",
+    )
+    note = words(fired_note(item))
+    assert (
+        quoted(
+            "docs/scheduling.md",
+            "*@you this run was scheduled by you for Thu 3 Dec 09:00 EST (America/New_York).*",
+        )
+        == note
+    )
+    late = words(fired_note(item.model_copy(update={"fired": due + 25 * 60})))
+    assert late.endswith(quoted("docs/scheduling.md", "*…; it started 25 min late.*")[1:])
