@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
+from bot import metrics
 from bot.command import EngageCommand
+from bot.logs import concerning
 from bot.phone import mask, mask_digits, mask_typed
 
 log = logging.getLogger("bot.audit")
@@ -88,15 +90,45 @@ def record(
     if caller.via:
         entry["via"] = caller.via
     log.info(json.dumps(entry, ensure_ascii=False))
+    metrics.outcome(
+        surface(caller),
+        command.flow_sid if command else None,
+        command.flow_alias if command else None,
+        outcome,
+        code,
+    )
+
+
+def surface(caller: Caller) -> str:
+    """Where a command came from, in a word (a metrics label)."""
+    if caller.terminal:
+        return "terminal"
+    if caller.via.startswith("workflow"):
+        return "workflow"
+    return "slack"
 
 
 class LogFormatter(logging.Formatter):
-    """Audit lines as bare JSON; everything else as ``time level name: message``."""
+    """Audit lines as bare JSON; everything else as ``time level name: message`` or, with
+    ``json`` (LOG_FORMAT=json), one JSON object a line: time, level, logger, message, the
+    run or bulk run it concerns (``logs.concerning``), and the traceback if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, json_lines: bool = False) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.json_lines = json_lines
 
     def format(self, record: logging.LogRecord) -> str:
         if record.name == log.name:
             return record.getMessage()
-        return super().format(record)
+        if not self.json_lines:
+            return super().format(record)
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **concerning.get(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)

@@ -91,6 +91,9 @@ def serve() -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    if settings.log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(LogFormatter(json_lines=True))
     return run(settings)
 
 

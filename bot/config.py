@@ -407,6 +407,17 @@ class Settings(BaseSettings):
         " fires late up to this many minutes, saying how late; later, it is cancelled and"
         " its starter told",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="when set, `GET /metrics` answers only a request carrying"
+        " `Authorization: Bearer <token>` (401 otherwise); recommended wherever the bot's"
+        " port is public (a PaaS); unset: `/metrics` is open",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: every log line one JSON object (time, level, logger, message,"
+        " and the run or bulk run it concerns), for a log service; `text`: for a terminal",
+    )
     redis_tls_verify: bool = Field(
         default=True,
         description="`false` uses a `rediss://` URL without checking the server's certificate"

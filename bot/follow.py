@@ -38,6 +38,7 @@ from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.errors import StateUnavailable, StudioError, slack_refusal, slack_retry_after
 from bot.flow_catalog import FlowCatalog
+from bot.logs import about
 from bot.messages import Message, RunCard
 from bot.responder import Responder, ResponseUrlReply
 from bot.runs import SNAPSHOT_REQUESTS, RunRegistry, Shown, Snapshot, end_of, fetch
@@ -275,38 +276,43 @@ class Follower:
                 await self._release(sid)
 
     async def _poll(self, followed: Followed, now: float) -> None:
-        if now > followed.until and not followed.final_since:
-            await self._forget(followed.sid)
-            return
-        if not await self.reads.pace(SNAPSHOT_REQUESTS):
-            return  # no reads left this moment: next round
-        try:
-            pace = self.reads.pace  # a 429's retry paces under STUDIO_READ_RATE_LIMIT only
-            snapshot = await fetch(self.studio, followed.flow_sid, followed.sid, before_retry=pace)
-        except StudioError as exc:
-            log.info("following %s: %s", followed.sid, exc.message)
-            interval = min(followed.interval * 2, MAX_POLL)
-            await self._save(followed.model_copy(update=_next(now, interval)))
-            return
-        current = await self._load(followed.sid) or followed  # another process may have shown more
-        ended = snapshot.run.status == "ended"
-        newer = _order(rank(snapshot)) > _order(current.rank)
-        if newer and not ended and now - current.last_edit < COALESCE_SECONDS:
-            due = current.last_edit + COALESCE_SECONDS
-            await self._save(current.model_copy(update={"next_poll": due}))
-            return
-        if newer:
-            shown, wait = await self._show(current, snapshot, now)
-            if shown is None:  # Slack refused the edit (a 429): the card is not there yet
-                await self._not_shown(current, snapshot, ended, now, wait)
+        with about(run=followed.sid):
+            if now > followed.until and not followed.final_since:
+                await self._forget(followed.sid)
                 return
-            current = shown
-        if ended:
-            await self._announce_end(current, snapshot)
-            await self._forget(current.sid)
-            return
-        interval = FIRST_POLL if newer else min(current.interval * 2, MAX_POLL)
-        await self._save(current.model_copy(update=_next(now, interval)))
+            if not await self.reads.pace(SNAPSHOT_REQUESTS):
+                return  # no reads left this moment: next round
+            try:
+                pace = self.reads.pace  # a 429's retry paces under STUDIO_READ_RATE_LIMIT only
+                snapshot = await fetch(
+                    self.studio, followed.flow_sid, followed.sid, before_retry=pace
+                )
+            except StudioError as exc:
+                log.info("following %s: %s", followed.sid, exc.message)
+                interval = min(followed.interval * 2, MAX_POLL)
+                await self._save(followed.model_copy(update=_next(now, interval)))
+                return
+            current = (
+                await self._load(followed.sid) or followed
+            )  # another process may have shown more
+            ended = snapshot.run.status == "ended"
+            newer = _order(rank(snapshot)) > _order(current.rank)
+            if newer and not ended and now - current.last_edit < COALESCE_SECONDS:
+                due = current.last_edit + COALESCE_SECONDS
+                await self._save(current.model_copy(update={"next_poll": due}))
+                return
+            if newer:
+                shown, wait = await self._show(current, snapshot, now)
+                if shown is None:  # Slack refused the edit (a 429): the card is not there yet
+                    await self._not_shown(current, snapshot, ended, now, wait)
+                    return
+                current = shown
+            if ended:
+                await self._announce_end(current, snapshot)
+                await self._forget(current.sid)
+                return
+            interval = FIRST_POLL if newer else min(current.interval * 2, MAX_POLL)
+            await self._save(current.model_copy(update=_next(now, interval)))
 
     async def _not_shown(
         self, followed: Followed, snapshot: Snapshot, ended: bool, now: float, wait: float

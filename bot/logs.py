@@ -12,9 +12,28 @@ not bury the log (or the log bill). Two helpers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+
+from bot import metrics
+
+# What the work under way concerns (a run, a bulk run, a schedule): JSON log lines
+# carry it, so that an operator can ask for every line about one run.
+concerning: ContextVar[Mapping[str, str]] = ContextVar("concerning", default=MappingProxyType({}))
+
+
+@contextlib.contextmanager
+def about(**ids: str) -> Iterator[None]:
+    """Log lines within say what they concern (``run="FN…"``, ``bulk_run="…"``)."""
+    token = concerning.set({**concerning.get(), **{k: v for k, v in ids.items() if v}})
+    try:
+        yield
+    finally:
+        concerning.reset(token)
 
 
 class Repeats:
@@ -74,6 +93,7 @@ class Outage:
         """An attempt failed: logged (with the cause, never a traceback) if it is the first."""
         self.failures += 1
         if self.since is None:
+            metrics.STORE_OUTAGES.labels(self.what).inc()
             self.since = self.clock()
             self.logger.error("%s unavailable (%s): retrying quietly", self.what, _cause(exc))
 

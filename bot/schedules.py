@@ -35,7 +35,7 @@ from bot.contact_clock import ContactClock, Instant, Opening, When, due_at, rela
 from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, jobs_for
-from bot.logs import Outage, Repeats
+from bot.logs import Outage, Repeats, about
 from bot.messages.text import refusal_text
 from bot.policy import Policy
 from bot.store import Durable, Record, RedisStore, Store
@@ -352,18 +352,19 @@ class Schedules:
         task.add_done_callback(done)
 
     async def _fire_job(self, job_id: str, schedule_id: str) -> None:
-        self._in_hand[job_id] = schedule_id
-        try:
-            if await self.fire(schedule_id):
-                await self.jobs.ack(job_id)
-        except StateUnavailable as exc:
-            self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
-        except Exception:
-            log.exception("schedule %s failed", schedule_id)
-        finally:
-            self._in_hand.pop(job_id, None)
+        with about(schedule=schedule_id):
+            self._in_hand[job_id] = schedule_id
+            try:
+                if await self.fire(schedule_id):
+                    await self.jobs.ack(job_id)
+            except StateUnavailable as exc:
+                self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
+            except Exception:
+                log.exception("schedule %s failed", schedule_id)
+            finally:
+                self._in_hand.pop(job_id, None)
 
-    # -- one schedule ------------------------------------------------------------------
+        # -- one schedule ------------------------------------------------------------------
 
     async def fire(self, schedule_id: str) -> bool:
         """Start schedule ``schedule_id`` once, under the rules as they are now, and say

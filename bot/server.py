@@ -10,6 +10,7 @@ says 503, instead of Slack meeting a closed port.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 import signal
@@ -21,7 +22,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
-from bot import __version__
+from bot import __version__, metrics
 from bot import event_streams as events
 from bot.config import Settings
 from bot.engage import studio_client
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 _SERVICES = web.AppKey("services", Services)
 _BOLT = web.AppKey("bolt", AsyncApp)
@@ -42,6 +45,7 @@ _VERIFIER = web.AppKey("verifier", SignatureVerifier)
 # Forged or broken requests: one log line a minute per kind, however many arrive.
 _REFUSALS = web.AppKey("refusals", Repeats)
 _ONCE = web.AppKey("once", Repeats)
+_METRICS_TOKEN = web.AppKey("metrics_token", str)
 
 
 def build_web_app(settings: Settings, services: Services) -> web.Application:
@@ -57,6 +61,10 @@ def build_web_app(settings: Settings, services: Services) -> web.Application:
     web_app.router.add_post(EVENTS_PATH, _slack_events)
     web_app.router.add_post(events.EVENTS_PATH, _twilio_events)
     web_app.router.add_get(HEALTH_PATH, _health)
+    web_app.router.add_get(READY_PATH, _ready)
+    web_app.router.add_get(METRICS_PATH, _metrics)
+    token = settings.metrics_token
+    web_app[_METRICS_TOKEN] = token.get_secret_value() if token else ""
 
     async def start(_: web.Application) -> None:
         services.start()
@@ -74,7 +82,16 @@ def build_web_app(settings: Settings, services: Services) -> web.Application:
 
 
 async def _slack_events(request: web.Request) -> web.Response:
-    """Slack's requests: checked cheapest first (see ``bot.slack_http``), then Bolt."""
+    """Slack's requests: checked cheapest first (see ``bot.slack_http``), then Bolt;
+    the time to the answer is the ack latency an operator watches."""
+    started = time.perf_counter()
+    try:
+        return await _slack_answer(request)
+    finally:
+        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+
+
+async def _slack_answer(request: web.Request) -> web.Response:
     try:
         signed = await signed_request(request, request.app[_VERIFIER])
     except BadRequest as exc:
@@ -94,17 +111,21 @@ async def _twilio_events(request: web.Request) -> web.Response:
     follower, url, token = services.follower, services.events_url, services.auth_token
     if follower is None or not url or not token:
         return web.json_response({"error": "Event Streams are not configured"}, status=404)
+    refused = metrics.DELIVERIES.labels("refused", "unsigned")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
+        refused.inc()
         return web.json_response({"error": "unsigned"}, status=401)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
+        metrics.DELIVERIES.labels("refused", "too_large").inc()
         return web.json_response({"error": "body too large"}, status=413)
     covers = events.verify(events.signed_url(url, request.query_string), raw, signature, token)
     if covers is None:
         refusals = request.app[_REFUSALS]
         refusals.warning("events:signature", "refused an Event Streams delivery: bad signature")
+        metrics.DELIVERIES.labels("refused", "signature").inc()
         return web.json_response({"error": "bad signature"}, status=401)
     if covers == "url":
         request.app[_ONCE].warning(
@@ -117,11 +138,14 @@ async def _twilio_events(request: web.Request) -> web.Response:
         request.app[_REFUSALS].warning(
             "events:malformed", "refused a signed Event Streams delivery: not a CloudEvents batch"
         )
+        metrics.DELIVERIES.labels("refused", "malformed").inc()
         return web.json_response({"error": "malformed body"}, status=400)
     studio_events, stale = found
     if stale:
         request.app[_REFUSALS].warning("events:stale", "refused a stale Event Streams delivery")
+        metrics.DELIVERIES.labels("refused", "stale").inc()
         return web.json_response({"error": "stale"}, status=401)
+    metrics.DELIVERIES.labels("accepted", "hint" if covers == "url" else "signed").inc()
 
     async def nudge() -> None:
         for event in studio_events:
@@ -140,9 +164,30 @@ async def _twilio_events(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
+    """Alive: the process answers (a liveness check restarts it when this fails)."""
     tasks = request.app[_SERVICES].tasks
-    body = {"ok": tasks.accepting, "version": __version__, "in_flight": len(tasks)}
-    return web.json_response(body, status=200 if tasks.accepting else 503)
+    body = {"ok": True, "version": __version__, "in_flight": len(tasks)}
+    return web.json_response(body)
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Ready to take commands: not draining after SIGTERM, Slack's identity known, Redis
+    answering when configured (a readiness check sends traffic elsewhere when not)."""
+    services = request.app[_SERVICES]
+    checks = await services.readiness()
+    ready = all(checks.values())
+    body = {"ok": ready, "checks": checks, "in_flight": len(services.tasks)}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format; with METRICS_TOKEN, only for ``Bearer <token>``."""
+    token = request.app[_METRICS_TOKEN]
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response({"error": "unauthorized"}, status=401)
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def run(settings: Settings) -> int:

@@ -4,18 +4,23 @@ their guardrails and state, and the reply poster. Listeners receive it as ``serv
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.bulk import BulkRuns
 from bot.command import Defaults
 from bot.config import Settings
 from bot.engage import Engager, state_store, throttle
 from bot.flow_catalog import FlowCatalog
+from bot.follow import INDEX as follow_index
 from bot.follow import Follower
 from bot.forms import Forms, started_hook
 from bot.messages.text import configured_flows
+from bot.metrics import Sampler
 from bot.outcomes import Outcomes
 from bot.records import Records
 from bot.report import Reports
@@ -28,13 +33,18 @@ from bot.slack_files import CsvFiles
 from bot.slack_identity import BotIdentity
 from bot.slack_pace import PacedWebClient, SlackPace
 from bot.slack_schedules import SlackSchedules
-from bot.store import BestEffort, Durable, Store
+from bot.store import BestEffort, Durable, RedisStore, Store
 from bot.studio import StudioClient
 from bot.tasks import Tasks
 from bot.throttle import Throttle
 from bot.workflow_step import WorkflowSteps
 
+READY_TIMEOUT = 1.0  # seconds Redis has to answer /readyz's PING
 FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensible BULK_MAX_ROWS
+
+
+async def _first(pair: Awaitable[tuple[int, float | None]]) -> float:
+    return float((await pair)[0])
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class Services:
     schedules: Schedules | None = None  # starts kept for later, fired once by any process
     scheduled: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
     steps: WorkflowSteps | None = None  # Workflow Builder's "Start a Studio flow" step
+    sampler: Sampler | None = None  # queue depths for /metrics, sampled in the background
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
@@ -217,6 +228,14 @@ class Services:
         follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
         outcomes.on_bulk = bulk.outcomes_changed
         auth = settings.twilio_auth_token
+        metrics.configure(settings.configured_flows)
+        sampler = Sampler(
+            {
+                "schedules_waiting": lambda: _first(schedules.jobs.waiting()),
+                "runs_followed_for_records": records.active_count,
+                "cards_followed": lambda: state.use(lambda s: s.hlen(follow_index)),
+            }
+        )
         return cls(
             settings.command_defaults,
             engager,
@@ -240,6 +259,7 @@ class Services:
             schedules,
             scheduled,
             steps,
+            sampler,
         )
 
     def start(self) -> None:
@@ -258,6 +278,22 @@ class Services:
             self.bulk.start_worker()  # takes up runs left by a process that stopped
         if self.schedules is not None:
             self.schedules.start()  # fires what is due, whichever process kept it
+        if self.sampler is not None:
+            self.sampler.start()
+
+    async def readiness(self) -> dict[str, bool]:
+        """What ``/readyz`` checks: taking commands (not draining after SIGTERM), Slack's
+        identity known (``auth.test`` answered), and Redis answering when configured."""
+        checks = {"accepting": self.tasks.accepting}
+        if self.identity is not None:
+            checks["slack_identity"] = self.identity.known
+        if isinstance(self.store, RedisStore):
+            try:
+                await asyncio.wait_for(self.store.redis.ping(), READY_TIMEOUT)
+                checks["redis"] = True
+            except Exception:  # down, slow or refusing: not ready, whatever the cause
+                checks["redis"] = False
+        return checks
 
     async def drain(self, grace: float) -> None:
         """Stop taking work and let what is in flight finish (see ``Tasks.drain``); the
@@ -265,6 +301,8 @@ class Services:
         taken from the first moment: ``/healthz`` says 503 and commands are told to try
         again while the follower and the bulk rows in flight wind down."""
         self.tasks.accepting = False
+        if self.sampler is not None:
+            await self.sampler.stop()
         if self.follower is not None:
             await self.follower.stop()
         if self.outcomes is not None:

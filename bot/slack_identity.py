@@ -30,6 +30,11 @@ class BotIdentity:
         self._lock = asyncio.Lock()
         self.asked = 0  # auth.test calls made (for the tests and the bench)
 
+    @property
+    def known(self) -> bool:
+        """Whether ``auth.test`` has answered (the bot knows who it is in Slack)."""
+        return self._result is not None
+
     async def _get(self) -> AuthorizeResult | None:
         if self._result is not None:
             return self._result

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot import metrics
 from bot.errors import slack_retry_after
 from bot.store import BestEffort
 
@@ -112,16 +113,36 @@ class PacedWebClient(AsyncWebClient):
         self.pace = pace
 
     async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
+        calls = metrics.SLACK_CALLS
         if self.pace is None:
-            return await super().api_call(api_method, **kwargs)
+            return await self._counted(api_method, kwargs)
         channel = _channel(kwargs)
-        await self.pace.slot(api_method, channel)
         try:
-            return await super().api_call(api_method, **kwargs)
+            await self.pace.slot(api_method, channel)
+        except SlackBusy:
+            calls.labels(api_method, "busy").inc()
+            raise
+        try:
+            return await self._counted(api_method, kwargs)
         except SlackApiError as exc:
             if (wait := slack_retry_after(exc)) is not None:
                 await self.pace.hold(api_method, channel, wait)
             raise
+
+    async def _counted(self, api_method: str, kwargs: dict[str, Any]) -> AsyncSlackResponse:
+        """The call, counted by its result: ok, ratelimited (429), error, or no answer."""
+        calls = metrics.SLACK_CALLS
+        try:
+            answer = await super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            limited = slack_retry_after(exc) is not None
+            calls.labels(api_method, "ratelimited" if limited else "error").inc()
+            raise
+        except Exception:
+            calls.labels(api_method, "no_answer").inc()
+            raise
+        calls.labels(api_method, "ok").inc()
+        return answer
 
 
 def _channel(call: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bot import metrics
 from bot.errors import StateUnavailable
 from bot.logs import Outage
 from bot.redis_batch import Batcher
@@ -583,6 +584,8 @@ class BestEffort:
                     log.warning("shared state is back")
                 self._degraded = False
                 return result
+        if self.store is not self.memory:
+            metrics.STORE_FALLBACKS.inc()  # answered from this process's memory
         return await operation(self.memory)
 
 

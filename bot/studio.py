@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from bot import __version__
+from bot import __version__, metrics
 from bot.errors import (
     StudioAPIError,
     StudioBadAnswer,
@@ -360,7 +360,7 @@ class StudioClient:
         waited = 0.0
         while True:
             try:
-                response = await self._http.send(request)
+                response = await self._timed_send(request)
             except _NEVER_SENT as exc:
                 connect_tries += 1
                 if connect_tries >= policy.connect_attempts:
@@ -370,6 +370,7 @@ class StudioClient:
                         + (", nothing started" if _is_create(request) else "")
                     ) from None
                 await self._sleep(policy.connect_backoff * 2 ** (connect_tries - 1))
+                metrics.STUDIO_RETRIES.labels("connect").inc()
                 continue
             except httpx.TimeoutException as exc:
                 raise StudioOutcomeUnknown(
@@ -398,8 +399,23 @@ class StudioClient:
             log.info("studio answered 429; retrying after %.1f s", wait)
             waited += wait
             await self._sleep(wait)
+            metrics.STUDIO_RETRIES.labels("429").inc()
             if before_retry is not None:
                 await before_retry()
+
+    async def _timed_send(self, request: httpx.Request) -> httpx.Response:
+        """One request, timed and counted by its answer's status (``none``: no answer)."""
+        method = "create" if _is_create(request) else request.method.lower()
+        sent = time.perf_counter()
+        try:
+            response = await self._http.send(request)
+        except BaseException:
+            metrics.STUDIO_ANSWERS.labels(method, "none").inc()
+            raise
+        finally:
+            metrics.STUDIO_SECONDS.labels(method).observe(time.perf_counter() - sent)
+        metrics.STUDIO_ANSWERS.labels(method, str(response.status_code)).inc()
+        return response
 
     @staticmethod
     def _parse(response: httpx.Response, model: type[_Model], *, started: bool) -> _Model:

@@ -12,6 +12,7 @@ import time
 
 import limits
 
+from bot import metrics
 from bot.command import EngageCommand
 from bot.store import BestEffort
 
@@ -99,7 +100,7 @@ class Throttle:
         interval = cost * SPACING / self.per_second
         horizon = float("inf") if queue else BULK_HORIZON if bulk else self.max_wait
         clock = asyncio.get_running_loop().time
-        late = 0
+        late, asked = 0, clock()
         while True:
             wait = await self.state.use(
                 lambda store: store.reserve(f"pace:{self.name}", interval, horizon)
@@ -113,6 +114,7 @@ class Throttle:
                     # arrive with the next ones. Its slot stays empty; take a new one.
                     late += 1
                     continue
+                metrics.PACE_SECONDS.labels(self.name).observe(clock() - asked)
                 return True
             if not bulk:
                 return False

@@ -32,7 +32,7 @@ async def test_sigterm_during_a_bulk_run_stops_taking_commands_at_once(
         await until(lambda: not run.services.tasks.accepting)
         assert not draining.done()  # still winding down the row in flight
         async with httpx.AsyncClient() as http:
-            health = await http.get(f"{run.bot_url}/healthz")
+            health = await http.get(f"{run.bot_url}/readyz")
         ack = (await run.command("+16175559999"))[0].json()
         flows = (await run.command("survey +16175559998 +16175559997"))[0].json()
         await draining

@@ -203,7 +203,7 @@ async def test_two_bot_processes_share_limits_and_the_duplicate_window_in_redis(
 
 async def test_during_the_drain_the_listener_stays_open_and_says_so() -> None:
     """SIGTERM with a slow engagement in flight: while it finishes, a new command is told
-    to retry (not refused at the socket) and /healthz answers 503."""
+    to retry (not refused at the socket), /readyz answers 503 and /healthz (alive) 200."""
     studio, slack = FakeStudio(latency=3.0), FakeSlack()
     async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
         port = free_port()
@@ -215,9 +215,10 @@ async def test_during_the_drain_the_listener_stays_open_and_says_so() -> None:
             ack = await http.post(f"{url}/slack/events", content=body, headers=signed_headers(body))
             assert "Starting" in ack.json()["text"]
             proc.send_signal(signal.SIGTERM)
-            health = await http.get(f"{url}/healthz")
+            health = await http.get(f"{url}/readyz")
             while health.status_code == 200:  # until the signal is handled
-                health = await http.get(f"{url}/healthz")
+                health = await http.get(f"{url}/readyz")
+            alive = await http.get(f"{url}/healthz")
             late_body = slash_command("+16175551213", response_url=f"{slack_url}/respond/2")
             late = await http.post(
                 f"{url}/slack/events", content=late_body, headers=signed_headers(late_body)
@@ -225,6 +226,8 @@ async def test_during_the_drain_the_listener_stays_open_and_says_so() -> None:
             output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
         assert health.status_code == 503
         assert health.json()["ok"] is False
+        assert health.json()["checks"]["accepting"] is False
+        assert alive.status_code == 200
         assert late.status_code == 200
         assert "restarting" in late.json()["text"]
         assert proc.returncode == 0, output.decode()

@@ -33,7 +33,7 @@ from bot.contact_clock import opening_text
 from bot.engage import Engager, Outcome, Refused
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, Wakeups, jobs_for
-from bot.logs import Outage, Repeats
+from bot.logs import Outage, Repeats, about
 from bot.messages.text import refusal_text
 from bot.store import Store
 from bot.studio import is_already_active
@@ -199,16 +199,17 @@ class Worker:
     # -- one row ------------------------------------------------------------------------
 
     async def _row(self, run_id: str, jobs: Jobs, job_id: str, number: str) -> None:
-        try:
-            if not await self._send_row(run_id, number):
-                await jobs.put_many([number])  # paused: back in the queue, taken on Resume
-            await jobs.ack(job_id)
-            await self.reporter.edit(run_id)
-            await self.finish(run_id)
-        except StateUnavailable as exc:
-            self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
-        except Exception:
-            log.exception("bulk run %s row %s failed", run_id, number)
+        with about(bulk_run=run_id, row=number):
+            try:
+                if not await self._send_row(run_id, number):
+                    await jobs.put_many([number])  # paused: back in the queue, taken on Resume
+                await jobs.ack(job_id)
+                await self.reporter.edit(run_id)
+                await self.finish(run_id)
+            except StateUnavailable as exc:
+                self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
+            except Exception:
+                log.exception("bulk run %s row %s failed", run_id, number)
 
     async def _send_row(self, run_id: str, number: str) -> bool:
         """Send row ``number`` once, or settle it; False if the run is paused (not sent)."""
