@@ -96,6 +96,7 @@ def record(
         command.flow_alias if command else None,
         outcome,
         code,
+        detail,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -18,7 +19,7 @@ import httpx
 from bot import __version__
 from bot.audit import Caller, LogFormatter
 from bot.command import USAGE as COMMAND_USAGE
-from bot.command import Defaults, EngageCommand, HelpCommand, parse
+from bot.command import Defaults, EngageCommand, HelpCommand, argv_to_text, parse
 from bot.config import Settings, load_settings
 from bot.engage import (
     Engager,
@@ -31,7 +32,13 @@ from bot.engage import (
 from bot.errors import CommandError, ConfigError
 from bot.flow_catalog import FlowCatalog
 from bot.messages import describe_error, flow_label, outcome_note
-from bot.messages.text import configured_flows, findings_text, flow_summary, refusal_text
+from bot.messages.text import (
+    EXAMPLES,
+    configured_flows,
+    findings_text,
+    flow_summary,
+    refusal_text,
+)
 from bot.phone import pretty
 from bot.policy import destination_refusal
 from bot.records import Records
@@ -95,26 +102,6 @@ def serve() -> int:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(LogFormatter(json_lines=True))
     return run(settings)
-
-
-def argv_to_text(words: Sequence[str]) -> str:
-    """Words as the shell split them -> ``/engage`` text, re-quoting what holds spaces."""
-
-    def quoted(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    out = []
-    for word in words:
-        key, sep, value = word.partition("=")
-        if word.startswith("{") or (sep and key.endswith(":")):
-            out.append(word)  # JSON: spaces and quotes are its own
-        elif sep and (any(c.isspace() for c in value) or value[:1] in "\"'"):
-            out.append(f"{key}={quoted(value)}")
-        elif any(c.isspace() for c in word):
-            out.append(quoted(word))
-        else:
-            out.append(word)
-    return " ".join(out)
 
 
 def flows(out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -199,11 +186,7 @@ def terminal_help(defaults: Defaults) -> str:
         " [--from <sender>] [--flow <flow>]",
         "",
         "Examples (quoted for a shell):",
-        f"  {run} +16175551212 first_name=Zeke",
-        f"  {run} +16175551212 'name=Zeke Smith' plan=gold vip:=true",
-        f'  {run} +16175551212 customer.name=Zeke \'tags:=["a","b"]\'',
-        f'  {run} +16175551212 \'{{"first_name": "Zeke", "count": 3}}\'',
-        f"  {run} +16175551212 --from +16175550100",
+        *(f"  {run} {shlex.join(words)}" for words in EXAMPLES),
         f"  {run} --dry-run +16175551212 first_name=Zeke   (the request and the flow checks;"
         " sends nothing)",
     ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +201,26 @@ def parse(text: str, defaults: Defaults) -> Command:
         return _build(tokens, defaults)
     except RecursionError:
         raise CommandError("the JSON is nested too deeply") from None
+
+
+def argv_to_text(words: Sequence[str]) -> str:
+    """Words as the shell split them -> ``/engage`` text, re-quoting what holds spaces."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if word.startswith("{") or (sep and key.endswith(":")):
+            out.append(word)  # JSON: spaces and quotes are its own
+        elif sep and (any(c.isspace() for c in value) or value[:1] in "\"'"):
+            out.append(f"{key}={quoted(value)}")
+        elif any(c.isspace() for c in word):
+            out.append(quoted(word))
+        else:
+            out.append(word)
+    return " ".join(out)
 
 
 def normalise(text: str) -> str:

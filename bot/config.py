@@ -407,6 +407,10 @@ class Settings(BaseSettings):
         " fires late up to this many minutes, saying how late; later, it is cancelled and"
         " its starter told",
     )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="`false`: nothing is counted and `/metrics` answers 404",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="when set, `GET /metrics` answers only a request carrying"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -30,9 +31,25 @@ OTHER = "other"  # a flow not configured here: one label for all of them
 STARTS = Counter(
     "engage_outcomes",
     "Audit outcomes (a start, a refusal, a failure…) by surface, flow and outcome;"
-    " failures carry Twilio's error code",
-    ["surface", "flow", "outcome", "code"],
+    " failures carry Twilio's error code, refusals the rule that refused",
+    ["surface", "flow", "outcome", "code", "rule"],
     registry=REGISTRY,
+)
+# The rules a refusal can name (its detail names the variable): a bounded label.
+RULES = (
+    "ALLOWED_SLACK_USERS",
+    "ALLOWED_SLACK_CHANNELS",
+    "ALLOWED_COUNTRIES",
+    "ALLOW_PREMIUM_NUMBERS",
+    "ADMIN_SLACK_USERS",
+    "BULK_SLACK_USERS",
+    "QUIET_HOURS",
+    "USER_RATE_LIMIT",
+    "DUPLICATE_WINDOW_SECONDS",
+    "STUDIO_FLOWS",
+    "WORKFLOW_UNATTENDED_USERS",
+    "parameters",
+    "REST API trigger",
 )
 STUDIO_SECONDS = Histogram(
     "engage_studio_request_seconds",
@@ -116,11 +133,61 @@ def flow_label(flow_sid: str | None, alias: str | None) -> str:
     return OTHER
 
 
+def rule_of(said: str, detail: str | None) -> str:
+    """Which rule a refusal names (one of ``RULES``), ``other`` if none; "" otherwise."""
+    if said == "rate_limited":
+        return "USER_RATE_LIMIT"
+    if said == "duplicate":
+        return "DUPLICATE_WINDOW_SECONDS"
+    if said != "refused":
+        return ""
+    text = detail or ""
+    if text.startswith("quiet hours"):
+        return "QUIET_HOURS"
+    return next((rule for rule in RULES if rule in text), OTHER)
+
+
 def outcome(
-    surface: str, flow_sid: str | None, alias: str | None, said: str, code: int | None
+    surface: str,
+    flow_sid: str | None,
+    alias: str | None,
+    said: str,
+    code: int | None,
+    detail: str | None = None,
 ) -> None:
     """An audit line's outcome, counted."""
-    STARTS.labels(surface, flow_label(flow_sid, alias), said, str(code or "")).inc()
+    rule = rule_of(said, detail)
+    STARTS.labels(surface, flow_label(flow_sid, alias), said, str(code or ""), rule).inc()
+
+
+class _Off:
+    """A metric that counts nothing (``disable``): every call accepted, nothing kept."""
+
+    def labels(self, *_: object) -> _Off:
+        return self
+
+    def inc(self, *_: object) -> None:
+        return None
+
+    def observe(self, *_: object) -> None:
+        return None
+
+    def set(self, *_: object) -> None:
+        return None
+
+
+def disable() -> None:
+    """METRICS_ENABLED=false: nothing is counted (the bench compares the ack path with
+    and without); ``/metrics`` answers 404."""
+    global STARTS, STUDIO_SECONDS, STUDIO_ANSWERS, STUDIO_RETRIES, SLACK_CALLS, ACK_SECONDS
+    global PACE_SECONDS, STORE_OUTAGES, STORE_FALLBACKS, DELIVERIES, QUEUE, enabled
+    off: Any = _Off()
+    STARTS = STUDIO_SECONDS = STUDIO_ANSWERS = STUDIO_RETRIES = SLACK_CALLS = off
+    ACK_SECONDS = PACE_SECONDS = STORE_OUTAGES = STORE_FALLBACKS = DELIVERIES = QUEUE = off
+    enabled = False
+
+
+enabled = True
 
 
 def render() -> bytes:

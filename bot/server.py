@@ -182,6 +182,8 @@ async def _ready(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     """Prometheus' text format; with METRICS_TOKEN, only for ``Bearer <token>``."""
+    if not metrics.enabled:
+        return web.json_response({"error": "metrics are off (METRICS_ENABLED)"}, status=404)
     token = request.app[_METRICS_TOKEN]
     if token:
         given = request.headers.get("Authorization", "")

@@ -5,6 +5,7 @@ their guardrails and state, and the reply poster. Listeners receive it as ``serv
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -229,10 +230,14 @@ class Services:
         outcomes.on_bulk = bulk.outcomes_changed
         auth = settings.twilio_auth_token
         metrics.configure(settings.configured_flows)
+        if not settings.metrics_enabled:
+            metrics.disable()
         sampler = Sampler(
             {
                 "schedules_waiting": lambda: _first(schedules.jobs.waiting()),
                 "runs_followed_for_records": records.active_count,
+                "runs_overdue": lambda: records.overdue_count(time.time()),
+                "bulk_rows_waiting": bulk.state.rows_left,
                 "cards_followed": lambda: state.use(lambda s: s.hlen(follow_index)),
             }
         )

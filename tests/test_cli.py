@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.cli import argv_to_text
+from bot.command import argv_to_text
 from tests import flow_definitions as defs
 from tests.peers import (
     ACCOUNT_SID,

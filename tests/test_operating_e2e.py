@@ -92,8 +92,8 @@ async def test_a_refusal_is_counted_by_its_outcome(monkeypatch: pytest.MonkeyPat
         await run.idle()
         after = await scrape(run)
     assert (
-        value(after, "engage_outcomes_total", outcome="refused")
-        - value(before, "engage_outcomes_total", outcome="refused")
+        value(after, "engage_outcomes_total", outcome="refused", rule="ALLOWED_COUNTRIES")
+        - value(before, "engage_outcomes_total", outcome="refused", rule="ALLOWED_COUNTRIES")
         == 1
     )
 
@@ -182,3 +182,57 @@ async def test_queue_depths_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None
         samples = await scrape(run)
     assert value(samples, "engage_queue_depth", queue="schedules_waiting") == 2
     assert value(samples, "engage_queue_depth", queue="runs_followed_for_records") == 0
+
+
+async def test_a_429_and_its_retry_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    limited = (
+        429,
+        {"code": 20429, "message": "Too Many Requests", "status": 429},
+        {"Retry-After": "0"},
+    )
+    async with harness(monkeypatch, FakeStudio(answers=[limited])) as run:
+        before = await scrape(run)
+        await run.command("+16175551212")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        after = await scrape(run)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("engage_studio_answers_total", method="create", status="429") == 1
+    assert moved("engage_studio_answers_total", method="create", status="201") == 1
+    assert moved("engage_studio_retries_total", reason="429") == 1
+
+
+async def test_a_store_outage_and_its_fallbacks_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with redis_server() as server:
+        async with wired(
+            monkeypatch, FakeStudio(), FakeSlack(), env={"REDIS_URL": server.url}
+        ) as run:
+            await run.idle()
+            before = await scrape(run)
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                await run.command("+16175551212")  # the limits answer from memory meanwhile
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            await run.idle()
+            after = await scrape(run)
+    assert value(after, "engage_store_fallbacks_total") > value(
+        before, "engage_store_fallbacks_total"
+    )
+
+
+async def test_metrics_can_be_turned_off() -> None:
+    studio, slack = FakeStudio(), FakeSlack()
+    async with serve(studio.app()) as studio_url, serve(slack.app()) as slack_url:
+        port = free_port()
+        env = bot_env(studio_url, slack_url, PORT=str(port), METRICS_ENABLED="false")
+        async with running_bot(env) as proc, httpx.AsyncClient() as http:
+            await wait_healthy(f"http://127.0.0.1:{port}", proc)
+            off = await http.get(f"http://127.0.0.1:{port}/metrics")
+            await sigterm(proc)
+    assert off.status_code == 404

@@ -110,6 +110,15 @@ class BulkState:
         """A claim on doing ``what`` for the run, held ``seconds`` (one process does it)."""
         return await self.state.use(lambda s: s.add(f"bulk:{run_id}:{what}", "1", seconds))
 
+    async def rows_left(self) -> int:
+        """Rows not yet settled in the runs under way (for the queue-depth gauge)."""
+        left = 0
+        for run_id in await self.listed():
+            meta = await self.meta(run_id)
+            if meta is not None and not meta.finished and meta.status in ("running", "paused"):
+                left += max(0, meta.total - await self.settled_count(run_id))
+        return left
+
     async def listed(self) -> list[str]:
         return list(await self.state.use(lambda s: s.hgetall(ACTIVE)))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.command import USAGE, Defaults, EngageCommand
+from bot.command import USAGE, Defaults, EngageCommand, argv_to_text
 from bot.contact_clock import opening_text
 from bot.errors import StudioError
 from bot.flows import Findings, FlowInfo
@@ -71,17 +71,24 @@ def outcome_note(error: StudioError) -> str | None:
     )
 
 
+# The grammar's examples, as a shell would split them: Slack shows them as /engage text
+# (``argv_to_text``), the terminal quoted for a shell (``shlex.join``).
+EXAMPLES: tuple[tuple[str, ...], ...] = (
+    ("+16175551212", "first_name=Zeke"),
+    ("+1 617 555 1212", "name=Zeke Smith", "plan=gold", "vip:=true"),
+    ("+16175551212", "customer.name=Zeke", 'tags:=["a","b"]'),
+    ("+16175551212", '{"first_name": "Zeke", "count": 3}'),
+    ("+16175551212", "--from", "+16175550100"),
+)
+
+
 def help_text(defaults: Defaults, command: str = "/engage") -> str:
     """Usage, examples and the configured flows, as mrkdwn-friendly plain text."""
     lines = [
         f"Usage: {USAGE.replace('/engage', command, 1)}",
         "",
         "Examples:",
-        f"  {command} +16175551212 first_name=Zeke",
-        f'  {command} +1 617 555 1212 name="Zeke Smith" plan=gold vip:=true',
-        f'  {command} +16175551212 customer.name=Zeke tags:=["a","b"]',
-        f'  {command} +16175551212 {{"first_name": "Zeke", "count": 3}}',
-        f"  {command} +16175551212 --from +16175550100",
+        *(f"  {command} {argv_to_text(words)}" for words in EXAMPLES),
         f"  {command} +16175551212 --at 09:00   (09:00 in the contact's time; or --in 2h,"
         ' --at "2026-12-03 09:00", --at "09:00 America/Chicago")',
     ]
