@@ -119,8 +119,12 @@ class LogFormatter(logging.Formatter):
         self.json_lines = json_lines
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name == log.name:
+        if record.name == log.name and not self.json_lines:
             return record.getMessage()
+        if record.name == log.name:  # the audit line, with what every JSON line carries
+            entry = json.loads(record.getMessage())
+            entry.update(level=record.levelname.lower(), logger=record.name, **concerning.get())
+            return json.dumps(entry, ensure_ascii=False)
         if not self.json_lines:
             return super().format(record)
         line: dict[str, object] = {

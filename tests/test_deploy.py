@@ -26,7 +26,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from bot.config import Settings
-from bot.server import HEALTH_PATH
+from bot.server import HEALTH_PATH, READY_PATH
 from tests.peers import REPO, bot_env, free_port
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -90,7 +90,7 @@ def test_app_json_describes_every_variable_and_the_web_process() -> None:
     assert env["REDIS_URL"]["required"] is False  # the Redis add-on is optional
     assert "heroku-redis" in env["REDIS_URL"]["description"]
     assert set(APP_JSON["formation"]) == {"web"}
-    assert APP_JSON["healthchecks"]["web"][0]["path"] == HEALTH_PATH
+    assert APP_JSON["healthchecks"]["web"][0]["path"] == READY_PATH  # ready, not only alive
 
 
 def test_app_json_defaults_are_values_the_bot_accepts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,6 +155,18 @@ def test_json_log_lines_say_what_they_concern() -> None:
     assert line["bulk_run"] == "3f9a"
     text = LogFormatter().format(record)
     assert "WARNING bot.follow: edit of FN1 refused" in text
+    audit_line = logging.LogRecord(
+        "bot.audit", logging.INFO, __file__, 1, json.dumps({"outcome": "started"}), (), None
+    )
+    with about(run="FN" + "2" * 32):
+        audited = json.loads(LogFormatter(json_lines=True).format(audit_line))
+    assert audited == {
+        "outcome": "started",
+        "level": "info",
+        "logger": "bot.audit",
+        "run": "FN" + "2" * 32,
+    }
+    assert json.loads(LogFormatter().format(audit_line)) == {"outcome": "started"}
 
 
 async def test_a_process_with_log_format_json_logs_json_lines() -> None:
