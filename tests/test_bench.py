@@ -122,3 +122,21 @@ def test_the_ceiling_app_acks_what_slack_signed_and_refuses_the_rest() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_dashboard_pictures_quantile_and_rate_are_promqls() -> None:
+    """bench/dashboard_picture.py computes the panels as PromQL would: a rate from
+    counter deltas, a quantile from histogram buckets (linear within the bucket)."""
+    import dashboard_picture as picture
+
+    def histogram(counts: dict[str, float]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {("h_bucket", (("le", le),)): v for le, v in counts.items()}
+
+    before = histogram({"0.1": 0, "0.5": 0, "1.0": 0, "+Inf": 0})
+    after = histogram({"0.1": 50, "0.5": 90, "1.0": 100, "+Inf": 100})  # cumulative
+    scrapes = [(0.0, before), (1.0, after)]
+    assert picture.quantile(scrapes, "h", 0.5)[1] == 0.1  # the 50th of 100 is the 0.1 bucket's top
+    assert abs(picture.quantile(scrapes, "h", 0.99)[1] - 0.95) < 1e-9  # 9 of 10 into (0.5, 1]
+    none: tuple[tuple[str, str], ...] = ()
+    counter = [(0.0, {("c_total", none): 10.0}), (2.0, {("c_total", none): 30.0})]
+    assert picture.per_minute(counter, "c_total") == [0.0, 600.0]  # 20 in 2 s: 600 a minute
