@@ -78,6 +78,9 @@ class Jobs(Protocol):
     async def waiting(self) -> tuple[int, float | None]:
         """How many jobs wait for later, and the first one's due time."""
 
+    async def due(self, now: float) -> int:
+        """Jobs due by ``now`` and not yet done: due but not yet queued, queued, in hand."""
+
 
 class MemoryJobs:
     def __init__(self) -> None:
@@ -102,6 +105,9 @@ class MemoryJobs:
 
     async def waiting(self) -> tuple[int, float | None]:
         return len(self._later), min(self._later.values(), default=None)
+
+    async def due(self, now: float) -> int:
+        return sum(1 for at in self._later.values() if at <= now) + self._queue.qsize()
 
     async def put_many(self, jobs: list[str]) -> None:
         for job in jobs:
@@ -247,6 +253,15 @@ class RedisJobs:
 
     async def unlater(self, job: str) -> None:
         await self._call(self._redis.zrem(self.later_key, job))
+
+    async def due(self, now: float) -> int:
+        """Due in the sorted set, plus the stream's entries (with ``delete_done``, only the
+        queued and those in hand; else every entry ever put)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.later_key, "-inf", repr(now))
+            pipe.xlen(self.stream)
+            later, queued = await self._call(pipe.execute())
+        return int(later) + int(queued)
 
     async def waiting(self) -> tuple[int, float | None]:
         async with self._redis.pipeline(transaction=False) as pipe:

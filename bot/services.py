@@ -235,6 +235,7 @@ class Services:
         sampler = Sampler(
             {
                 "schedules_waiting": lambda: _first(schedules.jobs.waiting()),
+                "schedules_due": lambda: schedules.jobs.due(schedules.now()),
                 "runs_followed_for_records": records.active_count,
                 "runs_overdue": lambda: records.overdue_count(time.time()),
                 "bulk_rows_waiting": bulk.state.rows_left,

@@ -193,6 +193,7 @@ async def test_queue_depths_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None
         await sampler.sample()
         samples = await scrape(run)
     assert value(samples, "engage_queue_depth", queue="schedules_waiting") == 2
+    assert value(samples, "engage_queue_depth", queue="schedules_due") == 0  # not yet
     assert value(samples, "engage_queue_depth", queue="runs_followed_for_records") == 0
 
 
@@ -229,6 +230,7 @@ async def test_a_store_outage_and_its_fallbacks_are_counted(
             os.kill(server.proc.pid, signal.SIGSTOP)
             try:
                 await run.command("+16175551212")  # the limits answer from memory meanwhile
+                await asyncio.sleep(2.0)  # the loops meet the outage too
             finally:
                 os.kill(server.proc.pid, signal.SIGCONT)
             await run.idle()
@@ -236,6 +238,7 @@ async def test_a_store_outage_and_its_fallbacks_are_counted(
     assert value(after, "engage_store_fallbacks_total") > value(
         before, "engage_store_fallbacks_total"
     )
+    assert value(after, "engage_store_outages_total") > value(before, "engage_store_outages_total")
 
 
 async def test_metrics_can_be_turned_off() -> None:
