@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from run import HERE, PY, REPO, App, free_port, http, load, wait_port
@@ -101,9 +102,21 @@ def main() -> None:
     port = free_port()
     peers = f"http://127.0.0.1:{port}"
     peers_proc = subprocess.Popen([PY, str(HERE / "peers.py"), "--port", str(port)])
+    try:
+        scrapes = measure(peers, port, peers_proc)
+    finally:
+        peers_proc.terminate()
+    draw(scrapes, args.out, plt)
+
+
+def measure(
+    peers: str, port: int, peers_proc: subprocess.Popen[bytes]
+) -> list[tuple[float, Samples]]:
+    """Scrape /metrics every second while the load runs."""
     wait_port(port, peers_proc)
     http("POST", f"{peers}/reset?latency=0.05")
-    app = App("dashboard", [PY, "-m", "bot"], peers, STUDIO_RATE_LIMIT="40/second")
+    app = App("dashboard", [PY, "-m", "bot"], peers)
+    app.env["STUDIO_RATE_LIMIT"] = "40/second"  # turns to wait for, on the pace panel
     app.start(peers)
     metrics_url = app.url.replace("/slack/events", "/metrics")
     scrapes: list[tuple[float, Samples]] = []
@@ -128,8 +141,11 @@ def main() -> None:
     finally:
         worker.join()
         app.stop()
-        peers_proc.terminate()
+    return scrapes
 
+
+def draw(scrapes: list[tuple[float, Samples]], out: str, plt: Any) -> None:
+    """The dashboard's panels, as docs/grafana-dashboard.json lays them out."""
     xs = [t for t, _ in scrapes]
     panels: list[tuple[str, list[tuple[str, list[float]]], str]] = [
         (
@@ -225,13 +241,13 @@ def main() -> None:
         axes.grid(alpha=0.2)
         axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout(rect=(0, 0, 1, 0.98))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
     last = scrapes[-1][1]
     print(
         json.dumps(
             {
-                "out": args.out,
+                "out": out,
                 "scrapes": len(scrapes),
                 "started": total(last, "engage_outcomes_total", outcome="started"),
             }
