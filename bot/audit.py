@@ -104,8 +104,9 @@ def surface(caller: Caller) -> str:
     """Where a command came from, in a word (a metrics label)."""
     if caller.terminal:
         return "terminal"
-    if caller.via.startswith("workflow"):
-        return "workflow"
+    for surface in ("workflow", "schedule", "bulk"):
+        if caller.via.startswith(surface):
+            return surface
     return "slack"
 
 

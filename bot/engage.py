@@ -289,6 +289,8 @@ class Engager:
         """
         started = time.monotonic()
         sent = False  # whether the create request may have left
+        if origin[0] and not caller.via:  # a bulk row: its audit lines say which run
+            caller = replace_fields(caller, via=f"bulk run {origin[0]}")
 
         def ms() -> float:
             return (time.monotonic() - started) * 1000

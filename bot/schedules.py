@@ -103,7 +103,7 @@ class Scheduled(Record):
 
     @property
     def caller(self) -> Caller:
-        return Caller(self.user, self.channel, self.team)
+        return Caller(self.user, self.channel, self.team, via=f"schedule {self.id}")
 
 
 @dataclass(frozen=True)

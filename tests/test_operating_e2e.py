@@ -251,3 +251,13 @@ async def test_metrics_can_be_turned_off() -> None:
             off = await http.get(f"http://127.0.0.1:{port}/metrics")
             await sigterm(proc)
     assert off.status_code == 404
+
+
+def test_the_surface_label_comes_from_what_acted() -> None:
+    from bot.audit import Caller, surface
+
+    assert surface(Caller("U1")) == "slack"
+    assert surface(Caller("terminal", terminal=True)) == "terminal"
+    assert surface(Caller("U1", via="workflow Wx1")) == "workflow"
+    assert surface(Caller("U1", via="schedule 0a1b")) == "schedule"
+    assert surface(Caller("U1", via="bulk run 3f9a")) == "bulk"
