@@ -364,7 +364,7 @@ class Schedules:
             finally:
                 self._in_hand.pop(job_id, None)
 
-        # -- one schedule ------------------------------------------------------------------
+    # -- one schedule ------------------------------------------------------------------
 
     async def fire(self, schedule_id: str) -> bool:
         """Start schedule ``schedule_id`` once, under the rules as they are now, and say
