@@ -205,7 +205,7 @@ async def test_a_time_in_quiet_hours_is_refused_with_the_next_allowed_one(
         run = controlled(running, Clock(MORNING_IN_BOSTON))
         response, _ = await run.command(f"{BOSTON} --at 23:00")
         said = text_of(response.json())
-        assert "quiet hours at Wed 2 Dec 23:00 EST" in said or "quiet hours at 23:00 EST" in said
+        assert "quiet hours at Wed 2 Dec 23:00 EST" in said  # the time asked for, with its day
         assert "window opens at Thu 3 Dec 08:00 EST" in said
         token = buttons(response.json())["engage_schedule"]["value"]
         await run.click("engage_schedule", token, n=1)
