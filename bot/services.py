@@ -292,7 +292,7 @@ class Services:
         identity known (``auth.test`` answered), and Redis answering when configured."""
         checks = {"accepting": self.tasks.accepting}
         if self.identity is not None:
-            checks["slack_identity"] = self.identity.known
+            checks["slack_identity"] = await self.identity.ensure()
         if isinstance(self.store, RedisStore):
             try:
                 await asyncio.wait_for(self.store.redis.ping(), READY_TIMEOUT)

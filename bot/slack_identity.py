@@ -11,7 +11,9 @@ ever waits on the network for it. A refused token is logged at start-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from slack_bolt.authorization import AuthorizeResult
@@ -22,6 +24,9 @@ from bot.errors import slack_refusal
 
 log = logging.getLogger(__name__)
 
+RETRY_SECONDS = 10.0  # /readyz asks Slack again at most this often while unknown
+ASK_SECONDS = 1.0  # how long /readyz waits for that answer
+
 
 class BotIdentity:
     def __init__(self, client: AsyncWebClient) -> None:
@@ -29,6 +34,7 @@ class BotIdentity:
         self._result: AuthorizeResult | None = None
         self._lock = asyncio.Lock()
         self.asked = 0  # auth.test calls made (for the tests and the bench)
+        self._tried = -RETRY_SECONDS  # monotonic time of the last ``ensure`` that asked
 
     @property
     def known(self) -> bool:
@@ -46,6 +52,19 @@ class BotIdentity:
                     auth_test_response=answer, bot_token=self.client.token, user_token=None
                 )
         return self._result
+
+    async def ensure(self) -> bool:
+        """Whether the identity is known, asking Slack again (within ``ASK_SECONDS``, at
+        most every ``RETRY_SECONDS``) if the start-up ask failed: readiness must not stay
+        down for ever because Slack was unreachable when the process began."""
+        if self.known:
+            return True
+        now = time.monotonic()
+        if now - self._tried >= RETRY_SECONDS:
+            self._tried = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.warm(), ASK_SECONDS)
+        return self.known
 
     async def warm(self) -> None:
         """Ask Slack now (at start-up, in the background); a failure is logged and the

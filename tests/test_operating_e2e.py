@@ -261,3 +261,23 @@ def test_the_surface_label_comes_from_what_acted() -> None:
     assert surface(Caller("U1", via="workflow Wx1")) == "workflow"
     assert surface(Caller("U1", via="schedule 0a1b")) == "schedule"
     assert surface(Caller("U1", via="bulk run 3f9a")) == "bulk"
+
+
+async def test_ready_comes_back_when_slack_answers_after_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auth.test failed at start-up (Slack unreachable): /readyz asks again, so the bot
+    does not stay out of rotation for ever."""
+    from bot import slack_identity
+
+    monkeypatch.setattr(slack_identity, "RETRY_SECONDS", 0.0)
+    studio, slack = FakeStudio(), FakeSlack(down={"auth.test"})
+    async with wired(monkeypatch, studio, slack) as run:
+        await run.idle()
+        async with httpx.AsyncClient() as http:
+            unknown = await http.get(f"{run.bot_url}/readyz")
+            slack.down.clear()  # Slack answers again
+            ready = await http.get(f"{run.bot_url}/readyz")
+    assert unknown.status_code == 503
+    assert unknown.json()["checks"]["slack_identity"] is False
+    assert ready.status_code == 200, ready.text
