@@ -43,10 +43,19 @@ SIGNING_SECRET = "5ecret-signing-secret"
 API_SECRET = "api-5ecret"
 REDIS_PASSWORD = "pw-5ecret"
 STEP_TOKEN = "xwfp-5ecret-step-token"  # a workflow step's own token (function_executed)
+METRICS_TOKEN = "m3tr1cs-5ecret-token"  # /metrics' bearer token
 
 # Every secret any test configures. tests/conftest.py fails a test whose captured
 # output or logs contain one, so the whole suite doubles as a leak check.
-SECRETS = (AUTH_TOKEN, BOT_TOKEN, SIGNING_SECRET, API_SECRET, REDIS_PASSWORD, STEP_TOKEN)
+SECRETS = (
+    AUTH_TOKEN,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    API_SECRET,
+    REDIS_PASSWORD,
+    STEP_TOKEN,
+    METRICS_TOKEN,
+)
 
 
 def leaked_secrets(text: str) -> list[str]:

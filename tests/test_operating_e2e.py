@@ -20,7 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.audit import LogFormatter
 from bot.logs import about
 from tests.harness import Harness, harness, wired
-from tests.peers import FakeSlack, FakeStudio, bot_env, free_port, redis_server, serve
+from tests.peers import (
+    METRICS_TOKEN,
+    FakeSlack,
+    FakeStudio,
+    bot_env,
+    free_port,
+    redis_server,
+    serve,
+)
 from tests.test_follow_e2e import EVENTS_URL, cloud_event, post_events
 from tests.test_server_process import running_bot, sigterm, wait_healthy
 
@@ -99,7 +107,7 @@ async def test_a_refusal_is_counted_by_its_outcome(monkeypatch: pytest.MonkeyPat
 
 
 async def test_metrics_token_guards_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    token = "m3tr1cs-t0ken-for-tests"
+    token = METRICS_TOKEN  # in the suite's leak check: never in a log line
     async with harness(monkeypatch, FakeStudio(), METRICS_TOKEN=token) as run:
         async with httpx.AsyncClient() as http:
             bare = await http.get(f"{run.bot_url}/metrics")
