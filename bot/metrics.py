@@ -108,8 +108,8 @@ DELIVERIES = Counter(
 )
 QUEUE = Gauge(
     "engage_queue_depth",
-    "Work waiting, sampled: schedules waiting, runs followed for records (active,"
-    " overdue), cards followed",
+    "Work waiting, sampled: schedules waiting and due, bulk rows waiting, runs followed"
+    " for records (active, overdue), cards followed",
     ["queue"],
     registry=REGISTRY,
 )

@@ -169,10 +169,9 @@ class Records:
         ids = await self.state.use(lambda s: s.zrange(ACTIVE, float("-inf"), now, limit))
         return await self._many(ids)
 
-    async def overdue_count(self, now: float, most: int = 100_000) -> int:
-        """Active records whose check is past due (the sweep is behind), up to ``most``."""
-        ids = await self.state.use(lambda s: s.zrange(ACTIVE, float("-inf"), now - 60, most))
-        return len(ids)
+    async def overdue_count(self, now: float) -> int:
+        """Active records whose check is more than a minute past due (the sweep is behind)."""
+        return await self.state.use(lambda s: s.zcount(ACTIVE, float("-inf"), now - 60))
 
     async def active_count(self) -> int:
         return await self.state.use(lambda s: s.zcard(ACTIVE))

@@ -111,10 +111,9 @@ async def _twilio_events(request: web.Request) -> web.Response:
     follower, url, token = services.follower, services.events_url, services.auth_token
     if follower is None or not url or not token:
         return web.json_response({"error": "Event Streams are not configured"}, status=404)
-    refused = metrics.DELIVERIES.labels("refused", "unsigned")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
-        refused.inc()
+        metrics.DELIVERIES.labels("refused", "unsigned").inc()
         return web.json_response({"error": "unsigned"}, status=401)
     try:
         raw = await request.read()
@@ -150,14 +149,16 @@ async def _twilio_events(request: web.Request) -> web.Response:
     async def nudge() -> None:
         for event in studio_events:
             await follower.nudge(event.id, event.sid)
-            if services.outcomes is None:
-                continue
-            if covers == "url":  # the body is not vouched for: read the run instead
-                await services.outcomes.hint(event.sid)
-            else:
-                await services.outcomes.event(
-                    event.kind, event.sid, widget=event.widget, failed=event.failed, when=event.when
-                )
+        if services.outcomes is None:
+            return
+        if covers == "url":  # the body is not vouched for: read each run once instead
+            for sid in dict.fromkeys(event.sid for event in studio_events):
+                await services.outcomes.hint(sid)
+            return
+        for event in studio_events:
+            await services.outcomes.event(
+                event.kind, event.sid, widget=event.widget, failed=event.failed, when=event.when
+            )
 
     services.tasks.spawn(nudge(), "events")
     return web.json_response({"ok": True, "events": len(studio_events)})

@@ -127,6 +127,9 @@ class Store(Protocol):
     async def zcard(self, key: str) -> int:
         """How many members the sorted set ``key`` has."""
 
+    async def zcount(self, key: str, low: float, high: float) -> int:
+        """How many members of ``key`` score from ``low`` to ``high`` (read, not listed)."""
+
     async def zremrange(self, key: str, low: float, high: float) -> None:
         """Remove the members scored ``low``..``high``."""
 
@@ -266,6 +269,9 @@ class MemoryStore:
 
     async def zcard(self, key: str) -> int:
         return len(self._zset(key))
+
+    async def zcount(self, key: str, low: float, high: float) -> int:
+        return sum(1 for score in self._zset(key).values() if low <= score <= high)
 
     async def zremrange(self, key: str, low: float, high: float) -> None:
         zset = self._zset(key)
@@ -445,6 +451,9 @@ class RedisStore:
 
     async def zcard(self, key: str) -> int:
         return int(await self._one(lambda p: p.zcard(PREFIX + key)))
+
+    async def zcount(self, key: str, low: float, high: float) -> int:
+        return int(await self._one(lambda p: p.zcount(PREFIX + key, low, high)))
 
     async def zremrange(self, key: str, low: float, high: float) -> None:
         await self._one(lambda p: p.zremrangebyscore(PREFIX + key, low, high))

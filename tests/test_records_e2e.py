@@ -173,8 +173,19 @@ async def test_a_delivery_without_a_body_hash_is_a_hint_the_run_is_read_from_stu
         forged = cloud_event("step.ended")
         forged["data"].update(name="Failed", transitioned_from="made_up")
         claims = [forged, cloud_event("execution.ended")]
+        outcomes = run.services.outcomes
+        assert outcomes is not None
+        hinted: list[str] = []
+        read_run = outcomes.hint
+
+        async def counted(sid: str) -> None:
+            hinted.append(sid)
+            await read_run(sid)
+
+        monkeypatch.setattr(outcomes, "hint", counted)
         assert await post_unhashed(run, claims) == 200  # Studio: still active
         await run.idle()
+        assert hinted == [ENGAGEMENT_SID]  # one run: read once, not once per event
         still = await records.get(ENGAGEMENT_SID)
         assert still is not None
         assert (still.state, still.widget) == ("active", "")

@@ -191,3 +191,10 @@ async def test_of_processes_that_found_a_check_due_one_claims_it(store: Store) -
     assert await store.zrange("due", 400, 600) == ["rec1"]
     assert not await store.zclaim("due", "rec1", 150.0, 900.0)  # no longer due
     assert not await store.zclaim("due", "nobody", 150.0, 900.0)
+
+
+async def test_zcount_counts_a_score_range_without_listing_it(store: Store) -> None:
+    await store.zadd("due", {"a": 1.0, "b": 2.0, "c": 3.0}, 3600)
+    assert await store.zcount("due", float("-inf"), 2.0) == 2
+    assert await store.zcount("due", 2.5, float("inf")) == 1
+    assert await store.zcount("nothing", 0, 10) == 0
