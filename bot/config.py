@@ -719,11 +719,9 @@ def _blank(value: Any) -> bool:
 
 def _present(raw: Mapping[str, Any], name: str) -> bool:
     value = raw.get(name)
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if isinstance(value, str):
-        return bool(value.strip())  # whitespace alone is as good as unset
-    return value is not None and (not isinstance(value, dict) or bool(value))
+    if value is None or _blank(value):  # whitespace alone is as good as unset
+        return False
+    return not isinstance(value, dict) or bool(value)
 
 
 def _missing_for_studio(raw: Mapping[str, Any]) -> list[str]:
