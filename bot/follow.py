@@ -230,9 +230,8 @@ class Follower:
             followed = await self._load(sid)
             if followed is not None:  # only the poll's time: the poller may be writing the rest
                 soon = followed.model_copy(update={"next_poll": 0.0, "interval": FIRST_POLL})
-                ttl = max(60.0, soon.until - time.time() + 3600 + FINAL_DEADLINE)
                 fields = soon.fields("next_poll", "interval")
-                await self.state.use(lambda s: s.hset(f"follow:{sid}", fields, ttl))
+                await self.state.use(lambda s: s.hset(f"follow:{sid}", fields, _kept_for(soon)))
         except StateUnavailable:
             return  # the poller is the safety net
 
@@ -424,7 +423,7 @@ class Follower:
         return Followed.of(await self.state.use(lambda s: s.hgetall(f"follow:{sid}")))
 
     async def _save(self, followed: Followed) -> None:
-        ttl = max(60.0, followed.until - time.time() + 3600 + FINAL_DEADLINE)
+        ttl = _kept_for(followed)
         await self.state.use(lambda s: s.hset(f"follow:{followed.sid}", followed.fields(), ttl))
 
     async def _forget(self, sid: str) -> None:
@@ -437,6 +436,11 @@ class Follower:
     async def _release(self, sid: str) -> None:
         """Release this process's lease, never another's (if ours ran out meanwhile)."""
         await self.state.use(lambda s: s.delete_if(f"lease:{sid}", self.me))
+
+
+def _kept_for(followed: Followed) -> float:
+    """How long a followed run's record is kept: past following, room for its last edit."""
+    return max(60.0, followed.until - time.time() + 3600 + FINAL_DEADLINE)
 
 
 def _next(now: float, interval: float) -> dict[str, float]:
