@@ -48,8 +48,8 @@ class Jobs(Protocol):
         """The next job (id, body), waiting briefly; None if there is none yet."""
 
     async def ack(self, job_id: str) -> None:
-        """The job is done: never handed out again (and, where ``done`` is ``"delete"``,
-        gone from the stream, so a long-lived queue does not grow)."""
+        """The job is done: never handed out again (and, for a queue made with
+        ``delete_done``, gone from the stream, so a long-lived queue does not grow)."""
 
     async def keep(self, job_ids: list[str]) -> None:
         """Jobs still in hand: restart their idle time, so ``reclaim`` does not hand them
@@ -153,8 +153,8 @@ class RedisJobs:
         self._call = store.call
         self.consumer = consumer
         self.stream = PREFIX + name
-        self.later_key = self.stream + ":later"
-        self._later_name = name + ":later"
+        self._later_name = name + ":later"  # the store's name for it (``later_index``)
+        self.later_key = PREFIX + self._later_name
         self.delete_done = delete_done
         self._ready = False
 
