@@ -24,6 +24,8 @@ from bot.config import Settings, load_settings
 from bot.engage import (
     Engager,
     Refused,
+    Started,
+    StartRequest,
     engagement_request,
     state_store,
     studio_client,
@@ -248,20 +250,19 @@ async def _trigger(
                 print("\n(dry run: nothing was sent)", file=out)
                 return EXIT_OK
             caller = Caller("terminal", terminal=True)
-            outcome = await engager.start_now(command, caller, force=force)
+            outcome = await engager.start(StartRequest(command, caller, confirmed=force))
         finally:
             await store.aclose()
     if isinstance(outcome, Refused):
         print(f"error: not started: {refusal_text(command, outcome)}; nothing was sent", file=err)
         return EXIT_USAGE
-    if outcome.error is not None:
+    if not isinstance(outcome, Started):
         print(f"error: {describe_error(outcome.error)}", file=err)
         if note := outcome_note(outcome.error):
             print(note, file=err)
             return EXIT_UNKNOWN
         return EXIT_FAILED
     engagement = outcome.engagement
-    assert engagement is not None
     link = console_url(engagement.flow_sid or command.flow_sid, engagement.sid)
     print(f"{engagement.sid} {engagement.status or 'unknown'} {link}", file=out)
     print(f"  flow:    {flow_label(engager.named(command))}", file=out)  # Studio's name, once read

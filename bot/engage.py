@@ -1,21 +1,22 @@
-"""The engage use-case: decide whether a parsed command may run, run it, keep it.
+"""The engage use-case: the one way to start a flow, for every surface.
 
-``start_now`` is the whole of a start for a surface that waits for the outcome (the
-terminal, bulk rows): the rules, the flow checks, then the start, returning a domain
-result, the ``Outcome`` or why it was ``Refused``, which each surface renders (text
-for the terminal and the results file, ``messages.refusal`` for Slack). Slack's
-conversation around a start (the ack, prompts to confirm, the card) is
-``bot.slack_engage``, on the steps this module exposes:
+A surface (the slash command, the form, the shortcuts, a bulk row, a schedule, the
+workflow step, the terminal) builds a ``StartRequest``, the command and who vouches for
+it with the surface's mode, and calls ``Engager.start``; it gets back one of
+``Started``, ``Refused``, ``Failed`` or ``Unknown`` and renders it (Block Kit, text,
+a step's outputs). ``start`` composes, once:
 
-- ``check``: the rules, the contact's quiet hours and the per-user limit (audited);
-- ``preflight``: the flow catalog's checks: a flow whose REST API trigger is not
-  connected is refused, and parameters the flow does not read (or lacks) are found
-  (``FLOW_PARAMETER_CHECK``);
-- ``launch``: paces under STUDIO_RATE_LIMIT, sends the create request (never twice:
-  ``bot.studio``), audits the outcome, remembers who started the run and records it.
+- ``check``: the rules, the contact's quiet hours, the per-user limit and the
+  duplicate window, audited (Slack runs it alone for the ack, then starts ``admitted``);
+- the flow catalog's checks: a flow whose REST API trigger is not connected is refused,
+  and parameters the flow does not read (or lacks) are found (``FLOW_PARAMETER_CHECK``);
+- the turn under STUDIO_RATE_LIMIT, the create request (never twice: ``bot.studio``),
+  the audit line, who started the run, its record, and the claim released when nothing
+  can have been sent.
 
-What the use-cases share (the rules, the limits, the flow catalog, who started which
-run, the records) is built once in ``bot.services`` and handed to each of them.
+``vet`` is the same start up to its turn, for a surface that keeps it for later (a
+schedule). What the use-cases share (the rules, the limits, the flow catalog, who
+started which run, the records) is built once in ``bot.services``.
 """
 
 from __future__ import annotations
@@ -96,27 +97,95 @@ class Refused:
     """A start stopped before anything was sent: by the rules (who, where, which contact:
     ``reason``), the contact's quiet hours (``opening``: when their window opens), the
     per-user limit (``wait`` seconds), the duplicate window (the same user, flow and
-    contact just now), a flow whose REST API trigger is not connected, or
-    parameters the flow does not fit (``findings``). Each surface says it its own way
-    (``messages.refusal`` for Slack, ``refusal_text`` for text)."""
+    contact just now), a flow whose REST API trigger is not connected, parameters the
+    flow does not fit (``findings``; ``ask``: the surface may ask the person to start
+    anyway), or ``withdrawn`` by the surface at its turn (``StartRequest.at_turn``).
+    Each surface says it its own way (``messages.refusal`` for Slack, ``refusal_text``
+    for text)."""
 
     kind: Literal[
-        "rules", "quiet_hours", "rate_limited", "duplicate", "not_rest_ready", "parameters"
+        "rules",
+        "quiet_hours",
+        "rate_limited",
+        "duplicate",
+        "not_rest_ready",
+        "parameters",
+        "withdrawn",
     ]
     reason: str = ""
     wait: float = 0.0
     findings: Findings | None = None
     opening: Opening | None = None
+    ask: bool = False
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How a start ended: the run, or the error (and, if Twilio said the contact already
-    has one, the active run when it was found)."""
+class Started:
+    """Twilio started the run."""
 
-    engagement: Engagement | None = None
-    error: StudioError | None = None
+    engagement: Engagement
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Certainly not started: Twilio refused it, or the bot stopped before sending.
+    ``active``: the contact's run already active, when Twilio said so and it was found."""
+
+    error: StudioError
     active: Engagement | None = None
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """It may have started: the request left and no answer came. Never sent again."""
+
+    error: StudioError
+
+
+Sent = Started | Failed | Unknown
+"""What became of a start that reached its create request."""
+
+Result = Started | Refused | Failed | Unknown
+"""What ``Engager.start`` returns: one of four, so no surface needs to narrow it."""
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One start as a surface asks for it: the command, who vouches for it, and the
+    surface's mode. The defaults are a single start typed by a person, judged whole.
+
+    - ``admitted``: the rules, quiet hours and limits were checked already (Slack's ack
+      checks them before the start runs as a task); ``claimed``: the duplicate window
+      holds this start (released when nothing can have been sent).
+    - ``rules``: ``"destination"`` for a bulk row, previewed and confirmed as a whole:
+      only the destination rules, no limit, no flow checks, no parameter prompt.
+    - ``quiet``/``rate``/``claim``: quiet hours, the per-user limit, the duplicate
+      window (``Engager.check``); ``confirmed``: parameter findings were accepted
+      (``--force``, *Start anyway*); ``ask``: findings come back to ask about rather
+      than as a refusal.
+    - ``turn``: ``"single"`` waits for a turn under STUDIO_RATE_LIMIT before bulk work,
+      ``"bulk"`` after it; ``"taken"``: the surface took it already.
+    - ``at_turn``: called once everything passed and the turn came, just before the
+      create request; False withdraws the start (``Refused("withdrawn")``, unaudited).
+    - ``on_stopped``: told what is known if the bot stops mid-start.
+    - ``bulk_run``/``row``: where a bulk row came from, for its record.
+    """
+
+    command: EngageCommand
+    caller: Caller
+    admitted: bool = False
+    claimed: bool = False
+    rules: Literal["all", "destination"] = "all"
+    quiet: bool = True
+    rate: bool = True
+    claim: bool = False
+    confirmed: bool = False
+    ask: bool = False
+    turn: Literal["single", "bulk", "taken"] = "single"
+    at_turn: Callable[[], Awaitable[bool]] | None = None
+    on_stopped: Callable[[StudioError], Awaitable[None]] | None = None
+    bulk_run: str = ""
+    row: str = ""
 
 
 class Engager:
@@ -149,38 +218,36 @@ class Engager:
         self.parameter_check = parameter_check  # FLOW_PARAMETER_CHECK: confirm|refuse|off
         self.clock = clock or ContactClock()  # quiet hours (off unless configured)
 
-    async def start_now(
-        self,
-        command: EngageCommand,
-        caller: Caller,
-        *,
-        force: bool = False,
-        bulk: bool = False,
-        paced: bool = False,
-        bulk_run: str = "",
-        row: str = "",
-    ) -> Outcome | Refused:
-        """Apply the guardrails and the flow checks, then start and wait for the outcome;
-        or why not. With ``force``, parameter findings do not stop it. A ``bulk`` row
-        (previewed and confirmed as a whole, counted as one use when it started) skips
-        the per-user limit and the parameter prompt, and lets single commands go first;
-        ``paced``: its slot under STUDIO_RATE_LIMIT was taken already (``Throttle.pace``)."""
-        if bulk:
+    async def start(self, request: StartRequest) -> Result:
+        """The one way to start a flow, for every surface: the rules and limits (unless
+        ``admitted``), the flow checks, the turn, the create request (never twice), the
+        audit line, who started it, the record, and the duplicate claim released when
+        nothing can have been sent. The surface renders what comes back."""
+        vetted = await self.vet(request)
+        if isinstance(vetted, Refused):
+            return vetted
+        return await self._send(vetted, request)
+
+    async def vet(self, request: StartRequest) -> EngageCommand | Refused:
+        """Everything before the turn and the create request, for ``start`` and for a
+        surface that keeps the start for later (a schedule): the command, named as
+        Studio names its flow, or why not (audited; the claim released)."""
+        command, caller = self.named(request.command), request.caller
+        if request.rules == "destination":
             if reason := destination_refusal(self.policy, command):
                 audit.record("refused", caller, command, detail=reason)
                 return Refused("rules", reason)
-            return await self.launch(
-                command, caller, bulk=True, paced=paced, origin=(bulk_run, row)
+            return command
+        if not request.admitted and (
+            no := await self.check(
+                command, caller, quiet=request.quiet, rate=request.rate, claim=request.claim
             )
-        if no := await self.check(command, caller):
+        ):
             return no
-        command, refused, found = await self.preflight(command, caller, checked=force)
-        if refused:
-            return refused
-        if found:  # no one to ask: refused, unless forced
-            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
-            return Refused("parameters", findings=found)
-        return await self.launch(command, caller)
+        command, refused = await self._flow_checks(command, request)
+        if refused is not None and (request.claim or request.claimed):
+            await self.throttle.release(caller.user_id, command)  # nothing was sent
+        return refused or command
 
     # -- the flows, as Studio knows them -----------------------------------------
 
@@ -196,26 +263,35 @@ class Engager:
             return None, Findings()
         return info, findings(info.analysis.parameters, command.parameters)
 
-    async def preflight(
-        self, command: EngageCommand, caller: Caller, *, checked: bool
-    ) -> tuple[EngageCommand, Refused | None, Findings | None]:
-        """The flow checks before the create request: (the command, named; a refusal;
-        findings to confirm). Nothing is checked when Studio cannot be asked."""
+    async def _flow_checks(
+        self, command: EngageCommand, request: StartRequest
+    ) -> tuple[EngageCommand, Refused | None]:
+        """The flow catalog's checks: (the command, named; why not). A flow whose REST API
+        trigger is not connected is refused; parameters the flow does not read (or lacks)
+        are refused, or returned to ask about (``request.ask``), unless ``confirmed`` or
+        FLOW_PARAMETER_CHECK is off. Nothing is checked when Studio cannot be asked."""
+        caller = request.caller
         info = await self.catalog.get(command.flow_sid) if self.catalog else None
         if info is None:
-            return command, None, None
+            return command, None
         if info.name:
             command = replace_fields(command, flow_name=info.name)
         if info.analysis.rest_ready is False:
             audit.record("refused", caller, command, detail="REST API trigger not connected")
-            return command, Refused("not_rest_ready"), None
-        if checked or self.parameter_check == "off":
-            return command, None, None
+            return command, Refused("not_rest_ready")
+        if request.confirmed or self.parameter_check == "off":
+            return command, None
         found = findings(info.analysis.parameters, command.parameters)
-        if found and self.parameter_check == "refuse":
-            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
-            return command, Refused("parameters", findings=found), None
-        return command, None, found or None
+        if not found:
+            return command, None
+        ask = request.ask and self.parameter_check != "refuse"
+        audit.record(
+            "parameters" if ask else "refused",
+            caller,
+            command,
+            detail=(findings_text(found) if ask else f"parameters: {findings_text(found)}"),
+        )
+        return command, Refused("parameters", findings=found, ask=ask)
 
     # -- the rules, the start, the report ---------------------------------------
 
@@ -271,33 +347,31 @@ class Engager:
         """Who started run ``sid`` from this bot; None if unknown or unreadable now."""
         return await self.registry.starter(sid)
 
-    async def launch(
-        self,
-        command: EngageCommand,
-        caller: Caller,
-        *,
-        on_stopped: Callable[[StudioError], Awaitable[None]] | None = None,
-        bulk: bool = False,
-        paced: bool = False,
-        origin: tuple[str, str] = ("", ""),
-    ) -> Outcome:
-        """Pace, start, audit, remember: every start ends here, whatever happens.
+    async def _send(self, command: EngageCommand, request: StartRequest) -> Result:
+        """The turn, the create request, the audit line, who started it, the record:
+        every start that passed its checks ends here, whatever happens.
 
         A claim in the duplicate window is released only when nothing can have reached
         Twilio. If the task is cancelled (shutdown), ``on_stopped`` is told what is
-        known (to tell the user) before the cancellation goes on.
+        known (to tell the user) before the cancellation goes on. A store that fails in
+        ``at_turn`` is raised to the surface (nothing was sent).
         """
+        caller, origin = request.caller, (request.bulk_run, request.row)
         started = time.monotonic()
         sent = False  # whether the create request may have left
-        if origin[0] and not caller.via:  # a bulk row: its audit lines say which run
-            caller = replace_fields(caller, via=f"bulk run {origin[0]}")
+        if request.bulk_run and not caller.via:  # a bulk row: its audit lines say which run
+            caller = replace_fields(caller, via=f"bulk run {request.bulk_run}")
 
         def ms() -> float:
             return (time.monotonic() - started) * 1000
 
         try:
-            if not paced and not await self.throttle.pace(bulk=bulk):
+            if request.turn != "taken" and not await self.throttle.pace(
+                bulk=request.turn == "bulk"
+            ):
                 raise StudioBusy
+            if request.at_turn is not None and not await request.at_turn():
+                return Refused("withdrawn")
             sent = True
             engagement = await self.studio.create_engagement(
                 command.flow_sid,
@@ -308,14 +382,24 @@ class Engager:
             )
         except StudioError as exc:
             return await self._failed(exc, command, caller, ms(), origin)
+        except StateUnavailable:
+            if sent:  # not raised once the request left; kept as a defect if it ever is
+                return await self._failed(
+                    StudioOutcomeUnknown("the bot failed after sending (StateUnavailable)"),
+                    command,
+                    caller,
+                    ms(),
+                    origin,
+                )
+            raise
         except asyncio.CancelledError:
             stopped = self._stopped(sent)
             if not stopped.outcome_unknown:
                 await self.throttle.release(caller.user_id, command)
             said: audit.Outcome = "unknown" if stopped.outcome_unknown else "failed"
             audit.record(said, caller, command, latency_ms=ms(), detail=stopped.message)
-            if on_stopped is not None:  # what is known, said before the cancellation goes on
-                await asyncio.shield(on_stopped(stopped))
+            if request.on_stopped is not None:  # said before the cancellation goes on
+                await asyncio.shield(request.on_stopped(stopped))
             raise
         except Exception as exc:  # a defect: still an outcome, an audit line, the right claim
             log.exception("engagement start failed (%s)", type(exc).__name__)
@@ -337,7 +421,7 @@ class Engager:
                 await self.records.started(
                     engagement.sid, command, caller, bulk_run=bulk_run, row=row
                 )
-        return Outcome(engagement=engagement)
+        return Started(engagement)
 
     @staticmethod
     def _stopped(sent: bool) -> StudioError:
@@ -355,7 +439,7 @@ class Engager:
         caller: Caller,
         ms: float,
         origin: tuple[str, str] = ("", ""),
-    ) -> Outcome:
+    ) -> Failed | Unknown:
         if self.records is not None and not isinstance(exc, StudioNotSent):
             bulk_run, row = origin  # Twilio refused it, or may have started it: kept
             with contextlib.suppress(StateUnavailable):
@@ -375,9 +459,9 @@ class Engager:
                 latency_ms=ms,
                 sid=active.sid if active else None,
             )
-            return Outcome(error=exc, active=active)
+            return Failed(exc, active)
         if not exc.outcome_unknown:
             await self.throttle.release(caller.user_id, command)  # certainly not started
         said: audit.Outcome = "unknown" if exc.outcome_unknown else "failed"
         audit.record(said, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
-        return Outcome(error=exc)
+        return Unknown(exc) if exc.outcome_unknown else Failed(exc)

@@ -32,7 +32,7 @@ from bot import audit
 from bot.audit import Caller
 from bot.command import EngageCommand
 from bot.contact_clock import ContactClock, Instant, Opening, When, due_at, relative
-from bot.engage import Engager, Outcome, Refused
+from bot.engage import Engager, Refused, Result, Started, StartRequest, Unknown
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, jobs_for
 from bot.logs import Outage, Repeats, about
@@ -117,7 +117,7 @@ class NotSchedulable:
 
 # Says what happened at fire time: the item (its state, run SID and note) and the start's
 # outcome or refusal (None: claimed by a process that stopped, outcome unknown).
-Tell = Callable[[Scheduled, Outcome | Refused | None], Awaitable[None]]
+Tell = Callable[[Scheduled, Result | None], Awaitable[None]]
 
 
 class Schedules:
@@ -375,36 +375,60 @@ class Schedules:
         process was down) is cancelled, not fired, and its starter told. What Twilio
         answered wins over the store: the card and the DM go out from what this process
         knows, and the state is written when the store is back."""
-        item = await self.get(schedule_id)
-        if item is None or item.state not in ("waiting", "sending"):
+        found = await self.get(schedule_id)
+        if found is None or found.state not in ("waiting", "sending"):
             return True  # cancelled, or settled by the process that fired it
+        item: Scheduled = found
         if item.state == "sending":  # taken up from a process that stopped mid-start?
             return await self._claimed_elsewhere(item)
         command, caller, sid = item.command, item.caller, item.id
         if self.now() - item.due > self.late_seconds:
             return await self._missed(item)
-        refused = await self.recheck(command, caller)
-        if refused is None:
-            await self.engager.throttle.pace(bulk=True)  # its turn, singles first
-        if not await self._claim(sid, self.me):
-            return await self._claimed_elsewhere(item)
-        await self._unlist(item)
-        if refused is not None:
-            item = await self._set(item, state="refused", note=refusal_text(command, refused))
-            await self._tell(item, refused)
+        taken: dict[str, float] = {}
+
+        async def take() -> bool:
+            """Its turn came: claim it, so no other process fires it too."""
+            nonlocal item
+            if not await self._claim(sid, self.me):
+                return False
+            await self._unlist(item)
+            item = await self._set(item, state="sending")
+            audit.record("schedule_fired", caller, command, detail=f"schedule {item.id}")
+            taken["at"] = self.now()
             return True
-        item = await self._set(item, state="sending")
-        audit.record("schedule_fired", caller, command, detail=f"schedule {item.id}")
-        fired = self.now()
-        outcome = await self.engager.launch(command, caller, paced=True)
-        if outcome.engagement is not None:
-            changes: dict[str, Any] = {"state": "started", "sid": outcome.engagement.sid}
+
+        if (no := self._unconfigured(command, caller)) is None:
+            result = await self.engager.start(
+                StartRequest(
+                    command,
+                    caller,
+                    rate=False,  # counted when it was scheduled
+                    confirmed=True,  # its parameters were accepted then
+                    turn="bulk",  # its turn, single commands first
+                    at_turn=take,
+                )
+            )
         else:
-            assert outcome.error is not None
-            state: State = "unknown" if outcome.error.outcome_unknown else "failed"
-            changes = {"state": state, "note": outcome.error.message}
-        changes["fired"] = fired
-        await self._tell(item.model_copy(update=changes), outcome)
+            result = no
+        if isinstance(result, Refused) and result.kind == "withdrawn":
+            return await self._claimed_elsewhere(item)
+        if isinstance(result, Refused):
+            if not await self._claim(sid, self.me):
+                return await self._claimed_elsewhere(item)
+            await self._unlist(item)
+            item = await self._set(item, state="refused", note=refusal_text(command, result))
+            await self._tell(item, result)
+            return True
+        if "at" not in taken and not isinstance(result, Started):  # failed before its turn
+            log.error("schedule %s: not fired (%s); tried again", sid, result.error.message)
+            return False
+        changes: dict[str, Any] = {"fired": taken["at"]}
+        if isinstance(result, Started):
+            changes |= {"state": "started", "sid": result.engagement.sid}
+        else:
+            state: State = "unknown" if isinstance(result, Unknown) else "failed"
+            changes |= {"state": state, "note": result.error.message}
+        await self._tell(item.model_copy(update=changes), result)
         await self._settle(item, changes)
         return True
 
@@ -442,18 +466,14 @@ class Schedules:
         await self._tell(item)
         return True
 
-    async def recheck(self, command: EngageCommand, caller: Caller) -> Refused | None:
-        """The rules at fire time: the starter still allowed, the flow still configured
-        and REST-ready, the destination still allowed, the contact not in quiet hours."""
+    def _unconfigured(self, command: EngageCommand, caller: Caller) -> Refused | None:
+        """A flow removed from the configuration since it was scheduled (audited)."""
         configured = self.policy.configured
-        if configured is not None and command.flow_sid not in configured:
-            reason = "the flow is no longer configured here (STUDIO_FLOW_SID, STUDIO_FLOWS)"
-            audit.record("refused", caller, command, detail=reason)
-            return Refused("rules", reason)
-        if no := await self.engager.check(command, caller, rate=False):
-            return no
-        _, refused, _ = await self.engager.preflight(command, caller, checked=True)
-        return refused
+        if configured is None or command.flow_sid in configured:
+            return None
+        reason = "the flow is no longer configured here (STUDIO_FLOW_SID, STUDIO_FLOWS)"
+        audit.record("refused", caller, command, detail=reason)
+        return Refused("rules", reason)
 
     async def _claimed_elsewhere(self, item: Scheduled) -> bool:
         """The claim is taken: by a cancel (nothing to do), by a process still alive that
@@ -477,7 +497,7 @@ class Schedules:
         await self._tell(fresh)
         return True
 
-    async def _tell(self, item: Scheduled, result: Outcome | Refused | None = None) -> None:
+    async def _tell(self, item: Scheduled, result: Result | None = None) -> None:
         """Say what happened, in a task of its own: a card waiting for its channel's turn
         under Slack's tier never holds a slot the next due schedule needs."""
         if self.tell is None:
@@ -487,7 +507,7 @@ class Schedules:
         task.add_done_callback(self._telling.discard)
 
     @staticmethod
-    async def _told(tell: Tell, item: Scheduled, result: Outcome | Refused | None) -> None:
+    async def _told(tell: Tell, item: Scheduled, result: Result | None) -> None:
         try:
             await tell(item, result)
         except Exception:  # the outcome is kept and audited; the log says who missed it

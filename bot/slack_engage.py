@@ -31,12 +31,12 @@ from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, HelpCommand
 from bot.confirmations import Confirmations
 from bot.contact_clock import Instant, Opening, local_time
-from bot.engage import Engager, Outcome, Refused
+from bot.engage import Engager, Failed, Refused, Result, Started, StartRequest
 from bot.errors import StateUnavailable, StudioError
 from bot.flows import Findings
 from bot.messages import Message
 from bot.messages import schedules as schedule_messages
-from bot.messages.text import configured_flows, findings_text
+from bot.messages.text import configured_flows
 from bot.policy import may_end
 from bot.schedules import NotSchedulable, Scheduled, Schedules
 from bot.store import Durable
@@ -318,43 +318,52 @@ class SlackEngage:
         checked: bool = False,
         again: bool = False,
     ) -> None:
-        """After the ack: the flow checks, the start, then the outcome through ``reply``."""
-        command, refused, found = await self.engager.preflight(command, caller, checked=checked)
-        if refused or found:
-            await self.throttle.release(caller.user_id, command)  # nothing was sent
-            if found:
-                said = await self._confirm_parameters(command, caller, found)
-            else:
-                assert refused is not None
-                said = self.refusal(command, refused)
-            await deliver(reply, said, command.flow_sid)
-            return
-        if command.when is not None:
-            await self._keep_schedule(command, caller, reply, again=again)
-            return
+        """After the ack: the start (admitted at the ack), or, for a command with a time,
+        its flow checks and the keeping; the outcome through ``reply``."""
 
         async def stopped(error: StudioError) -> None:  # the bot stops mid-start
             await deliver(reply, messages.engage_failed(command, error), within=LAST_WORD_SECONDS)
 
-        outcome = await self.engager.launch(command, caller, on_stopped=stopped)
-        if outcome.engagement is not None and self.publish is not None:
-            await self.publish(command, outcome.engagement, caller, reply)
+        request = StartRequest(
+            command,
+            caller,
+            admitted=True,
+            claimed=command.when is None,  # the duplicate window, claimed at the ack
+            confirmed=checked,
+            ask=True,
+            on_stopped=stopped,
+        )
+        if command.when is not None:
+            vetted = await self.engager.vet(request)
+            if not isinstance(vetted, Refused):
+                await self._keep_schedule(vetted, caller, reply, again=again)
+                return
+            outcome: Result = vetted
+        else:
+            outcome = await self.engager.start(request)
+        if isinstance(outcome, Started) and self.publish is not None:
+            await self.publish(self.engager.named(command), outcome.engagement, caller, reply)
             return
-        if outcome.engagement is not None:
-            message = messages.engaged(
+        await deliver(reply, await self._said(command, caller, outcome), _sid(outcome, command))
+
+    async def _said(self, command: EngageCommand, caller: Caller, outcome: Result) -> Message:
+        """A start's result as Slack says it to the person who asked."""
+        command = self.engager.named(command)
+        if isinstance(outcome, Refused) and outcome.ask and outcome.findings:
+            return await self._confirm_parameters(command, caller, outcome.findings)
+        if isinstance(outcome, Refused):
+            return self.refusal(command, outcome)
+        if isinstance(outcome, Started):
+            return messages.engaged(
                 command,
                 outcome.engagement,
                 caller.user_id,
                 mask=self.mask_numbers,
                 api=self.studio.api,
             )
-        elif outcome.error is not None and is_already_active(outcome.error):
-            message = await self._already_active(command, caller, outcome)
-        else:
-            assert outcome.error is not None
-            message = messages.engage_failed(command, outcome.error)
-        sid = outcome.engagement.sid if outcome.engagement else command.flow_sid
-        await deliver(reply, message, sid)
+        if isinstance(outcome, Failed) and is_already_active(outcome.error):
+            return await self._already_active(command, caller, outcome)
+        return messages.engage_failed(command, outcome.error)
 
     async def _confirm_parameters(
         self, command: EngageCommand, caller: Caller, found: Findings
@@ -364,15 +373,13 @@ class SlackEngage:
             token = await self.confirmations.park(caller.user_id, command, checked=True)
         except StateUnavailable:
             return messages.state_unavailable()
-        audit.record("parameters", caller, command, detail=findings_text(found))
         return messages.confirm_parameters(command, found, token)
 
     async def _already_active(
-        self, command: EngageCommand, caller: Caller, outcome: Outcome
+        self, command: EngageCommand, caller: Caller, outcome: Failed
     ) -> Message:
         """Offer to end the active run and start again, if the End rule lets this caller;
         else say who may."""
-        assert outcome.error is not None
         active = outcome.active
         starter = await self.engager.starter_of(active.sid) if active else None
         token = None
@@ -386,3 +393,8 @@ class SlackEngage:
         return messages.already_active(
             command, outcome.error, active, token, starter=starter, api=self.studio.api
         )
+
+
+def _sid(outcome: Result, command: EngageCommand) -> str:
+    """What a reply is about: the run, else the flow."""
+    return outcome.engagement.sid if isinstance(outcome, Started) else command.flow_sid

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.audit import Caller
-from bot.engage import Outcome, Refused
+from bot.engage import Refused, Result, Started
 from bot.errors import StateUnavailable
 from bot.messages import Message
 from bot.messages import schedules as schedule_messages
@@ -82,10 +82,10 @@ class SlackSchedules:
 
     # -- when a schedule fires ----------------------------------------------------------
 
-    async def tell(self, item: Scheduled, result: Outcome | Refused | None) -> None:
+    async def tell(self, item: Scheduled, result: Result | None) -> None:
         """The card in the schedule's channel with the starter mentioned in its thread;
         or, privately, why it did not start."""
-        if isinstance(result, Outcome) and result.engagement is not None:
+        if isinstance(result, Started):
             await self._card(item, result.engagement)
             return
         if isinstance(result, Refused):

@@ -34,10 +34,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import audit, messages, parameters
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, resolve_flow, sender_for
-from bot.engage import Engager, Refused
+from bot.engage import Engager, Failed, Refused, Started, StartRequest, Unknown
 from bot.errors import CommandError, ParameterError, PhoneError, StateUnavailable, slack_refusal
 from bot.flow_catalog import FlowCatalog
-from bot.messages.text import configured_flows, describe_error, findings_text, refusal_text
+from bot.messages.text import configured_flows, describe_error, refusal_text
 from bot.phone import channel_mismatch, parse_address
 from bot.policy import SLACK_USER, Policy, unattended_refusal
 from bot.records import FINAL, Records, RunRecord
@@ -354,17 +354,23 @@ class WorkflowSteps:
         if not self.tasks.accepting:
             await self._fail(execution, token, "the bot is restarting; run the workflow again")
             return
-        if problem := await self._refusal(command, caller):
+        if problem := self._channel_needed(command, caller):
+            audit.record("refused", caller, command, detail=problem)
             await self._fail(execution, token, problem, caller.user_id)
             return
-        outcome = await self.engager.launch(command, caller)
-        if outcome.engagement is None:
-            assert outcome.error is not None
+        # a workflow has nobody to click *Start anyway*: parameter findings refuse it
+        outcome = await self.engager.start(StartRequest(command, caller, claim=True))
+        if isinstance(outcome, Refused):
+            throttle = self.engager.throttle
+            said = _refusal_text(command, outcome, throttle.user_rate, throttle.duplicate_window)
+            await self._fail(execution, token, said, caller.user_id)
+            return
+        if not isinstance(outcome, Started):
             error = outcome.error
             said = describe_error(error)
-            if is_already_active(error) and outcome.active is not None:
+            if isinstance(outcome, Failed) and is_already_active(error) and outcome.active:
                 said += f" The active run: {console_url(command.flow_sid, outcome.active.sid)}"
-            elif error.outcome_unknown:
+            elif isinstance(outcome, Unknown):
                 said += (
                     " It may have started: check the flow's runs before running the workflow"
                     f" again: {console_url(command.flow_sid)}"
@@ -385,29 +391,15 @@ class WorkflowSteps:
             return
         await self._wait(waiting)
 
-    async def _refusal(self, command: EngageCommand, caller: Caller) -> str | None:
-        """The guardrails and the flow checks for the step's user, or None: what to fix."""
+    def _channel_needed(self, command: EngageCommand, caller: Caller) -> str | None:
+        """A step without a channel where channels are restricted: what to fix."""
         policy = self.engager.policy
-        if not caller.channel_id and (
-            policy.everywhere.channels is not None
-            or (
-                policy.per_flow.get(command.flow_sid) and policy.per_flow[command.flow_sid].channels
-            )
+        restricted = policy.per_flow.get(command.flow_sid)
+        if caller.channel_id or (
+            policy.everywhere.channels is None and not (restricted and restricted.channels)
         ):
-            return (
-                "Channel: channels are restricted here (ALLOWED_SLACK_CHANNELS); give the step one"
-            )
-        throttle = self.engager.throttle
-        if no := await self.engager.check(command, caller, claim=True):
-            return _refusal_text(command, no, throttle.user_rate, throttle.duplicate_window)
-        _, refused, found = await self.engager.preflight(command, caller, checked=False)
-        if refused is None and found:
-            audit.record("refused", caller, command, detail=f"parameters: {findings_text(found)}")
-            refused = Refused("parameters", findings=found)
-        if refused is not None:
-            await throttle.release(caller.user_id, command)  # nothing was sent
-            return _refusal_text(command, refused, throttle.user_rate)
-        return None
+            return None
+        return "Channel: channels are restricted here (ALLOWED_SLACK_CHANNELS); give the step one"
 
     async def _names(self) -> dict[str, str]:
         """Each configured flow's Studio name, casefolded -> its SID (as known)."""

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.audit import Caller
 from bot.command import Defaults, EngageCommand, parse
-from bot.engage import Engager, Outcome
+from bot.engage import Engager, Started, StartRequest
 from bot.errors import CommandError, StudioAPIError
 from bot.studio import Api, Engagement, StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, prism
@@ -47,9 +47,8 @@ DEFAULTS = Defaults(flow_sid=FLOW_SID, sender=SENDER, region="US")
 
 async def start(studio: StudioClient, command: EngageCommand) -> Engagement:
     """Through the use-case's one entry, as the terminal starts: Prism must accept it."""
-    outcome = await Engager(studio).start_now(command, Caller("terminal", terminal=True))
-    assert isinstance(outcome, Outcome), outcome
-    assert outcome.engagement is not None, outcome.error
+    outcome = await Engager(studio).start(StartRequest(command, Caller("terminal", terminal=True)))
+    assert isinstance(outcome, Started), outcome
     return outcome.engagement
 
 

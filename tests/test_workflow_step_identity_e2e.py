@@ -157,7 +157,7 @@ async def test_a_failure_inside_the_bot_still_completes_the_step(
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(Engager, "launch", broken)
+    monkeypatch.setattr(Engager, "start", broken)
     done, _ = await completed(monkeypatch, {"interactivity": ran_by("U0BOSS")}, BOSS)
     assert done["method"] == "functions.completeError"
     assert "the bot failed while running the step (RuntimeError)" in done["error"]

@@ -4,7 +4,7 @@ once at the account's pace, and finishes a run when every row is settled.
 - A row is claimed as *sending* before its request goes out; a job found claimed but
   without an outcome (its process died) becomes *outcome unknown* and is never sent
   again. Rows start through the same use-case as single commands
-  (``Engager.start_now(bulk=True)``), letting single commands go first.
+  (``Engager.start`` with the destination rules only), letting single commands go first.
 - A run is listed before its rows are enqueued, and its rows are enqueued in one
   step (``Jobs.put_many``): a run left *starting* by a process that died is taken up
   by another after ``START_GRACE`` seconds (or failed cleanly, if its rows are gone).
@@ -30,7 +30,7 @@ from bot.bulk.state import KEEP_SECONDS, BulkState, RowOutcome, RunMeta
 from bot.bulk_input import Row
 from bot.command import EngageCommand
 from bot.contact_clock import opening_text
-from bot.engage import Engager, Outcome, Refused
+from bot.engage import Engager, Refused, Result, Started, StartRequest, Unknown
 from bot.errors import StateUnavailable
 from bot.jobs import Jobs, Wakeups, jobs_for
 from bot.logs import Outage, Repeats, about
@@ -237,8 +237,15 @@ class Worker:
             return True
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
-        outcome = await self.engager.start_now(
-            command, meta.caller, bulk=True, paced=True, bulk_run=run_id, row=number
+        outcome = await self.engager.start(
+            StartRequest(
+                command,
+                meta.caller,
+                rules="destination",  # previewed and confirmed as a whole
+                turn="taken",
+                bulk_run=run_id,
+                row=number,
+            )
         )
         await self.state.settle(run_id, number, row_outcome(command, outcome))
         return True
@@ -305,21 +312,18 @@ class Worker:
             await self.state.unlist(run_id)
 
 
-def row_outcome(command: EngageCommand, outcome: Outcome | Refused) -> RowOutcome:
+def row_outcome(command: EngageCommand, outcome: Result) -> RowOutcome:
     """A row's outcome for the results file."""
     if isinstance(outcome, Refused):
         reason = refusal_text(command, outcome)
         return RowOutcome(outcome="failed", message=f"not started: {reason}")
-    if outcome.engagement is not None:
+    if isinstance(outcome, Started):
         return RowOutcome(outcome="started", sid=outcome.engagement.sid)
     error = outcome.error
-    assert error is not None
     message = error.message
+    if isinstance(outcome, Unknown):
+        return RowOutcome(outcome="unknown", code=str(error.code or ""), message=message)
     if is_already_active(error):
         active = f" ({outcome.active.sid})" if outcome.active else ""
         message = "already active: " + message + active
-    return RowOutcome(
-        outcome="unknown" if error.outcome_unknown else "failed",
-        code=str(error.code or ""),
-        message=message,
-    )
+    return RowOutcome(outcome="failed", code=str(error.code or ""), message=message)
