@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.bulk_input import read_csv
-from bot.bulk_plan import plan
-from bot.flows import FlowInfo, analyse
-from bot.policy import Policy
+from bot.domain.bulk_input import read_csv
+from bot.domain.bulk_plan import plan
+from bot.domain.flows import FlowInfo, analyse
+from bot.domain.policy import Policy
 
 DEFINITION = {
     "states": [

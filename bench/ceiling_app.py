@@ -1,4 +1,4 @@
-"""The stack's own ceiling: the bot's HTTP server (aiohttp, and bot.slack_http's checks
+"""The stack's own ceiling: the bot's HTTP server (aiohttp, and bot.slack.http's checks
 of Slack's headers, size and signature) answering every signed command with a fixed
 ack, and doing nothing else: no Bolt, no parsing, no guardrails, no Studio, no reply.
 
@@ -12,8 +12,8 @@ import os
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.errors import BadRequest
-from bot.slack_http import signed_request
+from bot.domain.errors import BadRequest
+from bot.slack.http import signed_request
 
 VERIFIER = SignatureVerifier(os.environ["SLACK_SIGNING_SECRET"])
 ACK = {"response_type": "ephemeral", "text": "Starting…"}

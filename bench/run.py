@@ -432,7 +432,7 @@ def main() -> None:
 
         report["peers_ceiling_per_s"] = {"studio": 2000 / span(ceiling), "sink": 2000 / span(sink)}
         report["import_s"] = {
-            "studio-engage": import_time("import bot.server"),
+            "studio-engage": import_time("import bot.app.server"),
             "baseline": import_time("import slack_bolt, twilio.rest; twilio.rest.Client"),
         }
         report["bulk_preview"] = bench_json("bulk_preview.py")

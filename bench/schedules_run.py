@@ -30,13 +30,13 @@ from aiohttp import web
 from pydantic import SecretStr
 from run import FLOW, bot_env, free_port, redis_server, spawn_bot
 
-from bot.audit import Caller
-from bot.command import EngageCommand
-from bot.engage import Engager
-from bot.schedules import Schedules
-from bot.store import RedisStore
-from bot.studio import StudioClient
-from bot.throttle import SPACING
+from bot.domain.caller import Caller
+from bot.domain.command import EngageCommand
+from bot.engage.schedules import Schedules
+from bot.engage.start import Engager
+from bot.engage.throttle import SPACING
+from bot.state.store import RedisStore
+from bot.studio.client import StudioClient
 
 SENDER = "+16175550100"
 

@@ -27,8 +27,8 @@ from pydantic import SecretStr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bot.studio import POOL_LIMITS, StudioClient  # noqa: E402
-from bot.transport import AiohttpTransport  # noqa: E402
+from bot.infra.transport import AiohttpTransport  # noqa: E402
+from bot.studio.client import POOL_LIMITS, StudioClient  # noqa: E402
 
 FLOW = "FW" + "b" * 32
 
@@ -45,7 +45,7 @@ def _httpx_aiohttp() -> httpx.AsyncBaseTransport:
 
 
 CANDIDATES: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
-    "aiohttp, bot/transport.py (ours)": lambda: AiohttpTransport(POOL_LIMITS),
+    "aiohttp, bot/infra/transport.py (ours)": lambda: AiohttpTransport(POOL_LIMITS),
     "httpx-aiohttp": _httpx_aiohttp,
     "httpcore, keep-alive 64 (before)": _httpcore(64),
     "httpcore, keep-alive 8": _httpcore(8),

@@ -1,5 +1,5 @@
-"""``python -m bot``: see ``bot.cli``."""
+"""``python -m bot``: see ``bot.app.cli``."""
 
-from bot.cli import main
+from bot.app.cli import main
 
 raise SystemExit(main())

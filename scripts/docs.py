@@ -22,13 +22,13 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bot.audit import OUTCOMES  # noqa: E402
-from bot.bulk_plan import Progress  # noqa: E402
-from bot.command import EngageCommand  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.messages import engaged_card, run_card  # noqa: E402
-from bot.messages.bulk import bulk_progress  # noqa: E402
-from bot.studio import Engagement  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.domain.bulk_plan import Progress  # noqa: E402
+from bot.domain.command import EngageCommand  # noqa: E402
+from bot.domain.run import Engagement  # noqa: E402
+from bot.infra.audit import OUTCOMES  # noqa: E402
+from bot.slack.messages import engaged_card, run_card  # noqa: E402
+from bot.slack.messages.bulk import bulk_progress  # noqa: E402
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
 GUARDRAILS = REPO / "docs" / "guardrails.md"
@@ -109,7 +109,7 @@ def between(text: str, name: str, body: str) -> str:
 
 
 def audit_outcomes() -> str:
-    """Every audit outcome, from ``bot.audit.Outcome`` (the type every line is checked
+    """Every audit outcome, from ``bot.infra.audit.Outcome`` (the type every line is checked
     against), as a list for guardrails.md."""
     return "`outcome` is one of " + ", ".join(f"`{o}`" for o in OUTCOMES) + "."
 

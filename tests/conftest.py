@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.store import MemoryStore, RedisStore, Store
+from bot.app.config import Settings
+from bot.state.store import MemoryStore, RedisStore, Store
 from tests.peers import RedisServer, leaked_secrets, redis_server
 
 CONFIG_VARS = [name.upper() for name in Settings.model_fields]

@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from bot.config import load_settings
-from bot.engage import studio_client
-from bot.server import build_web_app
-from bot.services import Services
+from bot.app.config import load_settings
+from bot.app.factories import studio_client
+from bot.app.server import build_web_app
+from bot.app.services import Services
 from tests.peers import FakeSlack, FakeStudio, bot_env, serve, signed_headers, slash_command
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from bot.bulk import report
-from bot.bulk import worker as worker_module
+from bot.engage.bulk import worker as worker_module
+from bot.slack.bulk import report
 from tests.harness import Harness, block_action, buttons, harness, text_of, wired
 from tests.peers import (
     FakeSlack,
@@ -289,7 +289,7 @@ def _raise(kind: type[BaseException]) -> Any:
 
 
 def _caller() -> Any:
-    from bot.audit import Caller
+    from bot.domain.caller import Caller
 
     return Caller("U0CALLER", "C0CHANNEL", "T0001")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.bulk_input import decode, read_csv
-from bot.bulk_plan import Progress, bar, plan
-from bot.errors import CsvError, TooManyRows
-from bot.flows import analyse
-from bot.policy import Policy
+from bot.domain.bulk_input import decode, read_csv
+from bot.domain.bulk_plan import Progress, bar, plan
+from bot.domain.errors import CsvError, TooManyRows
+from bot.domain.flows import analyse
+from bot.domain.policy import Policy
 from tests import flow_definitions as defs
 from tests.peers import SURVEY_SID
 
@@ -128,7 +128,7 @@ def test_the_plan_sorts_rows_and_estimates_the_time() -> None:
         region="US",
     ).rows
     info_analysis = analyse(defs.SMS_SURVEY)
-    from bot.flows import FlowInfo
+    from bot.domain.flows import FlowInfo
 
     info = FlowInfo(SURVEY_SID, "Survey", "published", 1, info_analysis)
     made = plan(

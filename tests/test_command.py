@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command import (
+from bot.domain.command import (
     BulkCommand,
     Defaults,
     EngageCommand,
@@ -16,7 +16,7 @@ from bot.command import (
     StatusCommand,
     parse,
 )
-from bot.errors import CommandError
+from bot.domain.errors import CommandError
 
 ONBOARDING = "FW" + "a" * 32
 SURVEY = "FW" + "b" * 32

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import FlowSpec, load_settings, parse_flows, studio_base_url
-from bot.errors import ConfigError
+from bot.app.config import load_settings, studio_base_url
+from bot.app.studio_flows import FlowSpec, parse_flows
+from bot.domain.errors import ConfigError
 from tests.peers import (
     ACCOUNT_SID,
     API_SECRET,
@@ -377,7 +378,7 @@ def test_bad_quiet_hours_and_schedule_settings_are_named(
 
 
 def _optional_names() -> list[str]:
-    from bot.config import SlackSettings
+    from bot.app.config import SlackSettings
 
     return [name.upper() for name in SlackSettings.model_fields if name.upper() not in GOOD]
 
@@ -387,7 +388,7 @@ def test_every_variable_left_blank_means_its_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, blank: str
 ) -> None:
     """A cleared PaaS field or a blank line in .env is the default, never "off" or an error."""
-    from bot.config import SlackSettings
+    from bot.app.config import SlackSettings
 
     monkeypatch.chdir(tmp_path)
     set_env(monkeypatch, GOOD)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command import BulkCommand, Defaults, EngageCommand, parse
-from bot.contact_clock import (
+from bot.domain.command import BulkCommand, Defaults, EngageCommand, parse
+from bot.domain.contact_clock import (
     After,
     AtClock,
     ContactClock,
@@ -28,7 +28,7 @@ from bot.contact_clock import (
     zone,
     zones_of,
 )
-from bot.errors import CommandError
+from bot.domain.errors import CommandError
 
 NIGHT = QuietHours(time(21), time(8))
 NY = ("America/New_York",)
@@ -283,7 +283,7 @@ def test_bad_times_are_refused_naming_the_option(text: str, says: str) -> None:
 
 
 def test_scheduled_is_a_subcommand() -> None:
-    from bot.command import ScheduledCommand
+    from bot.domain.command import ScheduledCommand
 
     assert parse("scheduled", DEFAULTS) == ScheduledCommand()
     with pytest.raises(CommandError):

@@ -13,11 +13,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.audit import Caller
-from bot.command import Defaults, EngageCommand, parse
-from bot.engage import Engager, Started, StartRequest
-from bot.errors import CommandError, StudioAPIError
-from bot.studio import Api, Engagement, StudioClient
+from bot.domain.caller import Caller
+from bot.domain.command import Defaults, EngageCommand, parse
+from bot.domain.errors import CommandError, StudioAPIError
+from bot.domain.results import Started
+from bot.domain.run import Api, Engagement
+from bot.engage.start import Engager, StartRequest
+from bot.studio.client import StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, prism
 
 pytestmark = pytest.mark.prism

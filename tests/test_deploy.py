@@ -25,8 +25,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from bot.config import Settings
-from bot.server import HEALTH_PATH, READY_PATH
+from bot.app.config import Settings
+from bot.app.server import HEALTH_PATH, READY_PATH
 from tests.peers import REPO, bot_env, free_port
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -195,5 +195,5 @@ def test_every_variable_is_documented_in_configuration_and_env_example() -> None
     example = (REPO / ".env.example").read_text()
     for name, field in Settings.model_fields.items():
         assert f"| `{name.upper()}` |" in page, f"{name} is not in docs/configuration.md"
-        assert field.description, f"{name} has no description in bot/config.py"
+        assert field.description, f"{name} has no description in bot/app/config.py"
         assert name.upper() in example, f"{name} is not in .env.example"

@@ -10,18 +10,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import messages
-from bot.bulk_input import read_csv
-from bot.bulk_plan import Ends
-from bot.command import BulkCommand, Defaults, EngageCommand, parse
-from bot.config import Settings, load_settings
-from bot.contact_clock import Opening
-from bot.errors import ConfigError
-from bot.follow import duration
-from bot.messages.bulk import ends_line, source_line
-from bot.messages.schedules import quiet_hours, when_text
-from bot.outcomes import check_interval
-from bot.studio import Engagement
+from bot.app.config import Settings, load_settings
+from bot.domain.bulk_input import read_csv
+from bot.domain.bulk_plan import Ends
+from bot.domain.command import BulkCommand, Defaults, EngageCommand, parse
+from bot.domain.contact_clock import Opening
+from bot.domain.errors import ConfigError
+from bot.domain.run import Engagement
+from bot.runs.outcomes import check_interval
+from bot.slack import messages
+from bot.slack.follow import duration
+from bot.slack.messages.bulk import ends_line, source_line
+from bot.slack.messages.schedules import quiet_hours, when_text
 from tests.peers import REPO
 from tests.test_config import GOOD
 
@@ -243,8 +243,8 @@ def test_scheduling_quotes_the_quiet_hours_reply_and_the_confirmation() -> None:
 
 
 def test_scheduling_quotes_the_thread_mention() -> None:
-    from bot.messages.schedules import fired_note
-    from bot.schedules import Scheduled
+    from bot.domain.schedule import Scheduled
+    from bot.slack.messages.schedules import fired_note
 
     due = datetime(2026, 12, 3, 14, 0, tzinfo=UTC).timestamp()  # 09:00 EST
     item = Scheduled(

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.audit import Caller
-from bot.command import EngageCommand
-from bot.engage import Engager
-from bot.slack_engage import SlackEngage
-from bot.studio import StudioClient
+from bot.domain.caller import Caller
+from bot.domain.command import EngageCommand
+from bot.engage.start import Engager
+from bot.slack.engage import SlackEngage
+from bot.studio.client import StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, CONTACT, FLOW_SID, SENDER, FakeStudio, serve
 
 COMMAND = EngageCommand(FLOW_SID, "onboarding", CONTACT, SENDER, {"first_name": "Zeke"})
@@ -151,7 +151,7 @@ async def test_parameters_that_cannot_be_encoded_are_not_sent_and_free_the_claim
 
 
 async def test_a_command_still_waiting_for_its_pacing_slot_at_shutdown_was_not_sent() -> None:
-    from bot.throttle import Throttle
+    from bot.engage.throttle import Throttle
 
     studio = FakeStudio()
     async with serve(studio.app()) as url:

@@ -14,18 +14,18 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import messages
-from bot.bulk_plan import Ends, Progress
-from bot.command import EngageCommand
-from bot.errors import StudioError
-from bot.messages.blocks import escape
-from bot.messages.bulk import bulk_progress, undelivered_note
-from bot.messages.cards import RunCard, run_card
-from bot.messages.report import report_message
-from bot.messages.schedules import fire_problem
-from bot.report import Summary
-from bot.schedules import Scheduled
-from bot.studio import Step
+from bot.domain.bulk_plan import Ends, Progress
+from bot.domain.command import EngageCommand
+from bot.domain.errors import StudioError
+from bot.domain.run import Step
+from bot.domain.schedule import Scheduled
+from bot.domain.summary import Summary
+from bot.slack import messages
+from bot.slack.messages.blocks import escape
+from bot.slack.messages.bulk import bulk_progress, undelivered_note
+from bot.slack.messages.cards import RunCard, run_card
+from bot.slack.messages.report import report_message
+from bot.slack.messages.schedules import fire_problem
 
 STARTER, CHANNEL = "U0STARTER", "C0CHANNEL"
 FLOW = "FW" + "0" * 32

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from bot.event_streams import runs_in, verify
+from bot.runs.event_streams import runs_in, verify
 from tests.peers import AUTH_TOKEN, ENGAGEMENT_SID
 
 URLS = st.sampled_from(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.flows import Analysis, FlowInfo, Parameters, analyse, findings, parameters_read
+from bot.domain.flows import Analysis, FlowInfo, Parameters, analyse, findings, parameters_read
 from tests import flow_definitions as defs
 
 
@@ -144,7 +144,7 @@ def test_a_flow_that_reads_everything_is_checked_only_for_what_is_missing() -> N
 
 
 def test_flow_info_round_trips_through_the_store() -> None:
-    from bot.flow_catalog import STORED_FLOW, stored_flow
+    from bot.studio.catalog import STORED_FLOW, stored_flow
 
     info = FlowInfo("FW" + "a" * 32, "Survey", "published", 7, analyse(defs.SMS_SURVEY))
     assert stored_flow(STORED_FLOW.dump_json(info).decode()) == info

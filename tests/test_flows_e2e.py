@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.studio import StudioClient
+from bot.studio.client import StudioClient
 from tests import flow_definitions as defs
 from tests.harness import buttons, harness, text_of
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SURVEY_SID, FakeStudio, prism

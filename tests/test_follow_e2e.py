@@ -17,8 +17,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from bot import follow
-from bot.slack_pace import PacedWebClient, SlackPace
+from bot.slack import follow
+from bot.slack.pace import PacedWebClient, SlackPace
 from tests.harness import Harness, harness, text_of, wired
 from tests.peers import (
     AUTH_TOKEN,

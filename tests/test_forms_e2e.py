@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from slack_sdk.models.views import View
 
-from bot.forms import numbers_in
+from bot.slack.forms import numbers_in
 from tests import flow_definitions as defs
 from tests.harness import Harness, harness
 from tests.peers import FLOW_SID, SURVEY_SID, FakeStudio
@@ -483,7 +483,7 @@ async def test_the_form_says_why_when_there_is_no_flow_to_offer(
 
 
 def test_past_100_flows_the_form_keeps_the_chosen_one_and_counts_the_rest() -> None:
-    from bot.messages.views import FlowChoice, form
+    from bot.slack.messages.views import FlowChoice, form
 
     flows = [FlowChoice("FW" + f"{i:032x}", f"flow{i}", None) for i in range(130)]
     view = valid(form(flows, flows[120]))

@@ -14,17 +14,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot.command import Defaults, EngageCommand, parse
-from bot.engage import Engager
-from bot.errors import CommandError
-from bot.listeners.commands import handle_engage
-from bot.policy import Access, Policy, refusal
-from bot.run_actions import RunActions
-from bot.services import Services
-from bot.slack_engage import SlackEngage
-from bot.store import MemoryStore
-from bot.studio import StudioClient
-from bot.throttle import Throttle
+from bot.app.listeners.commands import handle_engage
+from bot.app.services import Services
+from bot.domain.command import Defaults, EngageCommand, parse
+from bot.domain.errors import CommandError
+from bot.domain.policy import Access, Policy, refusal
+from bot.engage.start import Engager
+from bot.engage.throttle import Throttle
+from bot.slack.engage import SlackEngage
+from bot.slack.run_actions import RunActions
+from bot.state.store import MemoryStore
+from bot.studio.client import StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, engagement_body
 
 DEFAULTS = Defaults({"onboarding": FLOW_SID, "survey": SURVEY_SID}, FLOW_SID, SENDER, "US")

@@ -7,13 +7,13 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import messages
-from bot.command import Defaults
-from bot.messages.blocks import SECTION_TEXT_MAX, fenced, lines_within, parameters_text
-from bot.messages.report import report_message
-from bot.messages.views import FlowChoice, home
-from bot.policy import Access, Policy
-from bot.report import Summary
+from bot.domain.command import Defaults
+from bot.domain.policy import Access, Policy
+from bot.domain.summary import Summary
+from bot.slack import messages
+from bot.slack.messages.blocks import SECTION_TEXT_MAX, fenced, lines_within, parameters_text
+from bot.slack.messages.report import report_message
+from bot.slack.messages.views import FlowChoice, home
 from tests.test_messages import within_limits
 
 

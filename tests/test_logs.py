@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot.logs import Outage, Repeats
+from bot.infra.logs import Outage, Repeats
 
 
 class Clock:

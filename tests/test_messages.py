@@ -8,19 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block, ButtonElement
 
-from bot import messages
-from bot.command import Defaults, EngageCommand
-from bot.errors import (
+from bot.domain.command import Defaults, EngageCommand
+from bot.domain.errors import (
     CommandError,
     StudioAPIError,
     StudioConnectionError,
     StudioOutcomeUnknown,
     StudioServerError,
 )
-from bot.messages.blocks import FALLBACK_TEXT_MAX, clip
-from bot.policy import Policy
-from bot.runs import Snapshot
-from bot.studio import Engagement
+from bot.domain.policy import Policy
+from bot.domain.run import Engagement, Snapshot
+from bot.slack import messages
+from bot.slack.messages.blocks import FALLBACK_TEXT_MAX, clip
 from tests.peers import FLOW_SID, SURVEY_SID, engagement_body
 
 COMMAND = EngageCommand(
@@ -183,7 +182,7 @@ def test_clip() -> None:
 
 
 def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
-    from bot.studio import Step
+    from bot.domain.run import Step
 
     steps = [
         Step(
@@ -215,7 +214,7 @@ PATHS = st.from_regex(r"[a-z_]{1,40}(\.[a-z_]{1,40}){0,3}", fullmatch=True)
 def test_flow_messages_stay_within_block_kit_limits(
     required: list[str], optional: list[str], name: str, ready: bool
 ) -> None:
-    from bot.flows import Analysis, Findings, FlowInfo, Parameters
+    from bot.domain.flows import Analysis, Findings, FlowInfo, Parameters
 
     read = Parameters(frozenset(required), frozenset(optional) - frozenset(required))
     info = FlowInfo(SURVEY_SID, name, "draft", 3, Analysis(ready, read))

@@ -12,7 +12,7 @@ import logging
 import httpx
 import pytest
 
-from bot.bulk import worker
+from bot.engage.bulk import worker
 from tests.harness import buttons, harness
 from tests.peers import FakeStudio, free_port
 from tests.test_bulk_e2e import preview, until
@@ -61,12 +61,12 @@ async def test_a_number_typed_badly_is_masked_in_the_audit(
 async def test_a_flood_of_forged_deliveries_is_summarised_not_logged_line_by_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.server")
+    caplog.set_level(logging.WARNING, logger="bot.app.server")
     async with harness(monkeypatch, FakeStudio(), **FOLLOW) as run:
         for _ in range(300):
             response = await post_events(run, [cloud_event("execution.ended")], token="forged")
             assert response.status_code == 401
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.server"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.app.server"]
     assert lines == ["refused an Event Streams delivery: bad signature"]
 
 
@@ -83,5 +83,5 @@ async def test_with_redis_down_the_bulk_worker_logs_the_outage_once_not_every_ro
         attempts = bulk.worker.outage.failures
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert attempts >= 10  # the worker kept trying
-    assert len([r for r in errors if r.name == "bot.bulk.worker"]) == 1
+    assert len([r for r in errors if r.name == "bot.engage.bulk.worker"]) == 1
     assert not any(r.exc_info for r in errors)  # no traceback per attempt

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.audit import LogFormatter
-from bot.logs import about
+from bot.infra.audit import LogFormatter
+from bot.infra.logs import about
 from tests.harness import Harness, harness, wired
 from tests.peers import (
     METRICS_TOKEN,
@@ -152,17 +152,17 @@ async def test_ready_needs_slacks_identity_and_redis_and_not_draining(
 
 def test_json_log_lines_say_what_they_concern() -> None:
     record = logging.LogRecord(
-        "bot.follow", logging.WARNING, __file__, 1, "edit of %s refused", ("FN1",), None
+        "bot.slack.follow", logging.WARNING, __file__, 1, "edit of %s refused", ("FN1",), None
     )
     with about(run="FN" + "1" * 32, bulk_run="3f9a"):
         line = json.loads(LogFormatter(json_lines=True).format(record))
     assert line["level"] == "warning"
-    assert line["logger"] == "bot.follow"
+    assert line["logger"] == "bot.slack.follow"
     assert line["message"] == "edit of FN1 refused"
     assert line["run"] == "FN" + "1" * 32
     assert line["bulk_run"] == "3f9a"
     text = LogFormatter().format(record)
-    assert "WARNING bot.follow: edit of FN1 refused" in text
+    assert "WARNING bot.slack.follow: edit of FN1 refused" in text
     audit_line = logging.LogRecord(
         "bot.audit", logging.INFO, __file__, 1, json.dumps({"outcome": "started"}), (), None
     )
@@ -262,7 +262,8 @@ async def test_metrics_can_be_turned_off() -> None:
 
 
 def test_the_surface_label_comes_from_what_acted() -> None:
-    from bot.audit import Caller, surface
+    from bot.domain.caller import Caller
+    from bot.infra.audit import surface
 
     assert surface(Caller("U1")) == "slack"
     assert surface(Caller("terminal", terminal=True)) == "terminal"
@@ -276,7 +277,7 @@ async def test_ready_comes_back_when_slack_answers_after_start_up(
 ) -> None:
     """auth.test failed at start-up (Slack unreachable): /readyz asks again, so the bot
     does not stay out of rotation for ever."""
-    from bot import slack_identity
+    from bot.slack import identity as slack_identity
 
     monkeypatch.setattr(slack_identity, "RETRY_SECONDS", 0.0)
     studio, slack = FakeStudio(), FakeSlack(down={"auth.test"})

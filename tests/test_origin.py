@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.audit import Caller
-from bot.listeners.origin import Origin, origin_of
+from bot.app.listeners.origin import Origin, origin_of
+from bot.domain.caller import Caller
 
 CALLER = Caller("U1", "C1", "T1")
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import parameters
-from bot.command import Defaults, parse
-from bot.errors import CommandError, ParameterError
+from bot.domain import parameters
+from bot.domain.command import Defaults, parse
+from bot.domain.errors import CommandError, ParameterError
 
 DEFAULTS = Defaults(flow_sid="FW" + "a" * 32, sender="+16175550100")
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import PhoneError
-from bot.phone import (
+from bot.domain.errors import PhoneError
+from bot.domain.phone import (
     channel_mismatch,
     looks_like_phone,
     mask_digits,

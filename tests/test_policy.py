@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.command import EngageCommand
-from bot.phone import facts, mask
-from bot.policy import Access, Policy, destination_refusal, refusal
+from bot.domain.command import EngageCommand
+from bot.domain.phone import facts, mask
+from bot.domain.policy import Access, Policy, destination_refusal, refusal
 from tests.peers import FLOW_SID, SURVEY_SID
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot import follow
-from bot.bulk import report, worker
+from bot.engage.bulk import worker
+from bot.slack import follow
+from bot.slack.bulk import report
 from tests.harness import buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio
 from tests.test_bulk_e2e import preview, results, until

@@ -15,10 +15,11 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from bot import outcomes as outcomes_module
-from bot import report as report_module
-from bot.bulk import report, worker
-from bot.flows import collect_answers
+from bot.domain.flows import collect_answers
+from bot.engage.bulk import worker
+from bot.runs import outcomes as outcomes_module
+from bot.slack import report as report_module
+from bot.slack.bulk import report
 from tests import flow_definitions as defs
 from tests.harness import Harness, buttons, harness, text_of, wired
 from tests.peers import AUTH_TOKEN, ENGAGEMENT_SID, FLOW_SID, FakeSlack, FakeStudio, RedisServer
@@ -323,8 +324,8 @@ def test_answers_are_collected_from_the_widgets_and_the_configured_paths() -> No
 
 
 def test_the_funnel_arithmetic() -> None:
-    from bot.records import RunRecord
-    from bot.report import summarise
+    from bot.runs.records import RunRecord
+    from bot.slack.report import summarise
 
     def rec(state: str, widget: str = "", code: str = "", answers: str = "") -> RunRecord:
         return RunRecord(

@@ -1,4 +1,4 @@
-"""Redis calls issued at the same moment share one round trip (bot/redis_batch.py), on
+"""Redis calls issued at the same moment share one round trip (bot/state/redis_batch.py), on
 a real Redis: each caller gets its own answers, a refusal stays with its caller, and a
 caller cancelled before the round trip sends nothing."""
 
@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bot.redis_batch import Batcher
-from bot.store import RedisStore
+from bot.state.redis_batch import Batcher
+from bot.state.store import RedisStore
 from tests.peers import RedisServer
 
 

@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.bulk import worker as worker_module
-from bot.jobs import MemoryJobs, RedisJobs
-from bot.schedules import Scheduled
-from bot.store import RedisStore
+from bot.domain.schedule import Scheduled
+from bot.engage.bulk import worker as worker_module
+from bot.state.jobs import MemoryJobs, RedisJobs
+from bot.state.store import RedisStore
 from tests.harness import Harness, buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio, RedisServer
 from tests.test_bulk_e2e import until

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from bot import schedules as schedules_module
-from bot.errors import StateUnavailable
-from bot.schedules import Scheduled
-from bot.store import PREFIX, RedisStore
+from bot.domain.errors import StateUnavailable
+from bot.domain.schedule import Scheduled
+from bot.engage import schedules as schedules_module
+from bot.state.store import PREFIX, RedisStore
 from tests.harness import Harness, buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio, RedisServer, redis_server
 from tests.test_bulk_e2e import until

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import BadRequest
-from bot.slack_http import MAX_BODY_BYTES, parse_body
+from bot.domain.errors import BadRequest
+from bot.slack.http import MAX_BODY_BYTES, parse_body
 from tests.harness import Harness, block_action, harness
 from tests.peers import FakeStudio, signed_headers, slash_command
 

@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-from bot.slack_pace import TIERS, PacedWebClient, SlackBusy, SlackPace, within
-from bot.store import BestEffort
+from bot.slack.pace import TIERS, PacedWebClient, SlackBusy, SlackPace, within
+from bot.state.store import BestEffort
 from tests.peers import BOT_TOKEN, FakeSlack, serve
 
 POST_INTERVAL = 60.0 / TIERS["chat.postMessage"][0]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.spreadsheet import FORMULA_STARTS, csv_text, safe_cell
+from bot.domain.spreadsheet import FORMULA_STARTS, csv_text, safe_cell
 
 
 @pytest.mark.parametrize(

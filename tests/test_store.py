@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bot import store as bot_store
-from bot.command import EngageCommand
-from bot.confirmations import Confirmations, Parked
-from bot.errors import StateUnavailable
-from bot.runs import RunRegistry, Shown
-from bot.store import BestEffort, Durable, RedisStore, Store
+from bot.domain.command import EngageCommand
+from bot.domain.errors import StateUnavailable
+from bot.engage.confirmations import Confirmations, Parked
+from bot.runs.registry import RunRegistry, Shown
+from bot.state import store as bot_store
+from bot.state.store import BestEffort, Durable, RedisStore, Store
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
@@ -168,7 +168,7 @@ async def test_sorted_sets(store: Store) -> None:
 
 def test_only_the_guardrail_scripts_ask_redis_for_the_time() -> None:
     """The bench counts the guardrails' scripts by Redis's TIME calls (bench/run.py)."""
-    from bot import jobs
+    from bot.state import jobs
 
     scripts = {
         name: text

@@ -4,7 +4,7 @@ Against a fake Studio on loopback (real HTTP) for every answer a server can give
 Twilio's error bodies, garbled bodies, 429 with Retry-After; against respx only for
 what a peer cannot produce on demand: timeouts, resets, connections that never open.
 respx patches httpx's own transport, so those tests give the client that one: they
-test how the client treats each httpx exception. How bot/transport.py turns real
+test how the client treats each httpx exception. How bot/infra/transport.py turns real
 socket failures into those exceptions is tested against real sockets in
 test_transport.py.
 """
@@ -20,8 +20,13 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from bot.errors import StudioAPIError, StudioConnectionError, StudioError, StudioOutcomeUnknown
-from bot.studio import USER_AGENT, RetryPolicy, StudioClient
+from bot.domain.errors import (
+    StudioAPIError,
+    StudioConnectionError,
+    StudioError,
+    StudioOutcomeUnknown,
+)
+from bot.studio.client import USER_AGENT, RetryPolicy, StudioClient
 from tests.peers import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -404,7 +409,7 @@ async def test_a_read_that_never_connected_does_not_speak_of_starting(sleeps: Sl
 def test_the_error_tree_says_what_each_failure_means() -> None:
     """``except StudioOutcomeUnknown`` catches every failure that may have started a flow
     (a 5xx included), ``except StudioNotSent`` every one that certainly did not."""
-    from bot.errors import (
+    from bot.domain.errors import (
         StudioAPIError,
         StudioBusy,
         StudioConnectionError,

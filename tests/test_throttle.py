@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bot.command import EngageCommand
-from bot.store import BestEffort, RedisStore, Store
-from bot.throttle import Throttle
+from bot.domain.command import EngageCommand
+from bot.engage.throttle import Throttle
+from bot.state.store import BestEffort, RedisStore, Store
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
 COMMAND = EngageCommand(FLOW_SID, None, "+16175551212", "+16175550100", {"a": {"b": [1]}})
@@ -185,9 +185,9 @@ async def test_a_starts_guardrails_take_two_round_trips_to_redis(redis: RedisSer
     start pays two round trips to Redis for its guardrails (issue 27)."""
     from pydantic import SecretStr
 
-    from bot.audit import Caller
-    from bot.engage import Engager
-    from bot.studio import StudioClient
+    from bot.domain.caller import Caller
+    from bot.engage.start import Engager
+    from bot.studio.client import StudioClient
 
     store = RedisStore(redis.url.replace("/0", "/12"))
     await store.redis.flushdb()

@@ -1,4 +1,4 @@
-"""bot/transport.py against real sockets on loopback: each way a connection can fail
+"""bot/infra/transport.py against real sockets on loopback: each way a connection can fail
 comes back as the httpx exception that says whether the request can have left, and
 the Studio client retries only those that cannot."""
 
@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.errors import StudioConnectionError, StudioOutcomeUnknown
-from bot.studio import POOL_LIMITS, StudioClient
-from bot.transport import AiohttpTransport, env_proxy
+from bot.domain.errors import StudioConnectionError, StudioOutcomeUnknown
+from bot.infra.transport import AiohttpTransport, env_proxy
+from bot.studio.client import POOL_LIMITS, StudioClient
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, CONTACT, FLOW_SID, SENDER, free_port, serve
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

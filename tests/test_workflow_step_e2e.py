@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot import outcomes as outcomes_module
-from bot.workflow_step import CALLBACK_ID, DEFINITION
+from bot.runs import outcomes as outcomes_module
+from bot.slack.workflow_step import CALLBACK_ID, DEFINITION
 from tests import flow_definitions as defs
 from tests.harness import Harness, wired
 from tests.peers import (

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.engage import Engager
+from bot.engage.start import Engager
 from tests.harness import wired
 from tests.peers import FakeSlack, FakeStudio
 from tests.test_workflow_step_e2e import BOSTON, run_step

@@ -1,0 +1,1 @@
+"""The types every layer shares and the pure rules: commands and their grammar, numbers, parameters, flows read from their definitions, quiet hours, policy, bulk plans, results, plain-text wording. No I/O, no framework: imports only the standard library, pydantic, phonenumbers, python-liquid and itself."""

@@ -1,0 +1,47 @@
+"""Records as the state store keeps them: typed (pydantic), one hash field per attribute."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class Record(BaseModel):
+    """A typed record kept as a hash in the store: one field per attribute, each as text
+    (so one field can be set alone, atomically, by any process). Unknown fields are
+    ignored and missing ones take their defaults, so a record written by an older or a
+    newer version still reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def fields(self, *names: str) -> dict[str, str]:
+        """The record as hash fields (only ``names``, when given); None is left out."""
+        dumped = self.model_dump(mode="json", include=set(names) if names else None)
+        return {k: field_text(v) for k, v in dumped.items() if v is not None}
+
+    @classmethod
+    def of(cls, data: Mapping[str, str]) -> Self | None:
+        """The record in ``data`` (a hash read from the store), or None if there is none
+        or it does not read as one."""
+        if not data:
+            return None
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError:
+            log.warning("a stored %s did not read; ignored", cls.__name__)
+            return None
+
+
+def field_text(value: Any) -> str:
+    """A value as a record keeps it in a hash field: text, ``true``/``false``, or JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)

@@ -1,0 +1,188 @@
+"""Where a bulk run lives: its record, its rows, their outcomes, and the claims that make
+every row go out at most once. Kept in ``Durable`` state (Redis with ``REDIS_URL``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Literal
+
+from bot.domain.bulk_input import Row
+from bot.domain.bulk_plan import Plan
+from bot.domain.caller import Caller
+from bot.domain.record import Record, field_text
+from bot.state.store import Durable
+
+ACTIVE = "bulk:active"  # hash: run ID -> "1", every run starting, running or finishing
+KEEP_SECONDS = 7 * 24 * 3600
+PREVIEW_SECONDS = 3600  # a preview's Start button stays valid this long
+
+Status = Literal["previewed", "dropped", "starting", "running", "paused", "cancelled", "done"]
+
+
+class RunMeta(Record):
+    """A bulk run: what it sends, who started it, where its progress message is."""
+
+    flow_sid: str
+    flow_alias: str = ""
+    flow_name: str = ""
+    sender: str = ""
+    requester: str = ""
+    channel: str = ""
+    team: str = ""
+    status: Status = "previewed"
+    total: int = 0
+    began: float = 0.0  # epoch seconds, at Start
+    ts: str = ""  # the progress message, once posted
+    note: str = ""  # e.g. who paused it
+    finished: bool = False  # every row settled; what is left is showing it
+    shown_final: bool = False  # the progress message shows the final state
+    uploaded: bool = False  # the results file reached Slack
+    upload_unsure: bool = False  # an upload failed without Slack's answer: it may be there
+    deliver_tries: int = 0  # attempts at the final message and the results file
+    deliver_after: float = 0.0  # epoch seconds: the next attempt, not before
+    finished_at: float = 0.0
+    final: bool = False  # the results file shows every run followed to its end
+    started: int = 0  # rows whose run started (known once the starts are finished)
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.requester, self.channel, self.team)
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.flow_sid, self.flow_alias or None, self.flow_name or None, self.sender)
+
+
+class RowOutcome(Record):
+    """How one row ended: started (with the run's SID), failed, unknown, cancelled."""
+
+    outcome: Literal["started", "failed", "unknown", "cancelled"]
+    sid: str = ""
+    code: str = ""
+    message: str = ""
+
+
+class BulkState:
+    """The keys of every run, over ``Durable`` state. Raises ``StateUnavailable``."""
+
+    def __init__(self, state: Durable) -> None:
+        self.state = state
+
+    async def keep_preview(self, run_id: str, made: Plan, caller: Caller) -> None:
+        meta = RunMeta(
+            flow_sid=made.flow_sid,
+            flow_alias=made.flow_alias or "",
+            flow_name=made.flow_name or "",
+            sender=made.sender,
+            requester=caller.user_id,
+            channel=caller.channel_id,
+            team=caller.team_id,
+            total=len(made.valid),
+        )
+        rows = {str(r.number): json.dumps(asdict(r)) for r in made.valid}
+        await self.state.use(lambda s: s.hset(f"bulk:{run_id}", meta.fields(), PREVIEW_SECONDS))
+        if rows:
+            await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", rows, KEEP_SECONDS))
+        dues = {str(n): repr(at) for n, at in made.dues.items()}
+        if dues:
+            await self.state.use(lambda s: s.hset(f"bulk:{run_id}:due", dues, KEEP_SECONDS))
+
+    async def dues(self, run_id: str) -> dict[str, float]:
+        """When each row is due (``--at``/``--in``); empty: at Start."""
+        stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:due"))
+        return {n: float(at) for n, at in stored.items()}
+
+    async def meta(self, run_id: str) -> RunMeta | None:
+        return RunMeta.of(await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}")))
+
+    async def update(self, run_id: str, **changes: object) -> None:
+        """Set some fields of the run's record (each alone: other processes' fields stay)."""
+        unknown = set(changes) - set(RunMeta.model_fields)
+        assert not unknown, f"not fields of a bulk run: {unknown}"
+        fields = {k: field_text(v) for k, v in changes.items()}
+        await self.state.use(lambda s: s.hset(f"bulk:{run_id}", fields, KEEP_SECONDS))
+
+    async def claim_start(self, run_id: str) -> bool:
+        """The first Start click wins (a double click, or two people, start it once)."""
+        return await self.state.use(lambda s: s.add(f"bulk:{run_id}:go", "1", KEEP_SECONDS))
+
+    async def claim_once(self, run_id: str, what: str, seconds: float) -> bool:
+        """A claim on doing ``what`` for the run, held ``seconds`` (one process does it)."""
+        return await self.state.use(lambda s: s.add(f"bulk:{run_id}:{what}", "1", seconds))
+
+    async def rows_left(self) -> int:
+        """Rows not yet settled in the runs under way (for the queue-depth gauge)."""
+        left = 0
+        for run_id in await self.listed():
+            meta = await self.meta(run_id)
+            if meta is not None and not meta.finished and meta.status in ("running", "paused"):
+                left += max(0, meta.total - await self.settled_count(run_id))
+        return left
+
+    async def listed(self) -> list[str]:
+        return list(await self.state.use(lambda s: s.hgetall(ACTIVE)))
+
+    async def enlist(self, run_id: str) -> None:
+        await self.state.use(lambda s: s.hset(ACTIVE, {run_id: "1"}, KEEP_SECONDS))
+
+    async def unlist(self, run_id: str) -> None:
+        await self.state.use(lambda s: s.hdel(ACTIVE, run_id))
+
+    async def rows(self, run_id: str) -> dict[str, str]:
+        return await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:rows"))
+
+    async def row(self, run_id: str, number: str) -> Row | None:
+        stored = await self.state.use(lambda s: s.hget(f"bulk:{run_id}:rows", number))
+        return Row(**json.loads(stored)) if stored is not None else None
+
+    async def claim_row(self, run_id: str, number: str, who: str) -> bool:
+        """Mark row ``number`` as being sent (or settled) before anything goes out: the
+        claim is atomic, so a row is claimed once, whoever tries."""
+        key = f"bulk:{run_id}:sending:{number}"
+        return await self.state.use(lambda s: s.add(key, who, KEEP_SECONDS))
+
+    async def settle(self, run_id: str, number: str, outcome: RowOutcome) -> None:
+        value = json.dumps(outcome.model_dump(mode="json"))
+        await self.state.use(lambda s: s.hset(f"bulk:{run_id}:out", {number: value}, KEEP_SECONDS))
+
+    async def settled(self, run_id: str, number: str) -> bool:
+        value = await self.state.use(lambda s: s.hget(f"bulk:{run_id}:out", number))
+        return value is not None
+
+    async def settled_count(self, run_id: str) -> int:
+        return await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:out"))
+
+    async def outcomes(self, run_id: str) -> dict[str, RowOutcome]:
+        stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
+        return {n: RowOutcome.model_validate_json(v) for n, v in stored.items()}
+
+    async def run_ended(self, run_id: str, record_id: str, state: str, widget: str) -> None:
+        """One started run's end, for the second tally (idempotent per run)."""
+        value = f"{state}|{widget}"
+        await self.state.use(
+            lambda s: s.hset(f"bulk:{run_id}:ends", {record_id: value}, KEEP_SECONDS)
+        )
+
+    async def run_ends_count(self, run_id: str) -> int:
+        return await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:ends"))
+
+    async def run_ends(self, run_id: str) -> list[tuple[str, str]]:
+        """(state, widget) of every started run that ended."""
+        stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:ends"))
+        return [(v.partition("|")[0], v.partition("|")[2]) for v in stored.values()]
+
+    async def keep_results(self, run_id: str, content: str) -> None:
+        """The results file, kept until it reaches Slack (a restart does not lose it)."""
+        await self.state.use(lambda s: s.set(f"bulk:{run_id}:results", content, KEEP_SECONDS))
+
+    async def results(self, run_id: str) -> str | None:
+        return await self.state.use(lambda s: s.get(f"bulk:{run_id}:results"))
+
+
+def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
+    """How many rows started, failed, are unknown, were cancelled."""
+    counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0}
+    for outcome in outcomes.values():
+        counts[outcome.outcome] += 1
+    return counts

@@ -1,0 +1,340 @@
+"""Working bulk runs: every process takes rows from the runs' queues, sends each at most
+once at the account's pace, and finishes a run when every row is settled.
+
+- A row is claimed as *sending* before its request goes out; a job found claimed but
+  without an outcome (its process died) becomes *outcome unknown* and is never sent
+  again. Rows start through the same use-case as single commands
+  (``Engager.start`` with the destination rules only), letting single commands go first.
+- A run is listed before its rows are enqueued, and its rows are enqueued in one
+  step (``Jobs.put_many``): a run left *starting* by a process that died is taken up
+  by another after ``START_GRACE`` seconds (or failed cleanly, if its rows are gone).
+- A row whose contact is in quiet hours (``bot.domain.contact_clock``) waits for its window
+  as a job for later (``Jobs.later``), on its own clock, while the others go on; a run
+  started ``--at`` a time enqueues its rows for then. Each round moves the due ones
+  back into the queue (``Jobs.wake``).
+- Idle, a worker waits for a wake-up (``bot.state.jobs.Wakeups``) instead of polling; a
+  shared-state outage is logged when it starts and when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Protocol
+
+from bot.domain.bulk_input import Row
+from bot.domain.command import EngageCommand
+from bot.domain.contact_clock import opening_text
+from bot.domain.errors import StateUnavailable
+from bot.domain.results import Refused, Result, Started, Unknown
+from bot.domain.run import is_already_active
+from bot.domain.text import refusal_text
+from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowOutcome, RunMeta, tally
+from bot.engage.start import Engager, StartRequest
+from bot.engage.throttle import Throttle
+from bot.infra import audit
+from bot.infra.logs import Outage, Repeats, about
+from bot.state.jobs import Jobs, Wakeups, jobs_for
+from bot.state.store import Store
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 16  # rows in flight per process
+RECLAIM_AFTER = 30.0  # a job silent this long belonged to a process that died
+START_GRACE = 30.0  # a run still *starting* this long was left by a process that died
+IDLE_SECONDS = 5.0  # an idle worker looks again this often, woken or not
+OUTAGE_PAUSE = 1.0  # between attempts while the shared state is down
+
+
+class Reporter(Protocol):
+    """What a run's progress and end are shown through (``bot.slack.bulk.report``)."""
+
+    async def edit(self, run_id: str, *, force: bool = False) -> None: ...
+
+    async def deliver_final(self, run_id: str) -> bool: ...
+
+    async def results(self, run_id: str) -> tuple[str, bool]: ...
+
+
+class Worker:
+    def __init__(
+        self,
+        engager: Engager,
+        throttle: Throttle,
+        state: BulkState,
+        reporter: Reporter,
+        store: Store,
+        wakeups: Wakeups,
+    ) -> None:
+        self.engager = engager  # every row starts through the one use-case for starts
+        self.throttle = throttle
+        self.state = state
+        self.reporter = reporter
+        self.store = store
+        self.wakeups = wakeups
+        self.me = secrets.token_hex(4)  # this process, as a consumer of the queues
+        self.outage = Outage(log, "bulk runs: shared state")
+        self.defects = Repeats(log)
+        self._jobs: dict[str, Jobs] = {}
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._freed = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._rows: set[asyncio.Task[None]] = set()
+        self.stopping = False  # SIGTERM: rows not yet sent go back to the queue
+
+    def queue(self, run_id: str) -> Jobs:
+        if run_id not in self._jobs:
+            self._jobs[run_id] = jobs_for(self.store, self.me, f"bulk:{run_id}:jobs")
+        return self._jobs[run_id]
+
+    # -- starting a run --------------------------------------------------------------
+
+    async def launch(self, run_id: str, meta: RunMeta) -> int:
+        """Enqueue a *starting* run's rows (all or none, once) and mark it running; the
+        number of rows, 0 if its rows are gone (then it is failed cleanly)."""
+        rows = await self.state.rows(run_id)
+        if not rows:
+            note = "could not start: its rows were no longer kept; nothing was sent"
+            await self.state.update(run_id, status="cancelled", note=note)
+            await self.finish(run_id, force=True)
+            return 0
+        jobs = self.queue(run_id)
+        if await jobs.size() == 0:
+            now = self.engager.clock.now()
+            dues = await self.state.dues(run_id)
+            later = {n: dues[n] for n in rows if dues.get(n, 0) > now}
+            await jobs.later(later)  # the run's --at: each row at its time
+            await jobs.put_many(sorted((n for n in rows if n not in later), key=int))
+        await self.state.update(run_id, status="running")
+        await self.wakeups.ring()
+        self.start()
+        return len(rows)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Work the runs in the background (not once this process is stopping)."""
+        if self._loop is None and not self.stopping:
+            self._loop = asyncio.get_running_loop().create_task(self._work(), name="bulk")
+
+    async def stop(self) -> None:
+        """SIGTERM: take no more rows, let those in flight finish (rows still waiting for
+        their turn give it up at once)."""
+        self.stopping = True
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.wait({self._loop}, timeout=5)
+            self._loop = None
+        if self._rows:
+            await asyncio.wait(set(self._rows), timeout=10)
+            for task in set(self._rows):
+                task.cancel()
+
+    async def _work(self) -> None:
+        while not self.stopping:
+            try:
+                took = await self._round()
+                if not took and not self._slots.locked():
+                    await self.wakeups.wait(IDLE_SECONDS)
+                elif not took:  # every slot busy: go on when one is free
+                    self._freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), IDLE_SECONDS)
+                self.outage.ok()
+            except StateUnavailable as exc:
+                self.outage.failed(exc)
+                await asyncio.sleep(OUTAGE_PAUSE)
+            except Exception:
+                self.defects.log(logging.ERROR, "round", "bulk worker round failed", exc_info=True)
+                await asyncio.sleep(OUTAGE_PAUSE)
+
+    async def _round(self) -> bool:
+        """Take what jobs there are room for, from every running run; True if any. Runs
+        left *starting* are taken up; finished runs get their last messages delivered."""
+        took = False
+        for run_id in await self.state.listed():
+            meta = await self.state.meta(run_id)
+            if meta is None or meta.status in ("previewed", "dropped"):
+                await self.state.unlist(run_id)
+                continue
+            if meta.finished:
+                if await self._deliver(run_id):
+                    await self.state.unlist(run_id)
+                continue
+            if meta.status == "starting":
+                left = time.time() - meta.began > START_GRACE
+                if left and await self.state.claim_once(run_id, "resume", START_GRACE):
+                    log.warning("bulk run %s was left starting; taking it up", run_id)
+                    await self.launch(run_id, meta)
+                continue
+            if meta.status == "paused":
+                continue
+            jobs = self.queue(run_id)
+            await jobs.wake(self.engager.clock.now())  # rows whose window (or --at) came
+            for job_id, body in await jobs.reclaim(RECLAIM_AFTER):
+                await self._slots.acquire()
+                self._spawn(run_id, jobs, job_id, body)
+                took = True
+            while not self._slots.locked():
+                job = await jobs.take()
+                if job is None:
+                    break
+                await self._slots.acquire()
+                self._spawn(run_id, jobs, *job)
+                took = True
+        return took
+
+    async def _deliver(self, run_id: str) -> bool:
+        """The final message and the results file, by one process at a time."""
+        if not await self.state.claim_once(run_id, "delivering", 120):
+            return False
+        try:
+            return await self.reporter.deliver_final(run_id)
+        finally:
+            await self.state.state.use(lambda s: s.delete(f"bulk:{run_id}:delivering"))
+
+    def _spawn(self, run_id: str, jobs: Jobs, job_id: str, body: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._row(run_id, jobs, job_id, body))
+        self._rows.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._rows.discard(t)
+            self._slots.release()
+            self._freed.set()
+
+        task.add_done_callback(done)
+
+    # -- one row ------------------------------------------------------------------------
+
+    async def _row(self, run_id: str, jobs: Jobs, job_id: str, number: str) -> None:
+        with about(bulk_run=run_id, row=number):
+            try:
+                if not await self._send_row(run_id, number):
+                    await jobs.put_many([number])  # paused: back in the queue, taken on Resume
+                await jobs.ack(job_id)
+                await self.reporter.edit(run_id)
+                await self.finish(run_id)
+            except StateUnavailable as exc:
+                self.outage.failed(exc)  # the job stays pending: reclaimed when it is back
+            except Exception:
+                log.exception("bulk run %s row %s failed", run_id, number)
+
+    async def _send_row(self, run_id: str, number: str) -> bool:
+        """Send row ``number`` once, or settle it; False if the run is paused (not sent)."""
+        if await self.state.settled(run_id, number):
+            return True
+        meta = await self.state.meta(run_id)
+        if meta is None:
+            return True  # the run's state is gone: nothing to send it with
+        row = await self.state.row(run_id, number)
+        if meta.status == "running" and await self._wait_for_window(run_id, meta, number, row):
+            return True  # kept for later: its contact is in quiet hours
+        if meta.status == "running":  # wait for the row's turn, singles first
+            await self.throttle.pace(bulk=True)
+            meta = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
+        if meta.status == "paused" or self.stopping:
+            return False
+        if not await self.state.claim_row(run_id, number, self.me):
+            # Claimed by a process that stopped before saying what happened: it may
+            # have reached Twilio, so it is never sent again.
+            gone = "the process sending it stopped before Twilio answered; not sent again"
+            await self.state.settle(run_id, number, RowOutcome(outcome="unknown", message=gone))
+            return True
+        if meta.status == "cancelled":
+            await self.state.settle(run_id, number, RowOutcome(outcome="cancelled"))
+            return True
+        assert row is not None  # every job is a row kept with the run
+        command = meta.plan.command(row)
+        outcome = await self.engager.start(
+            StartRequest(
+                command,
+                meta.caller,
+                rules="destination",  # previewed and confirmed as a whole
+                turn="taken",
+                bulk_run=run_id,
+                row=number,
+            )
+        )
+        await self.state.settle(run_id, number, row_outcome(command, outcome))
+        return True
+
+    async def _wait_for_window(
+        self, run_id: str, meta: RunMeta, number: str, row: Row | None
+    ) -> bool:
+        """True if row ``number``'s contact is in quiet hours now: it waits, as a job for
+        later, until their window opens (settled as refused if it never does)."""
+        if row is None or row.to is None:
+            return False
+        opening = self.engager.clock.opens(meta.flow_sid, row.to)
+        if opening is None:
+            return False
+        if opening.at is not None:
+            await self.queue(run_id).later({number: opening.at})  # shown by the row's edit
+            return True
+        if await self.state.claim_row(run_id, number, self.me):
+            message = "not started: " + opening_text(opening)
+            await self.state.settle(run_id, number, RowOutcome(outcome="failed", message=message))
+        return True
+
+    async def cancel_rest(self, run_id: str) -> None:
+        """Cancelled: every row not yet claimed is settled as cancelled (never sent)."""
+        for number in await self.state.rows(run_id):
+            if await self.state.claim_row(run_id, number, "cancel"):
+                await self.state.settle(run_id, number, RowOutcome(outcome="cancelled"))
+        await self.finish(run_id)
+
+    async def finish(self, run_id: str, *, force: bool = False) -> None:
+        """Once every row is settled, or ``force`` (and once across processes): the final
+        status, the audit line, the results kept, then the last messages delivered."""
+        meta = await self.state.meta(run_id)
+        if meta is None or meta.finished:
+            return
+        if not force and await self.state.settled_count(run_id) < meta.total:
+            return
+        if not await self.state.claim_once(run_id, "finished", 7 * 24 * 3600):
+            return  # another process finished it
+        with contextlib.suppress(StateUnavailable):  # its queue goes with the run's records
+            await self.queue(run_id).expire(KEEP_SECONDS)
+        counts = tally(await self.state.outcomes(run_id))
+        final = "cancelled" if meta.status == "cancelled" else "done"
+        content, all_ended = await self.reporter.results(run_id)
+        await self.state.keep_results(run_id, content)
+        await self.state.update(
+            run_id,
+            status=final,
+            finished=True,
+            finished_at=time.time(),
+            final=all_ended,
+            started=counts["started"],
+        )
+        audit.record(
+            "bulk_cancelled" if final == "cancelled" else "bulk_done",
+            meta.caller,
+            detail=(
+                f"run {run_id}, flow {meta.flow_sid}: {counts['started']} started,"
+                f" {counts['failed']} failed, {counts['unknown']} unknown,"
+                f" {counts['cancelled']} cancelled of {meta.total}"
+            ),
+        )
+        if await self._deliver(run_id):
+            await self.state.unlist(run_id)
+
+
+def row_outcome(command: EngageCommand, outcome: Result) -> RowOutcome:
+    """A row's outcome for the results file."""
+    if isinstance(outcome, Refused):
+        reason = refusal_text(command, outcome)
+        return RowOutcome(outcome="failed", message=f"not started: {reason}")
+    if isinstance(outcome, Started):
+        return RowOutcome(outcome="started", sid=outcome.engagement.sid)
+    error = outcome.error
+    message = error.message
+    if isinstance(outcome, Unknown):
+        return RowOutcome(outcome="unknown", code=str(error.code or ""), message=message)
+    if is_already_active(error):
+        active = f" ({outcome.active.sid})" if outcome.active else ""
+        message = "already active: " + message + active
+    return RowOutcome(outcome="failed", code=str(error.code or ""), message=message)

@@ -1,0 +1,1 @@
+"""Slack's surfaces: the Bolt app and its HTTP, listeners, Block Kit messages (rendering), Web API adapters (pace, post, files, identity), and each surface's conversation around the use-cases. Imports everything below app."""
