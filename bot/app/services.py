@@ -114,25 +114,6 @@ class Services:
             follow_hours=settings.bulk_follow_hours,
             first_check=lambda: outcomes.interval,  # the sweep's own pace
         )
-        outcomes = Outcomes(
-            studio,
-            records,
-            reads=reads,
-            catalog=catalog,
-            collect={spec.sid: spec.collect for spec in settings.studio_flows.values()},
-            events=bool(settings.twilio_events_url),
-        )
-        follower = Follower(
-            studio,
-            slack=slack,
-            responder=responder,
-            state=state,
-            reads=reads,
-            catalog=catalog,
-            aliases=aliases,
-            mask_numbers=settings.mask_numbers,
-            minutes=settings.follow_minutes,
-        )
         engager = Engager(
             studio,
             policy=policy,
@@ -145,27 +126,23 @@ class Services:
             parameter_check=settings.flow_parameter_check,
             clock=settings.contact_clock,
         )
+        steps = WorkflowSteps(
+            engager,
+            settings.command_defaults,
+            slack=slack,
+            state=state,
+            tasks=tasks,
+            records=records,
+            catalog=catalog,
+            follow_hours=settings.bulk_follow_hours,
+        )
         schedules = Schedules(
             engager,
             store,
             max_days=settings.schedule_max_days,
             late_minutes=settings.schedule_late_minutes,
-        )
-        starts = SlackEngage(
-            engager,
-            tasks=tasks,
-            state=state,
-            mask_numbers=settings.mask_numbers,
-            publish=follower.publish,
-            schedules=schedules,
-        )
-        scheduled = SlackSchedules(
-            schedules,
-            slack=slack,
-            publish=follower.publish,
-            tasks=tasks,
-            api=studio.api,
-            mask_numbers=settings.mask_numbers,
+            # the Slack surface says what fired; it lists and cancels through schedules
+            tell=lambda item, result: scheduled.tell(item, result),
         )
         runs = RunActions(
             studio,
@@ -198,6 +175,16 @@ class Services:
             else (lambda: outcomes.interval),
             max_days=settings.schedule_max_days,
         )
+        outcomes = Outcomes(
+            studio,
+            records,
+            reads=reads,
+            catalog=catalog,
+            collect={spec.sid: spec.collect for spec in settings.studio_flows.values()},
+            events=bool(settings.twilio_events_url),
+            on_bulk=bulk.outcomes_changed,  # a bulk run's second tally moves
+            on_end=steps.run_ended,  # a step waiting for its run's end completes
+        )
         reports = Reports(
             records,
             runs,
@@ -215,20 +202,35 @@ class Services:
             reports=reports,
             schedules=schedules,
         )
-        steps = WorkflowSteps(
-            engager,
-            settings.command_defaults,
+        follower = Follower(
+            studio,
             slack=slack,
+            responder=responder,
             state=state,
-            tasks=tasks,
-            records=records,
+            reads=reads,
             catalog=catalog,
-            follow_hours=settings.bulk_follow_hours,
+            aliases=aliases,
+            mask_numbers=settings.mask_numbers,
+            minutes=settings.follow_minutes,
+            on_started=started_hook(forms, slack),  # the Home tab's record
+            on_ended=outcomes.seen_end,  # what a card saw, its record keeps
         )
-        outcomes.on_end = steps.run_ended  # a step waiting for its run's end completes
-        follower.on_started = started_hook(forms, slack)
-        follower.on_ended = outcomes.seen_end  # what a card saw, its record keeps
-        outcomes.on_bulk = bulk.outcomes_changed
+        starts = SlackEngage(
+            engager,
+            tasks=tasks,
+            state=state,
+            mask_numbers=settings.mask_numbers,
+            publish=follower.publish,
+            schedules=schedules,
+        )
+        scheduled = SlackSchedules(
+            schedules,
+            slack=slack,
+            publish=follower.publish,
+            tasks=tasks,
+            api=studio.api,
+            mask_numbers=settings.mask_numbers,
+        )
         auth = settings.twilio_auth_token
         metrics.configure(settings.configured_flows)
         if not settings.metrics_enabled:

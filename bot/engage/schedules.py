@@ -86,6 +86,7 @@ class Schedules:
         *,
         max_days: float = 30.0,
         late_minutes: float = 60.0,
+        tell: Tell | None = None,
     ) -> None:
         self.engager = engager
         self.late_seconds = late_minutes * 60  # SCHEDULE_LATE_MINUTES: missed past this
@@ -97,7 +98,7 @@ class Schedules:
         self.max_days = max_days
         self.me = secrets.token_hex(4)
         self.jobs: Jobs = jobs_for(store, self.me, "sched:jobs", delete_done=True)
-        self.tell: Tell | None = None  # the Slack surface: the card, or a DM
+        self.tell = tell  # the Slack surface: the card, or a DM
         self.outage = Outage(log, "schedules: shared state")
         self.defects = Repeats(log)
         self._slots = asyncio.Semaphore(CONCURRENCY)

@@ -76,6 +76,8 @@ class Outcomes:
         catalog: FlowCatalog | None = None,
         collect: Mapping[str, tuple[str, ...]] | None = None,
         events: bool = False,
+        on_bulk: OnEnded | None = None,
+        on_end: OnEnded | None = None,
     ) -> None:
         self.studio = studio
         self.events = events  # Event Streams tell of ends: the sweep is a safety net
@@ -83,8 +85,8 @@ class Outcomes:
         self.reads = reads  # STUDIO_READ_RATE_LIMIT, shared with the cards being followed
         self.catalog = catalog
         self.collect = dict(collect or {})  # flow SID -> its ;collect= context paths
-        self.on_bulk: OnEnded | None = None
-        self.on_end: OnEnded | None = None  # any recorded run ended (a workflow step waits)
+        self.on_bulk = on_bulk  # a bulk run's record ended: its second tally moves
+        self.on_end = on_end  # any recorded run ended (a workflow step waits)
         self.outage = Outage(log, "run records: shared state")
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)

@@ -142,6 +142,8 @@ class Follower:
         aliases: dict[str, str] | None = None,
         mask_numbers: bool = False,
         minutes: float = 60.0,
+        on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = None,
+        on_ended: Callable[[Snapshot], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         self.studio = studio
         self.slack = slack
@@ -157,12 +159,10 @@ class Follower:
         self._loop = Loop("follow", self._run)
         self._notes: set[asyncio.Task[tuple[str | None, str]]] = set()  # end notes on their way
         # Told of every run shown (the Home tab's record); best effort.
-        self.on_started: Callable[[EngageCommand, Engagement, Caller], Awaitable[None]] | None = (
-            None
-        )
+        self.on_started = on_started
         # Told of every run seen to end, with what was read; answers what its record
         # kept of it (the answers collected), for the note that announces the end.
-        self.on_ended: Callable[[Snapshot], Awaitable[dict[str, str]]] | None = None
+        self.on_ended = on_ended
 
     # -- publishing a started run ------------------------------------------------
 

@@ -48,7 +48,6 @@ class SlackSchedules:
         self.tasks = tasks
         self.api = api
         self.mask_numbers = mask_numbers
-        schedules.tell = self.tell
 
     # -- /engage scheduled and Cancel -------------------------------------------------
 
