@@ -15,11 +15,11 @@ from bot.domain.bulk_input import read_csv
 from bot.domain.bulk_plan import Ends
 from bot.domain.command import BulkCommand, Defaults, EngageCommand, parse
 from bot.domain.contact_clock import Opening
+from bot.domain.durations import duration
 from bot.domain.errors import ConfigError
 from bot.domain.run import Engagement
 from bot.runs.outcomes import check_interval
 from bot.slack import messages
-from bot.slack.follow import duration
 from bot.slack.messages.bulk import ends_line, source_line
 from bot.slack.messages.schedules import quiet_hours, when_text
 from tests.peers import REPO

@@ -24,6 +24,7 @@ from typing import Any
 from bot.domain import parameters
 from bot.domain.bulk_input import Row, row_for
 from bot.domain.contact_clock import When, parse_at, parse_in
+from bot.domain.durations import parse_span
 from bot.domain.errors import CommandError, ParameterError, PhoneError
 from bot.domain.phone import (
     channel_mismatch,
@@ -46,8 +47,6 @@ _OPTIONS = ("from", "flow", "since", "csv", "at", "in")
 _FLAGS = ("csv",)  # options that take no value
 _START_OPTIONS = ("from", "flow", "at", "in")  # what a start takes
 _START_OPTIONS_TEXT = "the options are --from, --flow, --at and --in"
-_SPAN = re.compile(r"^(\d{1,4})\s*([mhdw])$")
-_SPAN_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_REPORT_DAYS = 366
 
 # What Slack clients (and macOS/iOS autocorrect) do to typed text.
@@ -552,8 +551,10 @@ def _report(tokens: list[_Token], defaults: Defaults) -> ReportCommand:
         raise CommandError(f"name at most one flow; {usage}", words[1])
     since = 7 * 86400.0
     if "since" in named:
-        span = _SPAN.match(named["since"].value.strip().lower())
-        seconds = int(span.group(1)) * _SPAN_SECONDS[span.group(2)] if span else 0
+        try:
+            seconds = parse_span(named["since"].value)
+        except ValueError:
+            seconds = 0
         if not seconds or seconds > MAX_REPORT_DAYS * 86400:
             raise CommandError(
                 f"--since takes a span such as 90m, 24h, 7d or 4w (at most {MAX_REPORT_DAYS}d)",

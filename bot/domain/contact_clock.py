@@ -29,12 +29,12 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 
+from bot.domain.durations import duration, parse_span
+
 WHATSAPP = "whatsapp:"
 UNKNOWN_ZONE = "Etc/Unknown"
 SEARCH_DAYS = 3  # how far ahead the next window is looked for (several zones may never meet)
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_SPAN_PART = re.compile(r"(\d+)\s*(s|sec|m|min|h|d)", re.IGNORECASE)
-_SPAN_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -312,15 +312,14 @@ def parse_at(text: str) -> AtClock:
 
 
 def parse_in(text: str) -> After:
-    """``30s``, ``90m``, ``2h``, ``1h30m``, ``2d``. Raises ValueError."""
-    compact = text.strip().lower().replace(" ", "")
-    parts = _SPAN_PART.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError("takes a span such as 30s, 90m, 2h or 1h30m")
-    seconds = sum(int(n) * _SPAN_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError("takes a span longer than 0")
-    return After(seconds)
+    """``30s``, ``90m``, ``2h``, ``1h30m``, ``2d`` (``durations.parse_span``). Raises
+    ValueError."""
+    try:
+        return After(parse_span(text))
+    except ValueError as exc:
+        if str(exc) == "a span of no time":
+            raise ValueError("takes a span longer than 0") from None
+        raise ValueError("takes a span such as 30s, 90m, 2h or 1h30m") from None
 
 
 def due_at(when: When, zones: tuple[str, ...], now: float) -> float:
@@ -366,17 +365,7 @@ def local_time(at: float, zone_name: str, now: float | None = None) -> str:
 
 def relative(seconds: float) -> str:
     """``in 3 h 10 min``, ``in 2 d 4 h``, ``in 40 s``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"in {seconds} s"
-    minutes = round(seconds / 60)
-    days, rest = divmod(minutes, 1440)
-    hours, minutes = divmod(rest, 60)
-    if days:
-        return f"in {days} d {hours} h" if hours else f"in {days} d"
-    if hours:
-        return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"
-    return f"in {minutes} min"
+    return "in " + duration(seconds, smallest="min")
 
 
 def opening_text(opening: Opening) -> str:

@@ -30,7 +30,8 @@ from typing import Any
 
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
-from bot.domain.contact_clock import ContactClock, Instant, Opening, When, due_at, relative
+from bot.domain.contact_clock import ContactClock, Instant, Opening, When, due_at
+from bot.domain.durations import duration
 from bot.domain.errors import StateUnavailable
 from bot.domain.policy import Policy
 from bot.domain.results import Refused, Result, Started, Unknown
@@ -410,7 +411,7 @@ class Schedules:
         if not await self._claim(item.id, self.me):
             return await self._claimed_elsewhere(item)
         await self._unlist(item)
-        late = relative(self.now() - item.due).removeprefix("in ")
+        late = duration(self.now() - item.due, smallest="min")
         note = (
             f"it was missed: the bot was not running at its time and came back {late}"
             f" later, past SCHEDULE_LATE_MINUTES ({self.late_seconds / 60:g}); nothing was"

@@ -35,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
+from bot.domain.durations import duration
 from bot.domain.errors import StateUnavailable, StudioError
 from bot.domain.record import Record
 from bot.domain.run import Engagement, Snapshot, end_of
@@ -105,16 +106,6 @@ def rank(snapshot: Snapshot) -> str:
 
 def _order(value: str) -> tuple[int, ...]:
     return tuple(int(part) for part in value.split("|"))
-
-
-def duration(seconds: float) -> str:
-    """``3 min 12 s``, ``45 s``, ``2 h 5 min``. Pure."""
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def ending(snapshot: Snapshot) -> str:

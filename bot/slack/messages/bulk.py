@@ -4,6 +4,7 @@ message in the channel. Pure: no I/O."""
 from __future__ import annotations
 
 from bot.domain.bulk_plan import Ends, Plan, Progress, bar
+from bot.domain.durations import duration
 from bot.domain.phone import pretty
 from bot.domain.text import findings_text, label
 from bot.slack.messages.blocks import (
@@ -30,12 +31,8 @@ SHOWN = 15  # rows listed per kind of problem
 
 
 def _about(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes >= 60:
-        return f"{minutes // 60} h {minutes % 60} min"
-    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    """An estimate: never ``0 s``."""
+    return duration(max(seconds, 1))
 
 
 def _listed(title: str, lines: list[str]) -> str:

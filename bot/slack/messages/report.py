@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bot.domain.durations import period
 from bot.slack.messages.blocks import (
     SECTION_TEXT_MAX,
     Block,
@@ -30,15 +31,6 @@ STATE_WORDS = {
 }
 
 
-def span(seconds: float) -> str:
-    """``7 days``, ``24 h``, ``90 min``."""
-    if seconds >= 2 * 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)} days"
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    return f"{round(seconds / 60)} min"
-
-
 def _share(count: int, total: int) -> str:
     return f"{count} ({round(100 * count / total)}%)" if total else str(count)
 
@@ -54,7 +46,7 @@ def _more(items: Sequence[object], shown: int, what: str) -> list[str]:
 
 def report_message(summary: Summary, flows: str, since: float) -> Message:
     """Counts by state, the funnel of end widgets, top answers, failures by code."""
-    head = f"Report: {flows}, the last {span(since)}: {summary.total} run(s) started by the bot"
+    head = f"Report: {flows}, the last {period(since)}: {summary.total} run(s) started by the bot"
     if not summary.total:
         text = f"{head}. Nothing to count."
         return message("ephemeral", text, [section(text=md(f":bar_chart: {escape(text)}"))])

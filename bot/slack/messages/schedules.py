@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain.command import EngageCommand
 from bot.domain.contact_clock import Opening, local_time, opening_text, relative
+from bot.domain.durations import duration
 from bot.domain.phone import pretty
 from bot.domain.text import flow_label
 from bot.slack.messages.blocks import (
@@ -175,7 +176,7 @@ def fired_note(item: Scheduled) -> str:
     how late it started when it did (the bot was down, or many were due together)."""
     note = f"<@{item.user}> this run was scheduled by you for {local_time(item.due, item.zone)}"
     if item.late >= LATE_NOTE_AFTER:
-        note += f"; it started {relative(item.late).removeprefix('in ')} late"
+        note += f"; it started {duration(item.late, smallest='min')} late"
     return note + "."
 
 
