@@ -198,3 +198,34 @@ async def test_zcount_counts_a_score_range_without_listing_it(store: Store) -> N
     assert await store.zcount("due", float("-inf"), 2.0) == 2
     assert await store.zcount("due", 2.5, float("inf")) == 1
     assert await store.zcount("nothing", 0, 10) == 0
+
+
+async def _script_calls(store: RedisStore) -> tuple[int, int]:
+    stats = await store.redis.info("commandstats")
+    return (
+        int(stats.get("cmdstat_eval", {}).get("calls", 0)),
+        int(stats.get("cmdstat_evalsha", {}).get("calls", 0)),
+    )
+
+
+async def test_lua_scripts_go_whole_only_when_redis_lacks_them(redis: RedisServer) -> None:
+    """Each script is registered once: calls send EVALSHA; the text goes (EVAL) only
+    the first time Redis meets it, and again after Redis forgot it (SCRIPT FLUSH)."""
+    store = RedisStore(redis.url)
+    try:
+        await store.redis.flushdb()
+        await store.redis.script_flush()
+        await store.redis.config_resetstat()
+        for n in range(5):
+            assert await store.reserve("pace:x", 0.001, 1.0) >= 0
+            await store.admit("uses:u", 100, 60.0, f"dup:{n}", 60.0)
+        evals, evalshas = await _script_calls(store)
+        assert evals == 2  # reserve's and admit's, once each
+        assert evalshas == 10  # every call tried by SHA first
+        await store.redis.script_flush()  # a Redis that lost its scripts (a restart)
+        await store.reserve("pace:x", 0.001, 1.0)
+        await store.reserve("pace:x", 0.001, 1.0)
+        evals, evalshas = await _script_calls(store)
+        assert (evals, evalshas) == (3, 12)  # sent again once, then by SHA again
+    finally:
+        await store.aclose()

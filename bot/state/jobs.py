@@ -151,6 +151,7 @@ class RedisJobs:
     ) -> None:
         self._redis: Any = store.redis
         self._call = store.call
+        self._wake = self._redis.register_script(_WAKE)  # EVALSHA; the text once
         self.consumer = consumer
         self.stream = PREFIX + name
         self._later_name = name + ":later"  # the store's name for it (``later_index``)
@@ -247,7 +248,7 @@ class RedisJobs:
     async def wake(self, now: float, limit: int = 500) -> int:
         await self._group()
         moved = await self._call(
-            self._redis.eval(_WAKE, 2, self.later_key, self.stream, repr(now), str(limit))
+            self._wake(keys=[self.later_key, self.stream], args=[repr(now), str(limit)])
         )
         return int(moved)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from bot.domain.errors import StateUnavailable
@@ -300,6 +300,12 @@ class RedisStore:
             url, max_connections=POOL_SIZE, timeout=POOL_WAIT, decode_responses=True, **options
         )
         self._redis = Redis(connection_pool=pool)
+        # Each Lua script registered once, by its SHA1: calls send EVALSHA, and the
+        # script's text goes only when Redis does not have it yet (``_script``).
+        self._scripts = {
+            text: self._redis.register_script(text)
+            for text in (_PUT, _DELETE_IF, _ADMIT, _ZCLAIM, _RESERVE)
+        }
         # The store's own commands: those issued at one moment share a round trip.
         self._batch = Batcher(self._redis)
         # Blocking reads (a worker waiting for work) on connections of their own, whose
@@ -335,6 +341,21 @@ class RedisStore:
         answers = await self.call(self._batch.run(build))
         return answers[0]
 
+    async def _script(self, text: str, keys: Sequence[str], *args: str) -> Any:
+        """Run a registered Lua script by its SHA1 (EVALSHA) in the moment's round trip;
+        its text is sent (EVAL, which also keeps it) only when Redis answers NOSCRIPT:
+        the first use since Redis started, or after a SCRIPT FLUSH. NOSCRIPT means the
+        script did not run, so sending it again runs it once."""
+        from redis.exceptions import NoScriptError
+
+        sha = self._scripts[text].sha
+        try:
+            return await self._one(lambda p: p.evalsha(sha, len(keys), *keys, *args))
+        except StateUnavailable as exc:
+            if not isinstance(exc.__cause__, NoScriptError):
+                raise
+        return await self._one(lambda p: p.eval(text, len(keys), *keys, *args))
+
     async def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(await self._one(lambda p: p.set(PREFIX + key, value, nx=True, px=_ms(ttl))))
 
@@ -367,7 +388,7 @@ class RedisStore:
                 keys.append(PREFIX + index)
                 args.append(str(len(members)))
                 args += [part for m, score in members.items() for part in (repr(score), m)]
-            await self._one(lambda p: p.eval(_PUT, len(keys), *keys, *args))
+            await self._script(_PUT, keys, *args)
             return
 
         def build(pipe: Any) -> None:  # a large hash (a bulk run's rows): plain commands
@@ -399,7 +420,7 @@ class RedisStore:
         await self._one(lambda p: p.delete(PREFIX + key))
 
     async def delete_if(self, key: str, value: str) -> bool:
-        removed = await self._one(lambda p: p.eval(_DELETE_IF, 1, PREFIX + key, value))
+        removed = await self._script(_DELETE_IF, [PREFIX + key], value)
         return bool(removed)
 
     async def admit(
@@ -407,17 +428,13 @@ class RedisStore:
     ) -> tuple[float, bool]:
         keys = [PREFIX + uses, PREFIX + claim if claim else ""]
         member = secrets.token_hex(6)
-        wait, claimed = await self._one(
-            lambda p: p.eval(
-                _ADMIT, 2, *keys, str(limit), repr(window), str(_ms(claim_ttl)), member
-            )
+        wait, claimed = await self._script(
+            _ADMIT, keys, str(limit), repr(window), str(_ms(claim_ttl)), member
         )
         return float(wait), bool(int(claimed))
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
-        answer = await self._one(
-            lambda p: p.eval(_RESERVE, 1, PREFIX + key, repr(interval), repr(horizon))
-        )
+        answer = await self._script(_RESERVE, [PREFIX + key], repr(interval), repr(horizon))
         return float(answer)
 
     async def zadd(self, key: str, members: Mapping[str, float], ttl: float) -> None:
@@ -437,9 +454,7 @@ class RedisStore:
         return [str(member) for member in found]
 
     async def zclaim(self, key: str, member: str, due_by: float, then: float) -> bool:
-        claimed = await self._one(
-            lambda p: p.eval(_ZCLAIM, 1, PREFIX + key, member, repr(due_by), repr(then))
-        )
+        claimed = await self._script(_ZCLAIM, [PREFIX + key], member, repr(due_by), repr(then))
         return bool(claimed)
 
     async def zrem(self, key: str, *members: str) -> None:
