@@ -12,7 +12,6 @@ from datetime import time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import limits
 import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +28,7 @@ from bot.domain.contact_clock import ContactClock, QuietHours, zone
 from bot.domain.errors import ConfigError
 from bot.domain.phone import is_messaging_service, normal_sid
 from bot.domain.policy import SLACK_USER, Access, Policy
+from bot.domain.rates import Rate
 
 DEFAULT_STUDIO_URL = "https://studio.twilio.com"
 
@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     )
     user_rate_limit: str = Field(
         default="10/minute",
-        description="starts one user may make (`limits` notation: `5/minute`, `100/day`)",
+        description="starts one user may make (`5/minute`, `100/day`, `2/3 hours`)",
     )
     studio_rate_limit: str = Field(
         default="20/second",
@@ -405,10 +405,7 @@ class Settings(BaseSettings):
     @field_validator("user_rate_limit", "studio_rate_limit", "studio_read_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
-        try:
-            limits.parse(value)
-        except ValueError:
-            raise ValueError("must be a rate such as 10/minute or 20/second") from None
+        Rate.parse(value)  # ValueError: "must be a rate such as 10/minute or 20/second"
         return value
 
     @field_validator("redis_url")

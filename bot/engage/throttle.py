@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import limits
-
 from bot.domain.command import EngageCommand
+from bot.domain.rates import Rate
 from bot.infra import metrics
 from bot.state.store import BestEffort
 
@@ -41,8 +40,8 @@ class Throttle:
         self.state = state or BestEffort()
         self.user_rate = user_rate
         self.studio_rate = studio_rate
-        self._user_item = limits.parse(user_rate)
-        self._studio_item = limits.parse(studio_rate)
+        self._user_item = Rate.parse(user_rate)
+        self._studio_item = Rate.parse(studio_rate)
         self.max_wait = max_wait
         self.duplicate_window = duplicate_window
 
@@ -72,16 +71,14 @@ class Throttle:
         limit = item.amount if kind is not None else -1
         uses = f"uses:{kind}:{user_id}" if kind is not None else "uses:-"
         wait, claimed = await self.state.use(
-            lambda store: store.admit(
-                uses, limit, float(item.get_expiry()), claim, self.duplicate_window
-            )
+            lambda store: store.admit(uses, limit, item.seconds, claim, self.duplicate_window)
         )
         return (max(1.0, wait), False) if wait else (0.0, claimed)
 
     @property
     def per_second(self) -> float:
         """STUDIO_RATE_LIMIT as requests per second."""
-        return self._studio_item.amount / self._studio_item.get_expiry()
+        return self._studio_item.per_second
 
     async def pace(self, requests: int = 1, *, bulk: bool = False, queue: bool = False) -> bool:
         """Wait for a send time under STUDIO_RATE_LIMIT (account-wide): a schedule with
