@@ -18,6 +18,7 @@ from bot.domain.rates import Rate
         ("1/day", 1, 86400),
         (" 10 / Minute ", 10, 60),
         ("100/hours", 100, 3600),
+        ("0/minute", 0, 60),  # allows nothing
     ],
 )
 def test_rates_read(text: str, amount: int, seconds: float) -> None:
@@ -30,7 +31,6 @@ def test_rates_read(text: str, amount: int, seconds: float) -> None:
         "",
         "10",
         "minute",
-        "0/minute",
         "10/0 minutes",
         "10/fortnight",
         "-1/second",

@@ -88,7 +88,7 @@ async def test_a_start_is_recorded_and_followed_to_its_end_with_its_answer(
         done = await records.get(ENGAGEMENT_SID)
     assert done is not None
     assert (done.state, done.widget) == ("ended", "thanks")
-    assert done.answered == {"start": "5"}
+    assert done.answers == {"start": "5"}
     assert done.duration_s >= 0
     assert len(reads_of(studio, ENGAGEMENT_SID)) == 4
 
@@ -111,7 +111,7 @@ async def test_event_streams_end_a_record_with_one_read(monkeypatch: pytest.Monk
         assert records is not None
         done = await records.get(ENGAGEMENT_SID)
     assert done is not None
-    assert (done.state, done.widget, done.answered) == ("ended", "no_reply", {"start": "4"})
+    assert (done.state, done.widget, done.answers) == ("ended", "no_reply", {"start": "4"})
     assert reads_of(studio, ENGAGEMENT_SID) == [
         f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context"
     ]
@@ -195,7 +195,7 @@ async def test_a_delivery_without_a_body_hash_is_a_hint_the_run_is_read_from_stu
         await run.idle()
         done = await records.get(ENGAGEMENT_SID)
     assert done is not None
-    assert (done.state, done.widget, done.answered) == ("ended", "thanks", {"start": "5"})
+    assert (done.state, done.widget, done.answers) == ("ended", "thanks", {"start": "5"})
     said = [r.getMessage() for r in caplog.records if "without bodySHA256" in r.getMessage()]
     assert len(said) == 1  # said once, not per delivery
 
@@ -294,7 +294,7 @@ async def test_records_survive_a_restart_on_redis(
         await outcomes.sweep()
         kept = await records.get(ENGAGEMENT_SID)
     assert kept is not None
-    assert (kept.state, kept.answered) == ("ended", {"start": "3"})
+    assert (kept.state, kept.answers) == ("ended", {"start": "3"})
 
 
 def test_answers_are_collected_from_the_widgets_and_the_configured_paths() -> None:
@@ -328,16 +328,18 @@ def test_the_funnel_arithmetic() -> None:
     from bot.slack.report import summarise
 
     def rec(state: str, widget: str = "", code: str = "", answers: str = "") -> RunRecord:
-        return RunRecord(
-            id=f"x{state}{widget}{code}{answers}",
-            flow_sid=FLOW_SID,
-            contact="+1 617-•••-1212",
-            starter="U1",
-            started_at=1.0,
-            state=state,  # type: ignore[arg-type]
-            widget=widget,
-            code=code,
-            answers=answers,
+        return RunRecord.model_validate(
+            dict(
+                id=f"x{state}{widget}{code}{answers}",
+                flow_sid=FLOW_SID,
+                contact="+1 617-•••-1212",
+                starter="U1",
+                started_at=1.0,
+                state=state,
+                widget=widget,
+                code=code,
+                answers=answers or "{}",  # as a hash field keeps it: JSON text
+            )
         )
 
     summary = summarise(
@@ -434,6 +436,6 @@ async def test_a_followed_card_ends_with_the_answers_its_record_kept(
     (note,) = [p for p in run.slack.posts if p.get("thread_ts")]
     assert "Answers: start: “5”" in text_of(note)
     assert kept is not None
-    assert (kept.state, kept.answered) == ("ended", {"start": "5"})
+    assert (kept.state, kept.answers) == ("ended", {"start": "5"})
     reads = reads_of(studio, ENGAGEMENT_SID)
     assert reads.count(f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context") >= 1

@@ -25,10 +25,10 @@ class Rate:
 
     @classmethod
     def parse(cls, text: str) -> Rate:
-        """``N/unit``, ``N per unit`` or ``N/M units`` (second, minute, hour, day), N at
-        least 1. Raises ValueError (which does not echo the text)."""
+        """``N/unit``, ``N per unit`` or ``N/M units`` (second, minute, hour, day); ``0/…``
+        allows nothing. Raises ValueError (which does not echo the text)."""
         found = _RATE.match(text)
-        if found is None or int(found.group(1)) < 1 or found.group(2) == "0":
+        if found is None or found.group(2) == "0":
             raise ValueError("must be a rate such as 10/minute or 20/second")
         count, multiple, unit = found.groups()
         return cls(int(count), int(multiple or 1) * _SECONDS[unit.lower()])

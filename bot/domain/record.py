@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Self, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 log = logging.getLogger(__name__)
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)  # kept as JSON text in a hash field
 
 
 class Record(BaseModel):
@@ -19,6 +22,21 @@ class Record(BaseModel):
     newer version still reads."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decoded(cls, data: Any) -> Any:
+        """A hash's field holding a list or an object is JSON text (``field_text``): read
+        back as the typed value it was, for any field that is not text."""
+        if not isinstance(data, dict):
+            return data
+        decoded = dict(data)
+        for name, field in cls.model_fields.items():
+            value = decoded.get(name)
+            if isinstance(value, str) and get_origin(field.annotation) in _CONTAINERS:
+                with contextlib.suppress(ValueError):  # else the field's validation says
+                    decoded[name] = json.loads(value)
+        return decoded
 
     def fields(self, *names: str) -> dict[str, str]:
         """The record as hash fields (only ``names``, when given); None is left out."""

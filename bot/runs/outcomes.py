@@ -222,7 +222,7 @@ class Outcomes:
             if record is None:
                 return {}
             if record.state in FINAL:
-                return record.answered
+                return record.answers
             widget, failed = end_of(snapshot.steps)
             updated = snapshot.updated.timestamp() if snapshot.updated else 0.0
             answers = await self._answers(record.flow_sid, snapshot.context)
@@ -234,7 +234,7 @@ class Outcomes:
                 answers=answers,
             )
             await self._finished(done)
-            return done.answered
+            return done.answers
         except StateUnavailable as exc:
             self.outage.failed(exc)
             return {}

@@ -15,11 +15,12 @@ report read from here; ``bot.runs.outcomes`` follows the active ones to their en
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Literal
+
+from pydantic import Field
 
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
@@ -57,16 +58,8 @@ class RunRecord(Record):
     step_failed: bool = False  # that widget's step is one a run fails at (events)
     ended_at: float = 0.0
     duration_s: float = 0.0
-    answers: str = ""  # JSON object: field -> text
+    answers: dict[str, str] = Field(default_factory=dict)  # field -> text: its answers
     follow_until: float = 0.0
-
-    @property
-    def answered(self) -> dict[str, str]:
-        try:
-            found = json.loads(self.answers) if self.answers else {}
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 class Records:
@@ -206,7 +199,7 @@ class Records:
                 "duration_s": round(max(0.0, ended_at - record.started_at), 1)
                 if state != "unfollowed"
                 else 0.0,
-                "answers": json.dumps(answers, ensure_ascii=False) if answers else "",
+                "answers": dict(answers or {}),
             }
         )
         await self.state.use(lambda s: s.hset(f"rec:{record.id}", done.fields(), self.keep))

@@ -87,7 +87,7 @@ class Followed(Record):
     ts: str = ""  # the card's message; "" when it lives behind a response_url
     response_url: str = ""
     uses: int = 0  # response_url uses so far
-    rank: str = "0|0|0"  # of the state last shown: ended, steps, last change
+    shown: tuple[int, int, int] = (0, 0, 0)  # the state last shown: ended, steps, last change
     next_poll: float = 0.0
     interval: float = FIRST_POLL
     last_edit: float = 0.0
@@ -98,14 +98,10 @@ class Followed(Record):
         return bool(self.response_url) and now - self.started < RESPONSE_URL_SECONDS
 
 
-def rank(snapshot: Snapshot) -> str:
-    """How far a run has got: ended or not, steps taken, last change (compared as tuples)."""
+def rank(snapshot: Snapshot) -> tuple[int, int, int]:
+    """How far a run has got: ended or not, steps taken, last change (compared in order)."""
     updated = snapshot.updated.timestamp() if snapshot.updated else 0
-    return f"{int(snapshot.run.status == 'ended')}|{len(snapshot.steps)}|{int(updated)}"
-
-
-def _order(value: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in value.split("|"))
+    return int(snapshot.run.status == "ended"), len(snapshot.steps), int(updated)
 
 
 def ending(snapshot: Snapshot) -> str:
@@ -290,7 +286,7 @@ class Follower:
                 await self._load(followed.sid) or followed
             )  # another process may have shown more
             ended = snapshot.run.status == "ended"
-            newer = _order(rank(snapshot)) > _order(current.rank)
+            newer = rank(snapshot) > current.shown
             if newer and not ended and now - current.last_edit < COALESCE_SECONDS:
                 due = current.last_edit + COALESCE_SECONDS
                 await self._save(current.model_copy(update={"next_poll": due}))
@@ -366,7 +362,7 @@ class Follower:
                 # The end is said in the channel instead (``_announce_end``).
                 return followed.model_copy(update={"response_url": ""}), 0.0
             followed = followed.model_copy(update={"uses": followed.uses + 1})
-        return followed.model_copy(update={"rank": rank(snapshot), "last_edit": now}), 0.0
+        return followed.model_copy(update={"shown": rank(snapshot), "last_edit": now}), 0.0
 
     async def _announce_end(self, followed: Followed, snapshot: Snapshot) -> None:
         """Tell the starter how it ended, once across every process."""

@@ -76,7 +76,7 @@ def summarise(records: Iterable[RunRecord]) -> Summary:
             funnel[record.widget or "?"] += 1
         if record.state in ("not_started", "unknown") and record.code:
             failures[record.code] += 1
-        found = record.answered
+        found = record.answers
         if found:
             answered += 1
         for field, value in found.items():
@@ -90,7 +90,7 @@ def records_csv(records: Iterable[RunRecord], names: Mapping[str, str]) -> str:
     kept = list(records)
     fields: list[str] = []
     for record in kept:
-        fields += [k for k in record.answered if k not in fields]
+        fields += [k for k in record.answers if k not in fields]
 
     def when(epoch: float) -> str:
         return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch else ""
@@ -110,7 +110,7 @@ def records_csv(records: Iterable[RunRecord], names: Mapping[str, str]) -> str:
             r.widget,
             when(r.ended_at),
             r.duration_s if r.ended_at else "",
-            *(r.answered.get(k, "") for k in fields),
+            *(r.answers.get(k, "") for k in fields),
         )
         for r in kept
     ]

@@ -470,7 +470,7 @@ class WorkflowSteps:
                 **_started(waiting),
                 "final_status": record.state,
                 "end_widget": record.widget,
-                "answers": json.dumps(record.answered, ensure_ascii=False),
+                "answers": json.dumps(record.answers, ensure_ascii=False),
             }
             await self._complete(waiting.execution, token, outputs, waiting.user)
         await self.state.use(lambda s: s.delete(f"step:{sid}"))

@@ -159,7 +159,7 @@ class BulkState:
 
     async def run_ended(self, run_id: str, record_id: str, state: str, widget: str) -> None:
         """One started run's end, for the second tally (idempotent per run)."""
-        value = f"{state}|{widget}"
+        value = json.dumps([state, widget])
         await self.state.use(
             lambda s: s.hset(f"bulk:{run_id}:ends", {record_id: value}, KEEP_SECONDS)
         )
@@ -170,7 +170,7 @@ class BulkState:
     async def run_ends(self, run_id: str) -> list[tuple[str, str]]:
         """(state, widget) of every started run that ended."""
         stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:ends"))
-        return [(v.partition("|")[0], v.partition("|")[2]) for v in stored.values()]
+        return [_end(value) for value in stored.values()]
 
     async def keep_results(self, run_id: str, content: str) -> None:
         """The results file, kept until it reaches Slack (a restart does not lose it)."""
@@ -186,3 +186,13 @@ def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
     for outcome in outcomes.values():
         counts[outcome.outcome] += 1
     return counts
+
+
+def _end(value: str) -> tuple[str, str]:
+    """A kept end: ``["state", "widget"]``; ``state|widget`` from a version before
+    2026-12 (a run in flight across the upgrade; gone with the run, after 7 days)."""
+    if value.startswith("["):
+        state, widget = json.loads(value)
+        return str(state), str(widget)
+    state, _, widget = value.partition("|")
+    return state, widget

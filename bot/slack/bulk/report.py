@@ -83,13 +83,13 @@ def results_file(
     answer collected."""
     fields: list[str] = []
     for kept in records.values():
-        fields += [k for k in kept.answered if k not in fields]
+        fields += [k for k in kept.answers if k not in fields]
     lines = []
     for number in sorted(outcomes, key=int):
         result = outcomes[number]
         contact = json.loads(rows[number])["to"] if number in rows else ""
         record = records.get(number)
-        answers = record.answered if record else {}
+        answers = record.answers if record else {}
         ended = (
             datetime.fromtimestamp(record.ended_at, UTC).isoformat(timespec="seconds")
             if record and record.ended_at
