@@ -12,7 +12,7 @@ import logging
 import httpx
 import pytest
 
-from bot.engage.bulk import worker
+from bot.infra import workers
 from tests.harness import buttons, harness
 from tests.peers import FakeStudio, free_port
 from tests.test_bulk_e2e import preview, until
@@ -73,7 +73,7 @@ async def test_a_flood_of_forged_deliveries_is_summarised_not_logged_line_by_lin
 async def test_with_redis_down_the_bulk_worker_logs_the_outage_once_not_every_round(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(worker, "OUTAGE_PAUSE", 0.02)  # many attempts in the time below
+    monkeypatch.setattr(workers, "OUTAGE_PAUSE", 0.02)  # many attempts in the time below
     caplog.set_level(logging.DEBUG)
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     async with harness(monkeypatch, FakeStudio(), REDIS_URL=dead) as run:

@@ -39,7 +39,8 @@ from bot.domain.schedule import Scheduled, State
 from bot.domain.text import refusal_text
 from bot.engage.start import Engager, StartRequest
 from bot.infra import audit
-from bot.infra.logs import Outage, Repeats, about
+from bot.infra.logs import Outage, about
+from bot.infra.workers import Workers
 from bot.state.jobs import Jobs, jobs_for
 from bot.state.store import Durable, RedisStore, Store
 
@@ -101,15 +102,23 @@ class Schedules:
         self.jobs: Jobs = jobs_for(store, self.me, "sched:jobs", delete_done=True)
         self.tell = tell  # the Slack surface: the card, or a DM
         self.outage = Outage(log, "schedules: shared state")
-        self.defects = Repeats(log)
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._loop: asyncio.Task[None] | None = None
+        self.workers = Workers(
+            "schedules",
+            slots=CONCURRENCY,
+            round=self._took,
+            idle=lambda: asyncio.sleep(TICK),
+            busy_wait=TICK,
+            log=log,
+            outage=self.outage,
+        )
         self._beat: asyncio.Task[None] | None = None
-        self._fires: set[asyncio.Task[None]] = set()
         self._in_hand: dict[str, str] = {}  # job ID -> schedule ID, while being fired
-        self._freed = asyncio.Event()
         self._telling: set[asyncio.Task[None]] = set()  # cards and DMs on their way
-        self.stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        """SIGTERM: nothing more is taken."""
+        return self.workers.stopping
 
     def now(self) -> float:
         """The wall clock (the contact clock's, which tests control)."""
@@ -228,9 +237,9 @@ class Schedules:
     # -- the loop in every process ---------------------------------------------------
 
     def start(self) -> None:
-        if self._loop is None and not self.stopping:
+        if self._beat is None and not self.stopping:
+            self.workers.start()
             loop = asyncio.get_running_loop()
-            self._loop = loop.create_task(self._work(), name="schedules")
             self._beat = loop.create_task(self._heartbeat(), name="schedules:heartbeat")
 
     async def _heartbeat(self) -> None:
@@ -247,13 +256,7 @@ class Schedules:
 
     async def stop(self) -> None:
         """SIGTERM: take no more; let the fires in flight finish (briefly)."""
-        self.stopping = True
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop}, timeout=5)
-            self._loop = None
-        if self._fires:
-            await asyncio.wait(set(self._fires), timeout=10)
+        await self.workers.stop(10)
         if self._beat is not None:
             self._beat.cancel()
             await asyncio.wait({self._beat}, timeout=1)
@@ -261,23 +264,8 @@ class Schedules:
         if self._telling:
             await asyncio.wait(set(self._telling), timeout=10)
 
-    async def _work(self) -> None:
-        while not self.stopping:
-            try:
-                taken = await self.round()
-                self.outage.ok()
-                if self._slots.locked():  # every slot busy: go on as soon as one is free
-                    self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), TICK)
-                elif not taken:
-                    await asyncio.sleep(TICK)
-            except StateUnavailable as exc:
-                self.outage.failed(exc)
-                await asyncio.sleep(1.0)
-            except Exception:
-                self.defects.log(logging.ERROR, "round", "schedules round failed", exc_info=True)
-                await asyncio.sleep(1.0)
+    async def _took(self) -> bool:
+        return await self.round() > 0
 
     async def round(self) -> int:
         """Move what is due into the queue, and fire what there is room for; how many."""
@@ -286,28 +274,15 @@ class Schedules:
         for job_id, schedule_id in await self.jobs.reclaim(RECLAIM_AFTER):
             if job_id in self._in_hand:
                 continue  # this process is still firing it (the store was out a while)
-            await self._slots.acquire()
-            self._spawn(job_id, schedule_id)
+            await self.workers.spawn(self._fire_job(job_id, schedule_id))
             taken += 1
-        while not self._slots.locked() and not self.stopping:
+        while not self.workers.full and not self.stopping:
             job = await self.jobs.take()
             if job is None:
                 break
-            await self._slots.acquire()
-            self._spawn(*job)
+            await self.workers.spawn(self._fire_job(*job))
             taken += 1
         return taken
-
-    def _spawn(self, job_id: str, schedule_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._fire_job(job_id, schedule_id))
-        self._fires.add(task)
-
-        def done(t: asyncio.Task[None]) -> None:
-            self._fires.discard(t)
-            self._slots.release()
-            self._freed.set()
-
-        task.add_done_callback(done)
 
     async def _fire_job(self, job_id: str, schedule_id: str) -> None:
         with about(schedule=schedule_id):

@@ -18,7 +18,6 @@ once at the account's pace, and finishes a run when every row is settled.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -36,7 +35,8 @@ from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowOutcome, RunMeta, 
 from bot.engage.start import Engager, StartRequest
 from bot.engage.throttle import Throttle
 from bot.infra import audit
-from bot.infra.logs import Outage, Repeats, about
+from bot.infra.logs import Outage, about
+from bot.infra.workers import Workers
 from bot.state.jobs import Jobs, Wakeups, jobs_for
 from bot.state.store import Store
 
@@ -46,7 +46,6 @@ CONCURRENCY = 16  # rows in flight per process
 RECLAIM_AFTER = 30.0  # a job silent this long belonged to a process that died
 START_GRACE = 30.0  # a run still *starting* this long was left by a process that died
 IDLE_SECONDS = 5.0  # an idle worker looks again this often, woken or not
-OUTAGE_PAUSE = 1.0  # between attempts while the shared state is down
 
 
 class Reporter(Protocol):
@@ -77,13 +76,21 @@ class Worker:
         self.wakeups = wakeups
         self.me = secrets.token_hex(4)  # this process, as a consumer of the queues
         self.outage = Outage(log, "bulk runs: shared state")
-        self.defects = Repeats(log)
         self._jobs: dict[str, Jobs] = {}
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._freed = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
-        self._rows: set[asyncio.Task[None]] = set()
-        self.stopping = False  # SIGTERM: rows not yet sent go back to the queue
+        self.workers = Workers(
+            "bulk",
+            slots=CONCURRENCY,
+            round=self._round,
+            idle=lambda: self.wakeups.wait(IDLE_SECONDS),
+            busy_wait=IDLE_SECONDS,
+            log=log,
+            outage=self.outage,
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """SIGTERM: rows not yet sent go back to the queue."""
+        return self.workers.stopping
 
     def queue(self, run_id: str) -> Jobs:
         if run_id not in self._jobs:
@@ -117,39 +124,12 @@ class Worker:
 
     def start(self) -> None:
         """Work the runs in the background (not once this process is stopping)."""
-        if self._loop is None and not self.stopping:
-            self._loop = asyncio.get_running_loop().create_task(self._work(), name="bulk")
+        self.workers.start()
 
     async def stop(self) -> None:
         """SIGTERM: take no more rows, let those in flight finish (rows still waiting for
         their turn give it up at once)."""
-        self.stopping = True
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop}, timeout=5)
-            self._loop = None
-        if self._rows:
-            await asyncio.wait(set(self._rows), timeout=10)
-            for task in set(self._rows):
-                task.cancel()
-
-    async def _work(self) -> None:
-        while not self.stopping:
-            try:
-                took = await self._round()
-                if not took and not self._slots.locked():
-                    await self.wakeups.wait(IDLE_SECONDS)
-                elif not took:  # every slot busy: go on when one is free
-                    self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), IDLE_SECONDS)
-                self.outage.ok()
-            except StateUnavailable as exc:
-                self.outage.failed(exc)
-                await asyncio.sleep(OUTAGE_PAUSE)
-            except Exception:
-                self.defects.log(logging.ERROR, "round", "bulk worker round failed", exc_info=True)
-                await asyncio.sleep(OUTAGE_PAUSE)
+        await self.workers.stop(10, cancel=True)
 
     async def _round(self) -> bool:
         """Take what jobs there are room for, from every running run; True if any. Runs
@@ -175,15 +155,13 @@ class Worker:
             jobs = self.queue(run_id)
             await jobs.wake(self.engager.clock.now())  # rows whose window (or --at) came
             for job_id, body in await jobs.reclaim(RECLAIM_AFTER):
-                await self._slots.acquire()
-                self._spawn(run_id, jobs, job_id, body)
+                await self.workers.spawn(self._row(run_id, jobs, job_id, body))
                 took = True
-            while not self._slots.locked():
+            while not self.workers.full:
                 job = await jobs.take()
                 if job is None:
                     break
-                await self._slots.acquire()
-                self._spawn(run_id, jobs, *job)
+                await self.workers.spawn(self._row(run_id, jobs, *job))
                 took = True
         return took
 
@@ -195,17 +173,6 @@ class Worker:
             return await self.reporter.deliver_final(run_id)
         finally:
             await self.state.state.use(lambda s: s.delete(f"bulk:{run_id}:delivering"))
-
-    def _spawn(self, run_id: str, jobs: Jobs, job_id: str, body: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._row(run_id, jobs, job_id, body))
-        self._rows.add(task)
-
-        def done(t: asyncio.Task[None]) -> None:
-            self._rows.discard(t)
-            self._slots.release()
-            self._freed.set()
-
-        task.add_done_callback(done)
 
     # -- one row ------------------------------------------------------------------------
 

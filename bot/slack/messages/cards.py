@@ -75,21 +75,52 @@ def card_of(
     snapshot: Snapshot, alias: str | None, starter: str, api: str, name: str | None = None
 ) -> RunCard:
     """The card of a run as Studio has it now (status, latest step, data, sender)."""
-    run = snapshot.run
+    return _card(
+        snapshot.run,
+        flow_sid=snapshot.flow_sid,
+        alias=alias,
+        name=name,
+        starter=starter,
+        api=api,
+        sender=snapshot.sender,
+        parameters=snapshot.parameters,
+        latest_step=snapshot.latest_step,
+        updated=snapshot.updated,
+    )
+
+
+def _card(
+    run: Engagement,
+    *,
+    flow_sid: str,
+    alias: str | None,
+    name: str | None,
+    starter: str,
+    api: str,
+    sender: str | None,
+    parameters: Any,
+    contact: str | None = None,
+    latest_step: Step | None = None,
+    updated: datetime | None = None,
+    started: datetime | None = None,
+) -> RunCard:
+    """The one place a card is built from a run: what Studio said of it, and what the
+    caller knows better (the contact and data asked for, when it started)."""
     return RunCard(
         sid=run.sid,
         status=run.status or "unknown",
-        flow_sid=snapshot.flow_sid,
+        flow_sid=flow_sid,
         flow_alias=alias,
-        contact=run.contact_channel_address or "",
-        sender=snapshot.sender,
+        contact=contact or run.contact_channel_address or "",
+        sender=sender,
         starter=starter,
-        parameters=snapshot.parameters,
+        parameters=parameters,
         url=run.url,
         api=api,
-        latest_step=snapshot.latest_step,
-        updated=snapshot.updated,
+        latest_step=latest_step,
+        updated=updated,
         flow_name=name,
+        started=started,
     )
 
 
@@ -175,18 +206,16 @@ def engaged_card(
     command: EngageCommand, engagement: Engagement, user_id: str, *, api: str = "v1"
 ) -> RunCard:
     """What the card of a run just started from ``command`` shows."""
-    return RunCard(
-        sid=engagement.sid,
-        status=engagement.status or "unknown",
+    return _card(
+        engagement,
         flow_sid=command.flow_sid,  # the flow asked for: Twilio echoes it, a mock may not
-        flow_alias=command.flow_alias,
+        alias=command.flow_alias,
+        name=command.flow_name,
+        starter=user_id,
+        api=api,
         contact=command.to,
         sender=command.sender,
-        starter=user_id,
         parameters=command.parameters,
-        url=engagement.url,
-        api=api,
-        flow_name=command.flow_name,
         started=engagement.date_created,
     )
 
