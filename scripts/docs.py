@@ -109,7 +109,7 @@ def between(text: str, name: str, body: str) -> str:
 
 
 def audit_outcomes() -> str:
-    """Every audit outcome, from ``bot.infra.audit.Outcome`` (the type every line is checked
+    """Every audit outcome, from ``bot.infra.audit.Kind`` (the type every line is checked
     against), as a list for guardrails.md."""
     return "`outcome` is one of " + ", ".join(f"`{o}`" for o in OUTCOMES) + "."
 

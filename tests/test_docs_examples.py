@@ -18,7 +18,7 @@ from bot.domain.contact_clock import Opening
 from bot.domain.durations import duration
 from bot.domain.errors import ConfigError
 from bot.domain.run import Engagement
-from bot.runs.outcomes import check_interval
+from bot.runs.tracker import check_interval
 from bot.slack import messages
 from bot.slack.messages.bulk import ends_line, source_line
 from bot.slack.messages.schedules import quiet_hours, when_text

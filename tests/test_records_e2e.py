@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.domain.flows import collect_answers
 from bot.engage.bulk import worker
-from bot.runs import outcomes as outcomes_module
+from bot.runs import tracker as tracker_module
 from bot.slack import report as report_module
 from bot.slack.bulk import report
 from tests import flow_definitions as defs
@@ -34,8 +34,8 @@ FAST = {"STUDIO_READ_RATE_LIMIT": "1000000/second"}  # a check is due again at o
 @pytest.fixture(autouse=True)
 def quick_records(monkeypatch: pytest.MonkeyPatch, quick: None) -> None:
     """Following's faster clock (``quick``, shared with test_follow_e2e), and records'."""
-    monkeypatch.setattr(outcomes_module, "MIN_INTERVAL", 0.0)  # check at every sweep
-    monkeypatch.setattr(outcomes_module, "TICK_SECONDS", 3600.0)  # sweeps run by the tests
+    monkeypatch.setattr(tracker_module, "MIN_INTERVAL", 0.0)  # check at every sweep
+    monkeypatch.setattr(tracker_module, "TICK_SECONDS", 3600.0)  # sweeps run by the tests
     monkeypatch.setattr(report, "MAX_PAUSE", 0.2)
     monkeypatch.setattr(worker, "IDLE_SECONDS", 0.2)
     monkeypatch.setattr(report_module, "STATS_SECONDS", 0.0)  # the Home tab counts afresh
@@ -74,7 +74,7 @@ async def test_a_start_is_recorded_and_followed_to_its_end_with_its_answer(
         await run.command("+16175551212 first_name=Zeke")
         await run.slack.wait_for_replies(1)
         await run.idle()
-        records, outcomes = run.services.records, run.services.outcomes
+        records, outcomes = run.services.records, run.services.tracker
         assert records is not None
         assert outcomes is not None
         kept = await records.get(ENGAGEMENT_SID)
@@ -132,7 +132,7 @@ async def test_a_run_that_fails_is_recorded_failed_whichever_way_its_end_arrives
         await run.idle()
         end(studio, ENGAGEMENT_SID, None, widget="send_sms")
         studio.steps[-1]["name"] = "Failed"  # the run ended at a failure step
-        records, outcomes = run.services.records, run.services.outcomes
+        records, outcomes = run.services.records, run.services.tracker
         assert records is not None
         assert outcomes is not None
         if path == "events":
@@ -174,7 +174,7 @@ async def test_a_delivery_without_a_body_hash_is_a_hint_the_run_is_read_from_stu
         forged = cloud_event("step.ended")
         forged["data"].update(name="Failed", transitioned_from="made_up")
         claims = [forged, cloud_event("execution.ended")]
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         hinted: list[str] = []
         read_run = outcomes.hint
@@ -219,7 +219,7 @@ async def test_following_stops_after_bulk_follow_hours(monkeypatch: pytest.Monke
         await run.command("+16175551212")
         await run.slack.wait_for_replies(1)
         await run.idle()
-        records, outcomes = run.services.records, run.services.outcomes
+        records, outcomes = run.services.records, run.services.tracker
         assert records is not None
         assert outcomes is not None
         await outcomes.sweep()
@@ -235,7 +235,7 @@ def final_results(slack: FakeSlack) -> list[dict[str, str]]:
 
 
 async def sweep_until(run: Harness, condition: Any) -> None:
-    outcomes = run.services.outcomes
+    outcomes = run.services.tracker
     assert outcomes is not None
     deadline = time.monotonic() + 15
     while not condition():
@@ -288,7 +288,7 @@ async def test_records_survive_a_restart_on_redis(
         await first.idle()
     end(studio, ENGAGEMENT_SID, "3")
     async with wired(monkeypatch, studio, slack, env=env) as second:
-        outcomes, records = second.services.outcomes, second.services.records
+        outcomes, records = second.services.tracker, second.services.records
         assert outcomes is not None
         assert records is not None
         await outcomes.sweep()
@@ -378,7 +378,7 @@ async def test_the_report_and_its_csv_only_to_the_asker_under_the_status_rules(
         await run.slack.wait_for_replies(1)
         await run.idle()
         end(studio, ENGAGEMENT_SID, "=cmd|' /C calc'!A0")
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         await outcomes.sweep()
         refused = (await run.command("report onboarding", user_id="U0OTHER"))[0].json()
@@ -411,7 +411,7 @@ async def test_the_home_tab_counts_the_last_7_days_per_flow(
         await run.slack.wait_for_replies(1)
         await run.idle()
         end(studio, ENGAGEMENT_SID, "5")
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         await outcomes.sweep()
         await open_home(run)

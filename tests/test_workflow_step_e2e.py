@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.runs import outcomes as outcomes_module
+from bot.runs import tracker as tracker_module
 from bot.slack.workflow_step import CALLBACK_ID, DEFINITION
 from tests import flow_definitions as defs
 from tests.harness import Harness, wired
@@ -290,7 +290,7 @@ async def test_waiting_for_the_end_completes_with_the_final_status_and_answers(
         assert slack.completions == []  # still waiting
         (sid,) = studio.runs
         end(studio, sid, "5")
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         await outcomes.sweep()
         (done,) = await slack.wait_for_completions(1)
@@ -325,7 +325,7 @@ async def test_a_step_token_revoked_during_the_wait_is_told_to_its_person(
         slack.revoked_step_tokens = True  # hours later, the token is gone
         (sid,) = studio.runs
         end(studio, sid, "5")
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         await outcomes.sweep()
         await until(lambda: [p for p in slack.posts if p.get("channel") == "DU0CALLER"])
@@ -353,7 +353,7 @@ async def test_a_waiting_step_fails_when_following_stops_first(
         await run_step(run, inputs)
         await until(lambda: len(studio.creates()) == 1)
         await run.idle()
-        outcomes = run.services.outcomes
+        outcomes = run.services.tracker
         assert outcomes is not None
         await outcomes.sweep()
         (done,) = await slack.wait_for_completions(1)
@@ -364,7 +364,7 @@ async def test_a_waiting_step_fails_when_following_stops_first(
 async def test_a_waiting_step_survives_a_restart_and_completes_once(
     monkeypatch: pytest.MonkeyPatch, redis: RedisServer
 ) -> None:
-    monkeypatch.setattr(outcomes_module, "TICK_SECONDS", 0.1)  # the second process sweeps
+    monkeypatch.setattr(tracker_module, "TICK_SECONDS", 0.1)  # the second process sweeps
     studio, slack = survey_studio(), FakeSlack()
     env = {**FAST, "REDIS_URL": redis.url.replace("/0", "/11")}
     inputs = {

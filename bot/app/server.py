@@ -150,14 +150,14 @@ async def _twilio_events(request: web.Request) -> web.Response:
     async def nudge() -> None:
         for event in studio_events:
             await follower.nudge(event.id, event.sid)
-        if services.outcomes is None:
+        if services.tracker is None:
             return
         if covers == "url":  # the body is not vouched for: read each run once instead
             for sid in dict.fromkeys(event.sid for event in studio_events):
-                await services.outcomes.hint(sid)
+                await services.tracker.hint(sid)
             return
         for event in studio_events:
-            await services.outcomes.event(
+            await services.tracker.event(
                 event.kind, event.sid, widget=event.widget, failed=event.failed, when=event.when
             )
 

@@ -21,9 +21,9 @@ from bot.engage.throttle import Throttle
 from bot.infra import metrics
 from bot.infra.metrics import Sampler
 from bot.infra.tasks import Tasks
-from bot.runs.outcomes import Outcomes
 from bot.runs.records import Records
 from bot.runs.registry import RunRegistry
+from bot.runs.tracker import RunTracker
 from bot.slack.bulk import BulkRuns
 from bot.slack.engage import SlackEngage
 from bot.slack.files import CsvFiles
@@ -54,14 +54,14 @@ class Services:
     defaults: Defaults  # what the /engage parser falls back on
     engager: Engager  # starts: the rules, the start, the records
     starts: SlackEngage  # starts asked for in Slack: the ack, the prompts, the card
-    runs: RunActions  # status, Refresh, End
+    run_actions: RunActions  # status, Refresh, End
     responder: Responder  # replies through response_url
     store: Store  # shared state (memory or Redis)
     tasks: Tasks  # the work after acks, which shutdown waits for
     studio: StudioClient  # the one Studio client
     catalog: FlowCatalog | None = None  # the flows, as Studio describes them
     records: Records | None = None  # every start, kept (RUN_RECORD_DAYS)
-    outcomes: Outcomes | None = None  # follows every recorded run to its end
+    tracker: RunTracker | None = None  # follows every recorded run to its end
     reports: Reports | None = None  # /engage report, the Home tab's counts
     follower: Follower | None = None  # cards that follow their runs
     bulk: BulkRuns | None = None  # one flow for many contacts
@@ -71,7 +71,7 @@ class Services:
     slack: AsyncWebClient | None = None  # Slack's Web API, over the responder's pool
     identity: BotIdentity | None = None  # auth.test, asked once at start-up
     schedules: Schedules | None = None  # starts kept for later, fired once by any process
-    scheduled: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
+    slack_schedules: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
     steps: WorkflowSteps | None = None  # Workflow Builder's "Start a Studio flow" step
     sampler: Sampler | None = None  # queue depths for /metrics, sampled in the background
 
@@ -112,7 +112,7 @@ class Services:
             state,
             days=settings.run_record_days,
             follow_hours=settings.bulk_follow_hours,
-            first_check=lambda: outcomes.interval,  # the sweep's own pace
+            first_check=lambda: tracker.interval,  # the sweep's own pace
         )
         engager = Engager(
             studio,
@@ -142,9 +142,9 @@ class Services:
             max_days=settings.schedule_max_days,
             late_minutes=settings.schedule_late_minutes,
             # the Slack surface says what fired; it lists and cancels through schedules
-            tell=lambda item, result: scheduled.tell(item, result),
+            tell=lambda item, result: slack_schedules.tell(item, result),
         )
-        runs = RunActions(
+        run_actions = RunActions(
             studio,
             policy=policy,
             throttle=limits,
@@ -172,10 +172,10 @@ class Services:
             # With Event Streams a run's end arrives as it happens; else the sweep's pace.
             checked_every=(lambda: 0.0)
             if settings.twilio_events_url
-            else (lambda: outcomes.interval),
+            else (lambda: tracker.interval),
             max_days=settings.schedule_max_days,
         )
-        outcomes = Outcomes(
+        tracker = RunTracker(
             studio,
             records,
             reads=reads,
@@ -187,7 +187,7 @@ class Services:
         )
         reports = Reports(
             records,
-            runs,
+            run_actions,
             policy=policy,
             tasks=tasks,
             slack=slack,
@@ -213,7 +213,7 @@ class Services:
             mask_numbers=settings.mask_numbers,
             minutes=settings.follow_minutes,
             on_started=started_hook(forms, slack),  # the Home tab's record
-            on_ended=outcomes.seen_end,  # what a card saw, its record keeps
+            on_ended=tracker.seen_end,  # what a card saw, its record keeps
         )
         starts = SlackEngage(
             engager,
@@ -223,7 +223,7 @@ class Services:
             publish=follower.publish,
             schedules=schedules,
         )
-        scheduled = SlackSchedules(
+        slack_schedules = SlackSchedules(
             schedules,
             slack=slack,
             publish=follower.publish,
@@ -249,14 +249,14 @@ class Services:
             settings.command_defaults,
             engager,
             starts,
-            runs,
+            run_actions,
             responder,
             store,
             tasks,
             studio,
             catalog,
             records,
-            outcomes,
+            tracker,
             reports,
             follower,
             bulk,
@@ -266,7 +266,7 @@ class Services:
             slack,
             BotIdentity(slack) if slack is not None else None,
             schedules,
-            scheduled,
+            slack_schedules,
             steps,
             sampler,
         )
@@ -281,8 +281,8 @@ class Services:
             self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
         if self.follower is not None:
             self.follower.start()
-        if self.outcomes is not None:
-            self.outcomes.start()
+        if self.tracker is not None:
+            self.tracker.start()
         if self.bulk is not None:
             self.bulk.start_worker()  # takes up runs left by a process that stopped
         if self.schedules is not None:
@@ -314,8 +314,8 @@ class Services:
             await self.sampler.stop()
         if self.follower is not None:
             await self.follower.stop()
-        if self.outcomes is not None:
-            await self.outcomes.stop()
+        if self.tracker is not None:
+            await self.tracker.stop()
         if self.bulk is not None:
             await self.bulk.stop()
         if self.schedules is not None:

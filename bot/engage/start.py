@@ -312,7 +312,7 @@ class Engager:
             stopped = self._stopped(sent)
             if not stopped.outcome_unknown:
                 await self.throttle.release(caller.user_id, command)
-            said: audit.Outcome = "unknown" if stopped.outcome_unknown else "failed"
+            said: audit.Kind = "unknown" if stopped.outcome_unknown else "failed"
             audit.record(said, caller, command, latency_ms=ms(), detail=stopped.message)
             if request.on_stopped is not None:  # said before the cancellation goes on
                 await asyncio.shield(request.on_stopped(stopped))
@@ -378,6 +378,6 @@ class Engager:
             return Failed(exc, active)
         if not exc.outcome_unknown:
             await self.throttle.release(caller.user_id, command)  # certainly not started
-        said: audit.Outcome = "unknown" if exc.outcome_unknown else "failed"
+        said: audit.Kind = "unknown" if exc.outcome_unknown else "failed"
         audit.record(said, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
         return Unknown(exc) if exc.outcome_unknown else Failed(exc)

@@ -19,7 +19,7 @@ from bot.infra.logs import concerning
 log = logging.getLogger("bot.audit")
 
 # Every outcome an audit line may carry (docs/guardrails.md lists them from here).
-Outcome = Literal[
+Kind = Literal[
     "started",
     "failed",
     "unknown",
@@ -42,11 +42,11 @@ Outcome = Literal[
     "bulk_done",
     "bulk_cancelled",
 ]
-OUTCOMES: tuple[str, ...] = get_args(Outcome)
+OUTCOMES: tuple[str, ...] = get_args(Kind)
 
 
 def record(
-    outcome: Outcome,
+    outcome: Kind,
     caller: Caller,
     command: EngageCommand | None = None,
     *,
@@ -56,7 +56,7 @@ def record(
     detail: str | None = None,
     typed: str | None = None,
 ) -> None:
-    """Log one outcome (``Outcome``: started, failed, unknown, refused, …).
+    """Log one outcome (``Kind``: started, failed, unknown, refused, …).
     ``typed``: the part of the user's text at fault, masked wherever ``detail`` quotes it
     (it may be a number however mangled)."""
     if detail and typed:

@@ -12,7 +12,7 @@ Studio; nothing in the body is recorded), and the bot logs once that deliveries
 arrive so. Forged, unsigned or stale deliveries (every event older than
 ``MAX_EVENT_AGE``) get 401 and change nothing. Each event nudges the follower
 (``bot.slack.follow``) to read the run now, and moves or ends the run's record
-(``bot.runs.outcomes``); events for runs nobody follows or recorded are acknowledged and
+(``bot.runs.tracker``); events for runs nobody follows or recorded are acknowledged and
 dropped.
 """
 

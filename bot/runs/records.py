@@ -10,7 +10,7 @@ code), so that a report counts failures.
 Kept ``RUN_RECORD_DAYS`` in ``Durable`` state: in Redis with ``REDIS_URL`` (a hash per
 record, and sorted sets by time, by next check, and by bulk run), in this process's
 memory otherwise (lost on restart). The card, the Home tab, the bulk results and the
-report read from here; ``bot.runs.outcomes`` follows the active ones to their end.
+report read from here; ``bot.runs.tracker`` follows the active ones to their end.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ with the step's own token from the event.
   retried.
 - *Wait for the end*: the step's execution ID and token are kept with the run
   (``Waiting``, in the state store, expiring when following stops) and whichever
-  process records the run's end (``bot.runs.outcomes``) completes the step, once.
+  process records the run's end (``bot.runs.tracker``) completes the step, once.
 """
 
 from __future__ import annotations
@@ -442,7 +442,7 @@ class WorkflowSteps:
                 await self.run_ended(record)
 
     async def run_ended(self, record: RunRecord) -> None:
-        """A recorded run ended (``bot.runs.outcomes``): complete the step waiting for it, once."""
+        """A recorded run ended (``bot.runs.tracker``): complete the step waiting for it, once."""
         sid = record.sid or record.id
         try:
             stored = await self.state.use(lambda s: s.hgetall(f"step:{sid}"))

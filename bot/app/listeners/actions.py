@@ -27,7 +27,7 @@ Listener = Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    starts, runs, responder = services.starts, services.runs, services.responder
+    starts, runs, responder = services.starts, services.run_actions, services.responder
 
     @app.action(messages.AGAIN_ACTION)
     @app.action(messages.ANYWAY_ACTION)
@@ -52,7 +52,7 @@ def register(app: AsyncApp, services: Services) -> None:
         with the answer)."""
         await ack()
         origin = origin_of(body)
-        if services.scheduled is None:
+        if services.slack_schedules is None:
             return
         reply: Reply
         if origin.response_url:
@@ -61,7 +61,7 @@ def register(app: AsyncApp, services: Services) -> None:
             reply = home_note(services.forms, client, origin.caller)
         else:
             return
-        services.scheduled.cancel(origin.value, origin.caller, reply)
+        services.slack_schedules.cancel(origin.value, origin.caller, reply)
 
     @app.action(messages.CANCEL_ACTION)
     async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:

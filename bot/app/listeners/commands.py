@@ -57,15 +57,15 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     if isinstance(command, FlowsCommand):
         return await services.starts.describe_flows(services.defaults, reply)
     if isinstance(command, StatusCommand):
-        return await services.runs.status(command, origin.caller, reply)
+        return await services.run_actions.status(command, origin.caller, reply)
     if isinstance(command, ReportCommand):
         if services.reports is None:
             return messages.refused("reports are not available here")
         return await services.reports.report(command, origin.caller, reply)
     if isinstance(command, ScheduledCommand):
-        if services.scheduled is None:
+        if services.slack_schedules is None:
             return messages.refused("scheduling is not available here")
-        return services.scheduled.listing(origin.caller, reply)
+        return services.slack_schedules.listing(origin.caller, reply)
     if isinstance(command, BulkCommand):
         if services.bulk is None:
             return messages.refused("bulk runs are not available here")

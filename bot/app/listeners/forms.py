@@ -164,7 +164,7 @@ def register(app: AsyncApp, services: Services) -> None:
         said = home_note(forms, client, caller)
 
         async def work() -> None:
-            if snapshot := await services.runs.look(ref, caller, said):
+            if snapshot := await services.run_actions.look(ref, caller, said):
                 await forms.set_status(caller.user_id, ref.sid, snapshot.run.status or "unknown")
                 await publish_home(forms, client, caller)
 
@@ -183,7 +183,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await forms.set_status(caller.user_id, ref.sid, "ended")
             await publish_home(forms, client, caller, f"{ref.sid} was ended.")
 
-        services.runs.end(ref, caller, ended, home_note(forms, client, caller))
+        services.run_actions.end(ref, caller, ended, home_note(forms, client, caller))
 
     @app.event("app_home_opened")
     async def home_opened(body: dict[str, Any], client: AsyncWebClient) -> None:

@@ -54,7 +54,7 @@ class RunMeta(Record):
         return Plan(self.flow_sid, self.flow_alias or None, self.flow_name or None, self.sender)
 
 
-class RowOutcome(Record):
+class RowResult(Record):
     """How one row ended: started (with the run's SID), failed, unknown, cancelled."""
 
     outcome: Literal["started", "failed", "unknown", "cancelled"]
@@ -111,6 +111,14 @@ class BulkState:
         """A claim on doing ``what`` for the run, held ``seconds`` (one process does it)."""
         return await self.state.use(lambda s: s.add(f"bulk:{run_id}:{what}", "1", seconds))
 
+    async def hold(self, run_id: str, what: str, seconds: float) -> None:
+        """Hold the claim on ``what`` for ``seconds`` from now, whoever held it."""
+        await self.state.use(lambda s: s.set(f"bulk:{run_id}:{what}", "1", seconds))
+
+    async def release(self, run_id: str, what: str) -> None:
+        """Give up the claim on ``what`` (``claim_once``): another process may take it."""
+        await self.state.use(lambda s: s.delete(f"bulk:{run_id}:{what}"))
+
     async def rows_left(self) -> int:
         """Rows not yet settled in the runs under way (for the queue-depth gauge)."""
         left = 0
@@ -142,7 +150,7 @@ class BulkState:
         key = f"bulk:{run_id}:sending:{number}"
         return await self.state.use(lambda s: s.add(key, who, KEEP_SECONDS))
 
-    async def settle(self, run_id: str, number: str, outcome: RowOutcome) -> None:
+    async def settle(self, run_id: str, number: str, outcome: RowResult) -> None:
         value = json.dumps(outcome.model_dump(mode="json"))
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}:out", {number: value}, KEEP_SECONDS))
 
@@ -153,9 +161,9 @@ class BulkState:
     async def settled_count(self, run_id: str) -> int:
         return await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:out"))
 
-    async def outcomes(self, run_id: str) -> dict[str, RowOutcome]:
+    async def outcomes(self, run_id: str) -> dict[str, RowResult]:
         stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:out"))
-        return {n: RowOutcome.model_validate_json(v) for n, v in stored.items()}
+        return {n: RowResult.model_validate_json(v) for n, v in stored.items()}
 
     async def run_ended(self, run_id: str, record_id: str, state: str, widget: str) -> None:
         """One started run's end, for the second tally (idempotent per run)."""
@@ -180,7 +188,7 @@ class BulkState:
         return await self.state.use(lambda s: s.get(f"bulk:{run_id}:results"))
 
 
-def tally(outcomes: dict[str, RowOutcome]) -> dict[str, int]:
+def tally(outcomes: dict[str, RowResult]) -> dict[str, int]:
     """How many rows started, failed, are unknown, were cancelled."""
     counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0}
     for outcome in outcomes.values():

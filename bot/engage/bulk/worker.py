@@ -31,7 +31,7 @@ from bot.domain.errors import StateUnavailable
 from bot.domain.results import Refused, Result, Started, Unknown
 from bot.domain.run import is_already_active
 from bot.domain.text import refusal_text
-from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowOutcome, RunMeta, tally
+from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowResult, RunMeta, tally
 from bot.engage.start import Engager, StartRequest
 from bot.engage.throttle import Throttle
 from bot.infra import audit
@@ -172,7 +172,7 @@ class Worker:
         try:
             return await self.reporter.deliver_final(run_id)
         finally:
-            await self.state.state.use(lambda s: s.delete(f"bulk:{run_id}:delivering"))
+            await self.state.release(run_id, "delivering")
 
     # -- one row ------------------------------------------------------------------------
 
@@ -208,10 +208,10 @@ class Worker:
             # Claimed by a process that stopped before saying what happened: it may
             # have reached Twilio, so it is never sent again.
             gone = "the process sending it stopped before Twilio answered; not sent again"
-            await self.state.settle(run_id, number, RowOutcome(outcome="unknown", message=gone))
+            await self.state.settle(run_id, number, RowResult(outcome="unknown", message=gone))
             return True
         if meta.status == "cancelled":
-            await self.state.settle(run_id, number, RowOutcome(outcome="cancelled"))
+            await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
             return True
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
@@ -243,14 +243,14 @@ class Worker:
             return True
         if await self.state.claim_row(run_id, number, self.me):
             message = "not started: " + opening_text(opening)
-            await self.state.settle(run_id, number, RowOutcome(outcome="failed", message=message))
+            await self.state.settle(run_id, number, RowResult(outcome="failed", message=message))
         return True
 
     async def cancel_rest(self, run_id: str) -> None:
         """Cancelled: every row not yet claimed is settled as cancelled (never sent)."""
         for number in await self.state.rows(run_id):
             if await self.state.claim_row(run_id, number, "cancel"):
-                await self.state.settle(run_id, number, RowOutcome(outcome="cancelled"))
+                await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
         await self.finish(run_id)
 
     async def finish(self, run_id: str, *, force: bool = False) -> None:
@@ -290,18 +290,18 @@ class Worker:
             await self.state.unlist(run_id)
 
 
-def row_outcome(command: EngageCommand, outcome: Result) -> RowOutcome:
+def row_outcome(command: EngageCommand, outcome: Result) -> RowResult:
     """A row's outcome for the results file."""
     if isinstance(outcome, Refused):
         reason = refusal_text(command, outcome)
-        return RowOutcome(outcome="failed", message=f"not started: {reason}")
+        return RowResult(outcome="failed", message=f"not started: {reason}")
     if isinstance(outcome, Started):
-        return RowOutcome(outcome="started", sid=outcome.engagement.sid)
+        return RowResult(outcome="started", sid=outcome.engagement.sid)
     error = outcome.error
     message = error.message
     if isinstance(outcome, Unknown):
-        return RowOutcome(outcome="unknown", code=str(error.code or ""), message=message)
+        return RowResult(outcome="unknown", code=str(error.code or ""), message=message)
     if is_already_active(error):
         active = f" ({outcome.active.sid})" if outcome.active else ""
         message = "already active: " + message + active
-    return RowOutcome(outcome="failed", code=str(error.code or ""), message=message)
+    return RowResult(outcome="failed", code=str(error.code or ""), message=message)

@@ -120,7 +120,7 @@ class BulkRuns:
     # -- how the started runs end ----------------------------------------------------
 
     async def outcomes_changed(self, record: RunRecord) -> None:
-        """A run of this bulk run ended (``bot.runs.outcomes``): the second tally moves, and
+        """A run of this bulk run ended (``bot.runs.tracker``): the second tally moves, and
         once every started run has ended (or is no longer followed) after the starts
         finished, the results file is uploaded again, marked final."""
         run_id = record.bulk_run

@@ -17,7 +17,7 @@ from bot.slack.bulk.report import Reporter, Undelivered
 from bot.slack.reply import Reply, deliver
 
 STATUS_AFTER = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
-AUDITED: dict[str, audit.Outcome] = {
+AUDITED: dict[str, audit.Kind] = {
     "pause": "bulk_pause",
     "resume": "bulk_resume",
     "cancel": "bulk_cancel",

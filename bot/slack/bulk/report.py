@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.bulk_plan import Ends, Progress, ends_of
 from bot.domain.spreadsheet import csv_text
 from bot.domain.text import label
-from bot.engage.bulk.state import BulkState, RowOutcome, RunMeta, tally
+from bot.engage.bulk.state import BulkState, RowResult, RunMeta, tally
 from bot.runs.records import FINAL, Records, RunRecord
 from bot.slack.api_errors import slack_refusal, slack_retry_after
 from bot.slack.messages import Message
@@ -54,7 +54,7 @@ class Undelivered(Exception):
 def progress_of(
     run_id: str,
     meta: RunMeta,
-    outcomes: dict[str, RowOutcome],
+    outcomes: dict[str, RowResult],
     ends: Ends | None = None,
     waiting: tuple[int, float | None] = (0, None),
 ) -> Progress:
@@ -76,7 +76,7 @@ def progress_of(
 
 
 def results_file(
-    rows: dict[str, str], outcomes: dict[str, RowOutcome], records: dict[str, RunRecord]
+    rows: dict[str, str], outcomes: dict[str, RowResult], records: dict[str, RunRecord]
 ) -> str:
     """The results CSV, one row each, safe to open in a spreadsheet: how each start went,
     then (from its record) how its run ended, when, after how long, and one column per
@@ -140,7 +140,7 @@ class Reporter:
         done = all(n in records and records[n].state in FINAL for n in started)
         return results_file(rows, outcomes, records), done and self.records is not None
 
-    async def ends(self, run_id: str, outcomes: dict[str, RowOutcome]) -> Ends | None:
+    async def ends(self, run_id: str, outcomes: dict[str, RowResult]) -> Ends | None:
         """The second tally, once there are records to count."""
         if self.records is None:
             return None
@@ -192,7 +192,7 @@ class Reporter:
                 blocks=message["blocks"],
             )
         except Undelivered:
-            await self.state.state.use(lambda s: s.delete(f"bulk:{run_id}:posting"))
+            await self.state.release(run_id, "posting")
             raise
         ts = str(answer.get("ts") or "")
         if ts:
@@ -212,7 +212,7 @@ class Reporter:
                 await self._show(run_id, meta)
         except Undelivered as exc:
             if wait := exc.retry_after:  # nobody edits it before Slack said to
-                await self.state.state.use(lambda s: s.set(f"bulk:{run_id}:edited", "1", wait))
+                await self.state.hold(run_id, "edited", wait)
 
     async def _show(self, run_id: str, meta: RunMeta) -> None:
         ts = await self.post(run_id, meta)

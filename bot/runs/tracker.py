@@ -66,7 +66,7 @@ def check_interval(active: int, reads_per_second: float, *, events: bool = False
     return max(SAFETY_NET_INTERVAL if events else MIN_INTERVAL, active / budget)
 
 
-class Outcomes:
+class RunTracker:
     def __init__(
         self,
         studio: StudioClient,
