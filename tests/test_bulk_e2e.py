@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.engage.bulk import worker as worker_module
+from bot.infra.workers import Workers
 from bot.slack.bulk import report
 from tests.harness import Harness, block_action, buttons, harness, text_of, wired
 from tests.peers import (
@@ -36,6 +37,13 @@ async def until(condition: Any, within: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def rounds_pass(*loops: Workers, count: int = 2, within: float = 15.0) -> None:
+    """Wait until each of ``loops`` has finished ``count`` more rounds: whatever a round
+    begun before now could do, it has done (then "nothing happened" means something)."""
+    targets = [(loop, loop.rounds + count) for loop in loops]
+    await until(lambda: all(loop.rounds >= target for loop, target in targets), within)
 
 
 async def csv_shortcut(
@@ -152,7 +160,7 @@ async def test_pause_resume_and_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
             assert time.monotonic() < deadline, "rows in flight did not settle"
             await asyncio.sleep(0.02)
         paused_at = len(studio.creates())
-        await asyncio.sleep(1.5)
+        await rounds_pass(bulk.worker.workers)
         assert len(studio.creates()) == paused_at  # nothing sent while paused
         assert paused_at < 6
         await control(run, "bulk_resume", controls["bulk_pause"]["value"])

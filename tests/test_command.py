@@ -17,6 +17,7 @@ from bot.domain.command import (
     parse,
 )
 from bot.domain.errors import CommandError
+from tests.budget import examples
 
 ONBOARDING = "FW" + "a" * 32
 SURVEY = "FW" + "b" * 32
@@ -286,7 +287,7 @@ TOKENS = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(TOKENS, max_size=8).map(" ".join))
 def test_nothing_but_command_error_escapes(text: str) -> None:
     try:
@@ -301,14 +302,14 @@ def test_nothing_but_command_error_escapes(text: str) -> None:
         assert result.problem
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=200))
 def test_nothing_but_command_error_escapes_arbitrary_text(text: str) -> None:
     with contextlib.suppress(CommandError):
         parse(text, DEFAULTS)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.dictionaries(
         st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
@@ -457,7 +458,7 @@ def test_sids_are_normalised_whatever_the_case_typed() -> None:
     assert status == StatusCommand("FN" + "e" * 32, (SURVEY,))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(alphabet="a.=:[]{}\"' 1e9", max_size=120))
 def test_whatever_parses_encodes_as_json(text: str) -> None:
     import json
@@ -515,7 +516,7 @@ def test_a_bulk_command_shares_its_parameters_and_keeps_invalid_rows() -> None:
     assert rows[1].problem
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.sampled_from(["+16175551212", "+16175551213", "617-555-1214", ","]),

@@ -26,6 +26,7 @@ from bot.slack.messages.bulk import bulk_progress, undelivered_note
 from bot.slack.messages.cards import RunCard, run_card
 from bot.slack.messages.report import report_message
 from bot.slack.messages.schedules import fire_problem
+from tests.budget import examples
 
 STARTER, CHANNEL = "U0STARTER", "C0CHANNEL"
 FLOW = "FW" + "0" * 32
@@ -82,7 +83,7 @@ def test_the_finding_a_contacts_reply_does_not_ping_the_channel() -> None:
     assert note["text"].startswith(f"<@{STARTER}>")  # the starter is still mentioned
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(outside, outside, outside, outside)
 def test_notes_and_cards(flow: str, widget: str, answer: str, field: str) -> None:
     assert_no_markup_from_outside(messages.end_note(STARTER, flow, "FN1", widget, {field: answer}))
@@ -107,7 +108,7 @@ def test_notes_and_cards(flow: str, widget: str, answer: str, field: str) -> Non
     assert_no_markup_from_outside(run_card(card))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(outside, outside, outside)
 def test_reports_bulk_runs_failures_and_schedules(flow: str, widget: str, answer: str) -> None:
     summary = Summary(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from bot.runs.event_streams import runs_in, verify
+from tests.budget import examples
 from tests.peers import AUTH_TOKEN, ENGAGEMENT_SID
 
 URLS = st.sampled_from(
@@ -30,7 +31,7 @@ def with_hash(url: str, body: bytes) -> str:
     return f"{url}{joiner}bodySHA256={hashlib.sha256(body).hexdigest()}"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     URLS,
     st.binary(max_size=300).map(lambda b: b.hex().encode()),
@@ -45,7 +46,7 @@ def test_we_and_twilio_python_agree(url: str, body: bytes, signer: str) -> None:
     assert ours in ("body", None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     URLS,
     st.binary(max_size=300).map(lambda b: b.hex().encode()),
@@ -112,4 +113,5 @@ def test_runs_in_a_delivery(body: object, runs: list[tuple[str, str]], stale: bo
 @given(st.binary(max_size=200))
 def test_runs_in_never_raises(body: bytes) -> None:
     found = runs_in(body, time.time())
-    assert found is None or isinstance(found[0], list)
+    if found is not None:  # random bytes are nearly never a delivery; when one is, it reads
+        assert isinstance(found[0], list)

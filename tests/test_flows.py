@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bot.domain.flows import Analysis, FlowInfo, Parameters, analyse, findings, parameters_read
 from tests import flow_definitions as defs
+from tests.budget import examples
 
 
 @pytest.mark.parametrize(
@@ -192,7 +193,7 @@ LIQUID = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     JSON
     | st.dictionaries(
@@ -205,7 +206,7 @@ def test_never_raises_on_any_json(definition: Any) -> None:
     assert isinstance(found.missing, tuple)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(LIQUID)
 def test_never_raises_on_any_liquid(text: str) -> None:
     read = parameters_read({"states": [{"type": "trigger"}, {"properties": {"body": text}}]})

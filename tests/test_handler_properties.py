@@ -25,6 +25,7 @@ from bot.slack.engage import SlackEngage
 from bot.slack.run_actions import RunActions
 from bot.state.store import MemoryStore
 from bot.studio.client import StudioClient
+from tests.budget import examples
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, engagement_body
 
 DEFAULTS = Defaults({"onboarding": FLOW_SID, "survey": SURVEY_SID}, FLOW_SID, SENDER, "US")
@@ -136,7 +137,7 @@ async def run_once(
     return ack, len(requests), replies
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TEXT, USERS, CHANNELS)
 def test_every_command_gets_one_reply_and_refused_input_never_reaches_studio(
     text: str, user: str, channel: str

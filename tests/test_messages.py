@@ -20,6 +20,7 @@ from bot.domain.policy import Policy
 from bot.domain.run import Engagement, Snapshot
 from bot.slack import messages
 from bot.slack.messages.blocks import FALLBACK_TEXT_MAX, clip
+from tests.budget import examples
 from tests.peers import FLOW_SID, SURVEY_SID, engagement_body
 
 COMMAND = EngageCommand(
@@ -95,7 +96,7 @@ def test_user_text_is_escaped_for_mrkdwn() -> None:
     assert "```break```" not in text
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.dictionaries(st.text(min_size=1, max_size=300), st.text(max_size=3000), max_size=30),
     st.text(min_size=1, max_size=200),
@@ -204,7 +205,7 @@ def test_status_stays_within_block_kit_limits_however_long_the_run() -> None:
 PATHS = st.from_regex(r"[a-z_]{1,40}(\.[a-z_]{1,40}){0,3}", fullmatch=True)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(PATHS, max_size=60),
     st.lists(PATHS, max_size=60),

@@ -7,7 +7,6 @@ for their morning."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -18,11 +17,12 @@ import pytest
 
 from bot.domain.schedule import Scheduled
 from bot.engage.bulk import worker as worker_module
+from bot.infra.workers import Workers
 from bot.state.jobs import MemoryJobs, RedisJobs
 from bot.state.store import RedisStore
 from tests.harness import Harness, buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio, RedisServer
-from tests.test_bulk_e2e import until
+from tests.test_bulk_e2e import rounds_pass, until
 from tests.test_forms_e2e import flow, open_home, submission, text
 
 BOSTON = "+16175551212"  # America/New_York
@@ -45,6 +45,18 @@ class Clock:
 def controlled(run: Harness, clock: Clock) -> Harness:
     run.services.engager.clock.now = clock
     return run
+
+
+def schedules_of(run: Harness) -> Workers:
+    """The schedules' loop in ``run``'s process."""
+    assert run.services.schedules is not None
+    return run.services.schedules.workers
+
+
+def bulk_of(run: Harness) -> Workers:
+    """The bulk worker's loop in ``run``'s process."""
+    assert run.services.bulk is not None
+    return run.services.bulk.worker.workers
 
 
 async def interact(run: Harness, payload: dict[str, Any], user: str = "U0CALLER") -> Any:
@@ -94,7 +106,7 @@ async def test_a_contact_in_quiet_hours_is_not_reached_and_is_offered_their_morn
         assert studio.creates() == []
 
         clock.now += 10 * 3600 - 5  # five seconds before the window: still nothing
-        await asyncio.sleep(1.2)
+        await rounds_pass(schedules_of(run))
         assert studio.creates() == []
         clock.now += 6
         await until(lambda: len(studio.creates()) == 1)
@@ -193,7 +205,7 @@ async def test_at_and_in_schedule_list_and_cancel(monkeypatch: pytest.MonkeyPatc
 
         clock.now += 7 * 3600
         await until(lambda: len(studio.creates()) == 1)
-        await asyncio.sleep(1.0)  # the cancelled one never goes
+        await rounds_pass(schedules_of(run))  # the cancelled one never goes
         assert [c["form"]["To"] for c in studio.creates()] == [HONOLULU]
 
 
@@ -350,7 +362,7 @@ async def test_two_processes_fire_each_due_schedule_once(
         assert len(await schedule_ids(first)) == len(contacts)
         clock.now += 601
         await until(lambda: len(studio.creates()) == len(contacts), within=20)
-        await asyncio.sleep(1.5)  # several more rounds in both processes
+        await rounds_pass(schedules_of(first), schedules_of(second))  # more rounds in both
     to = [c["form"]["To"] for c in studio.creates()]
     assert sorted(to) == sorted(contacts)  # every one, once
 
@@ -428,7 +440,7 @@ async def test_bulk_rows_in_quiet_hours_wait_for_their_morning(
         await until(lambda: len(studio.creates()) == 1)
         assert studio.creates()[0]["form"]["To"] == HONOLULU
         await until(lambda: any("1 waiting for their morning" in text_of(p) for p in slack.posts))
-        await asyncio.sleep(0.6)
+        await rounds_pass(bulk_of(run))
         assert len(studio.creates()) == 1
         clock.now += 10 * 3600 + 1  # 08:00:01 in Boston
         await until(lambda: len(studio.creates()) == 2)
@@ -451,7 +463,7 @@ async def test_a_bulk_run_started_at_a_time_goes_at_each_contacts_time(
         assert "Starts at" in text_of(preview)
         assert "Scheduled." in text_of(preview)
         await run.click("bulk_start", buttons(preview)["bulk_start"]["value"], n=2)
-        await asyncio.sleep(0.8)
+        await rounds_pass(bulk_of(run))
         assert studio.creates() == []
         clock.now = datetime(2026, 12, 2, 19, 0, 1, tzinfo=UTC).timestamp()
         await until(lambda: len(studio.creates()) == 1)

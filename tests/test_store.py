@@ -97,7 +97,7 @@ async def test_who_started_a_run_and_where_it_is_shown(store: Store) -> None:
 
 async def test_two_processes_share_durable_state(redis: RedisServer) -> None:
     a, b = RedisStore(redis.url), RedisStore(redis.url)
-    await a._redis.flushdb()
+    await a.redis.flushdb()
     token = await Confirmations(Durable(a)).park("U9", COMMAND)
     assert await Confirmations(Durable(b)).take(token) == Parked("U9", COMMAND)
     await RunRegistry(Durable(a)).remember(RUN, Shown("U9", FLOW_SID))
@@ -136,12 +136,12 @@ async def test_with_redis_stopped_best_effort_falls_back_and_durable_says_so(
 
 def test_redis_tls_verification_can_be_turned_off_for_self_signed_servers() -> None:
     url = "rediss://:pw@redis.example.com:6380/0"
-    checked = RedisStore(url)._redis.connection_pool.connection_kwargs
-    unchecked = RedisStore(url, verify_tls=False)._redis.connection_pool.connection_kwargs
+    checked = RedisStore(url).redis.connection_pool.connection_kwargs
+    unchecked = RedisStore(url, verify_tls=False).redis.connection_pool.connection_kwargs
     assert checked.get("ssl_cert_reqs", "required") == "required"
     assert unchecked["ssl_cert_reqs"] == "none"
     plain = RedisStore("redis://127.0.0.1:6379/0", verify_tls=False)
-    assert "ssl_cert_reqs" not in plain._redis.connection_pool.connection_kwargs
+    assert "ssl_cert_reqs" not in plain.redis.connection_pool.connection_kwargs
 
 
 async def test_single_fields_of_a_hash(store: Store) -> None:

@@ -150,7 +150,7 @@ def trigger(words: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr
     if dry_run and (reason := destination_refusal(settings.policy, command)):
         print(f"error: not started: {reason}; nothing was sent", file=err)
         return EXIT_USAGE
-    return asyncio.run(_trigger(settings, command, dry_run, force, out, err))
+    return asyncio.run(_trigger(settings, command, out, err, dry_run=dry_run, force=force))
 
 
 async def _flow_help(settings: Settings, command: HelpCommand, out: TextIO) -> int:
@@ -208,10 +208,11 @@ def terminal_help(defaults: Defaults) -> str:
 async def _trigger(
     settings: Settings,
     command: EngageCommand,
-    dry_run: bool,
-    force: bool,
     out: TextIO,
     err: TextIO,
+    *,
+    dry_run: bool,
+    force: bool,
 ) -> int:
     async with studio_client(settings) as studio:
         # The same entry as every start: the destination rules, the flow checks, the

@@ -300,7 +300,7 @@ class Services:
             try:
                 await asyncio.wait_for(self.store.redis.ping(), READY_TIMEOUT)
                 checks["redis"] = True
-            except Exception:  # down, slow or refusing: not ready, whatever the cause
+            except Exception:  # noqa: BLE001 - down, slow or refusing: not ready, whatever the cause
                 checks["redis"] = False
         return checks
 

@@ -226,7 +226,7 @@ class _Reads:
         self.anything = False
         self.aliases: dict[str, list[tuple[str | None, bool, bool]]] = {}  # name -> reads
 
-    def _resolved(self, path: Path, defaulted: bool) -> list[tuple[str | None, bool, bool]]:
+    def _resolved(self, path: Path, *, defaulted: bool) -> list[tuple[str | None, bool, bool]]:
         """(data path, computed, defaulted) for a path, through assigned names."""
         found = _data_path(path)
         if found is not None:
@@ -248,15 +248,17 @@ class _Reads:
             defaulted = any(f.name == "default" for f in filters)
             for used in filters:
                 arguments.extend(arg.value for arg in used.args)
-        reads = [r for path in _paths(value) for r in self._resolved(path, defaulted)]
-        optional = [r for arg in arguments for p in _paths(arg) for r in self._resolved(p, True)]
+        reads = [r for path in _paths(value) for r in self._resolved(path, defaulted=defaulted)]
+        optional = [
+            r for arg in arguments for p in _paths(arg) for r in self._resolved(p, defaulted=True)
+        ]
         for path, computed, soft in reads:
-            self._note(path, computed, required=output and not soft)
+            self._note(path, computed=computed, required=output and not soft)
         for path, computed, _soft in optional:
-            self._note(path, computed, required=False)
+            self._note(path, computed=computed, required=False)
         return reads
 
-    def _note(self, path: str | None, computed: bool, *, required: bool) -> None:
+    def _note(self, path: str | None, *, computed: bool, required: bool) -> None:
         if computed or path is None:
             self.anything = True
         elif required:

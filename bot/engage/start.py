@@ -309,7 +309,7 @@ class Engager:
                 )
             raise
         except asyncio.CancelledError:
-            stopped = self._stopped(sent)
+            stopped = self._stopped(sent=sent)
             if not stopped.outcome_unknown:
                 await self.throttle.release(caller.user_id, command)
             said: audit.Kind = "unknown" if stopped.outcome_unknown else "failed"
@@ -340,7 +340,7 @@ class Engager:
         return Started(engagement)
 
     @staticmethod
-    def _stopped(sent: bool) -> StudioError:
+    def _stopped(*, sent: bool) -> StudioError:
         if sent:
             return StudioOutcomeUnknown("the bot was stopped while waiting for Twilio's answer")
         return StudioNotSent(

@@ -207,7 +207,7 @@ class Sampler:
         for name, source in self.sources.items():
             try:
                 QUEUE.labels(name).set(await source())
-            except Exception as exc:  # the store is out: the last value stands
+            except Exception as exc:  # noqa: BLE001 - the store is out: the last value stands
                 log.debug("metrics: %s not sampled (%s)", name, type(exc).__name__)
 
     def start(self) -> None:

@@ -38,6 +38,7 @@ class Workers:
     ) -> None:
         self.name = name
         self.stopping = False
+        self.rounds = 0  # rounds finished, however they ended (what a test waits on)
         self._round = round
         self._idle = idle
         self._busy_wait = busy_wait  # the longest wait for a freed slot before looking again
@@ -100,8 +101,10 @@ class Workers:
             except StateUnavailable as exc:
                 self._outage.failed(exc)
                 await asyncio.sleep(OUTAGE_PAUSE)
-            except Exception:  # a defect: logged (without flooding), the loop goes on
+            except Exception:  # noqa: BLE001 - a defect: logged (without flooding), the loop goes on
                 self._defects.log(
                     logging.ERROR, "round", f"{self.name} round failed", exc_info=True
                 )
                 await asyncio.sleep(OUTAGE_PAUSE)
+            finally:
+                self.rounds += 1

@@ -294,7 +294,7 @@ class Follower:
             if newer:
                 shown, wait = await self._show(current, snapshot, now)
                 if shown is None:  # Slack refused the edit (a 429): the card is not there yet
-                    await self._not_shown(current, snapshot, ended, now, wait)
+                    await self._not_shown(current, snapshot, ended=ended, now=now, wait=wait)
                     return
                 current = shown
             if ended:
@@ -305,7 +305,7 @@ class Follower:
             await self._save(current.model_copy(update=_next(now, interval)))
 
     async def _not_shown(
-        self, followed: Followed, snapshot: Snapshot, ended: bool, now: float, wait: float
+        self, followed: Followed, snapshot: Snapshot, *, ended: bool, now: float, wait: float
     ) -> None:
         """The card could not be edited: try again after Slack's Retry-After (or a pause);
         a run that ended is tried until ``FINAL_DEADLINE``, then the starter is told."""
@@ -350,7 +350,7 @@ class Follower:
                 if (wait := slack_retry_after(exc)) is not None:
                     return None, wait
                 return followed, 0.0  # refused for good (deleted, archived): nothing to retry
-            except Exception as exc:  # the network: tried again
+            except Exception as exc:  # noqa: BLE001 - the network: tried again
                 log.info("chat.update of %s failed: %s", followed.sid, type(exc).__name__)
                 return None, 0.0
         else:

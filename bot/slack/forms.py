@@ -280,7 +280,7 @@ async def publish_home(
         await client.views_publish(user_id=caller.user_id, view=await forms.home(caller, note))
     except SlackApiError as exc:
         log.info("views.publish refused: %s", slack_refusal(exc))
-    except Exception as exc:  # the network; the Home tab is redrawn when next opened
+    except Exception as exc:  # noqa: BLE001 - the network; the Home tab is redrawn when next opened
         log.warning("views.publish failed: %s", type(exc).__name__)
 
 

@@ -73,7 +73,7 @@ class BotIdentity:
             await self._get()
         except SlackApiError as exc:
             log.error("Slack refused the bot token at start-up: %s", slack_refusal(exc))
-        except Exception as exc:  # the network: the first command asks again
+        except Exception as exc:  # noqa: BLE001 - the network: the first command asks again
             log.warning("auth.test failed at start-up: %s", type(exc).__name__)
 
     def authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:

@@ -35,7 +35,7 @@ async def post_message(
         return None, refusal
     except SlackBusy:  # posted within a time, and the channel's turn is further away
         return None, BUSY
-    except Exception as exc:  # the network: the caller still has other ways to say it
+    except Exception as exc:  # noqa: BLE001 - the network: the caller still has other ways to say it
         log.warning("chat.postMessage failed: %s", type(exc).__name__)
         return None, type(exc).__name__
     return str(response.get("ts") or "") or None, ""

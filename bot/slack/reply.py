@@ -24,7 +24,7 @@ async def deliver(
     user missed (``about`` names what it was for: a run SID or a flow)."""
     try:
         await asyncio.wait_for(reply(message), timeout=within)
-    except Exception as exc:  # the reply is best effort; the log line is the record
+    except Exception as exc:  # noqa: BLE001 - the reply is best effort; the log line is the record
         log.error("could not deliver the reply for %s: %s", about, type(exc).__name__)
         return False
     return True

@@ -31,7 +31,7 @@ def slack_session() -> aiohttp.ClientSession:
 class ResponseUrlReply:
     """A ``Reply`` through one ``response_url`` (which it keeps, for later edits)."""
 
-    def __init__(self, responder: Responder, url: str, replace: bool) -> None:
+    def __init__(self, responder: Responder, url: str, *, replace: bool) -> None:
         self.responder = responder
         self.url = url
         self.replace = replace
@@ -70,7 +70,7 @@ class Responder:
     def reply(self, url: str, *, replace: bool = False) -> ResponseUrlReply:
         """A ``Reply`` to ``url``: a new message, or with ``replace`` the one holding the
         clicked button (ephemeral or not). Raises ``SlackReplyError`` if Slack refuses."""
-        return ResponseUrlReply(self, url, replace)
+        return ResponseUrlReply(self, url, replace=replace)
 
     async def aclose(self) -> None:
         if self._session is not None:

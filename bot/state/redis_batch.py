@@ -80,7 +80,7 @@ class Batcher:
                     try:
                         build(pipe)
                         self._sent.add(answer)
-                    except Exception as exc:  # this caller's defect, not the batch's
+                    except Exception as exc:  # noqa: BLE001 - this caller's defect, not the batch's
                         del pipe.command_stack[before:]
                         answer.set_exception(exc)
                     counts.append(len(pipe.command_stack) - before)
@@ -89,7 +89,7 @@ class Batcher:
             for _, answer in live:
                 answer.cancel()
             raise
-        except Exception as exc:  # the round trip failed: every caller hears it
+        except Exception as exc:  # noqa: BLE001 - the round trip failed: every caller hears it
             for _, answer in live:
                 if not answer.done():
                     answer.set_exception(exc)

@@ -75,10 +75,15 @@ def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
 
 
 def register(app: AsyncApp, services: Services) -> None:
+    """The form, the shortcuts that open it, and the Home tab."""
     forms = services.forms
     if forms is None:
         return
+    _register_form(app, services, forms)
+    _register_home(app, services, forms)
 
+
+def _register_form(app: AsyncApp, services: Services, forms: Forms) -> None:
     tasks = services.tasks
 
     @app.shortcut(START_SHORTCUT)
@@ -152,6 +157,10 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()  # the modal closes; the ack (or the prompt) goes where the card will
         if origin.response_url:
             tasks.spawn(deliver(reply, admission.ack), "form:ack")
+
+
+def _register_home(app: AsyncApp, services: Services, forms: Forms) -> None:
+    tasks = services.tasks
 
     @app.action(HOME_REFRESH)
     async def home_refresh(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:

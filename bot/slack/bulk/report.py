@@ -164,7 +164,7 @@ class Reporter:
         except SlackRequestError as exc:  # refused before Slack took anything
             log.warning("bulk %s failed: %s", what, exc)
             raise Undelivered(what, None) from None
-        except Exception as exc:  # the network: Slack may have taken it
+        except Exception as exc:  # noqa: BLE001 - the network: Slack may have taken it
             log.warning("bulk %s failed: %s", what, type(exc).__name__)
             raise Undelivered(what, None, maybe_taken=True) from None
         return dict(answer.data) if isinstance(answer.data, dict) else {}
