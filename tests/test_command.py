@@ -13,8 +13,12 @@ from bot.domain.command import (
     EngageCommand,
     FlowsCommand,
     HelpCommand,
+    ReportCommand,
     StatusCommand,
+    argv_to_text,
+    flow_in_text,
     parse,
+    resolve_flow,
 )
 from bot.domain.errors import CommandError
 from tests.budget import examples
@@ -534,3 +538,147 @@ def test_contacts_are_kept_in_order(words: list[str]) -> None:
         [c for c in command.contacts] if isinstance(command, BulkCommand) else [text.strip(" ,")]
     )
     assert "".join(typed).replace(" ", "") == text.replace(" ", "").replace(",", "")
+
+
+# -- /engage report: every form and every refusal ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "flows", "since", "csv", "alias"),
+    [
+        ("report", (), 7 * 86400.0, False, None),
+        ("report survey", (SURVEY,), 7 * 86400.0, False, "survey"),
+        ("report Survey", (SURVEY,), 7 * 86400.0, False, "survey"),
+        ("report --flow survey", (SURVEY,), 7 * 86400.0, False, "survey"),
+        ("report " + "FW" + "B" * 32, (SURVEY,), 7 * 86400.0, False, "survey"),
+        ("report --since 90m --csv", (), 5400.0, True, None),
+        ("report --csv", (), 7 * 86400.0, True, None),
+        ("report --since 1h30m", (), 5400.0, False, None),
+        ("report --since 366d", (), 366 * 86400.0, False, None),  # the most
+        ("report --since 1m", (), 60.0, False, None),
+        ("report onboarding --since 4w", (ONBOARDING,), 28 * 86400.0, False, "onboarding"),
+    ],
+)
+def test_report_forms(
+    text: str, flows: tuple[str, ...], since: float, csv: bool, alias: str | None
+) -> None:
+    assert parse(text, DEFAULTS) == ReportCommand(flows, since, csv, alias)
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "token"),
+    [
+        ("report a b", "name at most one flow; usage: /engage report", "b"),
+        ("report survey onboarding", "name at most one flow", "onboarding"),
+        ("report --since 367d", "at most 366d", "--since 367d"),
+        ("report --since 0m", "--since takes a span such as 90m, 24h, 7d or 4w", "--since 0m"),
+        ("report --since soon", "--since takes a span", "--since soon"),
+        ("report --since 1d --since 2d", "--since is given twice; usage:", "--since 2d"),
+        ("report --csv --csv", "--csv is given twice", "--csv"),
+        ("report --at 09:00", "unexpected '--at 09:00'; usage: /engage report", "--at 09:00"),
+        ("report --from +16175550100", "unexpected '--from +16175550100'", "--from +16175550100"),
+        (
+            "report survey --flow onboarding",
+            "the flow is given twice ('survey' and --flow)",
+            "--flow onboarding",
+        ),
+        ("report first_name=Zeke", "unexpected 'first_name=Zeke'", "first_name=Zeke"),
+        (
+            "report nope",
+            "'nope' is neither a phone number nor a flow: known flows: onboarding, survey",
+            "nope",
+        ),
+    ],
+)
+def test_report_refusals(text: str, says: str, token: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse(text, DEFAULTS)
+    assert says in str(refused.value)
+    assert refused.value.token == token
+
+
+# -- the terminal's words, and the flow a text names --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "text"),
+    [
+        (["+16175551212"], "+16175551212"),
+        (["first_name=Zeke Smith"], 'first_name="Zeke Smith"'),
+        (['note="hi"'], 'note="\\"hi\\""'),
+        (["note='hi'"], "note=\"'hi'\""),
+        (["path=a\\b c"], 'path="a\\\\b c"'),
+        (['{"a": 1}'], '{"a": 1}'),
+        (['data:={"b": 2}'], 'data:={"b": 2}'),
+        (["hello world"], '"hello world"'),
+        (['a"b c'], '"a\\"b c"'),
+        (["x=y", "z"], "x=y z"),
+        (["tab\there"], '"tab\there"'),
+        ([], ""),
+    ],
+)
+def test_argv_to_text_quotes_what_holds_spaces(words: list[str], text: str) -> None:
+    assert argv_to_text(words) == text
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True),
+        st.text(
+            alphabet=st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="\\"),
+            min_size=1,
+            max_size=20,
+        ).filter(lambda v: v.strip() == v and not v.startswith(("{", "["))),
+        max_size=4,
+    )
+)
+@settings(max_examples=examples(200), deadline=None)
+def test_argv_to_text_round_trips_through_the_parser(values: dict[str, str]) -> None:
+    words = ["+16175551212", *(f"{k}={v}" for k, v in values.items())]
+    parsed = parse(argv_to_text(words), DEFAULTS)
+    assert isinstance(parsed, EngageCommand)
+    assert parsed.parameters == values
+
+
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        (None, (ONBOARDING, "onboarding")),  # STUDIO_FLOW_SID, with its alias
+        ("survey", (SURVEY, "survey")),
+        ("SURVEY", (SURVEY, "survey")),
+        ("FW" + "b" * 32, (SURVEY, "survey")),
+        (OTHER, (OTHER, None)),  # a SID not configured by name
+    ],
+)
+def test_resolve_flow(name: str | None, found: tuple[str, str | None]) -> None:
+    assert resolve_flow(name, DEFAULTS) == found
+
+
+def test_resolve_flow_without_a_default() -> None:
+    two = Defaults(flows={"onboarding": ONBOARDING, "survey": SURVEY}, sender=SENDER)
+    with pytest.raises(
+        CommandError, match="which flow\\? Name one first: known flows: onboarding, survey"
+    ):
+        resolve_flow(None, two)
+    with pytest.raises(
+        CommandError, match="no flow is configured: ask an admin to set STUDIO_FLOW_SID"
+    ):
+        resolve_flow(None, Defaults(sender=SENDER))
+    assert resolve_flow(None, Defaults(flows={"only": OTHER}, sender=SENDER)) == (OTHER, "only")
+    with pytest.raises(CommandError, match="no named flows are configured \\(STUDIO_FLOWS\\)"):
+        resolve_flow("nope", Defaults(flow_sid=OTHER, sender=SENDER))
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("please run *survey* for them", (SURVEY, "survey")),
+        ("Survey, then", (SURVEY, "survey")),
+        ("`onboarding`: +1 617 555 1212", (ONBOARDING, "onboarding")),
+        ("nothing named here", (ONBOARDING, "onboarding")),  # the default
+        ("surveys", (ONBOARDING, "onboarding")),  # a word, not a prefix
+    ],
+)
+def test_flow_in_text(text: str, found: tuple[str, str | None]) -> None:
+    assert flow_in_text(text, DEFAULTS) == found
+    assert flow_in_text("nothing", Defaults(flows={"a": OTHER, "b": SURVEY})) is None

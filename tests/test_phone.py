@@ -8,6 +8,7 @@ from bot.domain.errors import PhoneError
 from bot.domain.phone import (
     channel_mismatch,
     looks_like_phone,
+    mask,
     mask_digits,
     parse_address,
     parse_sender,
@@ -137,3 +138,75 @@ def test_senders() -> None:
     assert channel_mismatch("whatsapp:+16175551212", mg) is None
     assert channel_mismatch("+16175551212", "+16175550100") is None
     assert channel_mismatch("+16175551212", "whatsapp:+16175550100")
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "says"),
+    [
+        (
+            "whatsapp:6175551212",
+            None,
+            "'whatsapp:6175551212': a WhatsApp address needs the full number, as whatsapp:+…",
+        ),
+        ("", None, "no phone number given"),
+        ("   ", None, "no phone number given"),
+        (
+            "abc",
+            None,
+            "'abc' has no country code: write it as +<country code><number> (or ask an admin to set PHONE_DEFAULT_REGION)",
+        ),
+        ("+", None, "'+' is not a phone number: it is not a phone number"),
+        (
+            "+999 1234567",
+            None,
+            "'+999 1234567' is not a phone number: its country code does not exist",
+        ),
+        ("+44 1", None, "'+44 1' is not a phone number: it is too short"),
+        ("+1 617 555 12", None, "'+1 617 555 12' is not a phone number: it is too short"),
+        (
+            "+49 30 1234567890123456",
+            None,
+            "'+49 30 1234567890123456' is not a phone number: it is too long",
+        ),
+        (
+            "+1 (200) 555-1212",
+            None,
+            "'+1 (200) 555-1212' is not a valid number: no such number is assigned in +1 (US). Check the digits.",
+        ),
+    ],
+)
+def test_parse_address_says_exactly_why(text: str, region: str | None, says: str) -> None:
+    with pytest.raises(PhoneError) as refused:
+        parse_address(text, region)
+    assert str(refused.value) == says
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "address"),
+    [
+        ("WhatsApp: +1 617 555 1212", None, "whatsapp:+16175551212"),
+        ("617 555 1212", "us", "+16175551212"),  # the region in any case
+        ("<tel:+16175551212|+1 617 555 1212>", None, "+16175551212"),
+        ("  +44 20 7946 0958 ", None, "+442079460958"),
+    ],
+)
+def test_parse_address_normalises(text: str, region: str | None, address: str) -> None:
+    assert parse_address(text, region) == address
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("+16175551212", "+1 617-•••-1212"),  # the area code and the last four
+        ("whatsapp:+16175551212", "whatsapp:+1 617-•••-1212"),
+        ("+442079460958", "+44 20 •••• 0958"),
+        ("+4915112345678", "+49 1511 •••5678"),
+        ("+33612345678", "+33 6 •• •• 56 78"),
+        ("+6421234567", "+64 21 ••4 567"),
+        ("+12125551", "+1 •••5551"),  # seven digits or fewer: only the last four
+    ],
+)
+def test_mask_keeps_the_country_the_first_group_and_the_last_four(
+    address: str, masked: str
+) -> None:
+    assert mask(address) == masked
