@@ -613,6 +613,7 @@ def test_report_refusals(text: str, says: str, token: str) -> None:
         (["hello world"], '"hello world"'),
         (['a"b c'], '"a\\"b c"'),
         (["x=y", "z"], "x=y z"),
+        (["note=<b>bold</b>"], 'note="<b>bold</b>"'),  # not a Slack link
         (["tab\there"], '"tab\there"'),
         ([], ""),
     ],
@@ -682,3 +683,148 @@ def test_resolve_flow_without_a_default() -> None:
 def test_flow_in_text(text: str, found: tuple[str, str | None]) -> None:
     assert flow_in_text(text, DEFAULTS) == found
     assert flow_in_text("nothing", Defaults(flows={"a": OTHER, "b": SURVEY})) is None
+
+
+# -- /engage status: the whole message and the token at fault ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "token"),
+    [
+        (
+            "status",
+            "give one engagement SID (FN followed by 32 hex digits); usage: /engage status FN… [--flow <flow>]",
+            None,
+        ),
+        (
+            "status FW" + "a" * 32,
+            "give one engagement SID (FN followed by 32 hex digits); usage: /engage status FN… [--flow <flow>]",
+            "FW" + "a" * 32,
+        ),
+        (
+            f"status {RUN} {RUN}",
+            "give one engagement SID (FN followed by 32 hex digits); usage: /engage status FN… [--flow <flow>]",
+            RUN,
+        ),
+        (f"status {RUN} a=1", "unexpected 'a=1'; usage: /engage status FN… [--flow <flow>]", "a=1"),
+        (
+            f"status {RUN} --from +16175550100",
+            "unexpected '--from +16175550100'; usage: /engage status FN… [--flow <flow>]",
+            "--from +16175550100",
+        ),
+        (
+            f"status {RUN} --flow survey --flow onboarding",
+            "--flow is given twice",
+            "--flow onboarding",
+        ),
+    ],
+)
+def test_status_refusals_in_full(text: str, says: str, token: str | None) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse(text, DEFAULTS)
+    assert str(refused.value) == says
+    assert refused.value.token == token
+
+
+def test_status_reads_any_case_and_tries_the_default_flow_first() -> None:
+    assert parse("status FN" + "E" * 32, DEFAULTS) == StatusCommand(RUN, (ONBOARDING, SURVEY))
+    survey_first = Defaults(flows={"onboarding": ONBOARDING, "survey": SURVEY}, flow_sid=SURVEY)
+    assert parse(f"status {RUN}", survey_first) == StatusCommand(RUN, (SURVEY, ONBOARDING))
+    other = Defaults(flows={"survey": SURVEY}, flow_sid=OTHER)
+    assert parse(f"status {RUN}", other) == StatusCommand(RUN, (OTHER, SURVEY))
+    with pytest.raises(
+        CommandError, match=r"^no flow is configured: ask an admin to set STUDIO_FLOW_SID$"
+    ):
+        parse(f"status {RUN}", Defaults())
+
+
+# -- what each form builds, and each refusal in full ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "token"),
+    [
+        ("flows x", "/engage flows takes nothing more", "x"),
+        ("scheduled y", "/engage scheduled takes nothing more", "y"),
+        (
+            "+16175551212 --zap 1",
+            "unknown option --zap: the options are --from, --flow, --at and --in",
+            "--zap",
+        ),
+        (
+            "whatsapp:+16175551212 --from +16175550100",
+            "whatsapp:+16175551212 is a WhatsApp contact but the sender +16175550100 is an"
+            " SMS/voice number; send from a WhatsApp sender, e.g. --from whatsapp:+16175550100",
+            "--from +16175550100",
+        ),
+        (
+            "whatsapp:+16175551212",
+            "whatsapp:+16175551212 is a WhatsApp contact but the sender +16175550100 is an"
+            " SMS/voice number; send from a WhatsApp sender, e.g. --from whatsapp:+16175550100",
+            None,
+        ),
+        ("survey", "no contact number given: whom should the flow reach?", None),
+        ("first_name=Zeke", "no contact number given: whom should the flow reach?", None),
+        (
+            "survey +16175551212 --flow onboarding",
+            "the flow is given twice ('survey' and --flow)",
+            "--flow onboarding",
+        ),
+    ],
+)
+def test_refusals_in_full(text: str, says: str, token: str | None) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse(text, DEFAULTS)
+    assert str(refused.value) == says
+    assert refused.value.token == token
+
+
+@pytest.mark.parametrize(
+    ("text", "built"),
+    [
+        ("help", HelpCommand(None, None)),
+        ("help survey", HelpCommand(SURVEY, "survey")),
+        ("help Survey", HelpCommand(SURVEY, "survey")),
+        ("help " + SURVEY.upper().replace("FW", "FW", 1), HelpCommand(SURVEY, "survey")),
+        ("help " + OTHER, HelpCommand(OTHER, None)),
+        ("help nope", HelpCommand(None, None)),  # not a flow: the general help
+        ("help survey extra", HelpCommand(None, None)),
+        (
+            "+16175551212 +16175551213 --flow survey --from +16175550199",
+            BulkCommand(
+                SURVEY, "survey", "+16175550199", {}, ("+16175551212", "+16175551213"), None
+            ),
+        ),
+        (
+            "+16175551212, +16175551213",
+            BulkCommand(
+                ONBOARDING, "onboarding", SENDER, {}, ("+16175551212", "+16175551213"), None
+            ),
+        ),
+        (
+            "+16175551212 whatsapp:+16175551213",
+            BulkCommand(
+                ONBOARDING,
+                "onboarding",
+                SENDER,
+                {},
+                ("+16175551212", "whatsapp:+16175551213"),
+                None,
+            ),
+        ),
+        (
+            "<tel:+16175551212|x> <tel:+16175551213|y>",
+            BulkCommand(
+                ONBOARDING, "onboarding", SENDER, {}, ("+16175551212", "+16175551213"), None
+            ),
+        ),
+        (
+            "WhatsApp:+16175551212 --from whatsapp:+16175550100",
+            EngageCommand(
+                ONBOARDING, "onboarding", "whatsapp:+16175551212", "whatsapp:+16175550100", {}
+            ),
+        ),
+    ],
+)
+def test_what_each_form_builds(text: str, built: object) -> None:
+    assert parse(text, DEFAULTS) == built

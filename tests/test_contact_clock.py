@@ -3,7 +3,8 @@ changes and regions with several zones; and when ``--at``/``--in`` are due."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+import re
+from datetime import UTC, date, datetime, time
 
 import pytest
 from hypothesis import given, settings
@@ -322,3 +323,72 @@ def test_the_calendars_ends_are_too_far_or_past_never_an_error(text: str, far: b
     else:
         with pytest.raises(ValueError, match="passed"):
             due_at(parse_at(text), ("UTC",), now)
+
+
+# -- due times, local times and openings, exactly -------------------------------------
+
+NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC).timestamp()  # 07:00 in New York
+
+
+@pytest.mark.parametrize(
+    ("when", "due"),
+    [
+        (AtClock(time(9, 0)), datetime(2026, 12, 2, 14, 0, tzinfo=UTC)),  # today, 09:00 EST
+        (AtClock(time(6, 0)), datetime(2026, 12, 3, 11, 0, tzinfo=UTC)),  # passed: tomorrow's
+        (AtClock(time(7, 0)), datetime(2026, 12, 3, 12, 0, tzinfo=UTC)),  # now exactly: tomorrow's
+        (AtClock(time(9, 0), zone="Europe/Lisbon"), datetime(2026, 12, 3, 9, 0, tzinfo=UTC)),
+        (AtClock(time(9, 0), day=date(2026, 12, 5)), datetime(2026, 12, 5, 14, 0, tzinfo=UTC)),
+        (After(90), datetime(2026, 12, 2, 12, 1, 30, tzinfo=UTC)),
+        (Instant(NOON + 1), datetime(2026, 12, 2, 12, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_due_at(when: AtClock | After | Instant, due: datetime) -> None:
+    assert due_at(when, ("America/New_York",), NOON) == due.timestamp()
+
+
+@pytest.mark.parametrize(
+    ("when", "says"),
+    [
+        (
+            AtClock(time(6, 0), day=date(2026, 12, 2)),
+            "2026-12-02 06:00 in America/New_York has passed",
+        ),
+        (
+            AtClock(time(7, 0), day=date(2026, 12, 2)),
+            "2026-12-02 07:00 in America/New_York has passed",
+        ),
+        (Instant(NOON), "that time has passed"),
+        (
+            AtClock(time(9, 0), day=date(2020, 1, 1), zone="Pacific/Kiritimati"),
+            "2020-01-01 09:00 in Pacific/Kiritimati has passed",
+        ),
+    ],
+)
+def test_due_at_refuses_the_past(when: AtClock | Instant, says: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        due_at(when, ("America/New_York",), NOON)
+
+
+def test_local_time() -> None:
+    assert local_time(NOON, "America/New_York") == "Wed 2 Dec 07:00 EST (America/New_York)"
+    assert local_time(NOON, "America/New_York", NOON) == "07:00 EST (America/New_York)"  # today
+    assert (
+        local_time(NOON, "America/New_York", NOON + 86400)
+        == "Wed 2 Dec 07:00 EST (America/New_York)"
+    )
+    assert local_time(NOON, "Nope/Zone") == "Wed 2 Dec 12:00 UTC (UTC)"
+
+
+def test_opening_text() -> None:
+    ny = ("America/New_York",)
+    assert opening_text(Opening(NOON + 3600, ny, NOON)) == (
+        "their window opens at 08:00 EST (America/New_York), in 1 h"
+    )
+    assert opening_text(Opening(NOON + 3600, ("America/New_York", "America/Chicago"), NOON)) == (
+        "their window opens at 08:00 EST (America/New_York), when all 2 of the number's time"
+        " zones are outside them, in 1 h"
+    )
+    assert opening_text(Opening(None, ("America/New_York", "Asia/Tokyo"), NOON)) == (
+        "the number's time zones (America/New_York, Asia/Tokyo) are never all outside quiet"
+        " hours at once; an admin can start it anyway"
+    )

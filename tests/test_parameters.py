@@ -94,3 +94,36 @@ def test_nest_either_builds_what_was_given_or_says_why(
         for segment in key.split("."):
             node = node[segment]
         assert node == value
+
+
+@pytest.mark.parametrize(
+    ("text", "built"),
+    [
+        ('a=1\n\n b = two words \nc:={"x": 1}', {"a": "1", "b": "two words", "c": {"x": 1}}),
+        ("a.b=1\na.c=2", {"a": {"b": "1", "c": "2"}}),
+        ("n := 5", {"n": 5}),
+        ("", {}),
+    ],
+)
+def test_parse_lines_builds(text: str, built: dict[str, object]) -> None:
+    assert parameters.parse_lines(text) == built
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "token"),
+    [
+        ("nope", "write one key=value a line ('nope' is not)", "nope"),
+        ("=1", "write one key=value a line ('=1' is not)", "=1"),
+        ("  \nx", "write one key=value a line ('x' is not)", "x"),
+        (
+            "c:={bad",
+            "bad JSON for 'c': Expecting property name enclosed in double quotes",
+            "c:={bad",
+        ),
+    ],
+)
+def test_parse_lines_refuses(text: str, says: str, token: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        parameters.parse_lines(text)
+    assert str(refused.value) == says
+    assert refused.value.token == token

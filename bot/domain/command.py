@@ -213,8 +213,8 @@ def argv_to_text(words: Sequence[str]) -> str:
         key, sep, value = word.partition("=")
         if word.startswith("{") or (sep and key.endswith(":")):
             out.append(word)  # JSON: spaces and quotes are its own
-        elif sep and (any(c.isspace() for c in value) or value[:1] in "\"'"):
-            out.append(f"{key}={quoted(value)}")
+        elif sep and (any(c.isspace() or c in "<>" for c in value) or value[:1] in "\"'"):
+            out.append(f"{key}={quoted(value)}")  # <…> would read as a Slack link
         elif any(c.isspace() for c in word):
             out.append(quoted(word))
         else:
