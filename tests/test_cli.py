@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.domain.command import argv_to_text
+from bot.domain.grammar import argv_to_text
 from tests import flow_definitions as defs
 from tests.peers import (
     ACCOUNT_SID,
@@ -198,7 +198,8 @@ def test_argv_to_text(words: list[str], text: str) -> None:
 
 
 def test_argv_to_text_round_trips_through_the_parser() -> None:
-    from bot.domain.command import Defaults, EngageCommand, parse
+    from bot.domain.command import Defaults, EngageCommand
+    from bot.domain.grammar import parse
 
     words = ["+1 617 555 1212", 'name=Zeke "Z" Smith', "--from", "+1 617 555 0100", "n:=[1, 2]"]
     command = parse(argv_to_text(words), Defaults(flow_sid=FLOW_SID, sender=SENDER))
@@ -271,7 +272,8 @@ def test_help_gives_examples_that_work_in_a_shell() -> None:
     a shell. Every example line, split as a shell splits it, parses as a start."""
     import shlex
 
-    from bot.domain.command import Defaults, EngageCommand, parse
+    from bot.domain.command import Defaults, EngageCommand
+    from bot.domain.grammar import parse
 
     result = run(["trigger", "help"], ENV)
     assert result.returncode == 0

@@ -15,12 +15,9 @@ from bot.domain.command import (
     HelpCommand,
     ReportCommand,
     StatusCommand,
-    argv_to_text,
-    flow_in_text,
-    parse,
-    resolve_flow,
 )
 from bot.domain.errors import CommandError
+from bot.domain.grammar import argv_to_text, flow_in_text, parse, resolve_flow
 from tests.budget import examples
 
 ONBOARDING = "FW" + "a" * 32

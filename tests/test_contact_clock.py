@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.command import BulkCommand, Defaults, EngageCommand, parse
+from bot.domain.command import BulkCommand, Defaults, EngageCommand
 from bot.domain.contact_clock import (
     After,
     AtClock,
@@ -30,6 +30,7 @@ from bot.domain.contact_clock import (
     zones_of,
 )
 from bot.domain.errors import CommandError
+from bot.domain.grammar import parse
 from tests.budget import examples
 
 NIGHT = QuietHours(time(21), time(8))

@@ -14,8 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot.domain.caller import Caller
-from bot.domain.command import Defaults, EngageCommand, parse
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.errors import CommandError, StudioAPIError
+from bot.domain.grammar import parse
 from bot.domain.results import Started
 from bot.domain.run import Api, Engagement
 from bot.engage.start import Engager, StartRequest

@@ -13,10 +13,11 @@ import pytest
 from bot.app.config import Settings, load_settings
 from bot.domain.bulk_input import read_csv
 from bot.domain.bulk_plan import Ends
-from bot.domain.command import BulkCommand, Defaults, EngageCommand, parse
+from bot.domain.command import BulkCommand, Defaults, EngageCommand
 from bot.domain.contact_clock import Opening
 from bot.domain.durations import duration
 from bot.domain.errors import ConfigError
+from bot.domain.grammar import parse
 from bot.domain.run import Engagement
 from bot.runs.tracker import check_interval
 from bot.slack import messages

@@ -16,8 +16,9 @@ from pydantic import SecretStr
 
 from bot.app.listeners.commands import handle_engage
 from bot.app.services import Services
-from bot.domain.command import Defaults, EngageCommand, parse
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.errors import CommandError
+from bot.domain.grammar import parse
 from bot.domain.policy import Access, Policy, refusal
 from bot.engage.start import Engager
 from bot.engage.throttle import Throttle

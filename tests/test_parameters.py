@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.domain import parameters
-from bot.domain.command import Defaults, parse
+from bot.domain.command import Defaults
 from bot.domain.errors import CommandError, ParameterError
+from bot.domain.grammar import parse
 
 DEFAULTS = Defaults(flow_sid="FW" + "a" * 32, sender="+16175550100")
 

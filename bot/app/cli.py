@@ -20,9 +20,10 @@ from bot import __version__
 from bot.app.config import Settings, load_settings
 from bot.app.factories import state_store, studio_client, throttle
 from bot.domain.caller import Caller
-from bot.domain.command import USAGE as COMMAND_USAGE
-from bot.domain.command import Defaults, EngageCommand, HelpCommand, argv_to_text, parse
+from bot.domain.command import Defaults, EngageCommand, HelpCommand
 from bot.domain.errors import CommandError, ConfigError
+from bot.domain.grammar import USAGE as COMMAND_USAGE
+from bot.domain.grammar import argv_to_text, parse
 from bot.domain.phone import pretty
 from bot.domain.policy import destination_refusal
 from bot.domain.results import Refused, Started

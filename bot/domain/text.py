@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.domain.command import USAGE, Defaults, EngageCommand, argv_to_text
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.contact_clock import opening_text
 from bot.domain.errors import StudioError
 from bot.domain.flows import Findings, FlowInfo
+from bot.domain.grammar import USAGE, argv_to_text
 from bot.domain.phone import pretty
 from bot.domain.run import Step
 

@@ -23,9 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import parameters
 from bot.domain.caller import Caller
-from bot.domain.command import Defaults, EngageCommand, default_flow
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.contact_clock import Instant
 from bot.domain.errors import ParameterError, PhoneError, StateUnavailable
+from bot.domain.grammar import default_flow
 from bot.domain.phone import channel_mismatch, parse_address, pretty
 from bot.domain.policy import Policy, access_refusal
 from bot.domain.run import Engagement

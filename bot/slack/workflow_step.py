@@ -33,13 +33,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import parameters
 from bot.domain.caller import Caller
-from bot.domain.command import Defaults, EngageCommand, resolve_flow, sender_for
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.errors import (
     CommandError,
     ParameterError,
     PhoneError,
     StateUnavailable,
 )
+from bot.domain.grammar import resolve_flow, sender_for
 from bot.domain.phone import channel_mismatch, parse_address
 from bot.domain.policy import SLACK_USER, Policy, unattended_refusal
 from bot.domain.record import Record

@@ -18,9 +18,9 @@ from bot.domain.command import (
     ReportCommand,
     ScheduledCommand,
     StatusCommand,
-    parse,
 )
 from bot.domain.errors import CommandError
+from bot.domain.grammar import parse
 from bot.infra import audit
 from bot.slack import messages
 

@@ -11,9 +11,10 @@ from typing import Any
 from bot.domain.bulk_input import Row, row_for
 from bot.domain.bulk_plan import plan
 from bot.domain.caller import Caller
-from bot.domain.command import BulkCommand, Defaults, default_flow, flow_in_text
+from bot.domain.command import BulkCommand, Defaults
 from bot.domain.contact_clock import ContactClock, When
 from bot.domain.errors import CsvError, SlackFileError, StateUnavailable, TooManyRows
+from bot.domain.grammar import default_flow, flow_in_text
 from bot.domain.policy import Policy
 from bot.engage.bulk.state import BulkState
 from bot.engage.throttle import Throttle

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bot.domain.command import USAGE, Defaults, EngageCommand
+from bot.domain.command import Defaults, EngageCommand
 from bot.domain.errors import CommandError, StudioError
 from bot.domain.flows import Findings, FlowInfo
+from bot.domain.grammar import USAGE
 from bot.domain.phone import pretty
 from bot.domain.policy import Policy
 from bot.domain.text import (
