@@ -17,7 +17,7 @@ from bot.domain.command import (
     StatusCommand,
 )
 from bot.domain.errors import CommandError
-from bot.domain.grammar import argv_to_text, flow_in_text, parse, resolve_flow
+from bot.domain.grammar import argv_to_text, flow_in_text, parse, resolve_flow, sender_for
 from tests.budget import examples
 
 ONBOARDING = "FW" + "a" * 32
@@ -613,6 +613,7 @@ def test_report_refusals(text: str, says: str, token: str) -> None:
         (["note=<b>bold</b>"], 'note="<b>bold</b>"'),  # not a Slack link
         (["tab\there"], '"tab\there"'),
         ([], ""),
+        (["note=&lt;"], "note=&amp;lt;"),  # read back as typed, not as Slack's escaping
     ],
 )
 def test_argv_to_text_quotes_what_holds_spaces(words: list[str], text: str) -> None:
@@ -825,3 +826,33 @@ def test_refusals_in_full(text: str, says: str, token: str | None) -> None:
 )
 def test_what_each_form_builds(text: str, built: object) -> None:
     assert parse(text, DEFAULTS) == built
+
+
+def test_sender_for() -> None:
+    flows = Defaults(
+        flows={"survey": SURVEY},
+        flow_sid=ONBOARDING,
+        sender=SENDER,
+        region="US",
+        flow_senders={SURVEY: "whatsapp:+16175550111"},
+    )
+    assert sender_for(ONBOARDING, None, flows) == SENDER
+    assert sender_for(SURVEY, None, flows) == "whatsapp:+16175550111"  # the flow's own
+    assert sender_for(SURVEY, "+1 617 555 0199", flows) == "+16175550199"  # --from wins
+    with pytest.raises(CommandError) as v1:
+        sender_for(ONBOARDING, "MG" + "c" * 32, flows)
+    assert str(v1.value) == (
+        "--from: a Messaging Service (MG…) sender needs STUDIO_API=v2; Studio's v1"
+        " Engagements API takes only a phone number as From"
+    )
+    assert v1.value.token == "MG" + "c" * 32
+    v2 = Defaults(flow_sid=ONBOARDING, sender=SENDER, api="v2")
+    assert sender_for(ONBOARDING, "MG" + "c" * 32, v2) == "MG" + "c" * 32
+    with pytest.raises(CommandError) as short:
+        sender_for(ONBOARDING, "+1617", flows, "--from +1617")
+    assert str(short.value) == "--from: '+1617' is not a phone number: it is too short"
+    assert short.value.token == "--from +1617"
+    with pytest.raises(CommandError) as nothing:
+        sender_for(ONBOARDING, None, Defaults(flow_sid=ONBOARDING))
+    assert str(nothing.value) == "no sender: give --from <Twilio number or MG… SID>"
+    assert nothing.value.token is None

@@ -393,3 +393,87 @@ def test_opening_text() -> None:
         "the number's time zones (America/New_York, Asia/Tokyo) are never all outside quiet"
         " hours at once; an admin can start it anyway"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("21:00-21:00", "start and end are the same time; to turn quiet hours off, use off"),
+        ("25:00-08:00", "must be HH:MM-HH:MM in 24-hour time (e.g. 21:00-08:00), or off"),
+        ("21:00 08:00", "must be HH:MM-HH:MM in 24-hour time (e.g. 21:00-08:00), or off"),
+        ("21:00-", "must be HH:MM-HH:MM in 24-hour time (e.g. 21:00-08:00), or off"),
+        ("21:60-08:00", "must be HH:MM-HH:MM in 24-hour time (e.g. 21:00-08:00), or off"),
+    ],
+)
+def test_quiet_hours_refusals(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        QuietHours.parse(text)
+
+
+@pytest.mark.parametrize("text", ["off", " OFF ", "none", "None"])
+def test_quiet_hours_off(text: str) -> None:
+    assert QuietHours.parse(text) is None
+
+
+def test_quiet_hours_read_single_digit_hours() -> None:
+    assert QuietHours.parse("9:00-17:30") == QuietHours(time(9, 0), time(17, 30))
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("09:00", AtClock(time(9, 0))),
+        ("9:05", AtClock(time(9, 5))),
+        ("2026-12-03 09:00", AtClock(time(9, 0), date(2026, 12, 3))),
+        ("09:00 America/Chicago", AtClock(time(9, 0), None, "America/Chicago")),
+        ("2026-12-03 09:00 Europe/Lisbon", AtClock(time(9, 0), date(2026, 12, 3), "Europe/Lisbon")),
+    ],
+)
+def test_parse_at(text: str, at: AtClock) -> None:
+    assert parse_at(text) == at
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "09:00 Nope/Zone",
+            "'Nope/Zone' is not a time zone; use a tz database name such as America/Chicago or Europe/Lisbon",
+        ),
+        ("2026-13-01 09:00", "'2026-13-01' is not a date; write it as 2026-12-03"),
+        ("tomorrow", 'takes a time such as 09:00, "2026-12-03 09:00" or "09:00 America/Chicago"'),
+        ("24:00", 'takes a time such as 09:00, "2026-12-03 09:00" or "09:00 America/Chicago"'),
+        (
+            "09:00 extra words",
+            'takes a time such as 09:00, "2026-12-03 09:00" or "09:00 America/Chicago"',
+        ),
+    ],
+)
+def test_parse_at_refusals(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        parse_at(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("0m", "takes a span longer than 0"), ("90", "takes a span such as 30s, 90m, 2h or 1h30m")],
+)
+def test_parse_in_refusals(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        parse_in(text)
+
+
+@pytest.mark.parametrize(
+    ("address", "fallback", "zones"),
+    [
+        ("+16175551212", "Europe/Paris", ("America/New_York",)),
+        ("whatsapp:+16175551212", "UTC", ("America/New_York",)),
+        ("+18005551212", "Europe/Paris", ("Europe/Paris",)),  # toll-free: nowhere
+        ("+18005551212", "UTC", ("UTC",)),
+        ("garbage", "Europe/Paris", ("Europe/Paris",)),
+        ("+17584521234", "UTC", ("America/St_Lucia",)),  # one island, one zone
+        ("+79161234567", "UTC", ("Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg")),
+    ],
+)
+def test_zones_of_with_their_fallback(address: str, fallback: str, zones: tuple[str, ...]) -> None:
+    assert zones_of(address, fallback) == zones

@@ -82,7 +82,8 @@ def argv_to_text(words: Sequence[str]) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     out = []
-    for word in words:
+    for typed in words:
+        word = typed.replace("&", "&amp;")  # the parser undoes Slack's escaping: &lt; stays
         key, sep, value = word.partition("=")
         if word.startswith("{") or (sep and key.endswith(":")):
             out.append(word)  # JSON: spaces and quotes are its own
