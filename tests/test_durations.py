@@ -94,3 +94,16 @@ def test_without_days_hours_go_past_a_day() -> None:
 )
 def test_report_windows(seconds: float, written: str) -> None:
     assert period(seconds) == written
+
+
+def test_the_shortest_span_and_the_refusals_words() -> None:
+    assert parse_span("1s") == 1
+    with pytest.raises(ValueError, match=r"^not a span of time$"):
+        parse_span("soon")
+    with pytest.raises(ValueError, match=r"^a span of no time$"):
+        parse_span("0s")
+
+
+def test_a_report_window_is_rounded_to_the_minute() -> None:
+    assert period(5459) == "1 h 31 min"  # not "1 h 30 min": minutes, rounded
+    assert period(9 * 86400 + 1) == "216 h"  # not whole days: hours

@@ -1,12 +1,14 @@
 """hypothesis over the whole /engage handler: arbitrary text, users and channels.
 
-Always exactly one ack, never an exception, and never a Studio request for input
-the parser or the guardrails refuse.
+Always exactly one ack, never an exception, and never a start sent to Studio for input
+the parser or the guardrails refuse (a bulk preview may read the flow; it starts nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from bot.app.config import Settings, load_settings
 from bot.app.listeners.commands import handle_engage
 from bot.app.services import Services
 from bot.domain.command import Defaults, EngageCommand
@@ -23,8 +26,6 @@ from bot.domain.policy import Access, Policy, refusal
 from bot.engage.start import Engager
 from bot.engage.throttle import Throttle
 from bot.slack.engage import SlackEngage
-from bot.slack.run_actions import RunActions
-from bot.state.store import MemoryStore
 from bot.studio.client import StudioClient
 from tests.budget import examples
 from tests.peers import ACCOUNT_SID, AUTH_TOKEN, FLOW_SID, SENDER, SURVEY_SID, engagement_body
@@ -77,6 +78,20 @@ TEXT = st.one_of(
         ),
     ).map(lambda parts: f"{parts[0]}{parts[1]} {' '.join(parts[2])}"),
 )
+
+
+@cache
+def settings_for_tests() -> Settings:
+    """Read once, inside the first test (whose environment conftest has emptied)."""
+    return load_settings(
+        need_slack=False,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        studio_flow_sid=FLOW_SID,
+        studio_from=SENDER,
+    )
+
+
 USERS = st.sampled_from(["U0ALLOWED", "U0OTHER", "U0STRANGER", ""])
 CHANNELS = st.sampled_from(["C0OPS", "C0GENERAL", ""])
 
@@ -84,12 +99,14 @@ CHANNELS = st.sampled_from(["C0OPS", "C0GENERAL", ""])
 async def run_once(
     text: str, user: str, channel: str
 ) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
-    """The ack, how many requests reached Studio, and the replies that followed the ack."""
+    """The ack, how many starts reached Studio, and the replies that followed the ack."""
     requests: list[httpx.Request] = []
     replies: list[dict[str, Any]] = []
 
     def studio_peer(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
+        if request.method == "GET":  # a flow read for a preview: no start
+            return httpx.Response(404, json={"code": 20404, "message": "not found"})
+        requests.append(request)  # a create request: a start
         return httpx.Response(201, json=engagement_body())
 
     studio = StudioClient(
@@ -114,27 +131,20 @@ async def run_once(
         "team_id": "T1",
         "command": "/engage",
     }
-    starts = SlackEngage(engager)
-    runs = RunActions(
-        studio,
-        policy=POLICY,
-        throttle=engager.throttle,
-        tasks=starts.tasks,
-        registry=engager.registry,
-    )
-    services = Services(
-        DEFAULTS,
-        engager,
-        starts,
-        runs,
-        Responder(),  # type: ignore[arg-type]
-        MemoryStore(),
-        starts.tasks,
-        studio,
+    # The process's services, with this test's use-case (its rules, no flow checks: a
+    # refused start must not even read a flow) and a responder that keeps the replies.
+    built = Services.build(settings_for_tests(), studio)
+    starts = SlackEngage(engager, tasks=built.tasks)
+    services = replace(
+        built,
+        defaults=DEFAULTS,
+        engager=engager,
+        starts=starts,
+        responder=Responder(),  # type: ignore[arg-type]
     )
     ack = await handle_engage(body, services)
     await services.drain(grace=5)
-    await studio.aclose()
+    await built.aclose()
     return ack, len(requests), replies
 
 

@@ -128,3 +128,93 @@ def test_parse_lines_refuses(text: str, says: str, token: str) -> None:
         parameters.parse_lines(text)
     assert str(refused.value) == says
     assert refused.value.token == token
+
+
+# -- the boundaries: 200 characters shown, 1,000 in a key, 32 levels -----------------
+
+
+def test_a_key_of_exactly_the_most_characters_is_a_key() -> None:
+    key = "k" * parameters.MAX_KEY_CHARS
+    assert parameters.key_path(key) == (key,)
+
+
+def test_a_key_one_character_longer_is_refused_showing_its_first_200() -> None:
+    key = "k" * (parameters.MAX_KEY_CHARS + 1)
+    with pytest.raises(ParameterError) as refused:
+        parameters.key_path(key)
+    assert str(refused.value) == "the key is too long (1001 characters)"
+    assert refused.value.token == "k" * 199 + "…"
+
+
+def test_what_is_shown_of_a_token_is_cut_past_200_characters() -> None:
+    exactly = "x" * 199 + "."  # 200: shown whole
+    with pytest.raises(ParameterError) as whole:
+        parameters.check_depth(parameters.MAX_DEPTH + 1, exactly)
+    assert whole.value.token == exactly
+    with pytest.raises(ParameterError) as cut:
+        parameters.check_depth(parameters.MAX_DEPTH + 1, exactly + "y")
+    assert cut.value.token == "x" * 199 + "…"
+    assert str(cut.value) == "the parameters are nested too deeply (33 levels; at most 32)"
+
+
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [
+        (1, 0),
+        ([], 1),
+        ([1, [2]], 2),
+        ({"a": {"b": [1]}}, 3),
+        ([[], [[]]], 3),
+        ({"a": 1, "b": {"c": {}}}, 3),
+        ([[[]], []], 3),  # the deepest branch, wherever it is
+    ],
+)
+def test_depth(value: object, levels: int) -> None:
+    assert parameters.depth(value) == levels
+
+
+def test_nested_exactly_32_deep_passes_and_33_is_refused() -> None:
+    parameters.check_depth(parameters.depth(parameters.loads("[" * 32 + "]" * 32)), "x")
+    with pytest.raises(ParameterError, match=r"^the parameters are nested too deeply \(33 levels"):
+        parameters.check_depth(parameters.depth(parameters.loads("[" * 33 + "]" * 33)), "x")
+
+
+def test_loads_refusals_say_why() -> None:
+    with pytest.raises(ValueError, match=r"^NaN is not valid JSON$"):
+        parameters.loads("NaN")
+    with pytest.raises(ValueError, match=r"^nested too deeply \(at most 32 levels\)$"):
+        parameters.loads("[" * 2000 + "]" * 2000)
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "token"),
+    [
+        ("a=1\na.b=2", "conflicting keys: 'a' is already set", "a.b=2"),
+        ("a=1\na=2", "conflicting keys: 'a' is set twice", "a=2"),
+        ("a.b.c=1\na.b.c=2", "conflicting keys: 'a.b.c' is set twice", "a.b.c=2"),
+        ("a:=1\na:=2", "conflicting keys: 'a' is set twice", "a:=2"),
+    ],
+)
+def test_conflicting_keys_say_which(text: str, says: str, token: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        parameters.parse_lines(text)
+    assert str(refused.value) == says
+    assert refused.value.token == token
+
+
+def test_an_equals_sign_in_a_value_is_the_value() -> None:
+    assert parameters.parse_lines("a=b=c") == {"a": "b=c"}
+
+
+def test_an_empty_key_in_json_is_refused_with_the_json() -> None:
+    built = parameters.Builder()
+    with pytest.raises(ParameterError) as refused:
+        built.merge(parameters.loads('{"": 1}'), '{"": 1}')
+    assert str(refused.value) == "empty key in the JSON object"
+    assert refused.value.token == '{"": 1}'
+
+
+def test_parse_lines_into_a_builder_adds_to_it() -> None:
+    built = parameters.Builder()
+    built.set("x", "1", "x=1")
+    assert parameters.parse_lines("y=2", into=built) == {"x": "1", "y": "2"}

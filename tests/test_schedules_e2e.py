@@ -222,7 +222,7 @@ async def test_a_time_in_quiet_hours_is_refused_with_the_next_allowed_one(
         token = buttons(response.json())["engage_schedule"]["value"]
         await run.click("engage_schedule", token, n=1)
         await until(lambda: any("Scheduled" in text_of(r) for r in slack.replies))
-        (item,) = await run.services.schedules.waiting()  # type: ignore[union-attr]
+        (item,) = await run.services.schedules.waiting()
         assert item.due == datetime(2026, 12, 3, 13, 0, tzinfo=UTC).timestamp()
 
 
@@ -261,7 +261,7 @@ async def test_the_form_schedules_with_its_when_field(monkeypatch: pytest.Monkey
         response = await interact(run, submission(values, run))
         assert response.text in ("", "null")
         await until(lambda: any("Scheduled" in text_of(r) for r in slack.replies))
-        (item,) = await run.services.schedules.waiting()  # type: ignore[union-attr]
+        (item,) = await run.services.schedules.waiting()
         assert item.due == at
         assert item.channel == "C0CHANNEL"
         # a time in the contact's quiet hours comes back on the When field... as a prompt

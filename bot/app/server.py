@@ -110,7 +110,7 @@ async def _twilio_events(request: web.Request) -> web.Response:
     nudges the follower (in the background: Twilio waits at most 5 s)."""
     services = request.app[_SERVICES]
     follower, url, token = services.follower, services.events_url, services.auth_token
-    if follower is None or not url or not token:
+    if not url or not token:
         return web.json_response({"error": "Event Streams are not configured"}, status=404)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
@@ -150,8 +150,6 @@ async def _twilio_events(request: web.Request) -> web.Response:
     async def nudge() -> None:
         for event in studio_events:
             await follower.nudge(event.id, event.sid)
-        if services.tracker is None:
-            return
         if covers == "url":  # the body is not vouched for: read each run once instead
             for sid in dict.fromkeys(event.sid for event in studio_events):
                 await services.tracker.hint(sid)

@@ -59,21 +59,21 @@ class Services:
     store: Store  # shared state (memory or Redis)
     tasks: Tasks  # the work after acks, which shutdown waits for
     studio: StudioClient  # the one Studio client
-    catalog: FlowCatalog | None = None  # the flows, as Studio describes them
-    records: Records | None = None  # every start, kept (RUN_RECORD_DAYS)
-    tracker: RunTracker | None = None  # follows every recorded run to its end
-    reports: Reports | None = None  # /engage report, the Home tab's counts
-    follower: Follower | None = None  # cards that follow their runs
-    bulk: BulkRuns | None = None  # one flow for many contacts
-    forms: Forms | None = None  # the form, the shortcuts, the Home tab
+    catalog: FlowCatalog  # the flows, as Studio describes them
+    records: Records  # every start, kept (RUN_RECORD_DAYS)
+    tracker: RunTracker  # follows every recorded run to its end
+    reports: Reports  # /engage report, the Home tab's counts
+    follower: Follower  # cards that follow their runs
+    bulk: BulkRuns  # one flow for many contacts
+    forms: Forms  # the form, the shortcuts, the Home tab
+    schedules: Schedules  # starts kept for later, fired once by any process
+    slack_schedules: SlackSchedules  # /engage scheduled, Cancel, what fired
+    steps: WorkflowSteps  # Workflow Builder's "Start a Studio flow" step
+    sampler: Sampler  # queue depths for /metrics, sampled in the background
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
-    slack: AsyncWebClient | None = None  # Slack's Web API, over the responder's pool
-    identity: BotIdentity | None = None  # auth.test, asked once at start-up
-    schedules: Schedules | None = None  # starts kept for later, fired once by any process
-    slack_schedules: SlackSchedules | None = None  # /engage scheduled, Cancel, what fired
-    steps: WorkflowSteps | None = None  # Workflow Builder's "Start a Studio flow" step
-    sampler: Sampler | None = None  # queue depths for /metrics, sampled in the background
+    slack: AsyncWebClient | None = None  # Slack's Web API (None: no SLACK_BOT_TOKEN)
+    identity: BotIdentity | None = None  # auth.test, asked once at start-up (with a token)
 
     @classmethod
     def build(cls, settings: Settings, studio: StudioClient) -> Services:
@@ -246,29 +246,29 @@ class Services:
             }
         )
         return cls(
-            settings.command_defaults,
-            engager,
-            starts,
-            run_actions,
-            responder,
-            store,
-            tasks,
-            studio,
-            catalog,
-            records,
-            tracker,
-            reports,
-            follower,
-            bulk,
-            forms,
-            settings.twilio_events_url,
-            auth.get_secret_value() if auth else None,
-            slack,
-            BotIdentity(slack) if slack is not None else None,
-            schedules,
-            slack_schedules,
-            steps,
-            sampler,
+            defaults=settings.command_defaults,
+            engager=engager,
+            starts=starts,
+            run_actions=run_actions,
+            responder=responder,
+            store=store,
+            tasks=tasks,
+            studio=studio,
+            catalog=catalog,
+            records=records,
+            tracker=tracker,
+            reports=reports,
+            follower=follower,
+            bulk=bulk,
+            forms=forms,
+            schedules=schedules,
+            slack_schedules=slack_schedules,
+            steps=steps,
+            sampler=sampler,
+            events_url=settings.twilio_events_url,
+            auth_token=auth.get_secret_value() if auth else None,
+            slack=slack,
+            identity=BotIdentity(slack) if slack is not None else None,
         )
 
     def start(self) -> None:
@@ -276,19 +276,13 @@ class Services:
         Studio, and follow the runs shown (this process's and those left by others)."""
         if self.identity is not None:  # so that no command waits for auth.test
             self.tasks.spawn(self.identity.warm(), "slack:identity")
-        if self.catalog is not None:
-            sids = [sid for _, sid in configured_flows(self.defaults)]
-            self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
-        if self.follower is not None:
-            self.follower.start()
-        if self.tracker is not None:
-            self.tracker.start()
-        if self.bulk is not None:
-            self.bulk.start_worker()  # takes up runs left by a process that stopped
-        if self.schedules is not None:
-            self.schedules.start()  # fires what is due, whichever process kept it
-        if self.sampler is not None:
-            self.sampler.start()
+        sids = [sid for _, sid in configured_flows(self.defaults)]
+        self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
+        self.follower.start()
+        self.tracker.start()
+        self.bulk.start_worker()  # takes up runs left by a process that stopped
+        self.schedules.start()  # fires what is due, whichever process kept it
+        self.sampler.start()
 
     async def readiness(self) -> dict[str, bool]:
         """What ``/readyz`` checks: taking commands (not draining after SIGTERM), Slack's
@@ -310,16 +304,11 @@ class Services:
         taken from the first moment: ``/healthz`` says 503 and commands are told to try
         again while the follower and the bulk rows in flight wind down."""
         self.tasks.accepting = False
-        if self.sampler is not None:
-            await self.sampler.stop()
-        if self.follower is not None:
-            await self.follower.stop()
-        if self.tracker is not None:
-            await self.tracker.stop()
-        if self.bulk is not None:
-            await self.bulk.stop()
-        if self.schedules is not None:
-            await self.schedules.stop()
+        await self.sampler.stop()
+        await self.follower.stop()
+        await self.tracker.stop()
+        await self.bulk.stop()
+        await self.schedules.stop()
         await self.tasks.drain(grace)
 
     async def aclose(self) -> None:

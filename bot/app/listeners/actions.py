@@ -52,15 +52,11 @@ def register(app: AsyncApp, services: Services) -> None:
         with the answer)."""
         await ack()
         origin = origin_of(body)
-        if services.slack_schedules is None:
-            return
         reply: Reply
         if origin.response_url:
             reply = responder.reply(origin.response_url)
-        elif services.forms is not None:
-            reply = home_note(services.forms, client, origin.caller)
         else:
-            return
+            reply = home_note(services.forms, client, origin.caller)
         services.slack_schedules.cancel(origin.value, origin.caller, reply)
 
     @app.action(messages.CANCEL_ACTION)

@@ -22,8 +22,6 @@ CSV_SHORTCUT = "bulk_csv"  # the manifest's callback_id for "Start flow for each
 
 def register(app: AsyncApp, services: Services) -> None:
     bulk, responder = services.bulk, services.responder
-    if bulk is None:
-        return
 
     def on_preview(decide: PreviewAction) -> Listener:
         """Start or Cancel on a preview: the answer replaces the preview."""

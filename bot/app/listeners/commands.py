@@ -32,7 +32,7 @@ ANY_COMMAND = re.compile(r"^/.+")
 def register(app: AsyncApp, services: Services) -> None:
     @app.command(ANY_COMMAND)
     async def engage_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        if not str(body.get("text", "")).strip() and services.forms is not None:
+        if not str(body.get("text", "")).strip():
             await ack()  # no text: the form, for those who do not type grammar
             origin = origin_of(body)
             open_form(services, services.forms, client, origin.trigger_id, origin.caller)
@@ -59,15 +59,9 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
     if isinstance(command, StatusCommand):
         return await services.run_actions.status(command, origin.caller, reply)
     if isinstance(command, ReportCommand):
-        if services.reports is None:
-            return messages.refused("reports are not available here")
         return await services.reports.report(command, origin.caller, reply)
     if isinstance(command, ScheduledCommand):
-        if services.slack_schedules is None:
-            return messages.refused("scheduling is not available here")
         return services.slack_schedules.listing(origin.caller, reply)
     if isinstance(command, BulkCommand):
-        if services.bulk is None:
-            return messages.refused("bulk runs are not available here")
         return (await services.bulk.preview_command(command, origin.caller, reply)).ack
     return await services.starts.request(command, origin.caller, reply)

@@ -77,8 +77,6 @@ def home_note(forms: Forms, client: AsyncWebClient, caller: Caller) -> Reply:
 def register(app: AsyncApp, services: Services) -> None:
     """The form, the shortcuts that open it, and the Home tab."""
     forms = services.forms
-    if forms is None:
-        return
     _register_form(app, services, forms)
     _register_home(app, services, forms)
 
@@ -110,7 +108,7 @@ def _register_form(app: AsyncApp, services: Services, forms: Forms) -> None:
             return
 
         async def work() -> None:
-            if found and services.bulk is not None:
+            if found:
                 admission = await services.bulk.preview_numbers(found, origin.caller, reply)
                 await deliver(reply, admission.ack)
             else:

@@ -14,8 +14,6 @@ from bot.slack.workflow_step import CALLBACK_ID
 
 def register(app: AsyncApp, services: Services) -> None:
     steps = services.steps
-    if steps is None:
-        return
 
     @app.function(CALLBACK_ID)
     async def start_studio_flow(body: dict[str, Any]) -> None:
