@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain import parameters
 from bot.domain.command import Defaults
 from bot.domain.errors import CommandError, ParameterError
 from bot.domain.grammar import parse
+from tests.budget import examples
 
 DEFAULTS = Defaults(flow_sid="FW" + "a" * 32, sender="+16175550100")
 
@@ -77,6 +78,7 @@ _segment = st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True)
 
 
 @given(st.lists(st.tuples(st.lists(_segment, min_size=1, max_size=40), st.text()), max_size=8))
+@settings(max_examples=examples(100))
 def test_nest_either_builds_what_was_given_or_says_why(
     items: list[tuple[list[str], str]],
 ) -> None:

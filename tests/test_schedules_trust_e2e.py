@@ -21,8 +21,15 @@ from bot.engage import schedules as schedules_module
 from bot.state.store import PREFIX, RedisStore
 from tests.harness import Harness, buttons, text_of, wired
 from tests.peers import FakeSlack, FakeStudio, RedisServer, redis_server
-from tests.test_bulk_e2e import until
-from tests.test_schedules_e2e import MORNING_IN_BOSTON, QUIET, Clock, controlled, dms
+from tests.test_bulk_e2e import rounds_pass, until
+from tests.test_schedules_e2e import (
+    MORNING_IN_BOSTON,
+    QUIET,
+    Clock,
+    controlled,
+    dms,
+    schedules_of,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,7 +110,8 @@ async def test_a_slow_start_is_not_handed_out_again(
         ids = await waiting_ids(first)
         clock.now += 601
         await until(lambda: len(studio.creates()) == 2, within=10)
-        await asyncio.sleep(4.0)  # the starts answer; both processes go round many times
+        # the starts answer; both processes go round many times, past the reclaim time
+        await rounds_pass(schedules_of(first), schedules_of(second), count=8)
         await until(lambda: sum(1 for p in slack.posts if p.get("thread_ts")) >= 2, within=10)
         assert states(await every(first, ids)) == ["started", "started"]
     assert len(studio.creates()) == 2
@@ -139,7 +147,8 @@ async def test_a_redis_stall_after_twilio_answered_still_posts_the_card(
                 os.kill(server.proc.pid, signal.SIGCONT)
             await until(lambda: sum(1 for p in slack.posts if p.get("thread_ts")) >= 3, within=20)
             await all_started(first, ids)
-            await asyncio.sleep(2.0)  # rounds after the store is back: nothing turns unknown
+            # rounds after the store is back: nothing turns unknown
+            await rounds_pass(schedules_of(first), schedules_of(second), count=4)
             assert states(await every(second, ids)) == ["started"] * len(numbers)
     assert len(studio.creates()) == len(numbers)
     assert [d for d in dms(slack, "U0CALLER") if "may or may not" in d["text"]] == []
