@@ -1,1 +1,1 @@
-"""The process: settings, wiring (services), the HTTP server and the CLI. Imports everything."""
+"""The process: settings, factories and wiring (services), Bolt and its listeners, the HTTP server, the CLI. Imports everything."""

@@ -1,1 +1,1 @@
-"""Slack's surfaces: the Bolt app and its HTTP, listeners, Block Kit messages (rendering), Web API adapters (pace, post, files, identity), and each surface's conversation around the use-cases. Imports everything below app."""
+"""Slack's surfaces: each one's conversation around the use-cases (prompts, cards, the form, the step), Block Kit (messages/, rendering only), the signed HTTP requests and the Web API adapters (pace, post, files, identity). Imports engage and below."""
