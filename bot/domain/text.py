@@ -192,7 +192,7 @@ def findings_text(found: Findings, quote: str = "`") -> str:
 
 
 def refusal_text(command: EngageCommand, why: Refused, rate: str = "", window: float = 0.0) -> str:
-    """Why a start was stopped (``engage.Refused``), as plain text: for a terminal, a
+    """Why a start was stopped (``Refused``), as plain text: for a terminal, a
     results file, a workflow step's output. Nothing was sent."""
     flow = flow_label(command)
     if why.kind == "quiet_hours" and why.opening is not None:

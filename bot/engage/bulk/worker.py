@@ -33,7 +33,6 @@ from bot.domain.run import is_already_active
 from bot.domain.text import refusal_text
 from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowResult, RunMeta, tally
 from bot.engage.start import Engager, StartRequest
-from bot.engage.throttle import Throttle
 from bot.infra import audit
 from bot.infra.logs import Outage, about
 from bot.infra.workers import Workers
@@ -62,14 +61,12 @@ class Worker:
     def __init__(
         self,
         engager: Engager,
-        throttle: Throttle,
         state: BulkState,
         reporter: Reporter,
         store: Store,
         wakeups: Wakeups,
     ) -> None:
         self.engager = engager  # every row starts through the one use-case for starts
-        self.throttle = throttle
         self.state = state
         self.reporter = reporter
         self.store = store
@@ -199,34 +196,62 @@ class Worker:
         row = await self.state.row(run_id, number)
         if meta.status == "running" and await self._wait_for_window(run_id, meta, number, row):
             return True  # kept for later: its contact is in quiet hours
-        if meta.status == "running":  # wait for the row's turn, singles first
-            await self.throttle.pace(bulk=True)
-            meta = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
-        if meta.status == "paused" or self.stopping:
-            return False
-        if not await self.state.claim_row(run_id, number, self.me):
-            # Claimed by a process that stopped before saying what happened: it may
-            # have reached Twilio, so it is never sent again.
-            gone = "the process sending it stopped before Twilio answered; not sent again"
-            await self.state.settle(run_id, number, RowResult(outcome="unknown", message=gone))
-            return True
-        if meta.status == "cancelled":
-            await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
+        if meta.status != "running" or self.stopping:
+            if meta.status == "paused" or self.stopping:
+                return False  # not sent: back in the queue, taken on Resume
+            if await self._claim(run_id, number):  # cancelled: never sent
+                await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
             return True
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
+        held: list[RowResult] = []  # why the row was not sent when its turn came
+        back = False
+
+        async def take() -> bool:
+            """Its turn came (singles first): still running, and this process's to send."""
+            nonlocal back
+            now = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
+            if now.status == "paused" or self.stopping:
+                back = True
+                return False
+            if not await self._claim(run_id, number):
+                return False  # settled as unknown
+            if now.status == "cancelled":
+                held.append(RowResult(outcome="cancelled"))
+                return False
+            return True
+
         outcome = await self.engager.start(
             StartRequest(
                 command,
                 meta.caller,
                 rules="destination",  # previewed and confirmed as a whole
-                turn="taken",
+                turn="bulk",
+                at_turn=take,
                 bulk_run=run_id,
                 row=number,
             )
         )
+        if back:
+            return False
+        if isinstance(outcome, Refused) and outcome.kind == "withdrawn":
+            for result in held:
+                await self.state.settle(run_id, number, result)
+            return True
+        if isinstance(outcome, Refused) and not await self._claim(run_id, number):
+            return True  # refused before its turn, and claimed elsewhere meanwhile
         await self.state.settle(run_id, number, row_outcome(command, outcome))
         return True
+
+    async def _claim(self, run_id: str, number: str) -> bool:
+        """Claim row ``number`` for this process; a row claimed already belonged to a
+        process that stopped before saying what happened: it may have reached Twilio, so
+        it is settled as unknown and never sent again."""
+        if await self.state.claim_row(run_id, number, self.me):
+            return True
+        gone = "the process sending it stopped before Twilio answered; not sent again"
+        await self.state.settle(run_id, number, RowResult(outcome="unknown", message=gone))
+        return False
 
     async def _wait_for_window(
         self, run_id: str, meta: RunMeta, number: str, row: Row | None

@@ -70,7 +70,7 @@ class BulkRuns:
         self.store = store
         self.state = BulkState(Durable(store))
         self.reporter = Reporter(self.state, slack, records, checked_every)
-        self.worker = Worker(engager, throttle, self.state, self.reporter, store, Wakeups(store))
+        self.worker = Worker(engager, self.state, self.reporter, store, Wakeups(store))
         self.reporter.waiting = lambda run_id: self.worker.queue(run_id).waiting()
         self.controls = Controls(policy, self.state, self.worker, self.reporter)
         self.previews = Previews(
