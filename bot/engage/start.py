@@ -80,7 +80,7 @@ class StartRequest:
       (``--force``, *Start anyway*); ``ask``: findings come back to ask about rather
       than as a refusal.
     - ``turn``: ``"single"`` waits for a turn under STUDIO_RATE_LIMIT before bulk work,
-      ``"bulk"`` after it; ``"taken"``: the surface took it already.
+      ``"bulk"`` (rows, schedules) after it, however long.
     - ``at_turn``: called once everything passed and the turn came, just before the
       create request; False withdraws the start (``Refused("withdrawn")``, unaudited).
     - ``on_stopped``: told what is known if the bot stops mid-start.
@@ -97,7 +97,7 @@ class StartRequest:
     claim: bool = False
     confirmed: bool = False
     ask: bool = False
-    turn: Literal["single", "bulk", "taken"] = "single"
+    turn: Literal["single", "bulk"] = "single"
     at_turn: Callable[[], Awaitable[bool]] | None = None
     on_stopped: Callable[[StudioError], Awaitable[None]] | None = None
     bulk_run: str = ""
@@ -282,9 +282,7 @@ class Engager:
             return (time.monotonic() - started) * 1000
 
         try:
-            if request.turn != "taken" and not await self.throttle.pace(
-                bulk=request.turn == "bulk"
-            ):
+            if not await self.throttle.pace(bulk=request.turn == "bulk"):
                 raise StudioBusy
             if request.at_turn is not None and not await request.at_turn():
                 return Refused("withdrawn")
