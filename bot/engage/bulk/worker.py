@@ -196,28 +196,28 @@ class Worker:
         row = await self.state.row(run_id, number)
         if meta.status == "running" and await self._wait_for_window(run_id, meta, number, row):
             return True  # kept for later: its contact is in quiet hours
-        if meta.status != "running" or self.stopping:
-            if meta.status == "paused" or self.stopping:
-                return False  # not sent: back in the queue, taken on Resume
-            if await self._claim(run_id, number):  # cancelled: never sent
+        if meta.status == "paused" or self.stopping:
+            return False  # not sent: back in the queue, taken on Resume
+        if meta.status == "cancelled":
+            if await self._claim(run_id, number):
                 await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
             return True
         assert row is not None  # every job is a row kept with the run
         command = meta.plan.command(row)
-        held: list[RowResult] = []  # why the row was not sent when its turn came
-        back = False
+        paused = False
 
         async def take() -> bool:
-            """Its turn came (singles first): still running, and this process's to send."""
-            nonlocal back
-            now = await self.state.meta(run_id) or meta  # paused meanwhile? then not sent
+            """Its turn came (singles first): still running, and this process's to send.
+            A row not sent is settled here, or (paused) goes back to the queue."""
+            nonlocal paused
+            now = await self.state.meta(run_id) or meta
             if now.status == "paused" or self.stopping:
-                back = True
+                paused = True
                 return False
             if not await self._claim(run_id, number):
                 return False  # settled as unknown
             if now.status == "cancelled":
-                held.append(RowResult(outcome="cancelled"))
+                await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
                 return False
             return True
 
@@ -232,12 +232,10 @@ class Worker:
                 row=number,
             )
         )
-        if back:
+        if paused:
             return False
         if isinstance(outcome, Refused) and outcome.kind == "withdrawn":
-            for result in held:
-                await self.state.settle(run_id, number, result)
-            return True
+            return True  # settled by take
         if isinstance(outcome, Refused) and not await self._claim(run_id, number):
             return True  # refused before its turn, and claimed elsewhere meanwhile
         await self.state.settle(run_id, number, row_outcome(command, outcome))
