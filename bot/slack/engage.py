@@ -345,14 +345,14 @@ class SlackEngage:
             outcome: Result = vetted
         else:
             outcome = await self.engager.start(request)
+        command = self.engager.named(command)  # Studio's name, once the flow was read
         if isinstance(outcome, Started) and self.publish is not None:
-            await self.publish(self.engager.named(command), outcome.engagement, caller, reply)
+            await self.publish(command, outcome.engagement, caller, reply)
             return
         await deliver(reply, await self._said(command, caller, outcome), _sid(outcome, command))
 
     async def _said(self, command: EngageCommand, caller: Caller, outcome: Result) -> Message:
         """A start's result as Slack says it to the person who asked."""
-        command = self.engager.named(command)
         if isinstance(outcome, Refused) and outcome.ask and outcome.findings:
             return await self._confirm_parameters(command, caller, outcome.findings)
         if isinstance(outcome, Refused):
