@@ -27,7 +27,7 @@ class Record(BaseModel):
     @classmethod
     def _decoded(cls, data: Any) -> Any:
         """A hash's field holding a list or an object is JSON text (``field_text``): read
-        back as the typed value it was, for any field that is not text."""
+        back as the typed value it was, for every field typed as a container."""
         if not isinstance(data, dict):
             return data
         decoded = dict(data)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
+
+from pydantic import Field
 
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
@@ -21,7 +22,7 @@ class Scheduled(Record):
     flow_name: str = ""
     to: str
     sender: str
-    parameters: str = "{}"  # the flow data, as JSON
+    parameters: dict[str, Any] = Field(default_factory=dict)  # the flow data
     user: str
     channel: str = ""
     team: str = ""
@@ -41,13 +42,12 @@ class Scheduled(Record):
 
     @property
     def command(self) -> EngageCommand:
-        parameters: dict[str, Any] = json.loads(self.parameters)
         return EngageCommand(
             self.flow_sid,
             self.flow_alias or None,
             self.to,
             self.sender,
-            parameters,
+            dict(self.parameters),
             self.flow_name or None,
         )
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -155,7 +154,7 @@ class Schedules:
             flow_name=command.flow_name or "",
             to=command.to,
             sender=command.sender,
-            parameters=json.dumps(command.parameters, ensure_ascii=False),
+            parameters=command.parameters,
             user=caller.user_id,
             channel=caller.channel_id,
             team=caller.team_id,
