@@ -13,7 +13,8 @@ from bot.domain.command import EngageCommand
 from bot.domain.errors import StateUnavailable
 from bot.engage.confirmations import Confirmations, Parked
 from bot.runs.registry import RunRegistry, Shown
-from bot.state import store as bot_store
+from bot.state import redis_store as bot_redis_store
+from bot.state import scripts as bot_scripts
 from bot.state.store import BestEffort, Durable, RedisStore, Store
 from tests.peers import FLOW_SID, RedisServer, redis_server
 
@@ -27,7 +28,7 @@ async def test_a_burst_waits_for_a_connection_instead_of_failing(redis: RedisSer
     store = RedisStore(redis.url)
     try:
         added = await asyncio.gather(
-            *(store.add(f"burst:{n}", "1", 60) for n in range(10 * bot_store.POOL_SIZE))
+            *(store.add(f"burst:{n}", "1", 60) for n in range(10 * bot_redis_store.POOL_SIZE))
         )
     finally:
         await store.aclose()
@@ -40,7 +41,7 @@ async def test_a_record_with_its_indexes_and_a_large_hash(store: Store) -> None:
     await store.hset_indexed("rec:1", {"a": "1", "b": "2"}, 60, {"ix": {"1": 5.0, "x": 7.5}})
     assert await store.hgetall("rec:1") == {"a": "1", "b": "2"}
     assert await store.zrange("ix", 5.0, 7.5) == ["1", "x"]
-    rows = {str(n): f"row {n}" for n in range(3 * bot_store.PUT_MOST)}
+    rows = {str(n): f"row {n}" for n in range(3 * bot_scripts.PUT_MOST)}
     await store.hset("rows", rows, 60)
     assert await store.hgetall("rows") == rows
 
@@ -172,14 +173,14 @@ def test_only_the_guardrail_scripts_ask_redis_for_the_time() -> None:
 
     scripts = {
         name: text
-        for module in (bot_store, jobs)
+        for module in (bot_scripts, jobs)
         for name, text in vars(module).items()
-        if name.startswith("_") and isinstance(text, str) and "redis.call" in text
+        if isinstance(text, str) and "redis.call" in text
     }
-    assert {"_ADMIT", "_RESERVE", "_PUT", "_WAKE"} <= set(scripts)
+    assert {"ADMIT", "RESERVE", "PUT", "_WAKE"} <= set(scripts)
     assert sorted(name for name, text in scripts.items() if "'TIME'" in text) == [
-        "_ADMIT",
-        "_RESERVE",
+        "ADMIT",
+        "RESERVE",
     ]
 
 
