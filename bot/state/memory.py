@@ -3,9 +3,14 @@ without ``REDIS_URL`` keeps, and what ``BestEffort`` falls back to while Redis f
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bot.state.admission import Admitted, CapRule, ConsentCheck, cap_again
+
+NEVER = float("inf")  # the suppression list does not expire
 
 
 class MemoryStore:
@@ -87,18 +92,85 @@ class MemoryStore:
         return True
 
     async def admit(
-        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
-    ) -> tuple[float, bool]:
+        self,
+        uses: str,
+        limit: int,
+        window: float,
+        claim: str | None,
+        claim_ttl: float,
+        consent: ConsentCheck | None = None,
+    ) -> Admitted:
         now = time.time()
+        if consent is not None:
+            if (entry := self._optouts(consent.optouts).get(consent.contact)) is not None:
+                return Admitted(optout=entry)
+            if again := self._again(consent.reach, consent.caps, now):
+                return Admitted(again=again)
         if limit >= 0:
             kept = [t for t in self._live(uses) or [] if t > now - window]
             if len(kept) >= limit:
                 wait = (kept[0] + window - now) if kept else window
                 self._items[uses] = (kept, time.monotonic() + window)
-                return max(1e-6, wait), False
+                return Admitted(wait=max(1e-6, wait))
             self._items[uses] = ([*kept, now], time.monotonic() + window)
         claimed = claim is None or await self.add(claim, repr(now), claim_ttl)
-        return 0.0, claimed
+        if claimed and consent is not None and consent.caps and consent.hold:
+            await self.zadd(consent.reach, {consent.hold: now}, consent.longest)
+        return Admitted(claimed=claimed)
+
+    def _again(self, reach: str, caps: tuple[CapRule, ...], now: float) -> float:
+        if not caps or not reach:
+            return 0.0
+        return cap_again(caps, list(self._zset(reach).items()), now)
+
+    def _optouts(self, key: str) -> dict[str, str]:
+        value = self._live(key)
+        return value if isinstance(value, dict) else {}
+
+    async def screen(
+        self, optouts: str, contacts: Sequence[str], reach: str, caps: tuple[CapRule, ...]
+    ) -> dict[int, str]:
+        now, listed, out = time.time(), self._optouts(optouts), {}
+        for i, contact in enumerate(contacts):
+            if (entry := listed.get(contact)) is not None:
+                out[i] = "o" + entry
+            elif reach and (again := self._again(reach + contact, caps, now)):
+                out[i] = f"c{again:.6f}"
+        return out
+
+    async def unhold(self, reach: str, prefix: str) -> None:
+        held = sorted(((t, m) for m, t in self._zset(reach).items() if m.startswith(prefix)))
+        if held:
+            await self.zrem(reach, held[-1][1])
+
+    async def suppress(
+        self, optouts: str, contact: str, entry: str, source: str, latest: int
+    ) -> bool:
+        listed = self._optouts(optouts)
+        if contact in listed:
+            return False
+        listed[contact] = entry
+        self._items[optouts] = (listed, NEVER)
+        newest = {**self._zset(optouts + ":latest"), contact: time.time()}
+        kept = sorted(newest.items(), key=lambda item: item[1])[-latest:]
+        self._items[optouts + ":latest"] = (dict(kept), NEVER)
+        counts = self._optouts(optouts + ":sources")
+        counts[source] = str(int(counts.get(source, "0")) + 1)
+        self._items[optouts + ":sources"] = (counts, NEVER)
+        return True
+
+    async def unsuppress(self, optouts: str, contact: str) -> str | None:
+        entry = self._optouts(optouts).pop(contact, None)
+        if entry is None:
+            return None
+        self._zset(optouts + ":latest").pop(contact, None)
+        counts = self._optouts(optouts + ":sources")
+        source = str(json.loads(entry).get("source", ""))
+        if source in counts:
+            counts[source] = str(int(counts[source]) - 1)
+            if int(counts[source]) <= 0:
+                del counts[source]
+        return entry
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         now = time.monotonic()

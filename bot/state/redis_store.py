@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bot.domain.errors import StateUnavailable
+from bot.state.admission import Admitted, CapRule, ConsentCheck
 from bot.state.redis_batch import Batcher
-from bot.state.scripts import ADMIT, DELETE_IF, PUT, PUT_MOST, RESERVE, ZCLAIM, ms
+from bot.state.scripts import (
+    ADMIT,
+    DELETE_IF,
+    PUT,
+    PUT_MOST,
+    RESERVE,
+    SCREEN,
+    SUPPRESS,
+    UNHOLD,
+    UNSUPPRESS,
+    ZCLAIM,
+    ms,
+)
 
 _T = TypeVar("_T")
 PREFIX = "studio-engage:"
@@ -42,7 +56,17 @@ class RedisStore:
         # script's text goes only when Redis does not have it yet (``_script``).
         self._scripts = {
             text: self._redis.register_script(text)
-            for text in (PUT, DELETE_IF, ADMIT, ZCLAIM, RESERVE)
+            for text in (
+                PUT,
+                DELETE_IF,
+                ADMIT,
+                ZCLAIM,
+                RESERVE,
+                SCREEN,
+                UNHOLD,
+                SUPPRESS,
+                UNSUPPRESS,
+            )
         }
         # The store's own commands: those issued at one moment share a round trip.
         self._batch = Batcher(self._redis)
@@ -162,14 +186,46 @@ class RedisStore:
         return bool(removed)
 
     async def admit(
-        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
-    ) -> tuple[float, bool]:
-        keys = [PREFIX + uses, PREFIX + claim if claim else ""]
-        member = secrets.token_hex(6)
-        wait, claimed = await self._script(
-            ADMIT, keys, str(limit), repr(window), str(ms(claim_ttl)), member
+        self,
+        uses: str,
+        limit: int,
+        window: float,
+        claim: str | None,
+        claim_ttl: float,
+        consent: ConsentCheck | None = None,
+    ) -> Admitted:
+        keys = [PREFIX + uses, PREFIX + claim if claim else "", "", ""]
+        args = [str(limit), repr(window), str(ms(claim_ttl)), secrets.token_hex(6), "", "", "0"]
+        if consent is not None:
+            keys[2:] = [PREFIX + consent.optouts, PREFIX + consent.reach if consent.reach else ""]
+            args[4:] = [consent.contact, consent.hold, *_caps(consent.caps)]
+        wait, claimed, entry, again = await self._script(ADMIT, keys, *args)
+        return Admitted(float(wait), bool(int(claimed)), entry or None, float(again))
+
+    async def screen(
+        self, optouts: str, contacts: Sequence[str], reach: str, caps: tuple[CapRule, ...]
+    ) -> dict[int, str]:
+        prefix = PREFIX + reach if reach else ""
+        args = [repr(time.time()), prefix, *_caps(caps), *contacts]
+        found = await self._script(SCREEN, [PREFIX + optouts], *args)
+        return {int(found[i]) - 1: str(found[i + 1]) for i in range(0, len(found), 2)}
+
+    async def unhold(self, reach: str, prefix: str) -> None:
+        await self._script(UNHOLD, [PREFIX + reach], prefix)
+
+    async def suppress(
+        self, optouts: str, contact: str, entry: str, source: str, latest: int
+    ) -> bool:
+        keys = [PREFIX + optouts + suffix for suffix in ("", ":latest", ":sources")]
+        added = await self._script(
+            SUPPRESS, keys, contact, entry, source, str(latest), repr(time.time())
         )
-        return float(wait), bool(int(claimed))
+        return bool(added)
+
+    async def unsuppress(self, optouts: str, contact: str) -> str | None:
+        keys = [PREFIX + optouts + suffix for suffix in ("", ":latest", ":sources")]
+        entry = await self._script(UNSUPPRESS, keys, contact)
+        return str(entry) if entry else None
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         answer = await self._script(RESERVE, [PREFIX + key], repr(interval), repr(horizon))
@@ -213,3 +269,8 @@ class RedisStore:
         await self._redis.aclose(close_connection_pool=True)  # the pool is ours
         if self._blocking is not None:
             await self._blocking.aclose()
+
+
+def _caps(caps: tuple[CapRule, ...]) -> list[str]:
+    """The caps as the scripts read them: their count, then amount, seconds, prefix each."""
+    return [str(len(caps)), *(part for a, s, p in caps for part in (str(a), repr(s), p))]

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from bot.domain.errors import StateUnavailable
 from bot.infra import metrics
 from bot.infra.logs import Outage
+from bot.state.admission import Admitted, CapRule, ConsentCheck
 from bot.state.memory import MemoryStore
 from bot.state.redis_store import PREFIX, RedisStore
 
@@ -91,12 +92,41 @@ class Store(Protocol):
         by its holder); True if it was removed."""
 
     async def admit(
-        self, uses: str, limit: int, window: float, claim: str | None, claim_ttl: float
-    ) -> tuple[float, bool]:
-        """A use counted in the moving window ``uses`` (at most ``limit`` in ``window``
-        seconds; ``limit`` < 0: not counted) and, if the use fits, the key ``claim`` set
-        unless it exists (held ``claim_ttl`` seconds), in one atomic step: (0, claimed)
-        when the use fits, else (seconds until it would, False), nothing counted or set."""
+        self,
+        uses: str,
+        limit: int,
+        window: float,
+        claim: str | None,
+        claim_ttl: float,
+        consent: ConsentCheck | None = None,
+    ) -> Admitted:
+        """A start's admission in one atomic step (``bot.state.admission``): with
+        ``consent``, an opted-out or capped contact is refused first; then a use counted
+        in the moving window ``uses`` (at most ``limit`` in ``window`` seconds; ``limit``
+        < 0: not counted) and, if the use fits, the key ``claim`` set unless it exists
+        (held ``claim_ttl`` seconds), then the start's hold on the contact's caps. A start
+        refused at any step counts, sets and holds nothing."""
+
+    async def screen(
+        self, optouts: str, contacts: Sequence[str], reach: str, caps: tuple[CapRule, ...]
+    ) -> dict[int, str]:
+        """Many contacts (their keys in ``optouts``; their starts at ``reach`` + key, ""
+        for no cap) judged as ``admit`` judges one, nothing held: for those that may not
+        be reached only, by position, "o" + its entry (opted out) or "c" + when it may
+        be reached again (capped)."""
+
+    async def unhold(self, reach: str, prefix: str) -> None:
+        """Give back the newest hold beginning with ``prefix`` on the caps kept in ``reach``."""
+
+    async def suppress(
+        self, optouts: str, contact: str, entry: str, source: str, latest: int
+    ) -> bool:
+        """Add ``contact`` to the list ``optouts`` with ``entry`` unless it is there (never
+        expires); kept among the ``latest`` additions (``optouts:latest``) and counted by
+        ``source`` (``optouts:sources``). True if it was added."""
+
+    async def unsuppress(self, optouts: str, contact: str) -> str | None:
+        """Take ``contact`` off the list ``optouts``: its entry, or None if it was not on it."""
 
     async def reserve(self, key: str, interval: float, horizon: float) -> float:
         """A send time on the schedule ``key`` (GCRA with no burst: one send every
@@ -145,8 +175,19 @@ class BestEffort:
         self._degraded = False
         self._next_try = 0.0  # while degraded, when to try the shared store again
 
-    async def use(self, operation: Callable[[Store], Awaitable[_T]]) -> _T:
-        """Run ``operation`` on the shared store, or on this process's memory if it fails."""
+    async def use(
+        self, operation: Callable[[Store], Awaitable[_T]], *, fallback: bool = True
+    ) -> _T:
+        """Run ``operation`` on the shared store, or on this process's memory if it fails;
+        without ``fallback``, a failure raises ``StateUnavailable`` instead (state that
+        this process's memory cannot stand in for: the suppression list)."""
+        if not fallback and self.store is not self.memory:
+            try:
+                return await operation(self.store)
+            except _OUTAGE as exc:
+                if isinstance(exc, StateUnavailable):
+                    raise
+                raise StateUnavailable(type(exc).__name__) from exc
         if self.store is not self.memory and time.monotonic() >= self._next_try:
             try:
                 result = await operation(self.store)
