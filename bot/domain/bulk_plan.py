@@ -1,18 +1,21 @@
 """What a bulk run would do, before anything is sent: the preview. Pure: no I/O.
 
 Each row is valid, invalid (not a number), a duplicate (of an earlier row's contact:
-dropped), or refused by the guardrails (countries, premium rates, WhatsApp with SMS);
+dropped), refused by the guardrails (countries, premium rates, WhatsApp with SMS), or
+suppressed (its contact opted out, or reached its cap: skipped);
 the valid ones are checked against the parameters the flow reads, and the run's
 length is estimated at the account's pace.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain.bulk_input import Row
 from bot.domain.command import EngageCommand
+from bot.domain.consent import Suppressed
 from bot.domain.contact_clock import ContactClock, When, due_at, opening_text, zones_of
 from bot.domain.flows import Findings, FlowInfo, findings
 from bot.domain.phone import channel_mismatch
@@ -33,6 +36,8 @@ class Plan:
     seconds: float = 0.0  # at the account's pace
     dues: dict[int, float] = field(default_factory=dict)  # --at/--in: row -> epoch seconds
     waiting: list[tuple[Row, float]] = field(default_factory=list)  # in quiet hours: opens
+    # opted out or capped (skipped: kept with the run, marked suppressed in its results)
+    suppressed: list[tuple[Row, Suppressed]] = field(default_factory=list)
 
     def command(self, row: Row) -> EngageCommand:
         """The single start a valid row stands for."""
@@ -60,9 +65,12 @@ def plan(
     clock: ContactClock | None = None,
     when: When | None = None,
     now: float = 0.0,
+    suppressed: Mapping[str, Suppressed] | None = None,
 ) -> Plan:
     """Sort the rows; with ``clock``, find those that would wait for their contact's
-    window at their due time (``when``, per contact's zone; else ``now``)."""
+    window at their due time (``when``, per contact's zone; else ``now``); the contacts
+    in ``suppressed`` (opted out or capped, as the suppression list said) are skipped."""
+    suppressed = suppressed or {}
     name = info.name if info else None
     result = Plan(flow_sid, flow_alias, name, sender)
     seen: set[str] = set()
@@ -89,6 +97,9 @@ def plan(
             reason = opening_text(opening)
         if reason:
             result.refused.append((row, reason))
+            continue
+        if (why := suppressed.get(row.to)) is not None:
+            result.suppressed.append((row, why))
             continue
         result.valid.append(row)
         if when is not None:
@@ -148,6 +159,7 @@ class Progress:
     failed: int = 0
     unknown: int = 0
     cancelled: int = 0
+    suppressed: int = 0  # opted out or capped: skipped
     status: str = "running"  # running | paused | cancelled | done
     elapsed: float = 0.0  # seconds since the start
     note: str = ""  # e.g. why it paused
@@ -157,7 +169,7 @@ class Progress:
 
     @property
     def done(self) -> int:
-        return self.started + self.failed + self.unknown + self.cancelled
+        return self.started + self.failed + self.unknown + self.cancelled + self.suppressed
 
     @property
     def left(self) -> int:

@@ -18,7 +18,16 @@ FLOW_SID = re.compile(r"^FW[0-9a-fA-F]{32}$")
 RUN_SID = re.compile(r"^FN[0-9a-fA-F]{32}$")
 
 
-RESERVED_WORDS = ("help", "flows", "status", "report", "scheduled")  # never flow aliases
+RESERVED_WORDS = (  # never flow aliases
+    "help",
+    "flows",
+    "status",
+    "report",
+    "scheduled",
+    "optout",
+    "optin",
+    "optouts",
+)
 
 
 MAX_REPORT_DAYS = 366
@@ -106,6 +115,28 @@ class ScheduledCommand:
     """``/engage scheduled``: the starts waiting for their time (yours; admins: all)."""
 
 
+@dataclass(frozen=True)
+class OptOutCommand:
+    """``/engage optout +1… [reason]``: never start a flow for ``to`` again (anyone who may
+    start flows; adding is always safe)."""
+
+    to: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OptInCommand:
+    """``/engage optin +1… reason``: take ``to`` off the opt-out list (admins, with why)."""
+
+    to: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OptOutsCommand:
+    """``/engage optouts``: how many opted out, by source, and the latest (admins)."""
+
+
 Command = (
     EngageCommand
     | BulkCommand
@@ -114,4 +145,7 @@ Command = (
     | StatusCommand
     | ReportCommand
     | ScheduledCommand
+    | OptOutCommand
+    | OptInCommand
+    | OptOutsCommand
 )

@@ -11,10 +11,15 @@ ever escapes it, whatever the input.
     /engage help
     /engage report [flow] [--since 7d] [--csv]
     /engage scheduled
+    /engage optout <to> [reason]
+    /engage optin <to> <reason>
+    /engage optouts
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +34,9 @@ from bot.domain.command import (
     EngageCommand,
     FlowsCommand,
     HelpCommand,
+    OptInCommand,
+    OptOutCommand,
+    OptOutsCommand,
     ReportCommand,
     ScheduledCommand,
     StatusCommand,
@@ -98,23 +106,27 @@ def argv_to_text(words: Sequence[str]) -> str:
 
 # --- from tokens to a command ------------------------------------------------
 
+_BARE: dict[str, type[FlowsCommand | ScheduledCommand | OptOutsCommand]] = {
+    "flows": FlowsCommand,
+    "scheduled": ScheduledCommand,
+    "optouts": OptOutsCommand,
+}  # the verbs that take nothing more
+
 
 def _build(tokens: list[Token], defaults: Defaults) -> Command:
     first = tokens[0].text.lower() if tokens and isinstance(tokens[0], Word) else None
     if not tokens or first == "help":
         return _help(tokens[1:], defaults)
-    if first == "flows":
+    if first in _BARE:
         if len(tokens) > 1:
-            raise CommandError("/engage flows takes nothing more", _raw(tokens[1]))
-        return FlowsCommand()
+            raise CommandError(f"/engage {first} takes nothing more", _raw(tokens[1]))
+        return _BARE[first]()
     if first == "status":
         return _status(tokens[1:], defaults)
     if first == "report":
         return _report(tokens[1:], defaults)
-    if first == "scheduled":
-        if len(tokens) > 1:
-            raise CommandError("/engage scheduled takes nothing more", _raw(tokens[1]))
-        return ScheduledCommand()
+    if first in ("optout", "optin"):
+        return _consent(first, tokens[1:], defaults)
     if other := next(
         (t for t in tokens if isinstance(t, Option) and t.name not in _START_OPTIONS), None
     ):
@@ -287,6 +299,50 @@ def _report(tokens: list[Token], defaults: Defaults) -> ReportCommand:
         sid, alias = _resolve_flow(words[0] if words else None, named.get("flow"), defaults)
         return ReportCommand((sid,), since, csv_wanted, alias)
     return ReportCommand((), since, csv_wanted)
+
+
+def _consent(verb: str, tokens: list[Token], defaults: Defaults) -> OptOutCommand | OptInCommand:
+    """``optout <to> [reason]`` or ``optin <to> <reason>``: one number, then free text."""
+    usage = f"usage: /engage {verb} +16175551212 " + (
+        "[reason]" if verb == "optout" else "<reason>"
+    )
+    if not tokens or not isinstance(tokens[0], Word):
+        raise CommandError(
+            f"give the contact's number; {usage}", _raw(tokens[0]) if tokens else None
+        )
+    words = list(
+        itertools.takewhile(
+            lambda t: isinstance(t, Word) and bool(_NUMBER_PART.match(t.text)),
+            tokens[:MOST_NUMBER_WORDS],
+        )
+    )
+    for count in range(len(words), 0, -1):  # the longest run of words that is a number
+        typed = " ".join(_raw(t) for t in words[:count])
+        try:
+            to = parse_address(typed, defaults.region)
+            break
+        except PhoneError:
+            continue
+    else:  # no run of words is a number: the first word's problem
+        typed, problem = _raw(tokens[0]), "is not a phone number"
+        try:
+            parse_address(typed, defaults.region)
+        except PhoneError as exc:
+            problem = str(exc)
+        raise CommandError(f"{problem}; {usage}", typed)
+    reason = " ".join(_raw(t) for t in tokens[count:]).strip()
+    if len(reason) > MAX_REASON:
+        raise CommandError(f"the reason is longer than {MAX_REASON} characters; {usage}")
+    if verb == "optout":
+        return OptOutCommand(to, reason)
+    if not reason:
+        raise CommandError(f"say why (it goes in the audit log); {usage}")
+    return OptInCommand(to, reason)
+
+
+MAX_REASON = 200
+MOST_NUMBER_WORDS = 5  # "+1 (617) 555 1212": a number typed with spaces
+_NUMBER_PART = re.compile(r"^(whatsapp:)?[+\d().\-]+$", re.IGNORECASE)  # not "no", "x"
 
 
 def _known_flows(defaults: Defaults) -> str:

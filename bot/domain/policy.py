@@ -133,3 +133,21 @@ def read_refusal(
 def may_end(policy: Policy, user_id: str, starter: str | None) -> bool:
     """The End rule: the person who started the run, or an admin."""
     return user_id in policy.admins or (starter is not None and user_id == starter)
+
+
+def optout_refusal(policy: Policy, user_id: str) -> str | None:
+    """Why ``user_id`` may not add a contact to the opt-out list, or None: anyone who may
+    start flows may (adding is always safe), from any channel."""
+    users = policy.everywhere.users
+    if users is None or user_id in users or user_id in policy.admins:
+        return None
+    return (
+        "only people who may start flows (ALLOWED_SLACK_USERS) can opt contacts out; ask an admin"
+    )
+
+
+def admin_refusal(policy: Policy, user_id: str, what: str) -> str | None:
+    """Why ``user_id`` may not do ``what`` (an admin's act), or None."""
+    if user_id in policy.admins:
+        return None
+    return f"only admins (ADMIN_SLACK_USERS) can {what}"

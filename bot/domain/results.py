@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.domain.consent import Suppressed
 from bot.domain.contact_clock import Opening
 from bot.domain.errors import StudioError
 from bot.domain.flows import Findings
@@ -17,7 +18,9 @@ class Refused:
     """A start stopped before anything was sent: by the rules (who, where, which contact:
     ``reason``), the contact's quiet hours (``opening``: when their window opens), the
     per-user limit (``wait`` seconds), the duplicate window (the same user, flow and
-    contact just now), a flow whose REST API trigger is not connected, parameters the
+    contact just now), consent (``opted_out`` or ``capped``: ``suppressed`` says when and
+    how; ``unchecked``: the suppression list could not be read), a flow whose REST API
+    trigger is not connected, parameters the
     flow does not fit (``findings``; ``ask``: the surface may ask the person to start
     anyway), or ``withdrawn`` by the surface at its turn (``StartRequest.at_turn``).
     Each surface says it its own way (``messages.refusal`` for Slack, ``refusal_text``
@@ -28,6 +31,9 @@ class Refused:
         "quiet_hours",
         "rate_limited",
         "duplicate",
+        "opted_out",
+        "capped",
+        "unchecked",
         "not_rest_ready",
         "parameters",
         "withdrawn",
@@ -37,6 +43,7 @@ class Refused:
     findings: Findings | None = None
     opening: Opening | None = None
     ask: bool = False
+    suppressed: Suppressed | None = None
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.domain.command import Defaults, EngageCommand
+from bot.domain.consent import SOURCE_TEXT, OptOut, Suppressed
 from bot.domain.contact_clock import opening_text
+from bot.domain.durations import duration
 from bot.domain.errors import StudioError
 from bot.domain.flows import Findings, FlowInfo
 from bot.domain.grammar import USAGE, argv_to_text
@@ -191,7 +194,9 @@ def findings_text(found: Findings, quote: str = "`") -> str:
     return "; ".join(parts)
 
 
-def refusal_text(command: EngageCommand, why: Refused, rate: str = "", window: float = 0.0) -> str:
+def refusal_text(
+    command: EngageCommand, why: Refused, rate: str = "", window: float = 0.0, now: float = 0.0
+) -> str:
     """Why a start was stopped (``Refused``), as plain text: for a terminal, a
     results file, a workflow step's output. Nothing was sent."""
     flow = flow_label(command)
@@ -206,8 +211,54 @@ def refusal_text(command: EngageCommand, why: Refused, rate: str = "", window: f
     if why.kind == "rate_limited":
         limit = f"{rate} (USER_RATE_LIMIT)" if rate else "USER_RATE_LIMIT"
         return f"the limit of {limit} is reached; try again in {max(1, round(why.wait))} s"
+    if why.kind in ("opted_out", "capped") and why.suppressed is not None:
+        return suppressed_text(why.suppressed, pretty(command.to), now)
+    if why.kind == "unchecked":
+        return UNCHECKED
     if why.kind == "not_rest_ready":
         return f"the REST API trigger of {flow} is not connected, so a run would reach nobody. {REST_FIX}"
     if why.kind == "parameters" and why.findings is not None:
         return f"{flow} does not fit these parameters: {findings_text(why.findings, quote=chr(39))}"
     return why.reason
+
+
+UNCHECKED = (
+    "the opt-out list could not be read (the shared state is unavailable), so nothing was"
+    " started; try again in a minute"
+)
+
+
+def day(epoch: float) -> str:
+    """``2026-12-03 14:05 UTC``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def optout_line(entry: OptOut) -> str:
+    """``opted out 2026-12-03 14:05 UTC: replied with an opt-out word (STOP)``: when and how."""
+    how = SOURCE_TEXT[entry.source]
+    why = f" ({entry.reason})" if entry.reason else ""
+    by = f", by {entry.by}" if entry.by else ""
+    return f"opted out {day(entry.at)}: {how}{why}{by}"
+
+
+def suppressed_text(suppressed: Suppressed, contact: str, now: float = 0.0) -> str:
+    """Why a start to ``contact`` (shown as the medium needs) was not made, for people: it
+    opted out (when and how), or it reached its cap (which, and when it may be reached
+    again; ``now`` for how long from now)."""
+    if suppressed.kind == "opted_out" and suppressed.optout is not None:
+        return (
+            f"{contact} {optout_line(suppressed.optout)}. Nothing is started for them until"
+            " an admin runs /engage optin"
+        )
+    wait = f"in {duration(suppressed.until - now, smallest='min')}, " if now else ""
+    return (
+        f"{contact} was reached as often as the cap allows ({suppressed.cap}); they may be"
+        f" reached again {wait}from {day(suppressed.until)}"
+    )
+
+
+def consent_detail(suppressed: Suppressed) -> str:
+    """The audit's detail of a start refused on consent (no number in it)."""
+    if suppressed.kind == "opted_out" and suppressed.optout is not None:
+        return f"{optout_line(suppressed.optout)}"
+    return f"cap {suppressed.cap}; reachable again {day(suppressed.until)}"
