@@ -344,6 +344,8 @@ class Schedules:
             result = no
         if isinstance(result, Refused) and result.kind == "withdrawn":
             return await self._claimed_elsewhere(item)
+        if isinstance(result, Refused) and result.kind == "unchecked":
+            raise StateUnavailable("the opt-out list")  # fired again once Redis is back
         if isinstance(result, Refused):
             if not await self._claim(sid, self.me):
                 return await self._claimed_elsewhere(item)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import httpx
 
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
+from bot.domain.consent import UNSUBSCRIBED
 from bot.domain.contact_clock import ContactClock, local_time
 from bot.domain.errors import (
     StateUnavailable,
@@ -46,7 +48,8 @@ from bot.domain.flows import Findings, FlowInfo, findings
 from bot.domain.policy import Policy, destination_refusal, refusal
 from bot.domain.results import Failed, Refused, Result, Started, Unknown
 from bot.domain.run import is_already_active
-from bot.domain.text import findings_text
+from bot.domain.text import consent_detail, findings_text
+from bot.engage.consent import Consent
 from bot.engage.throttle import Throttle
 from bot.infra import audit
 from bot.runs.records import Records
@@ -79,6 +82,8 @@ class StartRequest:
       window (``Engager.check``); ``confirmed``: parameter findings were accepted
       (``--force``, *Start anyway*); ``ask``: findings come back to ask about rather
       than as a refusal.
+    - ``over_cap``: an admin confirmed this start over the contact's caps (audited by
+      the surface); it still counts. No one may start a flow for a contact who opted out.
     - ``turn``: ``"single"`` waits for a turn under STUDIO_RATE_LIMIT before bulk work,
       ``"bulk"`` (rows, schedules) after it, however long.
     - ``at_turn``: called once everything passed and the turn came, just before the
@@ -98,6 +103,7 @@ class StartRequest:
     confirmed: bool = False
     ask: bool = False
     turn: Literal["single", "bulk"] = "single"
+    over_cap: bool = False
     at_turn: Callable[[], Awaitable[bool]] | None = None
     on_stopped: Callable[[StudioError], Awaitable[None]] | None = None
     bulk_run: str = ""
@@ -122,17 +128,20 @@ class Engager:
         catalog: FlowCatalog | None = None,
         parameter_check: str = "confirm",
         clock: ContactClock | None = None,
+        consent: Consent | None = None,
     ) -> None:
         self.studio = studio
         self.policy = policy or Policy()
         self.throttle = throttle or Throttle()
-        state = state or Durable(self.throttle.state.memory)
+        state = state or Durable(self.throttle.state.store)
         self.registry = registry or RunRegistry(state)
         self.records = records  # every start, kept (RUN_RECORD_DAYS); None: not kept
         self.aliases = dict(aliases or {})  # flow SID -> alias
         self.catalog = catalog  # None: flows are not checked (as before the Flows API)
         self.parameter_check = parameter_check  # FLOW_PARAMETER_CHECK: confirm|refuse|off
         self.clock = clock or ContactClock()  # quiet hours (off unless configured)
+        # the suppression list and the caps, on the store the guardrails use
+        self.consent = consent or Consent(state, secret=secrets.token_bytes(32))
 
     async def start(self, request: StartRequest) -> Result:
         """The one way to start a flow, for every surface: the rules and limits (unless
@@ -153,16 +162,26 @@ class Engager:
             if reason := destination_refusal(self.policy, command):
                 audit.record("refused", caller, command, detail=reason)
                 return Refused("rules", reason)
-            return command
+            return await self._admit(command, caller, rate=False, claim=False) or command
         if not request.admitted and (
             no := await self.check(
-                command, caller, quiet=request.quiet, rate=request.rate, claim=request.claim
+                command,
+                caller,
+                quiet=request.quiet,
+                rate=request.rate,
+                claim=request.claim,
+                over_cap=request.over_cap,
             )
         ):
             return no
         command, refused = await self._flow_checks(command, request)
-        if refused is not None and (request.claim or request.claimed):
-            await self.throttle.release(caller.user_id, command)  # nothing was sent
+        if refused is not None:  # nothing was sent: the claim and the hold given back
+            await self._release(
+                caller.user_id,
+                command,
+                claim=request.claim or request.claimed,
+                hold=command.when is None,
+            )
         return refused or command
 
     # -- the flows, as Studio knows them -----------------------------------------
@@ -219,13 +238,15 @@ class Engager:
         quiet: bool = True,
         rate: bool = True,
         claim: bool = False,
+        over_cap: bool = False,
     ) -> Refused | None:
         """The refusal for a command the rules, the contact's quiet hours (unless
         ``quiet`` is False: an admin's override; a scheduled command is judged at its
-        time) or the user's rate limit forbid (audited); counts a use unless ``rate`` is
-        False. With ``claim``, the duplicate window too (``Refused("duplicate")``: the
-        same user, flow and contact just now), in the same round trip to the store as
-        the use. The terminal has only the destination rules and quiet hours."""
+        time), consent or the user's rate limit forbid (audited); counts a use unless
+        ``rate`` is False. With ``claim``, the duplicate window too (``Refused("duplicate")``:
+        the same user, flow and contact just now), in the same round trip to the store as
+        the use and consent. The terminal has only the destination rules, quiet hours and
+        consent. ``over_cap``: an admin lets this start over the contact's caps."""
         reason = (
             destination_refusal(self.policy, command)
             if caller.terminal
@@ -236,17 +257,52 @@ class Engager:
             return Refused("rules", reason)
         if quiet and command.when is None and (no := self.quiet_now(command, caller)):
             return no
-        rate = rate and not caller.terminal
-        if not (rate or claim):
-            return None
-        wait, claimed = await self.throttle.admit(caller.user_id, command, rate=rate, claim=claim)
-        if wait:
+        return await self._admit(
+            command, caller, rate=rate and not caller.terminal, claim=claim, over_cap=over_cap
+        )
+
+    async def _admit(
+        self,
+        command: EngageCommand,
+        caller: Caller,
+        *,
+        rate: bool,
+        claim: bool,
+        over_cap: bool = False,
+    ) -> Refused | None:
+        """Consent, the user's limit and the duplicate claim: one round trip to the store
+        (``Throttle.admit``), audited. A start now (not kept for later) holds its place in
+        the contact's caps until ``_release``."""
+        check = self.consent.check(
+            command, caller.user_id, hold=command.when is None, over=over_cap
+        )
+        try:
+            admitted = await self.throttle.admit(
+                caller.user_id, command, rate=rate, claim=claim, consent=check
+            )
+        except StateUnavailable:
+            audit.record("refused", caller, command, detail="the opt-out list could not be read")
+            return Refused("unchecked")
+        if suppressed := self.consent.refusal(admitted, command.flow_sid):
+            audit.record(suppressed.kind, caller, command, detail=consent_detail(suppressed))
+            return Refused(suppressed.kind, suppressed=suppressed)
+        if admitted.wait:
             audit.record("rate_limited", caller, command, detail=self.throttle.user_rate)
-            return Refused("rate_limited", wait=wait)
-        if not claimed:
+            return Refused("rate_limited", wait=admitted.wait)
+        if not admitted.claimed:
             audit.record("duplicate", caller, command)
             return Refused("duplicate")
         return None
+
+    async def _release(
+        self, user_id: str, command: EngageCommand, *, claim: bool = True, hold: bool = True
+    ) -> None:
+        """Nothing reached anyone: the duplicate claim and the hold on the caps given back."""
+        if claim:
+            await self.throttle.release(user_id, command)
+        if hold:
+            with contextlib.suppress(StateUnavailable):  # logged; the cap counts one more
+                await self.consent.release(user_id, command)
 
     def quiet_now(
         self, command: EngageCommand, caller: Caller, at: float | None = None
@@ -285,6 +341,8 @@ class Engager:
             if not await self.throttle.pace(bulk=request.turn == "bulk"):
                 raise StudioBusy
             if request.at_turn is not None and not await request.at_turn():
+                claimed = request.claim or request.claimed
+                await self._release(caller.user_id, command, claim=claimed)
                 return Refused("withdrawn")
             sent = True
             engagement = await self.studio.create_engagement(
@@ -309,7 +367,7 @@ class Engager:
         except asyncio.CancelledError:
             stopped = self._stopped(sent=sent)
             if not stopped.outcome_unknown:
-                await self.throttle.release(caller.user_id, command)
+                await self._release(caller.user_id, command)
             said: audit.Kind = "unknown" if stopped.outcome_unknown else "failed"
             audit.record(said, caller, command, latency_ms=ms(), detail=stopped.message)
             if request.on_stopped is not None:  # said before the cancellation goes on
@@ -359,8 +417,10 @@ class Engager:
             with contextlib.suppress(StateUnavailable):
                 await self.records.not_started(command, caller, exc, bulk_run=bulk_run, row=row)
         active = None
+        if exc.code == UNSUBSCRIBED:  # Twilio: the recipient replied STOP to this sender
+            await self._opted_out_by_twilio(command, caller)
         if is_already_active(exc):
-            await self.throttle.release(caller.user_id, command)  # nothing new started
+            await self._release(caller.user_id, command)  # nothing new started
             try:
                 active = await self.studio.find_active(command.flow_sid, command.to)
             except StudioError:
@@ -375,7 +435,17 @@ class Engager:
             )
             return Failed(exc, active)
         if not exc.outcome_unknown:
-            await self.throttle.release(caller.user_id, command)  # certainly not started
+            await self._release(caller.user_id, command)  # certainly not started
         said: audit.Kind = "unknown" if exc.outcome_unknown else "failed"
         audit.record(said, caller, command, code=exc.code, latency_ms=ms, detail=exc.message)
         return Unknown(exc) if exc.outcome_unknown else Failed(exc)
+
+    async def _opted_out_by_twilio(self, command: EngageCommand, caller: Caller) -> None:
+        """Twilio refused a start with 21610: the contact joins the suppression list."""
+        try:
+            added = await self.consent.opt_out(command.to, "21610", flow_sid=command.flow_sid)
+        except StateUnavailable:
+            log.warning("a 21610 could not be added to the opt-out list (shared state)")
+            return
+        if added:
+            audit.record("opt_out_added", caller, command, code=UNSUBSCRIBED, detail="21610")

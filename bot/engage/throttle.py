@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from bot.domain.command import EngageCommand
 from bot.domain.rates import Rate
 from bot.infra import metrics
+from bot.state.admission import Admitted, ConsentCheck
 from bot.state.store import BestEffort
 
 SPACING = 1.04  # send a little slower than the limit: requests arrive with jitter
@@ -50,30 +52,48 @@ class Throttle:
 
         ``kind`` keeps separate counts: starts (``user``) and looks at runs (``actions``).
         """
-        wait, _ = await self._admit(user_id, kind, None)
-        return wait
+        return (await self._admit(user_id, kind, None)).wait
 
     async def admit(
-        self, user_id: str, command: EngageCommand, *, rate: bool = True, claim: bool = True
-    ) -> tuple[float, bool]:
-        """A start's guardrails in one round trip to the store: a use counted under
-        USER_RATE_LIMIT (unless not ``rate``) and, if it fits, the duplicate claim (unless
-        not ``claim``). (0, claimed) when the use fits, else (seconds to wait, False)."""
+        self,
+        user_id: str,
+        command: EngageCommand,
+        *,
+        rate: bool = True,
+        claim: bool = True,
+        consent: ConsentCheck | None = None,
+    ) -> Admitted:
+        """A start's guardrails in one round trip to the store: with ``consent``, the
+        suppression list and the contact's caps (``bot.engage.consent``); a use counted
+        under USER_RATE_LIMIT (unless not ``rate``) and, if it fits, the duplicate claim
+        (unless not ``claim``). ``wait`` > 0 (at least a second) when the use does not fit.
+
+        With ``consent`` the shared store must answer (``StateUnavailable`` if not): a
+        list this process's memory does not hold would let an opted-out contact through."""
         window_claim = self._duplicate_key(user_id, command) if claim else None
         if window_claim is not None and self.duplicate_window <= 0:
             window_claim = None  # no window: never a duplicate
-        if not rate and window_claim is None:
-            return 0.0, True
-        return await self._admit(user_id, "user" if rate else None, window_claim)
+        if not rate and window_claim is None and consent is None:
+            return Admitted(claimed=True)
+        return await self._admit(user_id, "user" if rate else None, window_claim, consent)
 
-    async def _admit(self, user_id: str, kind: str | None, claim: str | None) -> tuple[float, bool]:
+    async def _admit(
+        self,
+        user_id: str,
+        kind: str | None,
+        claim: str | None,
+        consent: ConsentCheck | None = None,
+    ) -> Admitted:
         item = self._user_item
         limit = item.amount if kind is not None else -1
         uses = f"uses:{kind}:{user_id}" if kind is not None else "uses:-"
-        wait, claimed = await self.state.use(
-            lambda store: store.admit(uses, limit, item.seconds, claim, self.duplicate_window)
+        admitted = await self.state.use(
+            lambda store: store.admit(
+                uses, limit, item.seconds, claim, self.duplicate_window, consent
+            ),
+            fallback=consent is None,
         )
-        return (max(1.0, wait), False) if wait else (0.0, claimed)
+        return replace(admitted, wait=max(1.0, admitted.wait)) if admitted.wait else admitted
 
     @property
     def per_second(self) -> float:
@@ -123,8 +143,7 @@ class Throttle:
 
     async def claim(self, user_id: str, command: EngageCommand) -> bool:
         """Mark this user/flow/contact as just started; False if it already was, recently."""
-        _, claimed = await self.admit(user_id, command, rate=False)
-        return claimed
+        return (await self.admit(user_id, command, rate=False)).claimed
 
     async def restart_window(self, user_id: str, command: EngageCommand) -> None:
         """This user/flow/contact was just started again (confirmed): its duplicate window

@@ -44,6 +44,7 @@ class RunRecord(Record):
     flow_sid: str
     contact: str  # masked, as the audit stores it
     starter: str
+    contact_key: str = ""  # its key in the opt-out list (an HMAC: not the number)
     started_at: float
     sid: str = ""
     channel: str = ""
@@ -72,8 +73,10 @@ class Records:
         days: float = 90.0,
         follow_hours: float = 48.0,
         first_check: Callable[[], float] | None = None,
+        keyed: Callable[[str], str] | None = None,
     ) -> None:
         self.state = state
+        self.keyed = keyed  # a contact's key in the opt-out list (bot.engage.consent)
         self.keep = days * DAY
         self.follow_hours = follow_hours
         # seconds after a start before the sweep first looks (None: at once)
@@ -101,6 +104,7 @@ class Records:
             sid=sid,
             flow_sid=command.flow_sid,
             contact=mask(command.to),
+            contact_key=self.keyed(command.to) if self.keyed else "",
             starter=caller.user_id,
             channel=caller.channel_id,
             started_at=now,

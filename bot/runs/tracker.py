@@ -13,7 +13,9 @@
   replies): a run still active then is recorded as *unfollowed*.
 - **Answers**: the reply of every widget that waits for one (``flows.answer_widgets``)
   and the context paths a flow's ``;collect=`` names, as text (``collect_answers``).
-  They are stored with the record and never logged.
+  They are stored with the record and never logged. An ended run's answers and context
+  go to ``on_consent`` (an opt-out word, or Twilio's 21610, puts its contact on the
+  suppression list: ``bot.engage.consent``).
 
 A record that ends which belongs to a bulk run tells the bulk run (``on_bulk``), whose
 progress message and final results file show it.
@@ -56,6 +58,8 @@ class Reads(Protocol):
 
 
 OnEnded = Callable[[RunRecord], Awaitable[None]]  # a recorded run ended
+# a recorded run ended, with its context: what it says of consent (an opt-out answer, 21610)
+OnConsent = Callable[[RunRecord, object], Awaitable[None]]
 
 
 def check_interval(active: int, reads_per_second: float, *, events: bool = False) -> float:
@@ -78,6 +82,7 @@ class RunTracker:
         events: bool = False,
         on_bulk: OnEnded | None = None,
         on_end: OnEnded | None = None,
+        on_consent: OnConsent | None = None,
     ) -> None:
         self.studio = studio
         self.events = events  # Event Streams tell of ends: the sweep is a safety net
@@ -87,6 +92,7 @@ class RunTracker:
         self.collect = dict(collect or {})  # flow SID -> its ;collect= context paths
         self.on_bulk = on_bulk  # a bulk run's record ended: its second tally moves
         self.on_end = on_end  # any recorded run ended (a workflow step waits)
+        self.on_consent = on_consent  # an ended run's answers and context: opted out?
         self.outage = Outage(log, "run records: shared state")
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)
@@ -180,7 +186,8 @@ class RunTracker:
         answers = await self._answers(record.flow_sid, context)
         state: State = "failed" if failed else "ended"
         await self._finished(
-            await self.records.finish(record, state, widget=widget, ended_at=when, answers=answers)
+            await self.records.finish(record, state, widget=widget, ended_at=when, answers=answers),
+            context,
         )
 
     async def _answers(self, flow_sid: str, context: object) -> dict[str, str]:
@@ -188,7 +195,12 @@ class RunTracker:
         widgets = info.analysis.answers if info else ()
         return collect_answers(context, widgets, self.collect.get(flow_sid, ()))
 
-    async def _finished(self, record: RunRecord) -> None:
+    async def _finished(self, record: RunRecord, context: object = None) -> None:
+        if self.on_consent is not None and record.state in ("ended", "failed"):
+            try:  # before anyone is told it ended
+                await self.on_consent(record, context)
+            except StateUnavailable:
+                log.error("run %s ended; its opt-out could not be kept (shared state)", record.sid)
         if record.bulk_run and self.on_bulk is not None:
             await self.on_bulk(record)
         if self.on_end is not None:
@@ -233,7 +245,7 @@ class RunTracker:
                 ended_at=updated,
                 answers=answers,
             )
-            await self._finished(done)
+            await self._finished(done, snapshot.context)
             return done.answers
         except StateUnavailable as exc:
             self.outage.failed(exc)
