@@ -16,6 +16,7 @@ from bot.state.store import Durable
 ACTIVE = "bulk:active"  # hash: run ID -> "1", every run starting, running or finishing
 KEEP_SECONDS = 7 * 24 * 3600
 PREVIEW_SECONDS = 3600  # a preview's Start button stays valid this long
+SUPPRESSED = "suppressed: "  # a kept row's problem: skipped at the preview (opted out, capped)
 
 Status = Literal["previewed", "dropped", "starting", "running", "paused", "cancelled", "done"]
 
@@ -55,9 +56,10 @@ class RunMeta(Record):
 
 
 class RowResult(Record):
-    """How one row ended: started (with the run's SID), failed, unknown, cancelled."""
+    """How one row ended: started (with the run's SID), failed, unknown, cancelled, or
+    suppressed (its contact opted out, or reached its cap: never sent)."""
 
-    outcome: Literal["started", "failed", "unknown", "cancelled"]
+    outcome: Literal["started", "failed", "unknown", "cancelled", "suppressed"]
     sid: str = ""
     code: str = ""
     message: str = ""
@@ -78,9 +80,12 @@ class BulkState:
             requester=caller.user_id,
             channel=caller.channel_id,
             team=caller.team_id,
-            total=len(made.valid),
+            total=len(made.valid) + len(made.suppressed),
         )
         rows = {str(r.number): json.dumps(asdict(r)) for r in made.valid}
+        for row, why in made.suppressed:  # kept to be settled as suppressed, never sent
+            marked = Row(row.number, row.typed, row.to, row.parameters, SUPPRESSED + why.kind)
+            rows[str(row.number)] = json.dumps(asdict(marked))
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}", meta.fields(), PREVIEW_SECONDS))
         if rows:
             await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", rows, KEEP_SECONDS))
@@ -189,8 +194,8 @@ class BulkState:
 
 
 def tally(outcomes: dict[str, RowResult]) -> dict[str, int]:
-    """How many rows started, failed, are unknown, were cancelled."""
-    counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0}
+    """How many rows started, failed, are unknown, were cancelled or suppressed."""
+    counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0, "suppressed": 0}
     for outcome in outcomes.values():
         counts[outcome.outcome] += 1
     return counts

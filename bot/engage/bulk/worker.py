@@ -31,7 +31,14 @@ from bot.domain.errors import StateUnavailable
 from bot.domain.results import Refused, Result, Started, Unknown
 from bot.domain.run import is_already_active
 from bot.domain.text import refusal_text
-from bot.engage.bulk.state import KEEP_SECONDS, BulkState, RowResult, RunMeta, tally
+from bot.engage.bulk.state import (
+    KEEP_SECONDS,
+    SUPPRESSED,
+    BulkState,
+    RowResult,
+    RunMeta,
+    tally,
+)
 from bot.engage.start import Engager, StartRequest
 from bot.infra import audit
 from bot.infra.logs import Outage, about
@@ -194,6 +201,8 @@ class Worker:
         if meta is None:
             return True  # the run's state is gone: nothing to send it with
         row = await self.state.row(run_id, number)
+        if await self._skipped(run_id, number, row):
+            return True
         if meta.status == "running" and await self._wait_for_window(run_id, meta, number, row):
             return True  # kept for later: its contact is in quiet hours
         if meta.status == "paused" or self.stopping:
@@ -234,11 +243,30 @@ class Worker:
         )
         if paused:
             return False
+        await self._settle(run_id, number, command, outcome)
+        return True
+
+    async def _settle(
+        self, run_id: str, number: str, command: EngageCommand, outcome: Result
+    ) -> None:
+        """A row's start's outcome kept, unless ``take`` settled it already or the row
+        must wait (the opt-out list could not be read: ``StateUnavailable``, unsent)."""
+        if isinstance(outcome, Refused) and outcome.kind == "unchecked":
+            raise StateUnavailable("the opt-out list")  # the row waits for Redis, unsent
         if isinstance(outcome, Refused) and outcome.kind == "withdrawn":
-            return True  # settled by take
+            return  # settled by take
         if isinstance(outcome, Refused) and not await self._claim(run_id, number):
-            return True  # refused before its turn, and claimed elsewhere meanwhile
+            return  # refused before its turn, and claimed elsewhere meanwhile
         await self.state.settle(run_id, number, row_outcome(command, outcome))
+
+    async def _skipped(self, run_id: str, number: str, row: Row | None) -> bool:
+        """A row the preview skipped (its contact opted out, or was at its cap): settled
+        as suppressed, never sent (alike by any process: nothing to claim)."""
+        if row is None or not row.problem or not row.problem.startswith(SUPPRESSED):
+            return False
+        why = row.problem.removeprefix(SUPPRESSED).replace("_", " ")
+        skipped = RowResult(outcome="suppressed", message=f"skipped at the preview: {why}")
+        await self.state.settle(run_id, number, skipped)
         return True
 
     async def _claim(self, run_id: str, number: str) -> bool:
@@ -306,7 +334,8 @@ class Worker:
             detail=(
                 f"run {run_id}, flow {meta.flow_sid}: {counts['started']} started,"
                 f" {counts['failed']} failed, {counts['unknown']} unknown,"
-                f" {counts['cancelled']} cancelled of {meta.total}"
+                f" {counts['cancelled']} cancelled, {counts['suppressed']} suppressed"
+                f" of {meta.total}"
             ),
         )
         if await self._deliver(run_id):
@@ -315,6 +344,8 @@ class Worker:
 
 def row_outcome(command: EngageCommand, outcome: Result) -> RowResult:
     """A row's outcome for the results file."""
+    if isinstance(outcome, Refused) and outcome.suppressed is not None:
+        return RowResult(outcome="suppressed", message=refusal_text(command, outcome))
     if isinstance(outcome, Refused):
         reason = refusal_text(command, outcome)
         return RowResult(outcome="failed", message=f"not started: {reason}")

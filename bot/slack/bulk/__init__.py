@@ -85,6 +85,7 @@ class BulkRuns:
             files=files,
             clock=engager.clock,
             max_days=max_days,
+            consent=engager.consent,
         )
 
     @property

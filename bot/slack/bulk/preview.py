@@ -17,6 +17,7 @@ from bot.domain.errors import CsvError, SlackFileError, StateUnavailable, TooMan
 from bot.domain.grammar import default_flow, flow_in_text
 from bot.domain.policy import Policy
 from bot.engage.bulk.state import BulkState
+from bot.engage.consent import Consent
 from bot.engage.throttle import Throttle
 from bot.infra import audit
 from bot.infra.tasks import Tasks
@@ -46,7 +47,9 @@ class Previews:
         files: CsvFiles | None,
         clock: ContactClock | None = None,
         max_days: float = 30.0,
+        consent: Consent,
     ) -> None:
+        self.consent = consent  # the opt-out list and the caps, as every start checks them
         self.clock = clock  # quiet hours: which rows would wait for their window
         self.max_days = max_days  # SCHEDULE_MAX_DAYS, for a run started --at a time
         self.policy = policy
@@ -160,6 +163,12 @@ class Previews:
 
         async def work() -> None:
             info = await self.catalog.get(flow_sid) if self.catalog else None
+            try:  # every row against the opt-out list and the caps, in one pass
+                contacts = [row.to for row in rows if row.to]
+                suppressed = await self.consent.screen(contacts, flow_sid)
+            except StateUnavailable:
+                await deliver(reply, messages.state_unavailable())
+                return
             made = plan(
                 rows,
                 flow_sid=flow_sid,
@@ -172,6 +181,7 @@ class Previews:
                 clock=self.clock,
                 when=when,
                 now=self.now(),
+                suppressed=suppressed,
             )
             if made.dues and max(made.dues.values()) - self.now() > self.max_days * 86400:
                 far = f"that is more than {self.max_days:g} days ahead (SCHEDULE_MAX_DAYS)"
@@ -184,7 +194,7 @@ class Previews:
                 await deliver(reply, messages.state_unavailable())
                 return
             pace = self.throttle.studio_rate
-            await deliver(reply, bulk_preview(made, run_id, pace, source))
+            await deliver(reply, bulk_preview(made, run_id, pace, source, now=self.now()))
 
         self.tasks.spawn(work(), "bulk:preview")
         preparing = messages.notice_message(":hourglass_flowing_sand:", "Preparing the preview…")

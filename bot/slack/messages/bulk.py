@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.domain.bulk_plan import Ends, Plan, Progress, bar
 from bot.domain.durations import duration
 from bot.domain.phone import pretty
-from bot.domain.text import findings_text, label
+from bot.domain.text import findings_text, label, suppressed_text
 from bot.slack.messages.blocks import (
     SECTION_TEXT_MAX,
     Block,
@@ -45,15 +45,23 @@ def slack_date(epoch: float) -> str:
     return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{int(epoch)}>"
 
 
-def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Message:
+def bulk_preview(
+    plan: Plan, run_id: str, pace: str, source: str = "", *, now: float = 0.0
+) -> Message:
     """Only to whoever asked: what would be sent, what would not and why; Start or Cancel.
-    ``source``: how the contacts were read (a file's name and encoding), when from a file."""
+    ``source``: how the contacts were read (a file's name and encoding), when from a file;
+    ``now``: to say when a capped contact may be reached again."""
     flow = label(plan.flow_alias, plan.flow_sid, plan.flow_name)
     count = len(plan.valid)
+    opted = sum(1 for _, why in plan.suppressed if why.kind == "opted_out")
+    capped = len(plan.suppressed) - opted
+    skipped = (f" {opted} opted out: skipped." if opted else "") + (
+        f" {capped} at their cap: skipped." if capped else ""
+    )
     head = (
         f"{flow} for {count} contact(s): {count} valid, {len(plan.invalid)} invalid,"
         f" {len(plan.duplicates)} duplicate(s) dropped, {len(plan.refused)} refused."
-        f" About {_about(plan.seconds)} at {pace}. Nothing has been sent."
+        f"{skipped} About {_about(plan.seconds)} at {pace}. Nothing has been sent."
     )
     blocks: list[Block] = [section(text=md(f":clipboard: {escape(head)}"))]
     if source:
@@ -85,6 +93,13 @@ def bulk_preview(plan: Plan, run_id: str, pace: str, source: str = "") -> Messag
             [
                 f"row {r.number}: {escape(pretty(r.to or ''))}: {escape(why)}"
                 for r, why in plan.refused
+            ],
+        ),
+        (
+            "Skipped: opted out or at their cap",
+            [
+                f"row {r.number}: {escape(suppressed_text(why, pretty(r.to or ''), now))}"
+                for r, why in plan.suppressed
             ],
         ),
         (
@@ -134,6 +149,7 @@ def ends_line(ends: Ends) -> str:
 def bulk_progress(progress: Progress) -> Message:
     """In the channel: the bar, the counts, the rate, the time left, and the controls."""
     p = progress
+    skipped = f" · {p.suppressed} suppressed" if p.suppressed else ""
     state = {
         "running": ":arrow_forward: running",
         "paused": ":double_vertical_bar: paused",
@@ -145,7 +161,7 @@ def bulk_progress(progress: Progress) -> Message:
     head = f"<@{p.starter}>'s bulk run of {escape(p.flow)}: {state}"
     counts = (
         f"{bar(p.done, p.total)}\n{p.started} started · {p.failed} failed · {p.unknown} unknown"
-        f" · {p.cancelled} cancelled · {p.left} left · {p.rate:.1f}/s{left_time}"
+        f" · {p.cancelled} cancelled{skipped} · {p.left} left · {p.rate:.1f}/s{left_time}"
     )
     blocks: list[Block] = [section(text=md(head)), section(text=md(escape(counts)))]
     if p.waiting and p.status in ("running", "paused"):
@@ -190,7 +206,8 @@ def undelivered_note(p: Progress, channel: str, missing: list[str], minutes: int
     """To the starter, in a DM: what of a bulk run Slack did not take in its channel."""
     return (
         f"Your bulk run {p.run_id} of {escape(p.flow)} is {p.status}: {p.started}"
-        f" started, {p.failed} failed, {p.unknown} unknown, {p.cancelled} cancelled of"
+        f" started, {p.failed} failed, {p.unknown} unknown, {p.cancelled} cancelled,"
+        f" {p.suppressed} suppressed of"
         f" {p.total}. Slack did not take {' or '.join(missing)} in <#{channel}> for"
         f" {minutes} minutes (it was rate limited or refused)."
     )
