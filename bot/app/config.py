@@ -7,6 +7,7 @@ Every problem is found at once and reported by variable name, never by value:
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import time
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from bot.app.studio_flows import (
     parse_studio_sender,
 )
 from bot.domain.command import FLOW_SID, Defaults
+from bot.domain.consent import DEFAULT_OPT_OUT_WORDS, Cap, parse_cap, parse_words
 from bot.domain.contact_clock import ContactClock, QuietHours, zone
 from bot.domain.errors import ConfigError
 from bot.domain.phone import is_messaging_service, normal_sid
@@ -168,7 +170,8 @@ class Settings(BaseSettings):
         description="named flows: `onboarding=FW…,survey=FW…`; a flow may be narrowed to some"
         " users or channels and have its own sender:"
         " `survey=FW…;users=U01|U02;channels=C01;from=+16175550100` (a Messaging Service"
-        " `from=MG…` needs `STUDIO_API=v2`); `;quiet=off` exempts it from `QUIET_HOURS`",
+        " `from=MG…` needs `STUDIO_API=v2`); `;quiet=off` exempts it from `QUIET_HOURS`;"
+        " `;cap=1/7d` caps its starts to one contact (besides `CONTACT_CAP`)",
     )
     studio_from: str | None = Field(
         default=None,
@@ -332,6 +335,24 @@ class Settings(BaseSettings):
         " fires late up to this many minutes, saying how late; later, it is cancelled and"
         " its starter told",
     )
+    consent_key: SecretStr | None = Field(
+        default=None,
+        description="the secret the opt-out list is keyed by (HMAC-SHA256 of each number), at"
+        " least 32 characters (`python -c 'import secrets; print(secrets.token_hex(32))'`);"
+        " required with REDIS_URL; never change it: the list would no longer match anyone."
+        " Unset without Redis: a key for this process (the list lives in its memory)",
+    )
+    contact_cap: Annotated[Cap | None, NoDecode] = Field(
+        default=None,
+        description="at most so many starts to one contact across every flow, e.g. `2/24h`"
+        " (recommended; unset: no cap): a start Twilio accepted counts, a refused one does"
+        " not; a flow's `;cap=` in STUDIO_FLOWS adds its own",
+    )
+    opt_out_words: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(DEFAULT_OPT_OUT_WORDS),
+        description="comma-separated answers that opt a contact out (case and spaces do not"
+        " matter); Twilio's standard set by default",
+    )
     metrics_enabled: bool = Field(
         default=True,
         description="`false`: nothing is counted and `/metrics` answers 404",
@@ -432,6 +453,23 @@ class Settings(BaseSettings):
     def _quiet_hours(cls, value: Any) -> Any:
         return QuietHours.parse(value) if isinstance(value, str) else value
 
+    @field_validator("contact_cap", mode="before")
+    @classmethod
+    def _cap(cls, value: Any) -> Any:
+        return parse_cap(value) if isinstance(value, str) else value
+
+    @field_validator("opt_out_words", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return parse_words(value) if isinstance(value, str) else value
+
+    @field_validator("consent_key")
+    @classmethod
+    def _consent_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (a random secret)")
+        return value
+
     @field_validator("quiet_hours_tz")
     @classmethod
     def _quiet_zone(cls, value: str) -> str:
@@ -471,6 +509,12 @@ class Settings(BaseSettings):
             problems.append(
                 "TWILIO_EVENTS_URL: Event Streams deliveries are signed with the auth token;"
                 " set TWILIO_AUTH_TOKEN too (an API key cannot verify them)"
+            )
+        if self.redis_url is not None and self.consent_key is None:
+            problems.append(
+                "CONSENT_KEY: required with REDIS_URL (the opt-out list is kept there, keyed"
+                " by it); generate one with python -c 'import secrets;"
+                " print(secrets.token_hex(32))' and never change it"
             )
         if self.studio_api == "v1":
             senders = [("STUDIO_FROM", self.studio_from)] + [
@@ -543,6 +587,18 @@ class Settings(BaseSettings):
         """Quiet hours as configured, with the flows exempt from them."""
         exempt = frozenset(spec.sid for spec in self.studio_flows.values() if not spec.quiet)
         return ContactClock(self.quiet_hours, self.quiet_hours_tz, exempt)
+
+    @property
+    def consent_secret(self) -> bytes:
+        """CONSENT_KEY as bytes; unset (no Redis): a random key for this process."""
+        if self.consent_key is None:
+            return secrets.token_bytes(32)
+        return self.consent_key.get_secret_value().strip().encode()
+
+    @property
+    def flow_caps(self) -> dict[str, Cap]:
+        """Each flow's own ``;cap=``, by SID."""
+        return {spec.sid: spec.cap for spec in self.studio_flows.values() if spec.cap}
 
     @property
     def configured_flows(self) -> frozenset[str]:

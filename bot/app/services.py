@@ -15,6 +15,7 @@ from bot.app.config import Settings
 from bot.app.factories import state_store, throttle
 from bot.domain.command import Defaults
 from bot.domain.text import configured_flows
+from bot.engage.consent import Consent
 from bot.engage.schedules import Schedules
 from bot.engage.start import Engager
 from bot.engage.throttle import Throttle
@@ -25,6 +26,7 @@ from bot.runs.records import Records
 from bot.runs.registry import RunRegistry
 from bot.runs.tracker import RunTracker
 from bot.slack.bulk import BulkRuns
+from bot.slack.consent import SlackConsent
 from bot.slack.engage import SlackEngage
 from bot.slack.files import CsvFiles
 from bot.slack.follow import INDEX as follow_index
@@ -69,6 +71,7 @@ class Services:
     schedules: Schedules  # starts kept for later, fired once by any process
     slack_schedules: SlackSchedules  # /engage scheduled, Cancel, what fired
     steps: WorkflowSteps  # Workflow Builder's "Start a Studio flow" step
+    consent: SlackConsent  # /engage optout, optin, optouts; importing an opt-out file
     sampler: Sampler  # queue depths for /metrics, sampled in the background
     events_url: str | None = None  # TWILIO_EVENTS_URL: /twilio/events is served when set
     auth_token: str | None = None  # verifies Event Streams deliveries
@@ -108,11 +111,19 @@ class Services:
         reads = Throttle(
             BestEffort(store), studio_rate=settings.studio_read_rate_limit, name="reads"
         )
+        consent = Consent(
+            state,
+            secret=settings.consent_secret,
+            words=settings.opt_out_words,
+            contact_cap=settings.contact_cap,
+            flow_caps=settings.flow_caps,
+        )
         records = Records(
             state,
             days=settings.run_record_days,
             follow_hours=settings.bulk_follow_hours,
             first_check=lambda: tracker.interval,  # the sweep's own pace
+            keyed=consent.key,  # so that an opt-out answer finds its contact
         )
         engager = Engager(
             studio,
@@ -125,6 +136,7 @@ class Services:
             catalog=catalog,
             parameter_check=settings.flow_parameter_check,
             clock=settings.contact_clock,
+            consent=consent,
         )
         steps = WorkflowSteps(
             engager,
@@ -154,6 +166,9 @@ class Services:
             aliases=aliases,
             mask_numbers=settings.mask_numbers,
         )
+        files = (
+            CsvFiles(slack, session, settings.slack_api_url, limit=FILE_BYTES) if slack else None
+        )
         bulk = BulkRuns(
             engager,
             store=store,
@@ -165,9 +180,7 @@ class Services:
             catalog=catalog,
             bulk_users=settings.bulk_slack_users,
             max_rows=settings.bulk_max_rows,
-            files=CsvFiles(slack, session, settings.slack_api_url, limit=FILE_BYTES)
-            if slack
-            else None,
+            files=files,
             records=records,
             # With Event Streams a run's end arrives as it happens; else the sweep's pace.
             checked_every=(lambda: 0.0)
@@ -184,6 +197,7 @@ class Services:
             events=bool(settings.twilio_events_url),
             on_bulk=bulk.outcomes_changed,  # a bulk run's second tally moves
             on_end=steps.run_ended,  # a step waiting for its run's end completes
+            on_consent=consent.heard,  # an opt-out word or a 21610 joins the list
         )
         reports = Reports(
             records,
@@ -231,6 +245,14 @@ class Services:
             api=studio.api,
             mask_numbers=settings.mask_numbers,
         )
+        slack_consent = SlackConsent(
+            consent,
+            policy=policy,
+            state=state,
+            tasks=tasks,
+            files=files,
+            region=settings.phone_default_region,
+        )
         auth = settings.twilio_auth_token
         metrics.configure(settings.configured_flows)
         if not settings.metrics_enabled:
@@ -264,6 +286,7 @@ class Services:
             schedules=schedules,
             slack_schedules=slack_schedules,
             steps=steps,
+            consent=slack_consent,
             sampler=sampler,
             events_url=settings.twilio_events_url,
             auth_token=auth.get_secret_value() if auth else None,

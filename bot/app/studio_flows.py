@@ -1,5 +1,5 @@
 """The STUDIO_FLOWS mini-language (``alias=FW…;users=U1|U2;channels=C1;from=+…;
-collect=flow.variables.x;quiet=off``, comma-separated) and the values it shares with
+collect=flow.variables.x;quiet=off;cap=1/7d``, comma-separated) and the values it shares with
 the other settings (senders, lists of Slack IDs). Pure: raises ValueError saying what
 is wrong, without echoing values."""
 
@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from bot.domain.command import FLOW_SID, RESERVED_WORDS
+from bot.domain.consent import Cap, parse_cap
 from bot.domain.errors import PhoneError
 from bot.domain.phone import normal_sid, parse_sender
 from bot.domain.policy import SLACK_USER
@@ -29,6 +30,7 @@ class FlowSpec:
     sender: str | None = None  # the flow's own default sender; None: STUDIO_FROM
     collect: tuple[str, ...] = ()  # context paths kept as answers when a run ends
     quiet: bool = True  # ;quiet=off: exempt from QUIET_HOURS (one-time codes and the like)
+    cap: Cap | None = None  # ;cap=1/7d: at most so many starts of this flow to one contact
 
 
 _FLOW_OPTIONS = {"users": SLACK_USER, "channels": SLACK_CHANNEL}
@@ -75,12 +77,19 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
         sender: str | None = None
         collect: tuple[str, ...] = ()
         quiet = True
+        cap: Cap | None = None
         for option in options:
             name, _, value = (part.strip() for part in option.partition("="))
             if name == "quiet":
                 if value.lower() not in ("off", "on"):
                     raise ValueError(f"flow {alias!r} quiet: must be off (or on, the default)")
                 quiet = value.lower() == "on"
+                continue
+            if name == "cap":
+                try:
+                    cap = parse_cap(value)
+                except ValueError as exc:
+                    raise ValueError(f"flow {alias!r} cap: {exc}") from None
                 continue
             if name == "collect":
                 paths = tuple(p.strip() for p in value.split("|") if p.strip())
@@ -101,7 +110,7 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             if pattern is None:
                 raise ValueError(
                     f"flow {alias!r}: unknown option; use ;users=U…|U…, ;channels=C…|C…,"
-                    " ;from=+…, ;collect=flow.variables.x|… or ;quiet=off"
+                    " ;from=+…, ;collect=flow.variables.x|…, ;quiet=off or ;cap=1/7d"
                 )
             narrowed[name] = parse_ids(value.replace("|", ","), pattern, f"flow {alias!r} {name}")
         flows[alias] = FlowSpec(
@@ -111,6 +120,7 @@ def parse_flows(text: str) -> dict[str, FlowSpec]:
             sender,
             collect,
             quiet,
+            cap,
         )
     return flows
 

@@ -22,12 +22,14 @@ results.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 
 from bot.domain.caller import Caller
 from bot.domain.command import Defaults, EngageCommand, HelpCommand
+from bot.domain.consent import Suppressed
 from bot.domain.contact_clock import Instant, Opening, local_time
 from bot.domain.errors import StateUnavailable, StudioError
 from bot.domain.flows import Findings
@@ -43,6 +45,7 @@ from bot.infra import audit
 from bot.infra.tasks import LAST_WORD_SECONDS, Tasks
 from bot.slack import messages
 from bot.slack.messages import Message
+from bot.slack.messages import consent as consent_messages
 from bot.slack.messages import schedules as schedule_messages
 from bot.slack.reply import Reply, deliver
 from bot.state.store import Durable
@@ -104,6 +107,9 @@ class SlackEngage:
                 return Admission(await self._quiet_prompt(command, caller, no.opening), asked=True)
             if no.kind == "duplicate":
                 return Admission(await self._duplicate_prompt(command, caller), asked=True)
+            if no.kind == "capped" and no.suppressed and caller.user_id in self.policy.admins:
+                prompt = await self._over_cap_prompt(command, caller, no.suppressed)
+                return Admission(prompt, asked=True)
             return Admission(self.refusal(command, no))
         if command.when is not None:
             return await self._schedule(command, caller, reply)
@@ -117,6 +123,16 @@ class SlackEngage:
         except StateUnavailable:
             return messages.state_unavailable()
         return messages.confirm_duplicate(command, token, self.throttle.duplicate_window)
+
+    async def _over_cap_prompt(
+        self, command: EngageCommand, caller: Caller, why: Suppressed
+    ) -> Message:
+        """An admin's start to a contact at its cap: park it behind *Start anyway*."""
+        try:
+            token = await self.confirmations.park(caller.user_id, command)
+        except StateUnavailable:
+            return messages.state_unavailable()
+        return consent_messages.over_cap_prompt(command, why, token, time.time())
 
     async def _schedule(self, command: EngageCommand, caller: Caller, reply: Reply) -> Admission:
         """``--at``/``--in``: the time checked now; the flow checks and the keeping after
@@ -190,7 +206,7 @@ class SlackEngage:
 
     def refusal(self, command: EngageCommand, refused: Refused) -> Message:
         """A refusal as Slack shows it, only to the person who asked."""
-        return messages.refusal(command, refused, self.throttle.user_rate)
+        return messages.refusal(command, refused, self.throttle.user_rate, time.time())
 
     async def describe_flows(self, defaults: Defaults, reply: Reply) -> Message:
         """``/engage flows``: at once from what is known, else after asking Studio."""
@@ -224,18 +240,27 @@ class SlackEngage:
     # -- confirming buttons ----------------------------------------------------
 
     def confirm(
-        self, token: str, caller: Caller, replace: Reply, reply: Reply, *, now: bool = False
+        self,
+        token: str,
+        caller: Caller,
+        replace: Reply,
+        reply: Reply,
+        *,
+        now: bool = False,
+        over_cap: bool = False,
     ) -> None:
         """The confirming buttons ("start again", "start anyway", "schedule for then"; with
-        ``now``, an admin's "start now anyway" in quiet hours): in the background, replace
-        the prompt with the answer and, if it may run, start (or schedule) the parked
-        command (reporting through ``reply``)."""
+        ``now``, an admin's "start now anyway" in quiet hours; with ``over_cap``, an
+        admin's "start anyway" over a contact's cap): in the background, replace the
+        prompt with the answer and, if it may run, start (or schedule) the parked command
+        (reporting through ``reply``)."""
         if not self.tasks.accepting:
             self.tasks.spawn(deliver(replace, messages.shutting_down()), "confirm")
             return
 
         async def work() -> None:
-            await deliver(replace, await self._confirm(token, caller, reply, now=now))
+            answer = await self._confirm(token, caller, reply, now=now, over_cap=over_cap)
+            await deliver(replace, answer)
 
         self.tasks.spawn(work(), f"confirm:{caller.user_id}")
 
@@ -253,7 +278,7 @@ class SlackEngage:
         self.tasks.spawn(work(), "cancel")
 
     async def _confirm(
-        self, token: str, caller: Caller, reply: Reply, *, now: bool = False
+        self, token: str, caller: Caller, reply: Reply, *, now: bool = False, over_cap: bool = False
     ) -> Message:
         try:
             parked = await self.confirmations.take(token)
@@ -268,8 +293,15 @@ class SlackEngage:
             if caller.user_id not in self.policy.admins:
                 return messages.refused("only admins (ADMIN_SLACK_USERS) can start in quiet hours")
             command = replace_fields(command, when=None)
-        if no := await self.engager.check(command, caller, quiet=not now):
+        if over_cap and caller.user_id not in self.policy.admins:
+            return messages.refused(
+                "only admins (ADMIN_SLACK_USERS) can start over a contact's cap"
+            )
+        if no := await self.engager.check(command, caller, quiet=not now, over_cap=over_cap):
             return self.refusal(command, no)
+        if over_cap:
+            cap = self.engager.consent.cap_text(command.flow_sid)
+            audit.record("cap_overridden", caller, command, detail=f"over the cap: {cap}")
         if now:
             opens = self.engager.clock.opens(command.flow_sid, command.to)
             detail = "in quiet hours" + (

@@ -19,6 +19,7 @@ from bot.app.services import Services
 from bot.domain.caller import Caller
 from bot.domain.run import CardRef
 from bot.slack import messages
+from bot.slack.messages.consent import OVER_CAP_ACTION
 from bot.slack.messages.schedules import NOW_ANYWAY_ACTION, SCHEDULE_ACTION, UNSCHEDULE_ACTION
 from bot.slack.reply import Reply
 
@@ -34,6 +35,7 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.action(messages.RESTART_ACTION)
     @app.action(SCHEDULE_ACTION)
     @app.action(NOW_ANYWAY_ACTION)
+    @app.action(OVER_CAP_ACTION)
     async def start_again(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         origin = origin_of(body)
@@ -44,6 +46,7 @@ def register(app: AsyncApp, services: Services) -> None:
             responder.reply(url, replace=True),
             responder.reply(url),
             now=origin.action_id == NOW_ANYWAY_ACTION,
+            over_cap=origin.action_id == OVER_CAP_ACTION,
         )
 
     @app.action(UNSCHEDULE_ACTION)

@@ -15,6 +15,9 @@ from bot.domain.command import (
     BulkCommand,
     FlowsCommand,
     HelpCommand,
+    OptInCommand,
+    OptOutCommand,
+    OptOutsCommand,
     ReportCommand,
     ScheduledCommand,
     StatusCommand,
@@ -62,6 +65,12 @@ async def handle_engage(body: dict[str, Any], services: Services) -> messages.Me
         return await services.reports.report(command, origin.caller, reply)
     if isinstance(command, ScheduledCommand):
         return services.slack_schedules.listing(origin.caller, reply)
+    if isinstance(command, OptOutCommand):
+        return await services.consent.opt_out(command, origin.caller)
+    if isinstance(command, OptInCommand):
+        return await services.consent.opt_in(command, origin.caller)
+    if isinstance(command, OptOutsCommand):
+        return await services.consent.listing(origin.caller)
     if isinstance(command, BulkCommand):
         return (await services.bulk.preview_command(command, origin.caller, reply)).ack
     return await services.starts.request(command, origin.caller, reply)

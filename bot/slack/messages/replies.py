@@ -13,6 +13,7 @@ from bot.domain.phone import pretty
 from bot.domain.policy import Policy
 from bot.domain.text import (
     REST_FIX,
+    UNCHECKED,
     configured_flows,
     describe_error,
     findings_text,
@@ -22,6 +23,7 @@ from bot.domain.text import (
     outcome_note,
     who_may_end,
 )
+from bot.slack.messages import consent as consent_messages
 from bot.slack.messages.blocks import (
     SECTION_TEXT_MAX,
     Block,
@@ -94,8 +96,13 @@ def refused(reason: str) -> Message:
     return notice(":no_entry:", f"Not started: {reason}. Nothing was sent to Twilio.")
 
 
-def refusal(command: EngageCommand, why: Refused, rate: str) -> Message:
-    """Only to the caller: why a start was stopped (``engage.Refused``); nothing was sent."""
+def refusal(command: EngageCommand, why: Refused, rate: str, now: float = 0.0) -> Message:
+    """Only to the caller: why a start was stopped (``engage.Refused``); nothing was sent.
+    ``now``: to say how long until a capped contact may be reached again."""
+    if why.suppressed is not None:
+        return consent_messages.suppressed(command, why.suppressed, now)
+    if why.kind == "unchecked":
+        return refused(UNCHECKED)
     if why.kind == "rate_limited":
         return rate_limited(why.wait, rate)
     if why.kind == "not_rest_ready":
