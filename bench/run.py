@@ -436,6 +436,9 @@ def main() -> None:
             "baseline": import_time("import slack_bolt, twilio.rest; twilio.rest.Client"),
         }
         report["bulk_preview"] = bench_json("bulk_preview.py")
+        report["consent"] = bench_json(
+            "consent_screen.py", "--rows", "10000" if args.quick else "100000"
+        )
         rows = "200" if args.quick else "1000"
         for key, extra in (("bulk_run", []), ("bulk_two", ["--two"])):
             report[key] = bench_json("bulk_run.py", "--rows", rows, *extra)
@@ -732,6 +735,13 @@ def render(report: dict[str, Any]) -> str:
             f" ({tiers['response_url_uses_refused']} response_url uses refused, target 0);"
             f" every card showed its end after"
             f" {tiers['seconds_until_every_card_shows_its_end']} s (target ≤ 90 s)"
+        )
+    if consent := report.get("consent"):
+        lines.append(
+            f"consent: {consent['rows']:,} preview rows screened against"
+            f" {consent['optouts']:,} opt-outs and a cap in {consent['screen_seconds']:.2f} s"
+            f" (target ≤ 1 s), {consent['script_calls']} script calls;"
+            f" {consent['list_bytes_per_optout']} B of Redis per opted-out contact"
         )
     if bulk := report.get("bulk_preview"):
         lines.append(

@@ -46,6 +46,8 @@ def _default(value: Any) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if isinstance(value, frozenset | set | tuple | list):  # as the variable is written
+        return f"`{','.join(sorted(str(item) for item in value))}`"
     return f"`{value}`"
 
 

@@ -47,7 +47,10 @@ METRICS_TOKEN = "m3tr1cs-5ecret-token"  # /metrics' bearer token
 
 # Every secret any test configures. tests/conftest.py fails a test whose captured
 # output or logs contain one, so the whole suite doubles as a leak check.
+CONSENT_KEY = "consent-key-for-tests-" + "7" * 32  # keys the opt-out list
+
 SECRETS = (
+    CONSENT_KEY,
     AUTH_TOKEN,
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -602,6 +605,7 @@ def bot_env(studio_url: str, slack_url: str, **extra: str) -> dict[str, str]:
         "STUDIO_BASE_URL": studio_url,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CONSENT_KEY": CONSENT_KEY,  # the opt-out list's key (required with REDIS_URL)
         "SLACK_API_URL": slack_url.rstrip("/") + "/api/",
         "HOST": "127.0.0.1",
         "FOLLOW_MINUTES": "0",  # cards as replies; the tests of following turn it on
@@ -689,17 +693,21 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server (Debian's package) on 127.0.0.1, empty, not persisted.
+def redis_server(persist: Path | None = None, port: int | None = None) -> Iterator[RedisServer]:
+    """A real redis-server (Debian's package) on 127.0.0.1, empty, not persisted; with
+    ``persist``, its append-only file kept in that folder (a server started again on it
+    finds what the last one wrote), on ``port`` if given.
 
     A missing redis-server fails the test, naming the command that installs it.
     """
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is missing: run `bash scripts/test` (it installs Debian's)")
-    port = free_port()
+    port = port or free_port()
+    kept = ["--dir", str(persist), "--appendonly", "yes", "--appendfsync", "always"]
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + (kept if persist else ["--appendonly", "no"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

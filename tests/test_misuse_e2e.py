@@ -142,19 +142,21 @@ def dead_redis() -> str:
 async def test_with_redis_down_every_command_and_click_still_gets_its_answer(
     monkeypatch: pytest.MonkeyPatch, dead_redis: str
 ) -> None:
-    """Limits and the duplicate window fall back to memory; a confirmation, which must not
-    be split between processes, is not parked on memory: the user is told, nothing sent."""
+    """No start goes out on a list the bot cannot read (the opt-out list lives in Redis;
+    issue 35), and a confirmation, which must not be split between processes, is not
+    parked on memory: each is answered, nothing is sent. A look at a run, whose limit
+    falls back to memory, still reads Studio."""
     async with harness(monkeypatch, FakeStudio(), REDIS_URL=dead_redis) as run:
         first = (await run.command("+16175551212"))[0].json()
         again = (await run.command("+16175551212"))[0].json()
-        (card,) = await run.slack.wait_for_replies(1)
-        cancel = await run.click("engage_cancel", "some-token", n=2)
-    assert "Starting" in first["text"]
-    assert card["response_type"] == "in_channel"
-    assert "shared state (Redis) is not answering" in again["text"]
-    assert "Nothing was sent" in again["text"]
+        cancel = await run.click("engage_cancel", "some-token", n=1)
+        await run.command(f"status {ENGAGEMENT_SID}")
+        await run.slack.wait_for_replies(2)
+    assert "the opt-out list could not be read" in first["text"]
+    assert "Nothing was sent" in first["text"]
+    assert "the opt-out list could not be read" in again["text"]
     assert "shared state (Redis) is not answering" in cancel["text"]
-    assert len(run.studio.requests) == 1
+    assert {r["method"] for r in run.studio.requests} == {"GET"}  # the status read, no start
 
 
 async def test_redis_stopping_mid_run_loses_no_reply(monkeypatch: pytest.MonkeyPatch) -> None:
