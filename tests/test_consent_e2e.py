@@ -254,6 +254,28 @@ async def test_an_opt_out_answer_opts_the_contact_out(
     assert len(studio.creates()) == 1
 
 
+async def test_a_run_whose_context_carries_21610_opts_the_contact_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run started; its Send Message widget failed with 21610 (the contact had
+    replied STOP to that sender): Twilio blocks that sender alone, the bot every flow."""
+    monkeypatch.setattr(tracker_module, "MIN_INTERVAL", 0.0)
+    monkeypatch.setattr(tracker_module, "TICK_SECONDS", 3600.0)
+    studio = survey_studio()
+    async with harness(monkeypatch, studio, STUDIO_READ_RATE_LIMIT="1000000/second") as run:
+        await run.command(f"{BOSTON} first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        end(studio, ENGAGEMENT_SID, None, widget="send_failed")
+        studio.runs[ENGAGEMENT_SID]["context"]["widgets"] = {
+            "send_1": {"status": "failed", "ErrorCode": "21610"}
+        }
+        await run.services.tracker.sweep()
+        entry = await run.services.engager.consent.entry(BOSTON)
+    assert entry is not None
+    assert (entry.source, entry.sid) == ("21610", ENGAGEMENT_SID)
+
+
 async def test_an_answer_that_is_not_an_opt_out_word_keeps_the_contact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

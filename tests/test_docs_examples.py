@@ -47,7 +47,13 @@ PLACEHOLDERS = [
     ("MG0123…", "MG" + "0" * 32),
 ]
 NUMBERS = iter(f"+1617555{n}" for n in range(2000, 3000))
-NOT_EXAMPLES = {"/engage-staging", "/engage status", "/engage …"}  # names, not uses
+NOT_EXAMPLES = {  # names, not uses
+    "/engage-staging",
+    "/engage status",
+    "/engage …",
+    "/engage optout",
+    "/engage optin",
+}
 
 
 def examples() -> list[tuple[str, str]]:

@@ -107,9 +107,11 @@ def help_text(defaults: Defaults, command: str = "/engage") -> str:
         f"Also: {command} status FN… · {command} flows · {command} help <flow>",
         f"      {command} report [flow] [--since 7d] [--csv]  (how the runs went: only you see it)",
         f"      {command} scheduled  (your scheduled starts, with Cancel)",
+        f"      {command} optout +16175551212 [reason]  (never start a flow for them again)",
+        f"      {command} optin +16175551212 <reason> · {command} optouts  (admins)",
         "",
         "Nothing starts in the contact's quiet hours (their local time): you are offered"
-        " their next window instead.",
+        " their next window instead, nor for a contact who opted out (replied STOP).",
         "",
         "Flows:",
     ]
