@@ -5,6 +5,7 @@ their guardrails and state, and the reply poster. Listeners receive it as ``serv
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app.config import Settings
 from bot.app.factories import state_store, throttle
 from bot.domain.command import Defaults
+from bot.domain.errors import StateUnavailable
 from bot.domain.text import configured_flows
 from bot.engage.consent import Consent
 from bot.engage.schedules import Schedules
@@ -42,6 +44,8 @@ from bot.slack.workflow_step import WorkflowSteps
 from bot.state.store import BestEffort, Durable, RedisStore, Store
 from bot.studio.catalog import FlowCatalog
 from bot.studio.client import StudioClient
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 1.0  # seconds Redis has to answer /readyz's PING
 FILE_BYTES = 5 * 1024 * 1024  # the largest CSV file read: far above any sensible BULK_MAX_ROWS
@@ -301,11 +305,20 @@ class Services:
             self.tasks.spawn(self.identity.warm(), "slack:identity")
         sids = [sid for _, sid in configured_flows(self.defaults)]
         self.tasks.spawn(self.catalog.warm(sids), "flows:warm")
+        self.tasks.spawn(self._count_old_records(), "records:count")
         self.follower.start()
         self.tracker.start()
         self.bulk.start_worker()  # takes up runs left by a process that stopped
         self.schedules.start()  # fires what is due, whichever process kept it
         self.sampler.start()
+
+    async def _count_old_records(self) -> None:
+        """Records kept by a version without the days' counters, counted in (once)."""
+        try:
+            if counted := await self.records.count_old_once():
+                log.info("counted %d run records kept before the report's counters", counted)
+        except StateUnavailable:
+            log.warning("records kept before the report's counters: not counted yet (Redis)")
 
     async def readiness(self) -> dict[str, bool]:
         """What ``/readyz`` checks: taking commands (not draining after SIGTERM), Slack's

@@ -15,9 +15,11 @@ report read from here; ``bot.runs.tracker`` follows the active ones to their end
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from pydantic import Field
@@ -27,10 +29,20 @@ from bot.domain.command import EngageCommand
 from bot.domain.errors import StudioError
 from bot.domain.phone import mask
 from bot.domain.record import Record, field_text
+from bot.domain.summary import (
+    Summary,
+    day_of,
+    ended_counts,
+    started_counts,
+    summary_of,
+    whole_counts,
+)
 from bot.state.store import Durable
 
 INDEX = "rec:index"  # record ID -> started_at
 ACTIVE = "rec:active"  # record ID -> when to check it next
+FLOWS = "agg:flows"  # flow SID -> its latest start: the flows with counters
+COUNTED = field_text(value=True)  # a record's "counted" field, as kept
 DAY = 24 * 3600.0
 
 State = Literal["active", "ended", "failed", "not_started", "unknown", "unfollowed"]
@@ -61,6 +73,12 @@ class RunRecord(Record):
     duration_s: float = 0.0
     answers: dict[str, str] = Field(default_factory=dict)  # field -> text: its answers
     follow_until: float = 0.0
+    counted: bool = False  # its day's counters include it (bot.domain.summary)
+
+
+def counters(flow_sid: str, started_at: float) -> str:
+    """The key of a flow's counters for the day a run started."""
+    return f"agg:{flow_sid}:{day_of(started_at)}"
 
 
 class Records:
@@ -83,16 +101,24 @@ class Records:
         self.first_check = first_check
 
     async def _put(self, record: RunRecord, *, check: float | None = None) -> None:
-        """Keep ``record`` with its indexes (and, at ``check``, in the sweep's), in one
-        round trip."""
-        indexes: dict[str, dict[str, float]] = {INDEX: {record.id: record.started_at}}
+        """Keep a new ``record`` with its indexes (and, at ``check``, in the sweep's) and
+        counted in its day's counters, in one round trip."""
+        indexes: dict[str, dict[str, float]] = {
+            INDEX: {record.id: record.started_at},
+            FLOWS: {record.flow_sid: record.started_at},
+        }
         if record.bulk_run:
             score = float(record.row) if record.row.isdigit() else 0.0
             indexes[f"rec:bulk:{record.bulk_run}"] = {record.id: score}
         if check is not None:
             indexes[ACTIVE] = {record.id: check}
         key, fields = f"rec:{record.id}", record.fields()
-        await self.state.use(lambda s: s.hset_indexed(key, fields, self.keep, indexes))
+        counts = {
+            counters(record.flow_sid, record.started_at): started_counts(record.state, record.code)
+        }
+        await self.state.use(
+            lambda s: s.hset_indexed(key, fields, self.keep, indexes, counts=counts)
+        )
 
     async def started(
         self, sid: str, command: EngageCommand, caller: Caller, *, bulk_run: str = "", row: str = ""
@@ -111,6 +137,7 @@ class Records:
             bulk_run=bulk_run,
             row=row,
             follow_until=now + self.follow_hours * 3600,
+            counted=True,
         )
         await self._put(record, check=now + (self.first_check() if self.first_check else 0.0))
         return record
@@ -136,6 +163,7 @@ class Records:
             row=row,
             state="unknown" if error.outcome_unknown else "not_started",
             code=str(error.code or error.status or ""),
+            counted=True,
         )
         await self._put(record)
         return record
@@ -144,17 +172,32 @@ class Records:
         return RunRecord.of(await self.state.use(lambda s: s.hgetall(f"rec:{record_id}")))
 
     async def _many(self, ids: list[str]) -> list[RunRecord]:
-        found = []
-        for record_id in ids:
-            if (record := await self.get(record_id)) is not None:
-                found.append(record)
-        return found
+        """The records of ``ids`` that are still kept, in order: read together (the store
+        sends the reads issued at one moment in one round trip)."""
+        found = await asyncio.gather(*(self.get(record_id) for record_id in ids))
+        return [record for record in found if record is not None]
 
     async def in_window(self, since: float, until: float | None = None) -> list[RunRecord]:
         """Every record started in ``since``..``until`` (now), oldest first."""
         end = until if until is not None else time.time()
         await self.state.use(lambda s: s.zremrange(INDEX, float("-inf"), time.time() - self.keep))
         return await self._many(await self.state.use(lambda s: s.zrange(INDEX, since, end)))
+
+    async def pages(
+        self, since: float, until: float, page: int = 500
+    ) -> AsyncIterator[list[RunRecord]]:
+        """The records started in ``since``..``until``, oldest first, ``page`` at a time:
+        a whole year's in the memory of one page."""
+        start = since
+        while True:
+            ids = await self._ids_from(start, page + 1)
+            found = await self._many(ids[:page])
+            kept = [r for r in found if r.started_at <= until]
+            if kept:
+                yield kept
+            if len(ids) <= page or len(kept) < len(found):  # the end, or past ``until``
+                return
+            start = max(await self._score(ids[page]), math.nextafter(start, math.inf))
 
     async def of_bulk(self, run_id: str) -> list[RunRecord]:
         """The records of a bulk run's rows, in row order."""
@@ -192,8 +235,10 @@ class Records:
         widget: str = "",
         ended_at: float = 0.0,
         answers: dict[str, str] | None = None,
-    ) -> RunRecord:
-        """How the run ended; it is no longer followed. Returns the record as kept."""
+    ) -> RunRecord | None:
+        """How the run ended; it is no longer followed; its day's counters move. Returns
+        the record as kept, or None if another process recorded its end first (or it
+        changed since ``record`` was read: the sweep reads it again)."""
         ended_at = ended_at or time.time()
         done = record.model_copy(
             update={
@@ -204,8 +249,90 @@ class Records:
                 if state != "unfollowed"
                 else 0.0,
                 "answers": dict(answers or {}),
+                "counted": True,
             }
         )
-        await self.state.use(lambda s: s.hset(f"rec:{record.id}", done.fields(), self.keep))
+        if record.counted:  # counted as active when it started: the end moves it
+            moves = ended_counts(state, done.widget, done.answers)
+        else:  # recorded before the counters: counted whole, now
+            moves = whole_counts(state, done.code, done.widget, done.answers)
+        guards = {"state": "active", "counted": COUNTED if record.counted else ""}
+        key, counts = f"rec:{record.id}", {counters(record.flow_sid, record.started_at): moves}
+        written = await self.state.use(
+            lambda s: s.hset_indexed(
+                key, done.fields(), self.keep, {}, counts=counts, only_if=guards
+            )
+        )
         await self.state.use(lambda s: s.zrem(ACTIVE, record.id))
-        return done
+        return done if written else None
+
+    # -- the counters ------------------------------------------------------------------
+
+    async def count_old_once(self) -> int:
+        """``count_old``, by one process after an upgrade (the others skip it, and a
+        process that stops half way leaves it to the next after an hour); how many."""
+        if await self.state.use(lambda s: s.get("agg:old:done")):
+            return 0
+        if not await self.state.use(lambda s: s.add("agg:old:claim", "1", 3600)):
+            return 0
+        counted = await self.count_old()
+        await self.state.use(lambda s: s.set("agg:old:done", "1", self.keep))
+        return counted
+
+    async def count_old(self, page: int = 500) -> int:
+        """Count every record written before the counters were (an upgrade) into its
+        day's counters, once whichever process runs it; how many were counted."""
+        counted, start = 0, float("-inf")
+        while True:
+            ids = await self._ids_from(start, page + 1)
+            for record in await self._many(ids[:page]):
+                if not record.counted and await self._count_whole(record):
+                    counted += 1
+            if len(ids) <= page:
+                return counted
+            start = max(await self._score(ids[page]), math.nextafter(start, math.inf))
+
+    async def _ids_from(self, start: float, count: int) -> list[str]:
+        return await self.state.use(lambda s: s.zrange(INDEX, start, float("inf"), count))
+
+    async def _score(self, record_id: str) -> float:
+        record = await self.get(record_id)
+        return record.started_at if record else float("inf")
+
+    async def _count_whole(self, record: RunRecord) -> bool:
+        left = self.keep - (time.time() - record.started_at)  # its TTL is not extended
+        if left <= 0:
+            return False
+        moves = whole_counts(record.state, record.code, record.widget, record.answers)
+        key, counts = f"rec:{record.id}", {counters(record.flow_sid, record.started_at): moves}
+        marked = {"counted": COUNTED}
+        return await self.state.use(
+            lambda s: s.hset_indexed(
+                key,
+                marked,
+                left,
+                {FLOWS: {record.flow_sid: record.started_at}},
+                counts=counts,
+                only_if={"counted": ""},
+            )
+        )
+
+    async def summary(self, flow_sids: list[str], since: float, until: float) -> Summary:
+        """The runs of ``flow_sids`` started on the UTC days from ``since``'s to
+        ``until``'s, from the days' counters: a few reads whatever the number of runs."""
+        days, day = [], since
+        while day_of(day) <= day_of(until):
+            days.append(day_of(day))
+            day += DAY
+        keys = [f"agg:{sid}:{d}" for sid in flow_sids for d in days]
+        found = await asyncio.gather(*(self._counters(key) for key in keys))
+        return summary_of(found)
+
+    async def _counters(self, key: str) -> dict[str, str]:
+        return await self.state.use(lambda s: s.hgetall(key))
+
+    async def flows(self) -> list[str]:
+        """Every flow with counters kept (a run started within ``RUN_RECORD_DAYS``)."""
+        now = time.time()
+        await self.state.use(lambda s: s.zremrange(FLOWS, float("-inf"), now - self.keep))
+        return await self.state.use(lambda s: s.zrange(FLOWS, now - self.keep, float("inf")))

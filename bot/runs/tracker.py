@@ -195,7 +195,11 @@ class RunTracker:
         widgets = info.analysis.answers if info else ()
         return collect_answers(context, widgets, self.collect.get(flow_sid, ()))
 
-    async def _finished(self, record: RunRecord, context: object = None) -> None:
+    async def _finished(self, record: RunRecord | None, context: object = None) -> None:
+        """A run's end, recorded: who waits for it is told (``None``: another process
+        recorded it first, and tells them)."""
+        if record is None:
+            return
         if self.on_consent is not None and record.state in ("ended", "failed"):
             try:  # before anyone is told it ended
                 await self.on_consent(record, context)
@@ -245,6 +249,9 @@ class RunTracker:
                 ended_at=updated,
                 answers=answers,
             )
+            if done is None:  # another process recorded it first: its answers as kept
+                kept = await self.records.get(snapshot.run.sid)
+                return kept.answers if kept else answers
             await self._finished(done, snapshot.context)
             return done.answers
         except StateUnavailable as exc:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.state.admission import Admitted, CapRule, ConsentCheck, cap_again
+from bot.state.scripts import ANSWERS_KEPT
 
 NEVER = float("inf")  # the suppression list does not expire
 
@@ -57,13 +58,40 @@ class MemoryStore:
         fields: Mapping[str, str],
         ttl: float,
         indexes: Mapping[str, Mapping[str, float]],
-    ) -> None:
-        await self.hset(key, fields, ttl)
+        *,
+        counts: Mapping[str, Mapping[str, int]] | None = None,
+        only_if: Mapping[str, str] | None = None,
+    ) -> bool:
+        for field, value in (only_if or {}).items():
+            if (await self.hget(key, field) or "") != value:
+                return False
+        if fields:
+            await self.hset(key, fields, ttl)
         for index, members in indexes.items():
             expires = self._items.get(index, (None, 0.0))[1]
             await self.zadd(index, members, ttl)  # an index only lives longer, never shorter
             if expires > time.monotonic() + ttl:
                 self._items[index] = (self._items[index][0], expires)
+        for counter, moves in (counts or {}).items():
+            self._count(counter, moves, ttl)
+        return True
+
+    def _count(self, counter: str, moves: Mapping[str, int], ttl: float) -> None:
+        """``scripts.PUT``'s counters: numbers moved, an answer's values bounded."""
+        current = self._live(counter)
+        numbers = current if isinstance(current, dict) else {}
+        for name, delta in moves.items():
+            field = name
+            if field.startswith("\x1f") and field not in numbers:
+                answer = field[1:].split("\x1f", 1)[0]
+                distinct = "\x1e" + answer
+                if int(numbers.get(distinct, "0")) >= ANSWERS_KEPT:
+                    field = f"\x1f{answer}\x1f"
+                else:
+                    numbers[distinct] = str(int(numbers.get(distinct, "0")) + 1)
+            numbers[field] = str(int(numbers.get(field, "0")) + delta)
+        expires = max(self._items.get(counter, (None, 0.0))[1], time.monotonic() + ttl)
+        self._items[counter] = (numbers, expires)
 
     async def hgetall(self, key: str) -> dict[str, str]:
         value = self._live(key)

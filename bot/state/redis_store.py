@@ -141,17 +141,27 @@ class RedisStore:
         fields: Mapping[str, str],
         ttl: float,
         indexes: Mapping[str, Mapping[str, float]],
-    ) -> None:
+        *,
+        counts: Mapping[str, Mapping[str, int]] | None = None,
+        only_if: Mapping[str, str] | None = None,
+    ) -> bool:
+        counts = counts or {}
         size = len(fields) + sum(len(members) for members in indexes.values())
-        if len(fields) > 0 and size <= PUT_MOST:  # one command: a record and its indexes
-            keys, args = [PREFIX + key], [str(ms(ttl)), str(len(fields))]
+        if counts or only_if or (len(fields) > 0 and size <= PUT_MOST):  # one command
+            guards = dict(only_if or {})
+            keys = [PREFIX + key, *(PREFIX + index for index in indexes)]
+            keys += [PREFIX + counter for counter in counts]
+            args = [str(ms(ttl)), str(len(guards))]
+            args += [part for pair in guards.items() for part in pair]
+            args += [str(len(indexes)), str(len(fields))]
             args += [part for pair in fields.items() for part in pair]
-            for index, members in indexes.items():
-                keys.append(PREFIX + index)
+            for members in indexes.values():
                 args.append(str(len(members)))
                 args += [part for m, score in members.items() for part in (repr(score), m)]
-            await self._script(PUT, keys, *args)
-            return
+            for moves in counts.values():
+                args.append(str(len(moves)))
+                args += [part for name, delta in moves.items() for part in (name, str(delta))]
+            return bool(await self._script(PUT, keys, *args))
 
         def build(pipe: Any) -> None:  # a large hash (a bulk run's rows): plain commands
             if fields:
@@ -162,6 +172,7 @@ class RedisStore:
                 pipe.pexpire(PREFIX + index, ms(ttl))
 
         await self.call(self._batch.run(build))
+        return True
 
     async def hgetall(self, key: str) -> dict[str, str]:
         value: dict[Any, Any] = await self._one(lambda p: p.hgetall(PREFIX + key))

@@ -175,29 +175,74 @@ return entry
 # A hash and the sorted sets that index it, as one command: the hash with the TTL
 # ARGV[1], each index with at least that (an index shared by records of longer lives
 # keeps the longest, so a short-lived record never expires a long-lived one's entry)
-# (a client's cost is per command, and a start writes a record with two indexes).
-# ARGV: the TTL in ms, the field count n, n field/value pairs, then for each sorted set
-# KEYS[2..] a member count m and m score/member pairs.
-PUT = """
-local n = tonumber(ARGV[2])
-local fields = {}
-for i = 3, 2 + 2 * n do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-local at = 3 + 2 * n
-for k = 2, #KEYS do
+# (a client's cost is per command, and a start writes a record with two indexes); then
+# counters (hashes of numbers, e.g. a day's counts of runs) moved by the write, kept as
+# long as the indexes. With guards (fields of the hash and the values they must hold, ''
+# for a field it lacks), nothing is written unless the hash holds them all: a change
+# made once, whichever process makes it (a run's end counted once). Returns 1 if
+# written.
+#
+# ARGV: the TTL in ms, the guard count g, g field/value pairs, the number of indexes
+# i, the field count n, n field/value pairs; then for each sorted set KEYS[2..1+i] a
+# member count m and m score/member pairs; then for each counter KEYS[2+i..] a count c
+# and c field/delta pairs. A counter's field "\31<name>\31<value>" (an answer) is one of
+# at most ANSWERS_KEPT values of <name> per counter; the others are counted as
+# "\31<name>\31" (the rest), so a counter stays small whatever people answer.
+PUT = (
+    """
+local ttl = tonumber(ARGV[1])
+local g = tonumber(ARGV[2])
+for i = 3, 2 + 2 * g, 2 do
+  if (redis.call('HGET', KEYS[1], ARGV[i]) or '') ~= ARGV[i + 1] then return 0 end
+end
+local base = 3 + 2 * g
+local indexes = tonumber(ARGV[base])
+local n = tonumber(ARGV[base + 1])
+if n > 0 then
+  local fields = {}
+  for i = base + 2, base + 1 + 2 * n do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local at = base + 2 + 2 * n
+local function live(key)
+  if redis.call('PTTL', key) < ttl then
+    redis.call('PEXPIRE', key, ttl)  -- an index only lives longer, never shorter
+  end
+end
+for k = 2, 1 + indexes do
   local m = tonumber(ARGV[at])
   at = at + 1
   for i = 1, m do
     redis.call('ZADD', KEYS[k], ARGV[at], ARGV[at + 1])
     at = at + 2
   end
-  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[1]) then
-    redis.call('PEXPIRE', KEYS[k], ARGV[1])  -- an index only lives longer, never shorter
+  live(KEYS[k])
+end
+for k = 2 + indexes, #KEYS do
+  local c = tonumber(ARGV[at])
+  at = at + 1
+  for i = 1, c do
+    local field, delta = ARGV[at], tonumber(ARGV[at + 1])
+    at = at + 2
+    if string.byte(field, 1) == 31 and redis.call('HEXISTS', KEYS[k], field) == 0 then
+      local name = string.match(field, '^\\31([^\\31]*)\\31')
+      if redis.call('HINCRBY', KEYS[k], '\\30' .. name, 1) > """
+    + "{answers}"
+    + """ then
+        redis.call('HINCRBY', KEYS[k], '\\30' .. name, -1)
+        field = '\\31' .. name .. '\\31'
+      end
+    end
+    redis.call('HINCRBY', KEYS[k], field, delta)
   end
+  live(KEYS[k])
 end
 return 1
 """
+)
+ANSWERS_KEPT = 50  # distinct values of one answer a counter keeps (per flow and day)
+PUT = PUT.replace("{answers}", str(ANSWERS_KEPT))
 PUT_MOST = 1000  # fields and members in one PUT (Lua's unpack takes a few thousand)
 
 

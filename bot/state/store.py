@@ -67,10 +67,18 @@ class Store(Protocol):
         fields: Mapping[str, str],
         ttl: float,
         indexes: Mapping[str, Mapping[str, float]],
-    ) -> None:
+        *,
+        counts: Mapping[str, Mapping[str, int]] | None = None,
+        only_if: Mapping[str, str] | None = None,
+    ) -> bool:
         """``hset`` and, in the same round trip (one atomic command on Redis), ``zadd``
-        into each sorted set of ``indexes`` (its name -> members and scores); the hash
-        lives ``ttl``, each index at least that long (never shortened)."""
+        into each sorted set of ``indexes`` (its name -> members and scores) and move
+        the numbers of each hash of ``counts`` (its name -> field -> delta; an answer's
+        field, ``"\\x1f<name>\\x1f<value>"``, keeps at most ``ANSWERS_KEPT`` values per
+        name, the rest counted as ``"\\x1f<name>\\x1f"``); the hash lives ``ttl``, each
+        index and counter at least that long (never shortened). With ``only_if`` (fields
+        and the values they must hold, "" for a field the hash lacks), nothing is
+        written unless they all hold: whether it was written."""
 
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""

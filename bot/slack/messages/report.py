@@ -44,9 +44,14 @@ def _more(items: Sequence[object], shown: int, what: str) -> list[str]:
     )
 
 
-def report_message(summary: Summary, flows: str, since: float) -> Message:
-    """Counts by state, the funnel of end widgets, top answers, failures by code."""
-    head = f"Report: {flows}, the last {period(since)}: {summary.total} run(s) started by the bot"
+def report_message(summary: Summary, flows: str, since: float, from_day: str = "") -> Message:
+    """Counts by state, the funnel of end widgets, top answers, failures by code.
+    ``from_day``: counted by whole UTC days, from that one (``2026-11-27``)."""
+    days = f" (whole UTC days, from {from_day})" if from_day else ""
+    head = (
+        f"Report: {flows}, the last {period(since)}{days}: {summary.total} run(s) started"
+        " by the bot"
+    )
     if not summary.total:
         text = f"{head}. Nothing to count."
         return message("ephemeral", text, [section(text=md(f":bar_chart: {escape(text)}"))])
