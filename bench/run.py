@@ -65,6 +65,7 @@ def bot_env(port: int, peers: str, **overrides: str) -> dict[str, str]:
         "SLACK_API_URL": f"{peers}/api/",
         "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
         "TWILIO_AUTH_TOKEN": "bench-token",
+        "CONSENT_KEY": "bench-consent-key-" + "0" * 32,  # required with REDIS_URL
         "STUDIO_FLOW_SID": FLOW,
         "STUDIO_FROM": "+16175550100",
         "STUDIO_BASE_URL": peers,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 import pytest
 
 from bot.domain.bulk_input import Row
-from bot.domain.bulk_plan import Ends, Plan, Progress, bar, ends_of, merged, plan
+from bot.domain.bulk_plan import Ends, Plan, Progress, bar, end_moves, ends_from, merged, plan
 from bot.domain.command import EngageCommand
 from bot.domain.contact_clock import After, AtClock, ContactClock, Instant, QuietHours
 from bot.domain.policy import Policy
@@ -37,7 +37,16 @@ def made(rows: list[Row], **options: object) -> Plan:
     return plan(rows, **settings)  # type: ignore[arg-type]
 
 
-# -- ends_of: the second tally ------------------------------------------------------
+# -- ends_from: the second tally, from the counts its ends moved ----------------------
+
+
+def ends_of(states: list[tuple[str, str]], started: int, every: float = 0.0) -> Ends:
+    """The tally of these ends, as the counts they moved say it."""
+    counts: dict[str, int] = {}
+    for state, widget in states:
+        for name, n in end_moves(state, widget).items():
+            counts[name] = counts.get(name, 0) + n
+    return ends_from(counts, started, every)
 
 
 def test_ends_are_counted_by_widget_most_first_then_by_name() -> None:

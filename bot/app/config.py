@@ -280,7 +280,7 @@ class Settings(BaseSettings):
         description="user IDs who may start bulk runs; unset: whoever may start the flow",
     )
     bulk_max_rows: int = Field(
-        ge=1, le=100_000, default=5000, description="the most contacts in one bulk run"
+        ge=1, le=200_000, default=5000, description="the most contacts in one bulk run"
     )
     follow_minutes: float = Field(
         ge=0,

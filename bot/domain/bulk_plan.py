@@ -131,20 +131,20 @@ class Ends:
         return sum(count for _, count in self.ended)
 
 
-def ends_of(states: list[tuple[str, str]], started: int, every: float = 0.0) -> Ends:
-    """The tally of (state, widget) pairs of the runs that ended, of ``started``. Pure."""
-    widgets: dict[str, int] = {}
-    failed = unfollowed = 0
-    for state, widget in states:
-        if state == "ended":
-            widgets[widget or "?"] = widgets.get(widget or "?", 0) + 1
-        elif state == "failed":
-            failed += 1
-        elif state == "unfollowed":
-            unfollowed += 1
+def end_moves(state: str, widget: str) -> dict[str, int]:
+    """What one started run's end adds to its bulk run's counts: ``s:<state>`` and, for
+    an ended run, ``w:<end widget>`` (``?`` when unknown). Pure."""
+    return {f"s:{state}": 1} | ({f"w:{widget or '?'}": 1} if state == "ended" else {})
+
+
+def ends_from(counts: Mapping[str, int], started: int, every: float = 0.0) -> Ends:
+    """The tally of the runs that ended, from their counts (``s:<state>``, and
+    ``w:<widget>`` for ended ones), of ``started``. Pure."""
+    widgets = {name[2:]: n for name, n in counts.items() if name.startswith("w:") and n}
     ended = tuple(sorted(widgets.items(), key=lambda item: (-item[1], item[0])))
-    active = max(0, started - len(states))
-    return Ends(ended, failed, active, unfollowed, every)
+    states = {name[2:]: n for name, n in counts.items() if name.startswith("s:")}
+    active = max(0, started - sum(states.values()))
+    return Ends(ended, states.get("failed", 0), active, states.get("unfollowed", 0), every)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -31,9 +32,9 @@ class Record(BaseModel):
         if not isinstance(data, dict):
             return data
         decoded = dict(data)
-        for name, field in cls.model_fields.items():
+        for name in _containers(cls):
             value = decoded.get(name)
-            if isinstance(value, str) and get_origin(field.annotation) in _CONTAINERS:
+            if isinstance(value, str):
                 with contextlib.suppress(ValueError):  # else the field's validation says
                     decoded[name] = json.loads(value)
         return decoded
@@ -54,6 +55,16 @@ class Record(BaseModel):
         except ValidationError:
             log.warning("a stored %s did not read; ignored", cls.__name__)
             return None
+
+
+@functools.cache
+def _containers(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``cls`` typed as containers (kept as JSON text), found once."""
+    return tuple(
+        name
+        for name, field in cls.model_fields.items()
+        if get_origin(field.annotation) in _CONTAINERS
+    )
 
 
 def field_text(value: Any) -> str:

@@ -172,10 +172,10 @@ class Records:
         return RunRecord.of(await self.state.use(lambda s: s.hgetall(f"rec:{record_id}")))
 
     async def _many(self, ids: list[str]) -> list[RunRecord]:
-        """The records of ``ids`` that are still kept, in order: read together (the store
-        sends the reads issued at one moment in one round trip)."""
-        found = await asyncio.gather(*(self.get(record_id) for record_id in ids))
-        return [record for record in found if record is not None]
+        """The records of ``ids`` that are still kept, in order: read in one round trip."""
+        keys = [f"rec:{record_id}" for record_id in ids]
+        hashes = await self.state.use(lambda s: s.hgetall_many(keys))
+        return [record for found in hashes if (record := RunRecord.of(found)) is not None]
 
     async def in_window(self, since: float, until: float | None = None) -> list[RunRecord]:
         """Every record started in ``since``..``until`` (now), oldest first."""
@@ -199,10 +199,12 @@ class Records:
                 return
             start = max(await self._score(ids[page]), math.nextafter(start, math.inf))
 
-    async def of_bulk(self, run_id: str) -> list[RunRecord]:
-        """The records of a bulk run's rows, in row order."""
+    async def of_bulk(
+        self, run_id: str, first: float = float("-inf"), last: float = float("inf")
+    ) -> list[RunRecord]:
+        """The records of a bulk run's rows (numbered ``first`` to ``last``), in row order."""
         key = f"rec:bulk:{run_id}"
-        ids = await self.state.use(lambda s: s.zrange(key, float("-inf"), float("inf")))
+        ids = await self.state.use(lambda s: s.zrange(key, first, last))
         return await self._many(ids)
 
     async def due(self, now: float, limit: int) -> list[RunRecord]:

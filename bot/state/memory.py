@@ -97,6 +97,18 @@ class MemoryStore:
         value = self._live(key)
         return dict(value) if isinstance(value, dict) else {}
 
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        return [await self.hgetall(key) for key in keys]
+
+    async def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        value = self._live(key)
+        found = value if isinstance(value, dict) else {}
+        return [found.get(field) for field in fields]
+
+    async def hkeys(self, key: str) -> list[str]:
+        value = self._live(key)
+        return list(value) if isinstance(value, dict) else []
+
     async def hget(self, key: str, field: str) -> str | None:
         value = self._live(key)
         return value.get(field) if isinstance(value, dict) else None

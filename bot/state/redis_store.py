@@ -178,6 +178,24 @@ class RedisStore:
         value: dict[Any, Any] = await self._one(lambda p: p.hgetall(PREFIX + key))
         return {str(k): str(v) for k, v in value.items()}
 
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        def build(pipe: Any) -> None:
+            for key in keys:
+                pipe.hgetall(PREFIX + key)
+
+        found: list[dict[Any, Any]] = await self.call(self._batch.run(build)) if keys else []
+        return [{str(k): str(v) for k, v in value.items()} for value in found]
+
+    async def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        if not fields:
+            return []
+        found: list[Any] = await self._one(lambda p: p.hmget(PREFIX + key, list(fields)))
+        return [str(v) if v is not None else None for v in found]
+
+    async def hkeys(self, key: str) -> list[str]:
+        found: list[Any] = await self._one(lambda p: p.hkeys(PREFIX + key))
+        return [str(k) for k in found]
+
     async def hget(self, key: str, field: str) -> str | None:
         value: Any = await self._one(lambda p: p.hget(PREFIX + key, field))
         return str(value) if value is not None else None

@@ -83,6 +83,15 @@ class Store(Protocol):
     async def hgetall(self, key: str) -> dict[str, str]:
         """Every field of the hash ``key`` ({} if there is none)."""
 
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """``hgetall`` of each key, in one round trip (a page of records)."""
+
+    async def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        """Some fields of the hash ``key``, in order (None for each it lacks)."""
+
+    async def hkeys(self, key: str) -> list[str]:
+        """The fields of the hash ``key``."""
+
     async def hget(self, key: str, field: str) -> str | None:
         """One field of the hash ``key``, or None."""
 

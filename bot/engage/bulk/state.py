@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Literal
 
 from bot.domain.bulk_input import Row
-from bot.domain.bulk_plan import Plan
+from bot.domain.bulk_plan import Plan, end_moves
 from bot.domain.caller import Caller
 from bot.domain.record import Record, field_text
 from bot.state.store import Durable
@@ -151,13 +151,48 @@ class BulkState:
 
     async def claim_row(self, run_id: str, number: str, who: str) -> bool:
         """Mark row ``number`` as being sent (or settled) before anything goes out: the
-        claim is atomic, so a row is claimed once, whoever tries."""
-        key = f"bulk:{run_id}:sending:{number}"
-        return await self.state.use(lambda s: s.add(key, who, KEEP_SECONDS))
+        claim is atomic (a field of one hash, set only if it is not: ~30 bytes a row),
+        so a row is claimed once, whoever tries."""
+        key, claim = f"bulk:{run_id}:sending", {number: who}
+        if not await self.state.use(
+            lambda s: s.hset_indexed(key, claim, KEEP_SECONDS, {}, only_if={number: ""})
+        ):
+            return False
+        # A claim made by a version before 2026-12, a key a row (a run in flight across
+        # the upgrade; gone with the run, after 7 days): it was claimed then.
+        legacy = f"bulk:{run_id}:sending:{number}"
+        return await self.state.use(lambda s: s.get(legacy)) is None
 
     async def settle(self, run_id: str, number: str, outcome: RowResult) -> None:
-        value = json.dumps(outcome.model_dump(mode="json"))
-        await self.state.use(lambda s: s.hset(f"bulk:{run_id}:out", {number: value}, KEEP_SECONDS))
+        """Row ``number``'s outcome kept, and the run's counts moved with it in the same
+        atomic step (from the outcome it had, if any): a progress edit reads the counts,
+        never every row."""
+        while not await self._settle_once(run_id, number, outcome):
+            pass  # another process settled it meanwhile: moved from its outcome
+
+    async def _settle_once(self, run_id: str, number: str, outcome: RowResult) -> bool:
+        key, value = f"bulk:{run_id}:out", json.dumps(outcome.model_dump(mode="json"))
+        old = await self.state.use(lambda s: s.hget(key, number))
+        moves: dict[str, int] = {outcome.outcome: 1}
+        if old is not None:
+            was = RowResult.model_validate_json(old).outcome
+            moves[was] = moves.get(was, 0) - 1
+        counts, guard = {f"bulk:{run_id}:count": moves}, {number: old or ""}
+        return await self.state.use(
+            lambda s: s.hset_indexed(
+                key, {number: value}, KEEP_SECONDS, {}, counts=counts, only_if=guard
+            )
+        )
+
+    async def counts(self, run_id: str) -> dict[str, int]:
+        """How many rows started, failed, are unknown, were cancelled or suppressed: the
+        counts kept as rows settle (a run settled before they were: its outcomes)."""
+        kept = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:count"))
+        if not kept and await self.settled_count(run_id):
+            return tally(await self.outcomes(run_id))
+        counts = dict.fromkeys(OUTCOMES, 0)
+        counts.update({name: int(n) for name, n in kept.items() if name in counts})
+        return counts
 
     async def settled(self, run_id: str, number: str) -> bool:
         value = await self.state.use(lambda s: s.hget(f"bulk:{run_id}:out", number))
@@ -171,31 +206,58 @@ class BulkState:
         return {n: RowResult.model_validate_json(v) for n, v in stored.items()}
 
     async def run_ended(self, run_id: str, record_id: str, state: str, widget: str) -> None:
-        """One started run's end, for the second tally (idempotent per run)."""
+        """One started run's end, for the second tally: counted once per run, however
+        often it is told."""
         value = json.dumps([state, widget])
+        counts = {f"bulk:{run_id}:endcount": end_moves(state, widget)}
         await self.state.use(
-            lambda s: s.hset(f"bulk:{run_id}:ends", {record_id: value}, KEEP_SECONDS)
+            lambda s: s.hset_indexed(
+                f"bulk:{run_id}:ends",
+                {record_id: value},
+                KEEP_SECONDS,
+                {},
+                counts=counts,
+                only_if={record_id: ""},
+            )
         )
 
     async def run_ends_count(self, run_id: str) -> int:
         return await self.state.use(lambda s: s.hlen(f"bulk:{run_id}:ends"))
 
-    async def run_ends(self, run_id: str) -> list[tuple[str, str]]:
-        """(state, widget) of every started run that ended."""
+    async def end_counts(self, run_id: str) -> dict[str, int]:
+        """The started runs' ends, counted as they came: ``s:<state>`` and, for ended
+        runs, ``w:<end widget>`` (a run whose runs began ending before the counts: read
+        from its ends)."""
+        kept = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:endcount"))
+        if kept or not await self.run_ends_count(run_id):
+            return {name: int(n) for name, n in kept.items()}
         stored = await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:ends"))
-        return [_end(value) for value in stored.values()]
+        counts: dict[str, int] = {}
+        for value in stored.values():
+            for name, n in end_moves(*_end(value)).items():
+                counts[name] = counts.get(name, 0) + n
+        return counts
 
-    async def keep_results(self, run_id: str, content: str) -> None:
-        """The results file, kept until it reaches Slack (a restart does not lose it)."""
-        await self.state.use(lambda s: s.set(f"bulk:{run_id}:results", content, KEEP_SECONDS))
+    async def page(
+        self, run_id: str, numbers: list[str]
+    ) -> list[tuple[str, str | None, str | None]]:
+        """Rows ``numbers``: each with its row (JSON) and its outcome (JSON), if kept."""
+        rows = await self.state.use(lambda s: s.hmget(f"bulk:{run_id}:rows", numbers))
+        outs = await self.state.use(lambda s: s.hmget(f"bulk:{run_id}:out", numbers))
+        return list(zip(numbers, rows, outs, strict=True))
 
-    async def results(self, run_id: str) -> str | None:
-        return await self.state.use(lambda s: s.get(f"bulk:{run_id}:results"))
+    async def numbers(self, run_id: str) -> list[int]:
+        """Every settled row's number, in order (the results file reads pages of them)."""
+        keys = await self.state.use(lambda s: s.hkeys(f"bulk:{run_id}:out"))
+        return sorted(int(n) for n in keys)
+
+
+OUTCOMES = ("started", "failed", "unknown", "cancelled", "suppressed")
 
 
 def tally(outcomes: dict[str, RowResult]) -> dict[str, int]:
     """How many rows started, failed, are unknown, were cancelled or suppressed."""
-    counts = {"started": 0, "failed": 0, "unknown": 0, "cancelled": 0, "suppressed": 0}
+    counts = dict.fromkeys(OUTCOMES, 0)
     for outcome in outcomes.values():
         counts[outcome.outcome] += 1
     return counts

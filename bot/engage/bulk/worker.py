@@ -37,7 +37,6 @@ from bot.engage.bulk.state import (
     BulkState,
     RowResult,
     RunMeta,
-    tally,
 )
 from bot.engage.start import Engager, StartRequest
 from bot.infra import audit
@@ -61,7 +60,7 @@ class Reporter(Protocol):
 
     async def deliver_final(self, run_id: str) -> bool: ...
 
-    async def results(self, run_id: str) -> tuple[str, bool]: ...
+    async def all_ended(self, run_id: str) -> bool: ...
 
 
 class Worker:
@@ -316,10 +315,9 @@ class Worker:
             return  # another process finished it
         with contextlib.suppress(StateUnavailable):  # its queue goes with the run's records
             await self.queue(run_id).expire(KEEP_SECONDS)
-        counts = tally(await self.state.outcomes(run_id))
+        counts = await self.state.counts(run_id)
         final = "cancelled" if meta.status == "cancelled" else "done"
-        content, all_ended = await self.reporter.results(run_id)
-        await self.state.keep_results(run_id, content)
+        all_ended = await self.reporter.all_ended(run_id)  # the results file is final
         await self.state.update(
             run_id,
             status=final,

@@ -133,10 +133,10 @@ class BulkRuns:
                 return
             if await self.state.run_ends_count(run_id) < meta.started:
                 return  # runs still active: the results file waits for the last
-            content, all_ended = await self.reporter.results(run_id)
-            if not all_ended or not await self.state.claim_once(run_id, "final", KEEP_SECONDS):
+            if not await self.reporter.all_ended(run_id):
                 return
-            await self.state.keep_results(run_id, content)
+            if not await self.state.claim_once(run_id, "final", KEEP_SECONDS):
+                return
             await self.state.update(
                 run_id,
                 final=True,

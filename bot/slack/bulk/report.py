@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain.bulk_plan import Ends, Progress, ends_of
-from bot.domain.spreadsheet import csv_text
+from bot.domain.bulk_plan import Ends, Progress, ends_from
+from bot.domain.spreadsheet import csv_text, csv_writer
 from bot.domain.text import label
-from bot.engage.bulk.state import BulkState, RowResult, RunMeta, tally
-from bot.runs.records import FINAL, Records, RunRecord
+from bot.engage.bulk.state import BulkState, RowResult, RunMeta
+from bot.runs.records import Records, RunRecord
 from bot.slack.api_errors import slack_refusal, slack_retry_after
 from bot.slack.messages import Message
 from bot.slack.messages.bulk import bulk_progress, undelivered_note
@@ -38,6 +40,7 @@ MAX_PAUSE = 60.0  # between attempts at them, unless Slack asks for longer
 POSTING_SECONDS = 30.0  # one process posts a missing progress message at a time
 RESULTS_HEADER = ("row", "contact", "outcome", "run_sid", "code", "message")
 STATUS_HEADER = ("status", "ended_at", "duration_s")
+RESULTS_PAGE = 1000  # rows of the results file read and written at a time
 
 
 class Undelivered(Exception):
@@ -54,11 +57,11 @@ class Undelivered(Exception):
 def progress_of(
     run_id: str,
     meta: RunMeta,
-    outcomes: dict[str, RowResult],
+    counts: dict[str, int],
     ends: Ends | None = None,
     waiting: tuple[int, float | None] = (0, None),
 ) -> Progress:
-    counts = tally(outcomes)
+    """The run as its progress message shows it, from its counts (``BulkState.counts``)."""
     status = meta.status if meta.status in ("running", "paused", "cancelled", "done") else "running"
     return Progress(
         run_id,
@@ -75,40 +78,44 @@ def progress_of(
     )
 
 
+def results_row(
+    number: str, row: str | None, result: RowResult, record: RunRecord | None, fields: list[str]
+) -> tuple[object, ...]:
+    """One row of the results CSV: how its start went, then (from its record) how its
+    run ended, when, after how long, and one column per answer collected."""
+    contact = json.loads(row)["to"] if row else ""
+    answers = record.answers if record else {}
+    ended = (
+        datetime.fromtimestamp(record.ended_at, UTC).isoformat(timespec="seconds")
+        if record and record.ended_at
+        else ""
+    )
+    return (
+        number,
+        contact,
+        result.outcome,
+        result.sid,
+        result.code,
+        result.message,
+        record.state if record and result.outcome == "started" else "",
+        ended,
+        record.duration_s if record and record.ended_at else "",
+        *(answers.get(k, "") for k in fields),
+    )
+
+
 def results_file(
     rows: dict[str, str], outcomes: dict[str, RowResult], records: dict[str, RunRecord]
 ) -> str:
-    """The results CSV, one row each, safe to open in a spreadsheet: how each start went,
-    then (from its record) how its run ended, when, after how long, and one column per
-    answer collected."""
+    """The results CSV of a few rows, whole (``Reporter.write_results`` writes a run's
+    page by page)."""
     fields: list[str] = []
     for kept in records.values():
         fields += [k for k in kept.answers if k not in fields]
-    lines = []
-    for number in sorted(outcomes, key=int):
-        result = outcomes[number]
-        contact = json.loads(rows[number])["to"] if number in rows else ""
-        record = records.get(number)
-        answers = record.answers if record else {}
-        ended = (
-            datetime.fromtimestamp(record.ended_at, UTC).isoformat(timespec="seconds")
-            if record and record.ended_at
-            else ""
-        )
-        lines.append(
-            (
-                number,
-                contact,
-                result.outcome,
-                result.sid,
-                result.code,
-                result.message,
-                record.state if record and result.outcome == "started" else "",
-                ended,
-                record.duration_s if record and record.ended_at else "",
-                *(answers.get(k, "") for k in fields),
-            )
-        )
+    lines = [
+        results_row(n, rows.get(n), outcomes[n], records.get(n), fields)
+        for n in sorted(outcomes, key=int)
+    ]
     return csv_text((*RESULTS_HEADER, *STATUS_HEADER, *fields), lines)
 
 
@@ -127,28 +134,50 @@ class Reporter:
         # rows waiting for their time (how many, the first due), as the queue keeps them
         self.waiting: Callable[[str], Awaitable[tuple[int, float | None]]] | None = None
 
-    async def results(self, run_id: str) -> tuple[str, bool]:
-        """The results file as things stand, and whether every started run has ended."""
-        rows = await self.state.rows(run_id)
-        outcomes = await self.state.outcomes(run_id)
-        records = (
-            {r.row: r for r in await self.records.of_bulk(run_id) if r.row}
-            if self.records is not None
-            else {}
-        )
-        started = [n for n, o in outcomes.items() if o.outcome == "started"]
-        done = all(n in records and records[n].state in FINAL for n in started)
-        return results_file(rows, outcomes, records), done and self.records is not None
-
-    async def ends(self, run_id: str, outcomes: dict[str, RowResult]) -> Ends | None:
-        """The second tally, once there are records to count."""
+    async def all_ended(self, run_id: str) -> bool:
+        """Whether every started run of the run has ended (or is no longer followed): the
+        results file can then be final. From the counts, not the rows."""
         if self.records is None:
-            return None
-        started = tally(outcomes)["started"]
-        if not started:
+            return False
+        started = (await self.state.counts(run_id))["started"]
+        return await self.state.run_ends_count(run_id) >= started
+
+    async def write_results(self, run_id: str, path: Path) -> int:
+        """The results file as things stand, written to ``path`` a page of rows at a
+        time (never whole in memory); how many rows. Two passes over the records: the
+        answers' columns, then the rows."""
+        numbers = [str(n) for n in await self.state.numbers(run_id)]
+        pages = [numbers[i : i + RESULTS_PAGE] for i in range(0, len(numbers), RESULTS_PAGE)]
+        fields: dict[str, None] = {}
+        for page in pages:
+            for record in (await self._records(run_id, page)).values():
+                fields.update(dict.fromkeys(record.answers))
+        columns = list(fields)
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv_writer(out)
+            writer.writerow((*RESULTS_HEADER, *STATUS_HEADER, *columns))
+            for page in pages:
+                by_row = await self._records(run_id, page)
+                for number, row, outcome in await self.state.page(run_id, page):
+                    if outcome is not None:
+                        result = RowResult.model_validate_json(outcome)
+                        kept = by_row.get(number)
+                        writer.writerow(results_row(number, row, result, kept, columns))
+        return len(numbers)
+
+    async def _records(self, run_id: str, page: list[str]) -> dict[str, RunRecord]:
+        """The records of rows ``page`` (numbers, in order), by row."""
+        if self.records is None or not page:
+            return {}
+        found = await self.records.of_bulk(run_id, float(page[0]), float(page[-1]))
+        return {r.row: r for r in found if r.row}
+
+    async def ends(self, run_id: str, counts: dict[str, int]) -> Ends | None:
+        """The second tally, once there are records to count."""
+        if self.records is None or not counts["started"]:
             return None
         every = self.checked_every() if self.checked_every else 0.0
-        return ends_of(await self.state.run_ends(run_id), started, every)
+        return ends_from(await self.state.end_counts(run_id), counts["started"], every)
 
     async def _call(self, what: str, method: str, **arguments: object) -> dict[str, object]:
         """One Web API call; raises ``Undelivered`` (with Slack's Retry-After, if any)."""
@@ -170,10 +199,11 @@ class Reporter:
         return dict(answer.data) if isinstance(answer.data, dict) else {}
 
     async def _message(self, run_id: str, meta: RunMeta) -> Message:
-        outcomes = await self.state.outcomes(run_id)
-        ends = await self.ends(run_id, outcomes)
+        """The progress message: a few counts read, however many rows (O(1))."""
+        counts = await self.state.counts(run_id)
+        ends = await self.ends(run_id, counts)
         waiting = await self.waiting(run_id) if self.waiting is not None else (0, None)
-        return bulk_progress(progress_of(run_id, meta, outcomes, ends, waiting))
+        return bulk_progress(progress_of(run_id, meta, counts, ends, waiting))
 
     async def post(self, run_id: str, meta: RunMeta) -> str:
         """Post the progress message if it is not there yet (one process at a time);
@@ -267,25 +297,27 @@ class Reporter:
         return False
 
     async def _upload(self, run_id: str, meta: RunMeta) -> None:
-        content = await self.state.results(run_id)
-        if content is None:  # kept at the end; gone only if the run's state expired
-            log.error("bulk run %s: the results file was not kept", run_id)
-            return
+        """The results file, written from the run's state (kept 7 days) to a temporary
+        file and uploaded from it."""
         final = " (final: every run followed to its end)" if meta.final else ""
         title = f"Results of bulk run {run_id}{final}"
         if meta.upload_unsure and await self._landed(meta, title):
             log.info("bulk run %s: the results file had reached Slack after all", run_id)
             return  # never a second copy of a file Slack took
-        arguments: dict[str, object] = {
-            "channel": meta.channel,
-            "content": content,
-            "filename": f"bulk-{run_id}{'-final' if meta.final else ''}.csv",
-            "title": title,
-            "initial_comment": f"<@{meta.requester}> the results{final}, one row each.",
-        }
-        if meta.ts:
-            arguments["thread_ts"] = meta.ts
-        await self._call("results file", "files_upload_v2", **arguments)
+        with tempfile.TemporaryDirectory() as folder:
+            name = f"bulk-{run_id}{'-final' if meta.final else ''}.csv"
+            path = Path(folder) / name
+            await self.write_results(run_id, path)
+            arguments: dict[str, object] = {
+                "channel": meta.channel,
+                "file": str(path),
+                "filename": name,
+                "title": title,
+                "initial_comment": f"<@{meta.requester}> the results{final}, one row each.",
+            }
+            if meta.ts:
+                arguments["thread_ts"] = meta.ts
+            await self._call("results file", "files_upload_v2", **arguments)
 
     async def _landed(self, meta: RunMeta, title: str) -> bool:
         """Whether a file titled ``title`` is in the run's channel already (an upload
@@ -308,8 +340,7 @@ class Reporter:
             )
             if not done
         ]
-        outcomes = await self.state.outcomes(run_id)
-        progress = progress_of(run_id, meta, outcomes)
+        progress = progress_of(run_id, meta, await self.state.counts(run_id))
         text = undelivered_note(progress, meta.channel, missing, round(FINAL_DEADLINE / 60))
         log.error("bulk run %s: gave up delivering %s", run_id, ", ".join(missing))
         try:
