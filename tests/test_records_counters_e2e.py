@@ -169,3 +169,24 @@ async def test_a_report_says_the_same_from_records_or_counters(
     from_counters = await records.summary([FLOW], now - since_days * 86400, now)
     from_records = summarise(await records.in_window(now - since_days * 86400, now))
     assert from_counters == from_records
+
+
+async def test_the_indexes_are_trimmed_of_records_past_their_days(store: Store) -> None:
+    """Nothing grows forever: a record's hash expires by itself; its index entries, kept
+    alive by every new record, are trimmed by the sweep (``Records.trim``)."""
+    records = Records(Durable(store), days=90)
+    old = RunRecord(
+        id="FN" + "0" * 32,
+        flow_sid=OTHER,
+        contact="+1 617-•••-0000",
+        starter="U0CALLER",
+        started_at=time.time() - 91 * 86400,
+        counted=True,
+    )
+    await records._put(old)
+    await started(records, 1)
+    assert len(await records.in_window(0)) == 2
+    await records.trim()
+    assert [r.flow_sid for r in await records.in_window(0)] == [FLOW]
+    assert await records.flows() == [FLOW]
+    assert await store.zcard("rec:index") == 1

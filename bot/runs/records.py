@@ -180,8 +180,14 @@ class Records:
     async def in_window(self, since: float, until: float | None = None) -> list[RunRecord]:
         """Every record started in ``since``..``until`` (now), oldest first."""
         end = until if until is not None else time.time()
-        await self.state.use(lambda s: s.zremrange(INDEX, float("-inf"), time.time() - self.keep))
         return await self._many(await self.state.use(lambda s: s.zrange(INDEX, since, end)))
+
+    async def trim(self) -> None:
+        """Forget the index entries of records past ``RUN_RECORD_DAYS`` (their hashes
+        expire by themselves; the indexes live on with every new record)."""
+        old = time.time() - self.keep
+        await self.state.use(lambda s: s.zremrange(INDEX, float("-inf"), old))
+        await self.state.use(lambda s: s.zremrange(FLOWS, float("-inf"), old))
 
     async def pages(
         self, since: float, until: float, page: int = 500
@@ -335,6 +341,5 @@ class Records:
 
     async def flows(self) -> list[str]:
         """Every flow with counters kept (a run started within ``RUN_RECORD_DAYS``)."""
-        now = time.time()
-        await self.state.use(lambda s: s.zremrange(FLOWS, float("-inf"), now - self.keep))
-        return await self.state.use(lambda s: s.zrange(FLOWS, now - self.keep, float("inf")))
+        since = time.time() - self.keep
+        return await self.state.use(lambda s: s.zrange(FLOWS, since, float("inf")))

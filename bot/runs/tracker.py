@@ -45,6 +45,7 @@ BATCH = 50  # records looked at per round, the most overdue first
 MIN_INTERVAL = 60.0  # no run is checked more often than this by the sweep
 # With Event Streams the sweep is only a safety net (a delivery lost): it looks this late.
 SAFETY_NET_INTERVAL = 30 * 60.0
+TRIM_SECONDS = 600.0  # the records' indexes are trimmed of what expired this often
 SHARE = 0.5  # of STUDIO_READ_RATE_LIMIT, for the sweep (cards being followed use the rest)
 
 
@@ -97,6 +98,7 @@ class RunTracker:
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)
         self._loop = Loop("outcomes", self._run)
+        self._next_trim = 0.0
 
     # -- the sweep ------------------------------------------------------------------
 
@@ -118,8 +120,12 @@ class RunTracker:
             await asyncio.sleep(TICK_SECONDS)
 
     async def sweep(self) -> int:
-        """One round over the records whose check is due; how many were checked."""
+        """One round over the records whose check is due; how many were checked. Every
+        ``TRIM_SECONDS``, the records' indexes are trimmed of what expired."""
         now = time.time()
+        if now >= self._next_trim:
+            await self.records.trim()
+            self._next_trim = now + TRIM_SECONDS
         active = await self.records.active_count()
         self.interval = check_interval(active, self.reads.per_second, events=self.events)
         checked = 0
