@@ -30,6 +30,7 @@ from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_zones
 
 from bot.domain.durations import duration, parse_span
+from bot.domain.phone import number_type, parsed
 
 WHATSAPP = "whatsapp:"
 UNKNOWN_ZONE = "Etc/Unknown"
@@ -148,6 +149,7 @@ def country_zones(region: str) -> tuple[str, ...]:
     return tuple(row[2] for row in rows if len(row) >= 3 and row[0] == region)
 
 
+@lru_cache(maxsize=8192)
 def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
     """The contact's time zones (``+E164`` or ``whatsapp:+E164``), by this rule:
 
@@ -158,15 +160,22 @@ def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
       country's main zones (``MAIN_ZONES``), else its zones in the tz database if they
       lie within ``WIDEST_HOURS`` (a Caribbean island: its one zone), else ``fallback``;
     - none known: ``(fallback,)``."""
+    e164 = address.removeprefix(WHATSAPP)
     try:
-        number = phonenumbers.parse(address.removeprefix(WHATSAPP), None)
+        number = parsed(e164)
     except phonenumbers.NumberParseException:
         return (fallback,)
-    if phonenumbers.number_type(number) in NOT_GEOGRAPHIC:
+    kind = number_type(e164)
+    if kind in NOT_GEOGRAPHIC:
         return (fallback,)
+    zones = (  # the type is known already: not asked of libphonenumber again
+        phone_zones.time_zones_for_geographical_number(number)
+        if phonenumbers.is_number_type_geographical(kind, number.country_code or 0)
+        else phone_zones.time_zones_for_number(number)
+    )
     found = tuple(
         name
-        for name in phone_zones.time_zones_for_number(number)
+        for name in zones
         if name != UNKNOWN_ZONE and zone(name) is not None
     )
     if not found:

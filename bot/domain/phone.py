@@ -179,11 +179,27 @@ class NumberFacts:
     costly: str | None  # "a premium-rate number" / "a shared-cost number", else None
 
 
+KNOWN = 8192  # numbers whose parse and type are kept (a preview reads each a few times)
+
+
+@functools.lru_cache(maxsize=KNOWN)
+def parsed(e164: str) -> phonenumbers.PhoneNumber:
+    """A normalised ``+E164`` number as libphonenumber reads it (kept: never changed)."""
+    return phonenumbers.parse(e164, None)
+
+
+@functools.lru_cache(maxsize=KNOWN)
+def number_type(e164: str) -> int:
+    """libphonenumber's type of a normalised ``+E164`` number (mobile, toll-free, …)."""
+    return int(phonenumbers.number_type(parsed(e164)))
+
+
+@functools.lru_cache(maxsize=KNOWN)
 def facts(address: str) -> NumberFacts:
     """Country and cost class of a normalised ``+E164`` or ``whatsapp:+E164`` address."""
-    number = phonenumbers.parse(address.removeprefix(WHATSAPP), None)
-    country = phonenumbers.region_code_for_number(number) or "ZZ"
-    return NumberFacts(country, _COSTLY_TYPES.get(phonenumbers.number_type(number)))
+    e164 = address.removeprefix(WHATSAPP)
+    country = phonenumbers.region_code_for_number(parsed(e164)) or "ZZ"
+    return NumberFacts(country, _COSTLY_TYPES.get(number_type(e164)))
 
 
 def mask(address: str) -> str:
