@@ -119,7 +119,7 @@ class Peers:
         return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 2**20)  # a results file of 200,000 rows
         app.router.add_post("/v1/Flows/{flow}/Engagements", self.create)
         app.router.add_get("/v2/Flows/{flow}", self.not_found)
         app.router.add_post("/api/{method}", self.api)

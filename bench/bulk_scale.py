@@ -62,7 +62,7 @@ def memory_by_kind(redis: Any, rows: int) -> dict[str, int]:
     return {kind: round(total / rows) for kind, total in sorted(sums.items()) if total >= rows}
 
 
-async def run(rows: int, pace: int, redis_url: str) -> dict[str, Any]:
+async def run(rows: int, pace: int, redis_url: str, bots: int = 1) -> dict[str, Any]:
     bulk_run.LIMIT = 10**9  # the fake Studio answers every start: the pace is the bot's
     peers = bulk_run.Peers(0)
     peers.csv = contacts(rows)
@@ -71,18 +71,21 @@ async def run(rows: int, pace: int, redis_url: str) -> dict[str, Any]:
     runner = web.AppRunner(peers.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", base_port).start()
-    port = free_port()
-    env = bot_env(
-        port,
-        base,
-        STUDIO_RATE_LIMIT=f"{pace}/second",
-        BULK_MAX_ROWS="200000",
-        REDIS_URL=redis_url,
-        RUN_RECORD_DAYS="90",
-    )
+    procs = []
+    for _ in range(bots):  # the same Redis: they share the run's rows
+        port = free_port()
+        env = bot_env(
+            port,
+            base,
+            STUDIO_RATE_LIMIT=f"{pace}/second",
+            BULK_MAX_ROWS="200000",
+            REDIS_URL=redis_url,
+            RUN_RECORD_DAYS="90",
+        )
+        procs.append(spawn_bot(port, env))
+        if len(procs) == 1:
+            url = f"http://127.0.0.1:{port}/slack/events"
     redis = redis_sync.Redis.from_url(redis_url)
-    proc = spawn_bot(port, env)
-    url = f"http://127.0.0.1:{port}/slack/events"
     try:
         await asyncio.sleep(2)
         before = int(redis.info("memory")["used_memory"])
@@ -91,7 +94,7 @@ async def run(rows: int, pace: int, redis_url: str) -> dict[str, Any]:
             await bulk_run.ask_preview(http, url, base, "survey")
             click = await bulk_run.start_click(peers.replies, base)
             preview_s = time.monotonic() - asked
-            _, cpu_before = proc_figures(proc.pid)
+            cpu_before = [proc_figures(p.pid)[1] for p in procs]
             started = time.monotonic()
             await bulk_run.post(http, url, click)
             running = 0
@@ -99,7 +102,8 @@ async def run(rows: int, pace: int, redis_url: str) -> dict[str, Any]:
                 running = max(running, int(redis.info("memory")["used_memory"]))
                 await asyncio.sleep(1.0)
             run_s = time.monotonic() - started
-            peak_mib, cpu_after = proc_figures(proc.pid)
+            figures = [proc_figures(p.pid) for p in procs]
+            cpu = [after - before for (_, after), before in zip(figures, cpu_before, strict=True)]
         after = int(redis.info("memory")["used_memory"])
         breakdown = memory_by_kind(redis, rows)
         return {
@@ -108,16 +112,19 @@ async def run(rows: int, pace: int, redis_url: str) -> dict[str, Any]:
             "preview_s": round(preview_s, 2),
             "run_s": round(run_s, 1),
             "sent": len(peers.accepted),
-            "peak_rss_mib": round(peak_mib, 1),
-            "cpu_ms_per_row": round(1000 * (cpu_after - cpu_before) / max(1, rows), 3),
+            "bots": bots,
+            "peak_rss_mib": round(max(peak for peak, _ in figures), 1),
+            "cpu_ms_per_row": round(1000 * sum(cpu) / max(1, rows), 3),
+            "cpu_share_per_bot": [round(c / max(sum(cpu), 1e-9), 2) for c in cpu],
             "redis_bytes_per_row_running": round((running - before) / rows),
             "redis_bytes_per_row_after": round((after - before) / rows),
             "results_uploaded_s": round(peers.upload_at - started, 1),
             "redis_bytes_per_row_by_kind": breakdown,
         }
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
         await runner.cleanup()
 
 
@@ -125,9 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--pace", type=int, default=2000, help="STUDIO_RATE_LIMIT a second")
+    parser.add_argument("--bots", type=int, default=1, help="bot processes on one Redis")
     args = parser.parse_args()
     with redis_server() as url:
-        print(json.dumps(asyncio.run(run(args.rows, args.pace, url))))
+        print(json.dumps(asyncio.run(run(args.rows, args.pace, url, args.bots))))
 
 
 if __name__ == "__main__":
