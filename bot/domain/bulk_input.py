@@ -30,7 +30,7 @@ CONTACT_HEADERS = ("to", "phone", "number", "contact")
 DEFAULT_MAX_ROWS = 5000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100,000-row preview holds them all
 class Row:
     """One contact of a bulk run: its number (1-based, as people count rows), what was
     typed, the address (None if it is not one) and its own parameters."""

@@ -75,7 +75,8 @@ def plan(
     result = Plan(flow_sid, flow_alias, name, sender)
     seen: set[str] = set()
     for row in rows:
-        row = Row(row.number, row.typed, row.to, merged(shared, row.parameters), row.problem)
+        if shared:  # else the row as read (no copy of 100,000 rows)
+            row = Row(row.number, row.typed, row.to, merged(shared, row.parameters), row.problem)
         if row.to is None or row.problem:
             result.invalid.append(row)
             continue

@@ -173,11 +173,7 @@ def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
         if phonenumbers.is_number_type_geographical(kind, number.country_code or 0)
         else phone_zones.time_zones_for_number(number)
     )
-    found = tuple(
-        name
-        for name in zones
-        if name != UNKNOWN_ZONE and zone(name) is not None
-    )
+    found = tuple(name for name in zones if name != UNKNOWN_ZONE and zone(name) is not None)
     if not found:
         return (fallback,)
     if span_hours(found) <= WIDEST_HOURS:

@@ -16,6 +16,7 @@ from bot.state.store import Durable
 ACTIVE = "bulk:active"  # hash: run ID -> "1", every run starting, running or finishing
 KEEP_SECONDS = 7 * 24 * 3600
 PREVIEW_SECONDS = 3600  # a preview's Start button stays valid this long
+ROWS_AT_ONCE = 5000  # rows written to the store in one command
 SUPPRESSED = "suppressed: "  # a kept row's problem: skipped at the preview (opted out, capped)
 
 Status = Literal["previewed", "dropped", "starting", "running", "paused", "cancelled", "done"]
@@ -82,16 +83,21 @@ class BulkState:
             team=caller.team_id,
             total=len(made.valid) + len(made.suppressed),
         )
-        rows = {str(r.number): json.dumps(asdict(r)) for r in made.valid}
-        for row, why in made.suppressed:  # kept to be settled as suppressed, never sent
-            marked = Row(row.number, row.typed, row.to, row.parameters, SUPPRESSED + why.kind)
-            rows[str(row.number)] = json.dumps(asdict(marked))
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}", meta.fields(), PREVIEW_SECONDS))
-        if rows:
-            await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", rows, KEEP_SECONDS))
+        marked = [  # kept to be settled as suppressed, never sent
+            Row(row.number, row.typed, row.to, row.parameters, SUPPRESSED + why.kind)
+            for row, why in made.suppressed
+        ]
+        kept = [*made.valid, *marked]
+        for first in range(0, len(kept), ROWS_AT_ONCE):  # never one 100,000-field command
+            await self._keep_rows(run_id, kept[first : first + ROWS_AT_ONCE])
         dues = {str(n): repr(at) for n, at in made.dues.items()}
         if dues:
             await self.state.use(lambda s: s.hset(f"bulk:{run_id}:due", dues, KEEP_SECONDS))
+
+    async def _keep_rows(self, run_id: str, rows: list[Row]) -> None:
+        kept = {str(r.number): json.dumps(asdict(r)) for r in rows}
+        await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", kept, KEEP_SECONDS))
 
     async def dues(self, run_id: str) -> dict[str, float]:
         """When each row is due (``--at``/``--in``); empty: at Start."""
@@ -144,6 +150,10 @@ class BulkState:
 
     async def rows(self, run_id: str) -> dict[str, str]:
         return await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:rows"))
+
+    async def row_numbers(self, run_id: str) -> list[str]:
+        """The run's rows' numbers (not the rows)."""
+        return await self.state.use(lambda s: s.hkeys(f"bulk:{run_id}:rows"))
 
     async def row(self, run_id: str, number: str) -> Row | None:
         stored = await self.state.use(lambda s: s.hget(f"bulk:{run_id}:rows", number))

@@ -105,7 +105,7 @@ class Worker:
     async def launch(self, run_id: str, meta: RunMeta) -> int:
         """Enqueue a *starting* run's rows (all or none, once) and mark it running; the
         number of rows, 0 if its rows are gone (then it is failed cleanly)."""
-        rows = await self.state.rows(run_id)
+        rows = await self.state.row_numbers(run_id)  # the numbers only: not 100,000 rows
         if not rows:
             note = "could not start: its rows were no longer kept; nothing was sent"
             await self.state.update(run_id, status="cancelled", note=note)
@@ -298,7 +298,7 @@ class Worker:
 
     async def cancel_rest(self, run_id: str) -> None:
         """Cancelled: every row not yet claimed is settled as cancelled (never sent)."""
-        for number in await self.state.rows(run_id):
+        for number in await self.state.row_numbers(run_id):
             if await self.state.claim_row(run_id, number, "cancel"):
                 await self.state.settle(run_id, number, RowResult(outcome="cancelled"))
         await self.finish(run_id)
