@@ -440,6 +440,15 @@ def main() -> None:
         report["consent"] = bench_json(
             "consent_screen.py", "--rows", "10000" if args.quick else "100000"
         )
+        # scale (docs/performance.md#scale has the full-size runs: 100,000 rows, 1,000,000
+        # records); here smaller, to keep the whole bench near its 20 minutes
+        report["bulk_scale"] = bench_json(
+            "bulk_scale.py", "--rows", "5000" if args.quick else "20000"
+        )
+        report["records_year"] = bench_json(
+            "records_year.py", "--records", "20000" if args.quick else "200000"
+        )
+        report["redis_memory"] = bench_json("redis_memory.py")
         rows = "200" if args.quick else "1000"
         for key, extra in (("bulk_run", []), ("bulk_two", ["--two"])):
             report[key] = bench_json("bulk_run.py", "--rows", rows, *extra)
@@ -737,6 +746,25 @@ def render(report: dict[str, Any]) -> str:
             f" every card showed its end after"
             f" {tiers['seconds_until_every_card_shows_its_end']} s (target ≤ 90 s)"
         )
+    if scale := report.get("bulk_scale"):
+        lines.append(
+            f"bulk scale: {scale['rows']:,} CSV rows: preview {scale['preview_s']} s, run"
+            f" {scale['run_s']} s at {scale['pace_per_s']}/s lifted, bot peak RSS"
+            f" {scale['peak_rss_mib']} MiB (target ≤ 200 MiB), {scale['cpu_ms_per_row']} ms"
+            f" CPU per row, Redis {scale['redis_bytes_per_row_after']} B per row with its"
+            " record"
+        )
+    if year := report.get("records_year"):
+        lines.append(
+            f"records: {year['records']:,} over a year: report 7 d"
+            f" {year['report_7d']['seconds']} s, 90 d {year['report_90d']['seconds']} s"
+            f" (target ≤ 1 s), Home {year['home']['seconds']} s (target ≤ 0.3 s), 90 days'"
+            f" CSV {year['csv_90d']['runs']:,} rows in {year['csv_90d']['seconds']} s at"
+            f" peak RSS {year['csv_90d']['peak_rss_mib']} MiB"
+        )
+    if memory := report.get("redis_memory"):
+        each = ", ".join(f"{name} {n} B" for name, n in memory.items())
+        lines.append(f"Redis per thing: {each}")
     if consent := report.get("consent"):
         lines.append(
             f"consent: {consent['rows']:,} preview rows screened against"
