@@ -129,21 +129,10 @@ class Consent:
 
     # -- the list -------------------------------------------------------------------
 
-    async def opt_out(
-        self,
-        to: str,
-        source: Source,
-        *,
-        by: str = "",
-        reason: str = "",
-        flow_sid: str = "",
-        sid: str = "",
-    ) -> bool:
+    async def opt_out(self, to: str, source: Source, **about: str) -> bool:
         """Add ``to`` (adding is always safe); False if it was on the list already (its
-        first entry is kept)."""
-        return await self.opt_out_key(
-            self.key(to), mask(to), source, by=by, reason=reason, flow_sid=flow_sid, sid=sid
-        )
+        first entry is kept). ``about``: ``opt_out_key``'s who, why, which flow and run."""
+        return await self.opt_out_key(self.key(to), mask(to), source, **about)
 
     async def opt_out_key(
         self,
