@@ -36,6 +36,7 @@ from tests.peers import (
     redis_server,
 )
 from tests.test_bulk_e2e import preview, results, until
+from tests.test_forms_e2e import flow, studio_with_flows, submission, text
 from tests.test_records_e2e import end, survey_studio
 from tests.test_schedules_e2e import MORNING_IN_BOSTON, Clock, controlled, dms, interact
 from tests.test_workflow_step_e2e import run_step
@@ -534,3 +535,21 @@ async def test_with_redis_down_nothing_is_started(monkeypatch: pytest.MonkeyPatc
     assert "the opt-out list could not be read" in refused
     assert "Nothing was sent to Twilio" in refused
     assert studio.requests == []
+
+
+async def test_the_form_is_refused_for_an_opted_out_contact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with harness(monkeypatch, studio_with_flows()) as run:
+        await run.idle()
+        await ack(run, f"optout {BOSTON}")
+        values = {
+            "flow": flow(FLOW_SID),
+            "contact": text("contact", "+1 617 555 1212"),
+            "p:first_name": text("value", "Zeke"),
+        }
+        response = await interact(run, submission(values, run))
+        await run.idle()
+        said = response.text + text_of(run.slack.replies)
+    assert "opted out with /engage optout" in said
+    assert run.studio.creates() == []
