@@ -51,7 +51,7 @@ class SlackConsent:
         """``/engage optout +1… [reason]``: on the list now (or already), audited."""
         if reason := optout_refusal(self.policy, caller.user_id):
             audit.record("refused", caller, detail=f"optout: {reason}")
-            return messages.refused(reason)
+            return messages.not_allowed(reason)
         try:
             added = await self.consent.opt_out(
                 command.to, "command", by=caller.user_id, reason=command.reason
@@ -72,7 +72,7 @@ class SlackConsent:
             self.policy, caller.user_id, "take a contact off the opt-out list"
         ):
             audit.record("refused", caller, detail=f"optin: {reason}")
-            return messages.refused(reason)
+            return messages.not_allowed(reason)
         try:
             entry = await self.consent.opt_in(command.to)
         except StateUnavailable:
@@ -88,7 +88,7 @@ class SlackConsent:
     async def listing(self, caller: Caller) -> messages.Message:
         """``/engage optouts``: admins see the count, by source, and the latest (masked)."""
         if reason := admin_refusal(self.policy, caller.user_id, "see the opt-out list"):
-            return messages.refused(reason)
+            return messages.not_allowed(reason)
         try:
             found = await self.consent.listing()
         except StateUnavailable:
@@ -101,7 +101,7 @@ class SlackConsent:
         """*Opt out each row* on a message with a CSV file: admins only; the file is read
         and previewed in the background (through ``reply``); nothing is added yet."""
         if reason := admin_refusal(self.policy, caller.user_id, "import an opt-out list"):
-            return messages.refused(reason)
+            return messages.not_allowed(reason)
         if not file_ids:
             return messages.refused("this message has no CSV file of numbers to opt out")
         if self.files is None:
@@ -147,7 +147,7 @@ class SlackConsent:
     async def confirm_import(self, preview_id: str, caller: Caller, replace: Reply) -> None:
         """*Opt out N*: every previewed contact added (once, whoever clicks twice)."""
         if reason := admin_refusal(self.policy, caller.user_id, "import an opt-out list"):
-            await deliver(replace, messages.refused(reason))
+            await deliver(replace, messages.not_allowed(reason))
             return
         try:
             kept = await self.state.use(lambda s: s.pop(f"optout:import:{preview_id}"))

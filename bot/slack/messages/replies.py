@@ -115,7 +115,8 @@ def refusal(command: EngageCommand, why: Refused, rate: str, now: float = 0.0) -
 
 
 def not_allowed(reason: str) -> Message:
-    """Only to the caller: the rules forbid reading or ending this run."""
+    """Only to the caller: the rules forbid this (reading or ending a run, the opt-out
+    list's admin commands); nothing was changed."""
     return notice(":no_entry:", f"Not allowed: {reason}.")
 
 
