@@ -16,14 +16,29 @@ import pytest
 from bot.domain.bulk_input import Row
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
+from bot.domain.spreadsheet import csv_text
 from bot.engage.bulk.state import BulkState, RowResult, RunMeta
-from bot.runs.records import Records
+from bot.runs.records import Records, RunRecord
 from bot.slack.bulk import report
-from bot.slack.bulk.report import Reporter, results_file
+from bot.slack.bulk.report import RESULTS_HEADER, STATUS_HEADER, Reporter, results_row
 from bot.state.store import Durable, Store
 
 FLOW = "FW" + "a" * 32
 RUN = "r1"
+
+
+def results_file(
+    rows: dict[str, str], outcomes: dict[str, RowResult], records: dict[str, RunRecord]
+) -> str:
+    """The results file written whole, in one go: what the pages must add up to."""
+    fields: list[str] = []
+    for kept in records.values():
+        fields += [k for k in kept.answers if k not in fields]
+    lines = [
+        results_row(n, rows.get(n), outcomes[n], records.get(n), fields)
+        for n in sorted(outcomes, key=int)
+    ]
+    return csv_text((*RESULTS_HEADER, *STATUS_HEADER, *fields), lines)
 
 
 async def a_run(state: BulkState, store: Store, rows: int) -> None:
@@ -133,7 +148,7 @@ async def test_the_results_file_is_written_a_page_at_a_time(
     path = tmp_path / "results.csv"
     written = await Reporter(state, None, records).write_results(RUN, path)
     whole = results_file(
-        await state.rows(RUN),
+        await store.hgetall(f"bulk:{RUN}:rows"),
         await state.outcomes(RUN),
         {r.row: r for r in await records.of_bulk(RUN)},
     )

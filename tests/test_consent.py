@@ -17,9 +17,9 @@ from bot.domain.command import Defaults, OptInCommand, OptOutCommand, OptOutsCom
 from bot.domain.consent import (
     DEFAULT_OPT_OUT_WORDS,
     Cap,
+    Keyer,
     OptOut,
     Suppressed,
-    contact_key,
     error_codes,
     is_opt_out,
     opt_out_in,
@@ -134,12 +134,12 @@ def test_other_codes_and_lookalikes_do_not() -> None:
 
 def test_the_key_is_keyed_short_and_the_same_on_every_channel() -> None:
     secret = b"s" * 32
-    key = contact_key(secret, "+16175551212")
+    key = Keyer(secret).key("+16175551212")
     assert len(key) == 32
     assert int(key, 16) >= 0
-    assert key == contact_key(secret, "whatsapp:+16175551212")
-    assert key != contact_key(b"t" * 32, "+16175551212")
-    assert key != contact_key(secret, "+16175551213")
+    assert key == Keyer(secret).key("whatsapp:+16175551212")
+    assert key != Keyer(b"t" * 32).key("+16175551212")
+    assert key != Keyer(secret).key("+16175551213")
     assert "6175551212" not in key
 
 

@@ -18,15 +18,24 @@ import pytest
 from bot.domain.caller import Caller
 from bot.domain.command import EngageCommand
 from bot.domain.errors import StudioAPIError
+from bot.domain.spreadsheet import csv_text
 from bot.domain.summary import OTHERS, Summary, summary_of, whole_counts
 from bot.runs.records import Records, RunRecord, counters
-from bot.slack.report import Reports, records_csv, summarise
+from bot.slack.report import Reports, csv_header, csv_row, summarise
 from bot.state.scripts import ANSWERS_KEPT
 from bot.state.store import Durable, Store
 
 FLOW = "FW" + "a" * 32
 OTHER = "FW" + "b" * 32
 CALLER = Caller("U0CALLER", "C0CHANNEL")
+
+
+def records_csv(records: list[RunRecord], names: dict[str, str]) -> str:
+    """The report's CSV written whole, in one go: what the pages must add up to."""
+    fields: list[str] = []
+    for record in records:
+        fields += [k for k in record.answers if k not in fields]
+    return csv_text(csv_header(fields), (csv_row(r, names, fields) for r in records))
 
 
 def command(n: int, flow: str = FLOW) -> EngageCommand:

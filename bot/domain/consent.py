@@ -3,7 +3,7 @@ reached. Pure: no I/O (``bot.engage.consent`` keeps the list in the state store)
 
 - **Opt-out words**: an answer that is one of them (``STOP``, ``Stop all``, `` quit ``:
   case and spaces do not matter) opts its contact out.
-- **Keys**: the list is looked up by ``contact_key``, an HMAC-SHA256 of the number under
+- **Keys**: the list is looked up by ``Keyer.key``, an HMAC-SHA256 of the number under
   ``CONSENT_KEY``, so a copy of the store does not list numbers in the clear. A number
   is one contact on every channel: ``whatsapp:+1…`` and ``+1…`` share a key.
 - **Caps**: ``2/24h``, ``1/7d``, ``3/day``: at most so many starts Twilio accepted in so
@@ -152,15 +152,10 @@ def _code(value: Any) -> int | None:
     return None
 
 
-def contact_key(secret: bytes, to: str) -> str:
-    """The suppression list's key for contact ``to``: an HMAC-SHA256 of its number under
-    ``secret`` (``CONSENT_KEY``), the same on every channel."""
-    return Keyer(secret).key(to)
-
-
 class Keyer:
-    """``contact_key`` for many contacts: the key's HMAC state made once, copied for each
-    (a 100,000-row preview hashes every row)."""
+    """The suppression list's key of a contact: an HMAC-SHA256 of its number under
+    ``secret`` (``CONSENT_KEY``), the same on every channel. The key's HMAC state is made
+    once and copied for each contact (a 100,000-row preview hashes every row)."""
 
     def __init__(self, secret: bytes) -> None:
         self._base = hmac.new(secret, digestmod=hashlib.sha256)

@@ -2,7 +2,7 @@
 reached (they opted out), and who may not be reached again yet (``CONTACT_CAP``,
 ``;cap=``). The rules are pure (``bot.domain.consent``); this keeps them.
 
-- The list is a hash keyed by ``contact_key`` (HMAC-SHA256 under ``CONSENT_KEY``): a copy
+- The list is a hash keyed by ``Keyer.key`` (HMAC-SHA256 under ``CONSENT_KEY``): a copy
   of the store does not list numbers; each entry says when and how (masked). It never
   expires; a contact leaves it only by ``opt_in`` (an admin, with a reason).
 - A start's check is part of the guardrails' one atomic step (``Store.admit``, through
@@ -115,10 +115,14 @@ class Consent:
 
     def refusal(self, admitted: Admitted, flow_sid: str) -> Suppressed | None:
         """Why the store refused a start on consent, if it did."""
-        if admitted.optout is not None:
-            return Suppressed("opted_out", optout=OptOut.model_validate_json(admitted.optout))
-        if admitted.again:
-            return Suppressed("capped", until=admitted.again, cap=self.cap_text(flow_sid))
+        return self._why(admitted.optout, admitted.again, flow_sid)
+
+    def _why(self, entry: str | None, again: float, flow_sid: str) -> Suppressed | None:
+        """The store's answer (its list's entry, when capped until) as a refusal."""
+        if entry is not None:
+            return Suppressed("opted_out", optout=OptOut.model_validate_json(entry))
+        if again:
+            return Suppressed("capped", until=again, cap=self.cap_text(flow_sid))
         return None
 
     async def release(self, user_id: str, command: EngageCommand) -> None:
@@ -194,20 +198,16 @@ class Consent:
         chunks = [unique[i : i + SCREEN_CHUNK] for i in range(0, len(unique), SCREEN_CHUNK)]
         screened = await asyncio.gather(*(self._screen(chunk, caps) for chunk in chunks))
         for chunk, answers in zip(chunks, screened, strict=True):
-            for to, answer in zip(chunk, answers, strict=True):
-                if answer.startswith("o"):
-                    optout = OptOut.model_validate_json(answer[1:])
-                    found[to] = Suppressed("opted_out", optout=optout)
-                elif answer.startswith("c"):
-                    until = float(answer[1:])
-                    found[to] = Suppressed("capped", until=until, cap=self.cap_text(flow_sid))
+            for i, answer in answers.items():  # "o" + its entry, or "c" + when reachable
+                entry, again = (answer[1:], 0.0) if answer[0] == "o" else (None, float(answer[1:]))
+                if why := self._why(entry, again, flow_sid):
+                    found[chunk[i]] = why
         return found
 
-    async def _screen(self, contacts: list[str], caps: tuple[CapRule, ...]) -> list[str]:
+    async def _screen(self, contacts: list[str], caps: tuple[CapRule, ...]) -> dict[int, str]:
         keys = [self.key(to) for to in contacts]
         reach = REACH if caps else ""
-        found = await self.state.use(lambda s: s.screen(OPTOUTS, keys, reach, caps))
-        return [found.get(i, "") for i in range(len(contacts))]
+        return await self.state.use(lambda s: s.screen(OPTOUTS, keys, reach, caps))
 
     async def heard(self, record: RunRecord, context: object) -> None:
         """A run ended: if an answer is an opt-out word, or Twilio's 21610 is in its

@@ -290,15 +290,12 @@ class Records:
     async def count_old(self, page: int = 500) -> int:
         """Count every record written before the counters were (an upgrade) into its
         day's counters, once whichever process runs it; how many were counted."""
-        counted, start = 0, float("-inf")
-        while True:
-            ids = await self._ids_from(start, page + 1)
-            for record in await self._many(ids[:page]):
+        counted = 0
+        async for found in self.pages(float("-inf"), float("inf"), page):
+            for record in found:
                 if not record.counted and await self._count_whole(record):
                     counted += 1
-            if len(ids) <= page:
-                return counted
-            start = max(await self._score(ids[page]), math.nextafter(start, math.inf))
+        return counted
 
     async def _ids_from(self, start: float, count: int) -> list[str]:
         return await self.state.use(lambda s: s.zrange(INDEX, start, float("inf"), count))

@@ -28,7 +28,7 @@ from bot.domain.caller import Caller
 from bot.domain.command import ReportCommand
 from bot.domain.errors import StateUnavailable
 from bot.domain.policy import Policy, read_refusal
-from bot.domain.spreadsheet import csv_text, csv_writer
+from bot.domain.spreadsheet import csv_writer
 from bot.domain.summary import Summary, summary_of, whole_counts
 from bot.infra.tasks import Tasks
 from bot.runs.records import Records, RunRecord
@@ -96,15 +96,6 @@ def csv_row(r: RunRecord, names: Mapping[str, str], fields: Iterable[str]) -> tu
         r.duration_s if r.ended_at else "",
         *(r.answers.get(k, "") for k in fields),
     )
-
-
-def records_csv(records: Iterable[RunRecord], names: Mapping[str, str]) -> str:
-    """Every record as a CSV row (answers one column each), safe for spreadsheets."""
-    kept = list(records)
-    fields: list[str] = []
-    for record in kept:
-        fields += [k for k in record.answers if k not in fields]
-    return csv_text(csv_header(fields), (csv_row(r, names, fields) for r in kept))
 
 
 class Reports:

@@ -148,9 +148,6 @@ class BulkState:
     async def unlist(self, run_id: str) -> None:
         await self.state.use(lambda s: s.hdel(ACTIVE, run_id))
 
-    async def rows(self, run_id: str) -> dict[str, str]:
-        return await self.state.use(lambda s: s.hgetall(f"bulk:{run_id}:rows"))
-
     async def row_numbers(self, run_id: str) -> list[str]:
         """The run's rows' numbers (not the rows)."""
         return await self.state.use(lambda s: s.hkeys(f"bulk:{run_id}:rows"))

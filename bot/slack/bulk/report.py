@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.bulk_plan import Ends, Progress, ends_from
-from bot.domain.spreadsheet import csv_text, csv_writer
+from bot.domain.spreadsheet import csv_writer
 from bot.domain.text import label
 from bot.engage.bulk.state import BulkState, RowResult, RunMeta
 from bot.runs.records import Records, RunRecord
@@ -102,21 +102,6 @@ def results_row(
         record.duration_s if record and record.ended_at else "",
         *(answers.get(k, "") for k in fields),
     )
-
-
-def results_file(
-    rows: dict[str, str], outcomes: dict[str, RowResult], records: dict[str, RunRecord]
-) -> str:
-    """The results CSV of a few rows, whole (``Reporter.write_results`` writes a run's
-    page by page)."""
-    fields: list[str] = []
-    for kept in records.values():
-        fields += [k for k in kept.answers if k not in fields]
-    lines = [
-        results_row(n, rows.get(n), outcomes[n], records.get(n), fields)
-        for n in sorted(outcomes, key=int)
-    ]
-    return csv_text((*RESULTS_HEADER, *STATUS_HEADER, *fields), lines)
 
 
 class Reporter:
