@@ -553,3 +553,26 @@ async def test_the_form_is_refused_for_an_opted_out_contact(
         said = response.text + text_of(run.slack.replies)
     assert "opted out with /engage optout" in said
     assert run.studio.creates() == []
+
+
+async def test_an_import_without_a_csv_file_says_so_and_adds_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slack = FakeSlack()
+    async with wired(monkeypatch, FakeStudio(), slack, env=ADMINS) as run:
+        await interact(
+            run,
+            {
+                "type": "message_action",
+                "callback_id": "optout_csv",
+                "trigger_id": "1.2",
+                "channel": {"id": "C0CHANNEL"},
+                "response_url": f"{run.slack_url}/respond/1",
+                "message": {"text": "our list", "files": []},
+            },
+            user=ADMIN,
+        )
+        (said,) = await slack.wait_for_replies(1)
+        listed = await run.services.engager.consent.listing()
+    assert "this message has no CSV file of numbers to opt out" in text_of(said)
+    assert listed.total == 0
