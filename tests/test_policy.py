@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from bot.domain.command import EngageCommand
-from bot.domain.phone import facts, mask
+from bot.domain.phone import mask
+from bot.domain.phone_facts import facts
 from bot.domain.policy import Access, Policy, destination_refusal, refusal
 from tests.peers import FLOW_SID, SURVEY_SID
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from bot.domain import parameters
 from bot.domain.errors import CsvError, ParameterError, PhoneError, TooManyRows
-from bot.domain.phone import looks_like_phone, parse_address
+from bot.domain.phone import looks_like_phone, read_address
+from bot.domain.phone_facts import NumberFacts
 
 CONTACT_HEADERS = ("to", "phone", "number", "contact")
 DEFAULT_MAX_ROWS = 5000
@@ -40,14 +41,28 @@ class Row:
     to: str | None
     parameters: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None  # why it cannot be sent
+    # what libphonenumber knew of ``to`` when it was read (shared; not kept with the run)
+    facts: NumberFacts | None = field(default=None, compare=False, repr=False)
+
+    def kept(self) -> dict[str, Any]:
+        """The row as a run keeps it (``Row(**kept)`` reads it back; facts are not kept)."""
+        return {
+            "number": self.number,
+            "typed": self.typed,
+            "to": self.to,
+            "parameters": self.parameters,
+            "problem": self.problem,
+        }
 
 
 def row_for(number: int, typed: str, region: str | None, parameters: Mapping[str, Any]) -> Row:
-    """A row for ``typed``, normalised by libphonenumber, or with the reason it is not."""
+    """A row for ``typed``, normalised by libphonenumber (its facts read in the same
+    pass), or with the reason it is not."""
     try:
-        return Row(number, typed, parse_address(typed, region), dict(parameters))
+        to, known = read_address(typed, region)
     except PhoneError as exc:
         return Row(number, typed, None, dict(parameters), str(exc))
+    return Row(number, typed, to, dict(parameters), facts=known)
 
 
 # Byte-order marks, longest first (UTF-32 LE begins with UTF-16 LE's).
@@ -173,12 +188,14 @@ def read_csv(
             " in a column of their own"
         )
     keys = _columns(header, column)
+    # checked once in the header: without dots, a row's parameters are its cells as given
+    nest = parameters.nest if any("." in key for key in keys.values()) else dict
     rows = []
     for number, cells in enumerate(body, start=2):
         typed = cells[column].strip() if column < len(cells) else ""
         given = [(keys[i], cells[i].strip()) for i in keys if i < len(cells) and cells[i].strip()]
-        row = row_for(number, typed, region, parameters.nest(given))
-        if not typed:
-            row = Row(row.number, typed, None, row.parameters, "no contact in this row")
-        rows.append(row)
+        if typed:
+            rows.append(row_for(number, typed, region, nest(given)))
+        else:
+            rows.append(Row(number, typed, None, nest(given), "no contact in this row"))
     return Sheet(rows, encoding)

@@ -76,7 +76,14 @@ def plan(
     seen: set[str] = set()
     for row in rows:
         if shared:  # else the row as read (no copy of 100,000 rows)
-            row = Row(row.number, row.typed, row.to, merged(shared, row.parameters), row.problem)
+            row = Row(
+                row.number,
+                row.typed,
+                row.to,
+                merged(shared, row.parameters),
+                row.problem,
+                row.facts,
+            )
         if row.to is None or row.problem:
             result.invalid.append(row)
             continue
@@ -84,16 +91,18 @@ def plan(
             result.duplicates.append(row)
             continue
         seen.add(row.to)
+        known = row.facts  # as read: no number is parsed twice
         reason = channel_mismatch(row.to, sender) or destination_refusal(
-            policy, result.command(row)
+            policy, result.command(row), known
         )
         due = now
         if not reason and when is not None:
             try:
-                due = due_at(when, clock.zones(row.to) if clock else zones_of(row.to), now)
+                zones = clock.zones(row.to, known) if clock else zones_of(row.to)
+                due = due_at(when, zones, now)
             except ValueError as exc:
                 reason = f"--at: {exc}"
-        opening = clock.opens(flow_sid, row.to, due) if clock is not None else None
+        opening = clock.opens(flow_sid, row.to, due, known) if clock is not None else None
         if not reason and opening is not None and opening.at is None:
             reason = opening_text(opening)
         if reason:

@@ -27,10 +27,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
-from phonenumbers import timezone as phone_zones
 
 from bot.domain.durations import duration, parse_span
-from bot.domain.phone import number_type, parsed
+from bot.domain.phone_facts import NumberFacts, facts
 
 WHATSAPP = "whatsapp:"
 UNKNOWN_ZONE = "Etc/Unknown"
@@ -149,9 +148,19 @@ def country_zones(region: str) -> tuple[str, ...]:
     return tuple(row[2] for row in rows if len(row) >= 3 and row[0] == region)
 
 
-@lru_cache(maxsize=8192)
 def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
-    """The contact's time zones (``+E164`` or ``whatsapp:+E164``), by this rule:
+    """The contact's time zones (``+E164`` or ``whatsapp:+E164``): ``zones_for`` its
+    number's facts; ``(fallback,)`` for what is no number."""
+    try:
+        known = facts(address)
+    except phonenumbers.NumberParseException:
+        return (fallback,)
+    return zones_for(known, fallback)
+
+
+@lru_cache(maxsize=8192)
+def zones_for(known: NumberFacts, fallback: str = "UTC") -> tuple[str, ...]:
+    """The time zones of a contact whose number has ``known`` facts, by this rule:
 
     - a number that is not geographic (toll-free, shared-cost, VoIP, UAN, personal,
       pager, premium): ``(fallback,)``, the operator's QUIET_HOURS_TZ;
@@ -160,28 +169,16 @@ def zones_of(address: str, fallback: str = "UTC") -> tuple[str, ...]:
       country's main zones (``MAIN_ZONES``), else its zones in the tz database if they
       lie within ``WIDEST_HOURS`` (a Caribbean island: its one zone), else ``fallback``;
     - none known: ``(fallback,)``."""
-    e164 = address.removeprefix(WHATSAPP)
-    try:
-        number = parsed(e164)
-    except phonenumbers.NumberParseException:
+    if known.kind in NOT_GEOGRAPHIC:
         return (fallback,)
-    kind = number_type(e164)
-    if kind in NOT_GEOGRAPHIC:
-        return (fallback,)
-    zones = (  # the type is known already: not asked of libphonenumber again
-        phone_zones.time_zones_for_geographical_number(number)
-        if phonenumbers.is_number_type_geographical(kind, number.country_code or 0)
-        else phone_zones.time_zones_for_number(number)
-    )
-    found = tuple(name for name in zones if name != UNKNOWN_ZONE and zone(name) is not None)
+    found = tuple(name for name in known.zones if name != UNKNOWN_ZONE and zone(name) is not None)
     if not found:
         return (fallback,)
     if span_hours(found) <= WIDEST_HOURS:
         return found
-    region = phonenumbers.region_code_for_number(number) or ""
-    if main := MAIN_ZONES.get(region):
+    if main := MAIN_ZONES.get(known.country):
         return main
-    country = country_zones(region)
+    country = country_zones(known.country)
     if country and span_hours(country) <= WIDEST_HOURS:
         return country
     return (fallback,)
@@ -244,16 +241,23 @@ class ContactClock:
     exempt: frozenset[str] = frozenset()  # flow SIDs with ;quiet=off
     now: Callable[[], float] = field(default=_time.time, compare=False)
 
-    def zones(self, address: str) -> tuple[str, ...]:
-        return zones_of(address, self.fallback)
+    def zones(self, address: str, known: NumberFacts | None = None) -> tuple[str, ...]:
+        """The contact's zones (from ``known``, its number's facts, when already read)."""
+        return zones_for(known, self.fallback) if known else zones_of(address, self.fallback)
 
-    def opens(self, flow_sid: str, address: str, at: float | None = None) -> Opening | None:
+    def opens(
+        self,
+        flow_sid: str,
+        address: str,
+        at: float | None = None,
+        known: NumberFacts | None = None,
+    ) -> Opening | None:
         """None when ``flow_sid`` may reach ``address`` at ``at`` (default now); else when
         the contact's window opens."""
         if self.quiet is None or flow_sid in self.exempt:
             return None
         at = self.now() if at is None else at
-        zones = self.zones(address)
+        zones = self.zones(address, known)
         if not quiet_in(self.quiet, zones, at):
             return None
         return Opening(next_open(self.quiet, zones, at), zones, at)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType, ValidationResult
 
 from bot.domain.errors import PhoneError
+from bot.domain.phone_facts import NumberFacts, facts_of, quick_parse
 
 WHATSAPP = "whatsapp:"
 
@@ -55,6 +55,12 @@ def parse_address(text: str, default_region: str | None = None) -> str:
     Slack's ``<tel:…>`` wrapper. Raises ``PhoneError`` for anything that is not
     a *valid* number according to libphonenumber.
     """
+    return read_address(text, default_region)[0]
+
+
+def read_address(text: str, default_region: str | None = None) -> tuple[str, NumberFacts]:
+    """``parse_address``, with what libphonenumber knows of the number, read in the same
+    pass (a bulk preview reads 100,000 numbers: each is parsed and typed once)."""
     raw = unwrap_slack_tel(text).strip()
     prefix = ""
     if raw.lower().startswith(WHATSAPP):
@@ -71,7 +77,7 @@ def parse_address(text: str, default_region: str | None = None) -> str:
             " (or ask an admin to set PHONE_DEFAULT_REGION)"
         )
     try:
-        number = phonenumbers.parse(raw, region)
+        number = quick_parse(raw) or phonenumbers.parse(raw, region)
     except NumberParseException as exc:
         reason = _PARSE_REASONS.get(exc.error_type, "it is not a phone number")
         raise PhoneError(f"{shown!r} is not a phone number: {reason}") from None
@@ -79,14 +85,15 @@ def parse_address(text: str, default_region: str | None = None) -> str:
     if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
         reason = _POSSIBLE_REASONS.get(possible, "it is not a possible number")
         raise PhoneError(f"{shown!r} is not a phone number: {reason}")
-    if not phonenumbers.is_valid_number(number):
+    known = facts_of(number)
+    if known.kind == PhoneNumberType.UNKNOWN:  # libphonenumber's is_valid_number, typed once
         country = number.country_code or 0
         where = phonenumbers.region_code_for_country_code(country)
         raise PhoneError(
             f"{shown!r} is not a valid number: no such number is assigned in +{country}"
             f" ({where}). Check the digits."
         )
-    return prefix + phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return prefix + phonenumbers.format_number(number, PhoneNumberFormat.E164), known
 
 
 def normal_sid(sid: str) -> str:
@@ -163,43 +170,6 @@ def pretty(address: str) -> str:
     except NumberParseException:
         return address
     return prefix + phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL)
-
-
-_COSTLY_TYPES = {
-    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
-    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
-}
-
-
-@dataclass(frozen=True)
-class NumberFacts:
-    """What libphonenumber knows of a normalised address, for the destination rules."""
-
-    country: str  # ISO 3166 alpha-2 region, e.g. "US"; "001" for non-geographic
-    costly: str | None  # "a premium-rate number" / "a shared-cost number", else None
-
-
-KNOWN = 8192  # numbers whose parse and type are kept (a preview reads each a few times)
-
-
-@functools.lru_cache(maxsize=KNOWN)
-def parsed(e164: str) -> phonenumbers.PhoneNumber:
-    """A normalised ``+E164`` number as libphonenumber reads it (kept: never changed)."""
-    return phonenumbers.parse(e164, None)
-
-
-@functools.lru_cache(maxsize=KNOWN)
-def number_type(e164: str) -> int:
-    """libphonenumber's type of a normalised ``+E164`` number (mobile, toll-free, …)."""
-    return int(phonenumbers.number_type(parsed(e164)))
-
-
-@functools.lru_cache(maxsize=KNOWN)
-def facts(address: str) -> NumberFacts:
-    """Country and cost class of a normalised ``+E164`` or ``whatsapp:+E164`` address."""
-    e164 = address.removeprefix(WHATSAPP)
-    country = phonenumbers.region_code_for_number(parsed(e164)) or "ZZ"
-    return NumberFacts(country, _COSTLY_TYPES.get(number_type(e164)))
 
 
 def mask(address: str) -> str:

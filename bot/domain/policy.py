@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.domain.command import EngageCommand
-from bot.domain.phone import facts
+from bot.domain.phone_facts import NumberFacts, facts
 
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")  # a user ID, as Slack writes one
 
@@ -68,9 +68,12 @@ def unattended_refusal(policy: Policy, user_id: str) -> str | None:
     return None
 
 
-def destination_refusal(policy: Policy, command: EngageCommand) -> str | None:
-    """Why the contact may not be reached (toll-fraud rules), or None."""
-    info = facts(command.to)
+def destination_refusal(
+    policy: Policy, command: EngageCommand, known: NumberFacts | None = None
+) -> str | None:
+    """Why the contact may not be reached (toll-fraud rules), or None (``known``: its
+    number's facts, when already read)."""
+    info = known or facts(command.to)
     if policy.countries is not None and info.country not in policy.countries:
         allowed = ",".join(sorted(policy.countries))
         return (

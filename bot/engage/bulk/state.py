@@ -4,7 +4,6 @@ every row go out at most once. Kept in ``Durable`` state (Redis with ``REDIS_URL
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Literal
 
 from bot.domain.bulk_input import Row
@@ -96,7 +95,7 @@ class BulkState:
             await self.state.use(lambda s: s.hset(f"bulk:{run_id}:due", dues, KEEP_SECONDS))
 
     async def _keep_rows(self, run_id: str, rows: list[Row]) -> None:
-        kept = {str(r.number): json.dumps(asdict(r)) for r in rows}
+        kept = {str(r.number): json.dumps(r.kept()) for r in rows}
         await self.state.use(lambda s: s.hset(f"bulk:{run_id}:rows", kept, KEEP_SECONDS))
 
     async def dues(self, run_id: str) -> dict[str, float]:
