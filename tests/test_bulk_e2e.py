@@ -342,3 +342,43 @@ async def test_a_results_file_slack_took_without_answering_is_not_uploaded_twice
         ("1", "started"),
         ("2", "started"),
     ]
+
+
+async def test_a_file_is_read_and_planned_off_the_loop_while_others_are_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """100,000 rows take seconds of CPU: the file is read, and the rows are judged, in a
+    thread. Each is held here until another command has been answered: on the event
+    loop, that answer could never come (the read would wait for it forever)."""
+    import threading
+
+    from bot.domain.bulk_input import read_csv
+    from bot.domain.bulk_plan import plan
+    from bot.slack import files as files_module
+    from bot.slack.bulk import preview as preview_module
+
+    gates: list[threading.Event] = []
+
+    def held(work: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gate = threading.Event()
+            gates.append(gate)
+            assert gate.wait(timeout=20), "nobody was answered while this worked"
+            return work(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(files_module, "read_csv", held(read_csv))
+    monkeypatch.setattr(preview_module, "plan", held(plan))
+    slack = FakeSlack()
+    slack.files["contacts.csv"] = b"phone,name\n+16175551212,Zeke\n"
+    async with wired(monkeypatch, FakeStudio(), slack) as run:
+        await csv_shortcut(run, "survey", "contacts.csv")
+        for step in (1, 2):  # the read, then the plan
+            await until(lambda step=step: len(gates) == step)
+            answered = (await run.command("help"))[0]
+            assert answered.status_code == 200
+            assert "/engage" in answered.text
+            gates[-1].set()
+        (shown,) = await run.slack.wait_for_replies(1)
+    assert "1 valid" in shown["text"]
