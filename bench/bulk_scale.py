@@ -3,9 +3,11 @@ previewed and started through the bot (its own process, on Redis), with Studio's
 lifted so that the bot's own cost is what is measured: the preview's time, the bot's
 peak RSS over the whole run, Redis's memory per row while running and after, the CPU
 the bot spent per row started, and the results file (written and uploaded a page at a
-time). Prints one JSON line; bench/run.py puts it in the table.
+time). While the preview is being read, a slash command (`/engage help`) is sent every
+0.25 s: the slowest of their acknowledgements is printed (Slack waits 3 s for one).
+Prints one JSON line; bench/run.py puts it in the table.
 
-    .venv/bin/python bench/bulk_scale.py [--rows 100000] [--pace 2000]
+    .venv/bin/python bench/bulk_scale.py [--rows 100000] [--pace 2000] [--preview-only]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import bulk_run  # bench/bulk_run.py: the peers and the clicks
@@ -62,7 +65,29 @@ def memory_by_kind(redis: Any, rows: int) -> dict[str, int]:
     return {kind: round(total / rows) for kind, total in sorted(sums.items()) if total >= rows}
 
 
-async def run(rows: int, pace: int, redis_url: str, bots: int = 1) -> dict[str, Any]:
+async def acks_while(http: aiohttp.ClientSession, url: str, done: asyncio.Event) -> list[float]:
+    """``/engage help`` every 0.25 s until ``done``: each acknowledgement's seconds."""
+    body = urlencode(
+        {
+            "team_id": "T0001",
+            "channel_id": "C0BENCH",
+            "user_id": "U0PROBE",
+            "command": "/engage",
+            "text": "help",
+            "response_url": "http://127.0.0.1:9/unused",
+            "trigger_id": "1.2.3",
+        }
+    )
+    seconds = []
+    while not done.is_set():
+        seconds.append(await bulk_run.post(http, url, body))
+        await asyncio.sleep(0.25)
+    return seconds
+
+
+async def run(
+    rows: int, pace: int, redis_url: str, bots: int = 1, *, preview_only: bool = False
+) -> dict[str, Any]:
     bulk_run.LIMIT = 10**9  # the fake Studio answers every start: the pace is the bot's
     peers = bulk_run.Peers(0)
     peers.csv = contacts(rows)
@@ -91,9 +116,21 @@ async def run(rows: int, pace: int, redis_url: str, bots: int = 1) -> dict[str, 
         before = int(redis.info("memory")["used_memory"])
         async with aiohttp.ClientSession() as http:
             asked = time.monotonic()
+            previewed = asyncio.Event()
+            probe = asyncio.create_task(acks_while(http, url, previewed))
             await bulk_run.ask_preview(http, url, base, "survey")
             click = await bulk_run.start_click(peers.replies, base)
             preview_s = time.monotonic() - asked
+            previewed.set()
+            acks = await probe
+            preview = {
+                "rows": rows,
+                "preview_s": round(preview_s, 2),
+                "slowest_ack_during_preview_s": round(max(acks), 3),
+                "acks_during_preview": len(acks),
+            }
+            if preview_only:
+                return preview
             cpu_before = [proc_figures(p.pid)[1] for p in procs]
             started = time.monotonic()
             await bulk_run.post(http, url, click)
@@ -107,9 +144,8 @@ async def run(rows: int, pace: int, redis_url: str, bots: int = 1) -> dict[str, 
         after = int(redis.info("memory")["used_memory"])
         breakdown = memory_by_kind(redis, rows)
         return {
-            "rows": rows,
+            **preview,
             "pace_per_s": pace,
-            "preview_s": round(preview_s, 2),
             "run_s": round(run_s, 1),
             "sent": len(peers.accepted),
             "bots": bots,
@@ -133,9 +169,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--pace", type=int, default=2000, help="STUDIO_RATE_LIMIT a second")
     parser.add_argument("--bots", type=int, default=1, help="bot processes on one Redis")
+    parser.add_argument("--preview-only", action="store_true", help="stop at the preview")
     args = parser.parse_args()
     with redis_server() as url:
-        print(json.dumps(asyncio.run(run(args.rows, args.pace, url, args.bots))))
+        figures = run(args.rows, args.pace, url, args.bots, preview_only=args.preview_only)
+        print(json.dumps(asyncio.run(figures)))
 
 
 if __name__ == "__main__":
