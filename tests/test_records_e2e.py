@@ -5,10 +5,12 @@ records kept across a restart on a real Redis; v1 and v2."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -64,6 +66,22 @@ def reads_of(studio: FakeStudio, sid: str) -> list[str]:
     return [r["path"] for r in studio.requests if r["method"] == "GET" and sid in r["path"]]
 
 
+EVENTS = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST}
+
+
+@contextlib.asynccontextmanager
+async def one_start(
+    monkeypatch: pytest.MonkeyPatch, studio: FakeStudio, **env: str
+) -> AsyncIterator[Harness]:
+    """A bot (with ``env``) that has started one run, for +16175551212, and settled."""
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_replies(1)
+        await run.idle()
+        yield run
+
+
 @pytest.mark.parametrize("api", ["v1", "v2"])
 async def test_a_start_is_recorded_and_followed_to_its_end_with_its_answer(
     monkeypatch: pytest.MonkeyPatch, api: str
@@ -95,12 +113,7 @@ async def test_a_start_is_recorded_and_followed_to_its_end_with_its_answer(
 
 async def test_event_streams_end_a_record_with_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
     studio = survey_studio()
-    env = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST}
-    async with harness(monkeypatch, studio, **env) as run:
-        await run.idle()
-        await run.command("+16175551212 first_name=Zeke")
-        await run.slack.wait_for_replies(1)
-        await run.idle()
+    async with one_start(monkeypatch, studio, **EVENTS) as run:
         end(studio, ENGAGEMENT_SID, "4", widget="no_reply")
         studio.requests.clear()
         moved = cloud_event("step.ended")
@@ -163,12 +176,7 @@ async def test_a_delivery_without_a_body_hash_is_a_hint_the_run_is_read_from_stu
     """Issue 32, 9: accepted as twilio-python accepts it, but its body is not vouched
     for: nothing in it is recorded; the run is read from Studio."""
     studio = survey_studio()
-    env = {"TWILIO_EVENTS_URL": EVENTS_URL, **FAST}
-    async with harness(monkeypatch, studio, **env) as run:
-        await run.idle()
-        await run.command("+16175551212 first_name=Zeke")
-        await run.slack.wait_for_replies(1)
-        await run.idle()
+    async with one_start(monkeypatch, studio, **EVENTS) as run:
         records = run.services.records
         assert records is not None
         forged = cloud_event("step.ended")
@@ -439,3 +447,90 @@ async def test_a_followed_card_ends_with_the_answers_its_record_kept(
     assert (kept.state, kept.answers) == ("ended", {"start": "5"})
     reads = reads_of(studio, ENGAGEMENT_SID)
     assert reads.count(f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context") >= 1
+
+
+async def test_a_run_heard_from_is_read_by_the_sweep_only_after_four_silent_hours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With Event Streams, a run no event has spoken of is read after the 30-minute
+    safety net; once one has (deliveries reach the bot for its flow), only after
+    ``HEARD_SILENCE`` without news, the time Twilio goes on retrying a delivery."""
+    studio = survey_studio()
+    async with one_start(monkeypatch, studio, **EVENTS) as run:
+        sweeper = run.services.tracker
+        assert sweeper is not None
+        later = tracker_module.SAFETY_NET_INTERVAL + 5
+        sweeper.now = lambda: time.time() + later
+        studio.requests.clear()
+        assert await sweeper.sweep() == 1  # not heard from: the safety net reads it
+        await post_events(run, [cloud_event("execution.started")])
+        await run.idle()
+        studio.requests.clear()
+        later += tracker_module.SAFETY_NET_INTERVAL + 5  # past the net again
+        assert await sweeper.sweep() == 0
+        assert reads_of(studio, ENGAGEMENT_SID) == []
+        later += tracker_module.HEARD_SILENCE  # silent four hours since
+        assert await sweeper.sweep() == 1  # still waiting for its reply
+        later += tracker_module.SAFETY_NET_INTERVAL + 5
+        assert await sweeper.sweep() == 0  # a run heard from: four hours again
+        later += tracker_module.HEARD_SILENCE
+        assert await sweeper.sweep() == 1
+    run_read = f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}"
+    assert reads_of(studio, ENGAGEMENT_SID) == [run_read, run_read]
+
+
+async def test_a_run_its_card_follows_is_read_by_the_card_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The card reads its run's end (and its record keeps what the card saw): the end's
+    event makes no second read of the context, and the sweep does not read it either."""
+    studio = survey_studio()
+    env = {"TWILIO_EVENTS_URL": EVENTS_URL, "FOLLOW_MINUTES": "60", **FAST}
+    async with harness(monkeypatch, studio, **env) as run:
+        await run.idle()
+        await run.command("+16175551212 first_name=Zeke")
+        await run.slack.wait_for_posts(1)
+        from bot.slack import follow
+
+        monkeypatch.setattr(follow, "MAX_POLL", 3600.0)  # the card waits for news
+        await asyncio.sleep(1.0)  # its quick polls have passed
+        sweeper, records = run.services.tracker, run.services.records
+        assert sweeper is not None
+        assert records is not None
+        sweeper.now = lambda: time.time() + tracker_module.SAFETY_NET_INTERVAL + 5
+        studio.requests.clear()
+        assert await sweeper.sweep() == 0  # due, but its card reads it
+        end(studio, ENGAGEMENT_SID, "5")
+        await post_events(run, [cloud_event("execution.ended")])
+        await until(lambda: any(p.get("thread_ts") for p in run.slack.posts))
+        await run.idle()
+        kept = await records.get(ENGAGEMENT_SID)
+    assert kept is not None
+    assert (kept.state, kept.answers) == ("ended", {"start": "5"})
+    reads = reads_of(studio, ENGAGEMENT_SID)
+    assert reads.count(f"/v1/Flows/{FLOW_SID}/Engagements/{ENGAGEMENT_SID}/Context") == 1
+
+
+async def test_an_end_whose_read_fails_is_checked_again_soon_not_after_the_silence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run heard from ends, but Studio does not answer the read of its end: the sweep
+    looks again at its next turn, not four hours later."""
+    studio = survey_studio()
+    async with one_start(monkeypatch, studio, **EVENTS) as run:
+        sweeper, records = run.services.tracker, run.services.records
+        assert sweeper is not None
+        assert records is not None
+        await post_events(run, [cloud_event("execution.started")])
+        await run.idle()
+        del studio.runs[ENGAGEMENT_SID]  # its context now answers 404
+        await post_events(run, [cloud_event("execution.ended")])
+        await run.idle()
+        waiting = await records.get(ENGAGEMENT_SID)
+        assert waiting is not None
+        assert waiting.state == "active"
+        sweeper.now = lambda: time.time() + tracker_module.MIN_INTERVAL + 1
+        assert await sweeper.sweep() == 1
+        done = await records.get(ENGAGEMENT_SID)
+    assert done is not None
+    assert done.state == "ended"  # gone from Studio: it ended

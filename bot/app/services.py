@@ -202,6 +202,7 @@ class Services:
             on_bulk=bulk.outcomes_changed,  # a bulk run's second tally moves
             on_end=steps.run_ended,  # a step waiting for its run's end completes
             on_consent=consent.heard,  # an opt-out word or a 21610 joins the list
+            followed=lambda sid: follower.follows(sid),  # a card reads its run: no one else
         )
         reports = Reports(
             records,

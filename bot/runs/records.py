@@ -44,6 +44,7 @@ ACTIVE = "rec:active"  # record ID -> when to check it next
 FLOWS = "agg:flows"  # flow SID -> its latest start: the flows with counters
 COUNTED = field_text(value=True)  # a record's "counted" field, as kept
 DAY = 24 * 3600.0
+ANY_TIME = 1e18  # epoch seconds no check is ever due past (Lua reads it; not inf)
 
 State = Literal["active", "ended", "failed", "not_started", "unknown", "unfollowed"]
 FINAL: frozenset[str] = frozenset({"ended", "failed", "not_started", "unknown", "unfollowed"})
@@ -73,6 +74,7 @@ class RunRecord(Record):
     duration_s: float = 0.0
     answers: dict[str, str] = Field(default_factory=dict)  # field -> text: its answers
     follow_until: float = 0.0
+    heard: bool = False  # Event Streams spoke of its run: the sweep's net is wider
     counted: bool = False  # its day's counters include it (bot.domain.summary)
 
 
@@ -229,6 +231,18 @@ class Records:
         """Take the due check of ``record_id`` (next one at ``when``): whether this process
         did; of several that found it due, one reads the run."""
         return await self.state.use(lambda s: s.zclaim(ACTIVE, record_id, now, when))
+
+    async def heard(self, record: RunRecord, until: float) -> None:
+        """Event Streams spoke of the run: the sweep need not read it before ``until``.
+        The next check only moves later, and only while the record is followed."""
+        if not record.heard:
+            fields = {"heard": field_text(value=True)}
+            await self.state.use(lambda s: s.hset(f"rec:{record.id}", fields, self.keep))
+        await self.state.use(lambda s: s.zclaim(ACTIVE, record.id, until, until))
+
+    async def recheck(self, record_id: str, when: float) -> None:
+        """Check the run again at ``when`` (a read of its end failed), while followed."""
+        await self.state.use(lambda s: s.zclaim(ACTIVE, record_id, ANY_TIME, when))
 
     async def moved(self, record_id: str, widget: str, *, failed: bool = False) -> None:
         """The run left ``widget`` (an Event Streams step), a failure step or not."""

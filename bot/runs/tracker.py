@@ -2,13 +2,19 @@
 
 - **Events.** With Event Streams (``TWILIO_EVENTS_URL``), a ``step.ended`` delivery
   moves the record to its widget (no read), and ``execution.ended`` ends it at once
-  with one read: the run's context, for the answers.
+  with one read: the run's context, for the answers. A run is read once in all.
 - **The sweep.** Otherwise, and as a safety net, each process sweeps the records
   still active whose check is due: one read (the run) while it is active; when it
   has ended, its steps (where it ended) and its context (the answers). Checks are
   spread so that the sweep stays within its share of ``STUDIO_READ_RATE_LIMIT``
   whatever the number of runs: each run is checked every ``interval`` seconds
-  (``check_interval``), which the bulk progress message states.
+  (``check_interval``), which the bulk progress message states. With Event Streams
+  a run not heard from is checked after ``SAFETY_NET_INTERVAL``; one heard from
+  (any event: deliveries reach the bot for its flow) only once it has been silent
+  ``HEARD_SILENCE``, as long as Twilio goes on retrying a delivery.
+- **Cards.** A run a card follows (``bot.slack.follow``) is read by its card alone:
+  the card records the end it sees (``seen_end``), and neither the sweep nor an
+  event reads it again.
 - **Following stops** ``BULK_FOLLOW_HOURS`` after the start (flows wait hours for
   replies): a run still active then is recorded as *unfollowed*.
 - **Answers**: the reply of every widget that waits for one (``flows.answer_widgets``)
@@ -43,8 +49,12 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 2.0
 BATCH = 50  # records looked at per round, the most overdue first
 MIN_INTERVAL = 60.0  # no run is checked more often than this by the sweep
-# With Event Streams the sweep is only a safety net (a delivery lost): it looks this late.
+# With Event Streams the sweep is only a safety net (a delivery lost): it looks this late
+# at a run no event has spoken of (its flow may not be in the subscription)...
 SAFETY_NET_INTERVAL = 30 * 60.0
+# ...and this late at a run one has: Event Streams retries a delivery for up to 4 hours,
+# so a run heard from whose end has not come is read once it has been silent that long.
+HEARD_SILENCE = 4 * 3600.0
 TRIM_SECONDS = 600.0  # the records' indexes are trimmed of what expired this often
 SHARE = 0.5  # of STUDIO_READ_RATE_LIMIT, for the sweep (cards being followed use the rest)
 
@@ -59,6 +69,7 @@ class Reads(Protocol):
 
 
 OnEnded = Callable[[RunRecord], Awaitable[None]]  # a recorded run ended
+Followed = Callable[[str], Awaitable[bool]]  # whether a card follows this run SID
 # a recorded run ended, with its context: what it says of consent (an opt-out answer, 21610)
 OnConsent = Callable[[RunRecord, object], Awaitable[None]]
 
@@ -84,6 +95,8 @@ class RunTracker:
         on_bulk: OnEnded | None = None,
         on_end: OnEnded | None = None,
         on_consent: OnConsent | None = None,
+        followed: Followed | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.studio = studio
         self.events = events  # Event Streams tell of ends: the sweep is a safety net
@@ -94,6 +107,8 @@ class RunTracker:
         self.on_bulk = on_bulk  # a bulk run's record ended: its second tally moves
         self.on_end = on_end  # any recorded run ended (a workflow step waits)
         self.on_consent = on_consent  # an ended run's answers and context: opted out?
+        self.followed = followed  # a card follows the run: it reads it, no one else
+        self.now = now  # the clock (a bench runs hours of following in minutes)
         self.outage = Outage(log, "run records: shared state")
         # seconds between two checks of a run, as last set
         self.interval = check_interval(0, reads.per_second, events=events)
@@ -122,7 +137,7 @@ class RunTracker:
     async def sweep(self) -> int:
         """One round over the records whose check is due; how many were checked. Every
         ``TRIM_SECONDS``, the records' indexes are trimmed of what expired."""
-        now = time.time()
+        now = self.now()
         if now >= self._next_trim:
             await self.records.trim()
             self._next_trim = now + TRIM_SECONDS
@@ -135,8 +150,10 @@ class RunTracker:
                 continue
             if not await self.reads.pace():
                 break  # no reads left this moment: the rest next round
-            if not await self.records.claim_check(record.id, now, now + self.interval):
+            if not await self.records.claim_check(record.id, now, now + self._wait(record)):
                 continue  # another process took this check
+            if await self._card_reads(record.sid):
+                continue
             checked += 1
             await self._check(record)
         return checked
@@ -157,6 +174,15 @@ class RunTracker:
         if run.status == "ended":
             await self._read_end(record)
 
+    def _wait(self, record: RunRecord) -> float:
+        """Seconds until the sweep checks ``record`` again: a run Event Streams spoke of
+        only after ``HEARD_SILENCE`` (its news comes by itself)."""
+        return max(self.interval, HEARD_SILENCE) if self.events and record.heard else self.interval
+
+    async def _card_reads(self, sid: str) -> bool:
+        """Whether a card follows ``sid``: it reads the run, and records its end."""
+        return bool(sid) and self.followed is not None and await self.followed(sid)
+
     async def hint(self, sid: str) -> None:
         """A delivery whose body its signature does not cover says ``sid`` changed: it is
         only a hint. Nothing in it is recorded; the run is read from Studio, as the sweep
@@ -172,9 +198,10 @@ class RunTracker:
 
     async def _read_end(
         self, record: RunRecord, *, widget: str = "", failed: bool = False, when: float = 0.0
-    ) -> None:
+    ) -> bool:
         """Where an ended run ended and whether it failed (unless known from its steps'
-        events, by the same rule as polling) and its answers; then recorded."""
+        events, by the same rule as polling) and its answers; then recorded. False if
+        Studio could not be read (the record stays active)."""
         try:  # each read waits for its turn under STUDIO_READ_RATE_LIMIT, however long
             if not widget:
                 await self.reads.pace(queue=True)
@@ -188,13 +215,14 @@ class RunTracker:
             )
         except StudioError as exc:
             log.info("reading the end of run %s: %s", record.sid, exc.message)
-            return  # checked again at its next turn
+            return False  # checked again at its next turn
         answers = await self._answers(record.flow_sid, context)
         state: State = "failed" if failed else "ended"
         await self._finished(
             await self.records.finish(record, state, widget=widget, ended_at=when, answers=answers),
             context,
         )
+        return True
 
     async def _answers(self, flow_sid: str, context: object) -> dict[str, str]:
         info = await self.catalog.get(flow_sid) if self.catalog else None
@@ -222,17 +250,23 @@ class RunTracker:
         self, kind: str, sid: str, *, widget: str = "", failed: bool = False, when: float = 0.0
     ) -> None:
         """An Event Streams delivery about ``sid``: a step moves the record, an end ends
-        it (one read, the context). Events for runs the bot did not record are dropped."""
+        it (one read, the context; none if a card follows the run: the card reads it).
+        Any event tells the sweep it need not read the run for ``HEARD_SILENCE``. Events
+        for runs the bot did not record are dropped."""
         try:
             record = await self.records.get(sid)
             if record is None or record.state in FINAL:
                 return
+            if not kind.endswith("execution.ended"):
+                await self.records.heard(record, self.now() + HEARD_SILENCE)
             if kind.endswith("step.ended") and widget:
                 await self.records.moved(sid, widget, failed=failed)
-            elif kind.endswith("execution.ended"):
-                await self._read_end(
+            elif kind.endswith("execution.ended") and not await self._card_reads(sid):
+                read = await self._read_end(
                     record, widget=record.widget, failed=record.step_failed, when=when
                 )
+                if not read:  # Studio could not be read: soon again, not after the silence
+                    await self.records.recheck(record.id, self.now() + MIN_INTERVAL)
         except StateUnavailable as exc:
             self.outage.failed(exc)  # the sweep is the safety net
 

@@ -226,6 +226,11 @@ class Follower:
         except StateUnavailable:
             return  # the poller is the safety net
 
+    async def follows(self, sid: str) -> bool:
+        """Whether a card follows ``sid`` (in any process): its reads are the run's, and
+        what it sees of the end its record keeps (``on_ended``)."""
+        return await self.state.use(lambda s: s.hget(INDEX, sid)) is not None
+
     def start(self) -> None:
         """Follow in the background until ``stop``."""
         if self.minutes > 0:
