@@ -449,6 +449,9 @@ def main() -> None:
             "records_year.py", "--records", "20000" if args.quick else "200000"
         )
         report["redis_memory"] = bench_json("redis_memory.py")
+        report["follow_scale"] = bench_json(
+            "follow_scale.py", "--runs", "10000" if args.quick else "50000"
+        )
         rows = "200" if args.quick else "1000"
         for key, extra in (("bulk_run", []), ("bulk_two", ["--two"])):
             report[key] = bench_json("bulk_run.py", "--rows", rows, *extra)
@@ -761,6 +764,17 @@ def render(report: dict[str, Any]) -> str:
             f" (target ≤ 1 s), Home {year['home']['seconds']} s (target ≤ 0.3 s), 90 days'"
             f" CSV {year['csv_90d']['runs']:,} rows in {year['csv_90d']['seconds']} s at"
             f" peak RSS {year['csv_90d']['peak_rss_mib']} MiB"
+        )
+    if follow := report.get("follow_scale"):
+        lines.append(
+            f"followed at once: {follow['runs']:,} runs waiting up to"
+            f" {follow['longest_wait_min']:g} min with Event Streams"
+            f" ({follow['ends_lost']:,} ends never delivered):"
+            f" {follow['studio_reads_per_run']} Studio reads per run (target ≤ 1.05),"
+            f" {follow['left_unrecorded']} left unrecorded; a sweep tick with nothing due"
+            f" {follow['sweep_tick_ms_nothing_due']} ms; RSS each hour"
+            f" {min(follow['rss_mib_each_hour'])}-{max(follow['rss_mib_each_hour'])} MiB;"
+            f" {follow['cpu_ms_per_run_followed']} ms CPU per run followed"
         )
     if memory := report.get("redis_memory"):
         each = ", ".join(f"{name} {n} B" for name, n in memory.items())
