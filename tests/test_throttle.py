@@ -127,6 +127,25 @@ async def test_a_single_command_goes_first_while_bulk_rows_wait(store: Store) ->
     assert waited < 0.6  # behind the next moments' rows, not behind all twenty
 
 
+async def test_bulk_waiters_take_their_slots_in_the_order_they_asked(store: Store) -> None:
+    """The finding: 10,000 schedules due together each asked for the next moment's slot
+    in turn, so who got it was chance; one waited 42 s past its place. In line, the
+    first to ask is the first to go."""
+    throttle = Throttle(BestEffort(store), studio_rate="20/second", max_wait=10)
+    went: list[int] = []
+
+    async def row(n: int) -> None:
+        await throttle.pace(bulk=True)
+        went.append(n)
+
+    waiting = []
+    for n in range(12):  # far more than the slots within a bulk row's horizon
+        waiting.append(asyncio.create_task(row(n)))
+        await asyncio.sleep(0.002)  # each asks after the one before
+    await asyncio.gather(*waiting)
+    assert went == list(range(12))
+
+
 async def test_two_processes_share_one_redis(redis: RedisServer) -> None:
     a = Throttle(BestEffort(RedisStore(redis.url)), user_rate="2/minute")
     b = Throttle(BestEffort(RedisStore(redis.url)), user_rate="2/minute")
