@@ -148,12 +148,13 @@ class RunTracker:
             if now > record.follow_until:
                 await self._finished(await self.records.finish(record, "unfollowed"))
                 continue
+            if await self._card_reads(record.sid):  # it reads the run: no read slot taken
+                await self.records.claim_check(record.id, now, now + self._wait(record))
+                continue
             if not await self.reads.pace():
                 break  # no reads left this moment: the rest next round
             if not await self.records.claim_check(record.id, now, now + self._wait(record)):
                 continue  # another process took this check
-            if await self._card_reads(record.sid):
-                continue
             checked += 1
             await self._check(record)
         return checked
