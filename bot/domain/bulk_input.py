@@ -19,7 +19,7 @@ import codecs
 import csv
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bot.domain import parameters
@@ -46,13 +46,7 @@ class Row:
 
     def kept(self) -> dict[str, Any]:
         """The row as a run keeps it (``Row(**kept)`` reads it back; facts are not kept)."""
-        return {
-            "number": self.number,
-            "typed": self.typed,
-            "to": self.to,
-            "parameters": self.parameters,
-            "problem": self.problem,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "facts"}
 
 
 def row_for(number: int, typed: str, region: str | None, parameters: Mapping[str, Any]) -> Row:

@@ -14,7 +14,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType, ValidationResult
 
 from bot.domain.errors import PhoneError
-from bot.domain.phone_facts import NumberFacts, facts_of, quick_parse
+from bot.domain.phone_facts import NumberFacts, facts_of, parse
 
 WHATSAPP = "whatsapp:"
 
@@ -77,7 +77,7 @@ def read_address(text: str, default_region: str | None = None) -> tuple[str, Num
             " (or ask an admin to set PHONE_DEFAULT_REGION)"
         )
     try:
-        number = quick_parse(raw) or phonenumbers.parse(raw, region)
+        number = parse(raw, region)
     except NumberParseException as exc:
         reason = _PARSE_REASONS.get(exc.error_type, "it is not a phone number")
         raise PhoneError(f"{shown!r} is not a phone number: {reason}") from None

@@ -11,6 +11,7 @@ against every region's example numbers and random digits):
 - ``quick_parse``: a number typed in canonical E.164 (``+16175551212``) read straight
   from its digits, or None when libphonenumber's full ``parse`` must read it (anything
   else, a national prefix it might strip, a leading zero);
+- ``parse``: ``quick_parse``, else libphonenumber's ``parse``;
 - ``facts_of``: region, type (UNKNOWN: not a valid number), cost class and zones, as
   ``NumberFacts`` shared by every number that has the same.
 """
@@ -86,6 +87,12 @@ def quick_parse(raw: str) -> PhoneNumber | None:
     return PhoneNumber(country_code=code, national_number=int(national))
 
 
+def parse(raw: str, region: str | None = None) -> PhoneNumber:
+    """``phonenumbers.parse``, straight from the digits where ``quick_parse`` may (raises
+    ``phonenumbers.NumberParseException``)."""
+    return quick_parse(raw) or phonenumbers.parse(raw, region)
+
+
 def _region_and_type(number: PhoneNumber) -> tuple[str | None, int]:
     """``region_code_for_number`` and ``number_type``, in one walk of the regions."""
     code = number.country_code or 0
@@ -132,5 +139,4 @@ KNOWN = 8192  # addresses whose facts are kept (a start reads them a few times)
 def facts(address: str) -> NumberFacts:
     """The facts of a normalised ``+E164`` or ``whatsapp:+E164`` address (raises
     ``phonenumbers.NumberParseException`` for what is none)."""
-    e164 = address.removeprefix(WHATSAPP)
-    return facts_of(quick_parse(e164) or phonenumbers.parse(e164, None))
+    return facts_of(parse(address.removeprefix(WHATSAPP)))
